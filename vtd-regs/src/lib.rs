@@ -1,0 +1,27 @@
+//! Intel VT-d, typed: the DMA-remapping registers, invalidation descriptors,
+//! fault records and reasons, the DMAR ACPI table, and `RemappingUnit`, a
+//! driver handle that performs the unit's command protocols over any
+//! [`Mmio`].
+//!
+//! This is the bottom crate of viommu. It also defines the plug-in points
+//! the other crates build on: [`Mmio`] (register access), [`PhysMem`] and
+//! [`FrameAllocator`] (memory for tables and queues), and the typed
+//! addresses and ids ([`PhysAddr`], [`Iova`], [`SourceId`], [`DomainId`]).
+//!
+//! References are to the Intel Virtualization Technology for Directed I/O
+//! Architecture Specification, revision 3.x.
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks, missing_docs)]
+
+pub mod addr;
+pub mod fault;
+pub mod ids;
+pub mod mem;
+pub mod mmio;
+pub mod regs;
+
+pub use addr::{Iova, PAGE_SHIFT, PAGE_SIZE, PageSize, PhysAddr};
+pub use fault::FaultReason;
+pub use ids::{DomainId, SourceId};
+pub use mem::{FrameAllocator, MemError, PhysMem};
+pub use mmio::{Mmio, RegWidth, Register};
