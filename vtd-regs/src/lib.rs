@@ -19,9 +19,11 @@ pub mod ids;
 pub mod mem;
 pub mod mmio;
 pub mod regs;
+pub mod scope;
 
 pub use addr::{Iova, PAGE_SHIFT, PAGE_SIZE, PageSize, PhysAddr};
 pub use fault::FaultReason;
 pub use ids::{DomainId, SourceId};
 pub use mem::{FrameAllocator, MemError, PhysMem};
 pub use mmio::{Mmio, RegWidth, Register};
+pub use scope::{ContextScope, Drain, FunctionMask, Granularity, IotlbScope};
