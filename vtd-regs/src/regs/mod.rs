@@ -9,7 +9,7 @@
 //! [`Mmio::read_reg`](crate::Mmio::read_reg) and
 //! [`Mmio::write_reg`](crate::Mmio::write_reg).
 
-mod bits;
+pub(crate) mod bits;
 pub mod cap;
 pub mod ecap;
 pub mod offset;
