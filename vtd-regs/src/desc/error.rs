@@ -55,7 +55,7 @@ pub enum DescError {
         granularity: u8,
     },
     /// A page-selective invalidation whose address is not aligned to the
-    /// 2^`order` pages its address mask (AM) selects, or whose AM exceeds 52.
+    /// 2^`order` pages its address mask (AM) selects, or whose AM exceeds 51.
     MisalignedAddress {
         /// The address field.
         addr: u64,

@@ -156,6 +156,13 @@ mod tests {
             IotlbInv::decode(RawDescriptor::new(0x52, 1 << 7)),
             Err(DescError::ReservedBits { qword: 1, bits: 1 << 7 })
         );
+        // AM beyond 51 names no encodable range (and must not overflow).
+        for am in [52, 63] {
+            assert_eq!(
+                IotlbInv::decode(RawDescriptor::new(0x32, am)),
+                Err(DescError::MisalignedAddress { addr: 0, order: am as u8 })
+            );
+        }
         assert_eq!(
             IotlbInv::decode(RawDescriptor::new(0x02, 0)),
             Err(DescError::InvalidGranularity { ty: DescType::Iotlb, granularity: 0 })

@@ -40,6 +40,8 @@
 //! assert_eq!(Descriptor::decode(raw), Ok(Descriptor::Iotlb(flush)));
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod ats;
 mod context;
 mod dev_tlb;
