@@ -33,7 +33,8 @@ pub enum DescError {
         /// The descriptor's type.
         ty: DescType,
     },
-    /// [`Descriptor::read`](super::Descriptor::read) was given fewer bytes
+    /// [`Descriptor::read`](super::Descriptor::read) or
+    /// [`Descriptor::write`](super::Descriptor::write) was given fewer bytes
     /// than one queue slot.
     ShortSlot {
         /// The length given.

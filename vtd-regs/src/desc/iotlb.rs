@@ -8,10 +8,10 @@
 use super::DescType;
 use super::error::DescError;
 use super::raw::{RawDescriptor, check, with_type};
-use crate::addr::Iova;
+use crate::addr::{Iova, PAGE_SHIFT};
 use crate::ids::DomainId;
-use crate::regs::bits::{field, with_field};
-use crate::scope::{Drain, Granularity, IotlbScope};
+use crate::regs::bits::{field, mask, with_field};
+use crate::scope::{AddressMaskOrder, Drain, Granularity, IotlbScope};
 
 /// Reserved bits of quadwords 0 and 1.
 const RESERVED: [u64; 2] = [0xffff_ffff_0000_f100, 0xf80];
@@ -89,17 +89,22 @@ impl IotlbInv {
 
 /// Quadword 1 of a page-selective invalidation (shared with the PASID-based
 /// IOTLB descriptor, section 6.5.2.4): AM 5:0, IH 6, ADDR 63:12.
-pub(crate) const fn encode_pages(addr: Iova, order: u8, leaf_only: bool) -> u64 {
+pub(crate) const fn encode_pages(addr: Iova, order: AddressMaskOrder, leaf_only: bool) -> u64 {
     let qw1 = with_field(0, 0, 5, order as u64);
     let qw1 = with_field(qw1, 6, 6, leaf_only as u64);
     with_field(qw1, 12, 63, addr.page_number())
 }
 
+/// The fields of quadword 1 of a page-selective invalidation: ADDR (bits
+/// 11:0 clear), AM and IH. Bits 11:7 are reserved and checked by the caller.
+pub(crate) const fn page_fields(qw1: u64) -> (Iova, AddressMaskOrder, bool) {
+    (Iova::new(qw1 & !mask(PAGE_SHIFT)), field(qw1, 0, 5) as u8, field(qw1, 6, 6) == 1)
+}
+
 /// The page-selective scope quadword 1 names in `domain`.
-pub(crate) const fn decode_pages(domain: DomainId, qw1: u64) -> Result<IotlbScope, DescError> {
-    let addr = Iova::new(qw1 & !0xfff);
-    let order = field(qw1, 0, 5) as u8;
-    match IotlbScope::pages(domain, addr, order, field(qw1, 6, 6) == 1) {
+const fn decode_pages(domain: DomainId, qw1: u64) -> Result<IotlbScope, DescError> {
+    let (addr, order, leaf_only) = page_fields(qw1);
+    match IotlbScope::pages(domain, addr, order, leaf_only) {
         Ok(s) => Ok(s),
         Err(_) => Err(DescError::MisalignedAddress { addr: addr.as_u64(), order }),
     }

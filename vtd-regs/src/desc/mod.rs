@@ -253,6 +253,25 @@ impl Descriptor {
             QueueWidth::Bits256 => Self::decode_wide(wide),
         }
     }
+
+    /// Writes the descriptor to the start of `slot`, one slot of a queue of
+    /// `width` (bits 255:128 zero in a 256-bit slot). A PASID-based type
+    /// cannot go to a 128-bit queue ([`DescError::NeedsWideQueue`]); nothing
+    /// is written on error.
+    pub fn write(self, width: QueueWidth, slot: &mut [u8]) -> Result<(), DescError> {
+        if width == QueueWidth::Bits128 && self.ty().needs_wide_queue() {
+            return Err(DescError::NeedsWideQueue { ty: self.ty() });
+        }
+        let len = slot.len();
+        let bytes = self.encode_wide().to_le_bytes();
+        match (slot.get_mut(..width.bytes()), bytes.get(..width.bytes())) {
+            (Some(dst), Some(src)) => {
+                dst.copy_from_slice(src);
+                Ok(())
+            }
+            _ => Err(DescError::ShortSlot { len }),
+        }
+    }
 }
 
 macro_rules! from_kind {

@@ -9,7 +9,7 @@
 
 use super::DescType;
 use super::error::DescError;
-use super::iotlb::{decode_pages, encode_pages};
+use super::iotlb::{encode_pages, page_fields};
 use super::pasid::Pasid;
 use super::raw::{RawDescriptor, check, with_type};
 use crate::addr::Iova;
@@ -100,14 +100,13 @@ impl PasidIotlbInv {
         let pasid = Pasid::from_field(field(qw0, 32, 51));
         let scope = match field(qw0, 4, 5) {
             2 => PasidIotlbScope::Pasid,
-            3 => match decode_pages(domain, raw.qw1()) {
-                Ok(IotlbScope::Pages { addr, order, leaf_only, .. }) => {
-                    PasidIotlbScope::Pages { addr, order, leaf_only }
+            3 => {
+                let (addr, order, leaf_only) = page_fields(raw.qw1());
+                match PasidIotlbScope::pages(addr, order, leaf_only) {
+                    Ok(s) => s,
+                    Err(e) => return Err(e),
                 }
-                // `decode_pages` returns only `Pages`.
-                Ok(_) => PasidIotlbScope::Pasid,
-                Err(e) => return Err(e),
-            },
+            }
             g => {
                 return Err(DescError::InvalidGranularity { ty: Self::TYPE, granularity: g as u8 });
             }

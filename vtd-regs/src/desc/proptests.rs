@@ -194,12 +194,20 @@ proptest! {
         prop_assert_eq!(Descriptor::decode(raw), Ok(d));
         prop_assert_eq!(Descriptor::decode_wide(d.encode_wide()), Ok(d));
         prop_assert_eq!(Descriptor::read(QueueWidth::Bits256, &d.encode_wide().to_le_bytes()), Ok(d));
+        let mut slot = [0xffu8; 32];
+        prop_assert_eq!(d.write(QueueWidth::Bits256, &mut slot), Ok(()));
+        prop_assert_eq!(slot, d.encode_wide().to_le_bytes());
         let narrow = Descriptor::read(QueueWidth::Bits128, &raw.to_le_bytes());
+        let written = d.write(QueueWidth::Bits128, &mut slot[..16]);
         if d.ty().needs_wide_queue() {
             prop_assert_eq!(narrow, Err(DescError::NeedsWideQueue { ty: d.ty() }));
+            prop_assert_eq!(written, Err(DescError::NeedsWideQueue { ty: d.ty() }));
         } else {
             prop_assert_eq!(narrow, Ok(d));
+            prop_assert_eq!(written, Ok(()));
+            prop_assert_eq!(&slot[..16], &raw.to_le_bytes()[..]);
         }
+        prop_assert_eq!(d.write(QueueWidth::Bits256, &mut slot[..31]), Err(DescError::ShortSlot { len: 31 }));
     }
 
     #[test]
