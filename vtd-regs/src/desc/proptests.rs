@@ -259,6 +259,12 @@ fn unknown_types() {
         Descriptor::decode(RawDescriptor::new(0x0005_02e2, 0)),
         Err(DescError::UnknownType { code: 0x12 })
     );
+    // A per-type decoder refuses another type.
+    let wait = WaitDesc::NONE.encode();
+    assert_eq!(
+        ContextCacheInv::decode(wait),
+        Err(DescError::TypeMismatch { expected: DescType::ContextCache, found: 5 })
+    );
     assert_eq!(
         Descriptor::read(QueueWidth::Bits128, &[0x22; 15]),
         Err(DescError::ShortSlot { len: 15 })

@@ -5,7 +5,7 @@
 //! The queue is an array of descriptors in memory, little-endian. With
 //! IQA_REG.DW = 0 each slot holds 128 bits; with IQA_REG.DW = 1 (required
 //! for scalable-mode translation) each slot holds 256 bits (section 6.5.2,
-//! 10.4.25). The queue base is 4 KiB aligned, so every 128-bit slot is 16-byte
+//! 10.4.23). The queue base is 4 KiB aligned, so every 128-bit slot is 16-byte
 //! aligned and every 256-bit slot 32-byte aligned; the types below carry
 //! those alignments. Their fields are little-endian integers, so the byte
 //! image is the hardware's on any host.
@@ -165,7 +165,7 @@ impl core::fmt::Debug for RawDescriptor256 {
 }
 
 /// The width of the slots of an invalidation queue, IQA_REG.DW (section
-/// 10.4.25).
+/// 10.4.23).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub enum QueueWidth {
     /// DW = 0: 128-bit descriptors. PASID-based descriptors cannot be used.

@@ -29,7 +29,7 @@ pub struct WaitDesc {
     /// aligned) address. Build it with [`WaitDesc::with_status_write`].
     pub status_write: Option<(PhysAddr, u32)>,
     /// IF: on completion, set ICS.IWC and raise the invalidation completion
-    /// event (section 10.4.23).
+    /// event (section 10.4.24).
     pub interrupt: bool,
     /// FN (fence): descriptors after this one are not processed until this
     /// one completes.
