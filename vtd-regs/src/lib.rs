@@ -14,6 +14,7 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks, missing_docs)]
 
 pub mod addr;
+pub mod desc;
 pub mod fault;
 pub mod ids;
 pub mod mem;
@@ -24,6 +25,7 @@ pub mod unit;
 pub mod volatile;
 
 pub use addr::{Iova, PAGE_SHIFT, PAGE_SIZE, PageSize, PhysAddr};
+pub use desc::{DescError, Descriptor, RawDescriptor};
 pub use fault::FaultReason;
 pub use ids::{DomainId, SourceId};
 pub use mem::{FrameAllocator, MemError, PhysMem};

@@ -13,7 +13,7 @@
 //! [`FaultRecords`].
 
 pub mod aflog;
-mod bits;
+pub(crate) mod bits;
 pub mod cap;
 pub mod ccmd;
 pub mod ecap;
