@@ -14,6 +14,7 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks, missing_docs)]
 
 pub mod addr;
+pub mod dmar;
 pub mod fault;
 pub mod ids;
 pub mod mem;
