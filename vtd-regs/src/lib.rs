@@ -15,6 +15,7 @@
 
 pub mod addr;
 pub mod desc;
+pub mod dmar;
 pub mod fault;
 pub mod ids;
 pub mod mem;
