@@ -656,17 +656,17 @@ mod tests {
         let mut t = tree(0, 1 << 20);
         let mut live = heapless::Vec::<IovaRange, 256>::new();
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        for step in 0..5000 {
+        for step in 0..5000u32 {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            if live.len() < 200 && (x % 3 != 0 || live.is_empty()) {
+            if live.len() < 200 && (!x.is_multiple_of(3) || live.is_empty()) {
                 live.push(t.alloc(1 + x % 9, NO_LIMIT).unwrap()).unwrap();
             } else {
                 let r = live.swap_remove((x as usize / 3) % live.len());
                 t.free(r).unwrap();
             }
-            if step % 97 == 0 {
+            if step.is_multiple_of(97) {
                 check(&t, t.root);
             }
         }
