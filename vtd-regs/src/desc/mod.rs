@@ -6,7 +6,7 @@
 //! Each descriptor type is a small typed value with `encode` and `decode`,
 //! and [`Descriptor`] is the sum of them. [`Descriptor::read`] and
 //! [`Descriptor::write`] move one from or to a queue slot of either
-//! [`DescriptorWidth`](crate::regs::DescriptorWidth).
+//! [`DescriptorWidth`].
 //!
 //!
 //! | type | descriptor | section |
