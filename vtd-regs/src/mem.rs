@@ -148,6 +148,12 @@ impl<T: PhysMem + ?Sized> PhysMem for &T {
 /// `PhysMem` and the remapping unit reads it as tables. Returning memory that
 /// Rust code or another device also uses corrupts both. The contents of a new
 /// block are unspecified; the library zeroes what it needs.
+///
+/// [`deallocate`](Self::deallocate) is safe to call, so the implementation
+/// must stay sound when a caller breaks its contract (a double free, a wrong
+/// order, freeing a block still in use): such a block may be handed out again
+/// only to users that reach it through [`PhysMem`], never as memory Rust code
+/// holds references to (e.g. keep table frames in their own pool).
 pub unsafe trait FrameAllocator {
     /// Allocates 2^`order` contiguous frames aligned to their total size, or
     /// `None` when out of memory.
@@ -155,13 +161,18 @@ pub unsafe trait FrameAllocator {
 
     /// Gives back a block.
     ///
-    /// # Safety
-    ///
-    /// `addr` and `order` come from one earlier `allocate` on this allocator,
-    /// the block is freed once, and nothing (neither software nor the
-    /// remapping unit, so any cached copy must have been invalidated) uses it
-    /// any more.
-    unsafe fn deallocate(&self, addr: PhysAddr, order: u8);
+    /// The caller passes `addr` and `order` of one earlier `allocate` on this
+    /// allocator, frees the block once, and only when nothing (neither
+    /// software nor the remapping unit, so any cached copy must have been
+    /// invalidated) uses it any more. The method is safe to call because a
+    /// broken promise cannot cause undefined behaviour in Rust code: the block
+    /// is only ever reached through [`PhysMem`], whose accesses are checked,
+    /// so misuse corrupts the allocator's bookkeeping and the translations
+    /// that still use the block (a logic error, like writing a wrong entry
+    /// through `PhysMem`), not Rust memory. Implementations must keep it so:
+    /// a bad `addr` or `order` is ignored or reported, never trusted to
+    /// index memory unchecked.
+    fn deallocate(&self, addr: PhysAddr, order: u8);
 }
 
 // SAFETY: forwards to `T`, which upholds the contract.
@@ -171,8 +182,7 @@ unsafe impl<T: FrameAllocator + ?Sized> FrameAllocator for &T {
         (**self).allocate(order)
     }
     #[inline]
-    unsafe fn deallocate(&self, addr: PhysAddr, order: u8) {
-        // SAFETY: the caller's contract is passed on unchanged.
-        unsafe { (**self).deallocate(addr, order) }
+    fn deallocate(&self, addr: PhysAddr, order: u8) {
+        (**self).deallocate(addr, order)
     }
 }
