@@ -10,8 +10,8 @@ use vtd_regs::regs::cap::Agaw;
 use vtd_regs::regs::frcd::{FaultRecord, FaultType};
 use vtd_regs::regs::rtaddr::TranslationTableMode;
 use vtd_regs::{
-    ContextScope, DomainId, Drain, FaultReason, FrameAllocator, IotlbScope, Iova, PAGE_SIZE,
-    PhysAddr, PhysMem, RemappingUnit, SourceId,
+    ContextScope, DomainId, Drain, FaultReason, FrameAllocator, FunctionMask, IotlbScope, Iova,
+    PAGE_SIZE, PhysAddr, PhysMem, RemappingUnit, SourceId,
 };
 use vtd_tables::pte::{entry_address, index};
 use vtd_tables::{ContextEntry, Perm, RootEntry, SlPte, TranslationType};
@@ -35,6 +35,7 @@ pub(crate) struct Guest<'q> {
     pub(crate) frames: GuestFrames,
     pub(crate) edu: Edu<'q>,
     root: PhysAddr,
+    context: PhysAddr,
     top: PhysAddr,
     agaw: Agaw,
 }
@@ -55,10 +56,32 @@ impl<'q> Guest<'q> {
         let context = zeroed_frame(&mem, &frames);
         let top = zeroed_frame(&mem, &frames);
         RootEntry::new(context).write(&mem, root, EDU_SID.bus()).unwrap();
-        ContextEntry::translated(DID, top, agaw, TranslationType::Untranslated)
-            .write(&mem, context, EDU_SID)
-            .unwrap();
-        Guest { qemu, mem, unit, frames, edu, root, top, agaw }
+        let g = Guest { qemu, mem, unit, frames, edu, root, context, top, agaw };
+        g.set_context(g.translated_context());
+        g
+    }
+
+    /// The edu device's context entry as [`new`](Self::new) writes it:
+    /// translated through the second-level table, domain `DID`.
+    pub(crate) fn translated_context(&self) -> ContextEntry {
+        ContextEntry::translated(DID, self.top, self.agaw, TranslationType::Untranslated)
+    }
+
+    /// Writes the edu device's context entry, without any invalidation.
+    pub(crate) fn set_context(&self, entry: ContextEntry) {
+        entry.write(&self.mem, self.context, EDU_SID).unwrap();
+    }
+
+    /// Invalidates the edu device's context entry, then the domain's IOTLB
+    /// entries, as §6.5.3.3 asks after a context entry changed.
+    pub(crate) fn invalidate_context(&mut self) {
+        let scope = ContextScope::Device {
+            domain: DID,
+            source: EDU_SID,
+            function_mask: FunctionMask::None,
+        };
+        self.unit.invalidate_context(scope).unwrap();
+        self.unit.invalidate_iotlb(IotlbScope::Domain(DID), Drain::empty()).unwrap();
     }
 
     /// Sets the root table, invalidates the context cache and IOTLB globally
@@ -140,7 +163,10 @@ fn zeroed_frame(mem: &QtestMem<'_>, frames: &GuestFrames) -> PhysAddr {
     f
 }
 
-/// `len` bytes of a recognisable pattern, different for each `seed`.
+/// `len` bytes of a pattern that differs for each `seed` and does not
+/// repeat within a page (a multiplicative hash of offset and seed).
 pub(crate) fn pattern(seed: u8, len: usize) -> Vec<u8> {
-    (0..len).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed) | 1).collect()
+    (0..len as u32)
+        .map(|i| ((i | u32::from(seed) << 16).wrapping_mul(0x9E37_79B1) >> 24) as u8)
+        .collect()
 }
