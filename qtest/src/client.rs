@@ -64,16 +64,30 @@ impl Qtest {
         if let Some(e) = &io.broken {
             return Err(e.clone());
         }
-        let result = Self::exchange(&mut io, cmd, self.timeout, &self.diagnose);
-        if let Err(e @ (Error::Closed { .. } | Error::Timeout { .. } | Error::Io { .. })) = &result
+        let result = Self::exchange(&mut io, cmd, self.timeout, &self.diagnose)
+            .and_then(|answer| self.classify(cmd, answer));
+        if let Err(
+            e @ (Error::Closed { .. }
+            | Error::Timeout { .. }
+            | Error::Io { .. }
+            | Error::BadAnswer { .. }),
+        ) = &result
         {
             io.broken = Some(e.clone());
         }
-        let answer = result?;
+        result
+    }
+
+    /// Splits an answer line into its status and payload. An answer that is
+    /// neither `OK`, `FAIL` nor `ERR` means the connection is out of step (or
+    /// QEMU is dying: a failed assertion prints `Bail out! ...`); the caller
+    /// then treats it as broken.
+    fn classify(&self, cmd: &str, answer: String) -> Result<String> {
         let (status, rest) = answer.split_once(' ').unwrap_or((answer.as_str(), ""));
         match status {
             "OK" => Ok(rest.trim().to_owned()),
             "FAIL" | "ERR" => Err(Error::Refused { command: cmd.to_owned(), answer }),
+            "Bail" => Err(Error::Closed { stderr: format!("{answer}\n{}", (self.diagnose)()) }),
             _ => Err(Error::BadAnswer { command: cmd.to_owned(), answer }),
         }
     }
@@ -269,6 +283,21 @@ mod tests {
         // Two bytes asked, one returned.
         assert!(matches!(q.read(PhysAddr::new(0), &mut [0; 2]), Err(Error::BadAnswer { .. })));
         assert!(matches!(q.writeq(PhysAddr::new(0), 0), Err(Error::BadAnswer { .. })));
+        // An unknown answer line means the stream is out of step: it sticks.
+        assert!(matches!(q.writeq(PhysAddr::new(0), 0), Err(Error::BadAnswer { .. })));
+    }
+
+    #[test]
+    fn a_failed_assertion_in_qemu_closes_the_connection() {
+        let (q, _sent, _tx) = client(&["Bail out! ERROR:qtest.c:583: assertion failed"]);
+        let e = q.command("read 0x0").unwrap_err();
+        assert_eq!(
+            e,
+            Error::Closed {
+                stderr: "Bail out! ERROR:qtest.c:583: assertion failed\nqemu: gone".to_owned()
+            }
+        );
+        assert_eq!(q.readl(PhysAddr::new(0)), Err(e));
     }
 
     #[test]

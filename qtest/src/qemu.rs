@@ -99,8 +99,12 @@ impl Qemu {
     ///
     /// Fails with [`Error::QemuNotFound`] when the binary is missing.
     pub fn start(iommu: &IommuOptions) -> Result<Self> {
+        Self::start_binary(QEMU_BINARY, iommu)
+    }
+
+    fn start_binary(binary: &'static str, iommu: &IommuOptions) -> Result<Self> {
         let dir = make_temp_dir()?;
-        match Self::spawn(iommu, &dir) {
+        match Self::spawn(binary, iommu, &dir) {
             Ok((child, qtest)) => Ok(Qemu { qtest, child, dir, noted: RefCell::new(None) }),
             Err(e) => {
                 // Best effort: the directory only holds the BIOS image.
@@ -110,13 +114,13 @@ impl Qemu {
         }
     }
 
-    fn spawn(iommu: &IommuOptions, dir: &Path) -> Result<(Child, Qtest)> {
+    fn spawn(binary: &'static str, iommu: &IommuOptions, dir: &Path) -> Result<(Child, Qtest)> {
         let bios = dir.join("halt.bin");
         fs::write(&bios, halt_image()).map_err(|e| Error::io("writing the BIOS image", &e))?;
         let stderr_path = dir.join("stderr.log");
         let stderr =
             fs::File::create(&stderr_path).map_err(|e| Error::io("creating stderr.log", &e))?;
-        let mut child = Command::new(QEMU_BINARY)
+        let mut child = Command::new(binary)
             .args(["-machine", "q35,pit=off", "-accel", "tcg"])
             .args(["-nodefaults", "-display", "none", "-monitor", "none", "-serial", "none"])
             .args(["-m", &format!("{}M", RAM_SIZE >> 20)])
@@ -131,7 +135,7 @@ impl Qemu {
             .stderr(stderr)
             .spawn()
             .map_err(|e| match e.kind() {
-                std::io::ErrorKind::NotFound => Error::QemuNotFound { binary: QEMU_BINARY },
+                std::io::ErrorKind::NotFound => Error::QemuNotFound { binary },
                 _ => Error::io("starting QEMU", &e),
             })?;
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
@@ -228,6 +232,15 @@ mod tests {
         assert_eq!(image.len(), 0x10000);
         assert_eq!(&image[0xFFF0..0xFFF4], &[0xFA, 0xF4, 0xEB, 0xFD]);
         assert!(image[..0xFFF0].iter().chain(&image[0xFFF4..]).all(|b| *b == 0xFF));
+    }
+
+    #[test]
+    fn a_missing_binary_names_the_package_to_install() {
+        let Err(e) = Qemu::start_binary("viommu-no-such-qemu", &IommuOptions::default()) else {
+            panic!("a missing binary must fail");
+        };
+        assert_eq!(e, Error::QemuNotFound { binary: "viommu-no-such-qemu" });
+        assert!(e.to_string().contains("apt-get install qemu-system-x86"), "{e}");
     }
 
     #[test]
