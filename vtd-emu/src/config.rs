@@ -46,6 +46,11 @@ pub struct EmuConfig {
     /// width, reported in the DMAR table): table and page addresses above it
     /// fault.
     pub host_address_width: AddressWidth,
+    /// Process the invalidation queue when software writes IQT (a
+    /// trap-and-emulate front end). When `false`, descriptors are processed
+    /// only by [`Emulator::process`](crate::Emulator::process) (a polling,
+    /// sidecore front end).
+    pub process_on_tail_write: bool,
 }
 
 /// A configuration the model cannot implement.
@@ -99,6 +104,7 @@ impl EmuConfig {
             context_cache_entries: 64,
             context_cache_ways: 4,
             host_address_width: AddressWidth(39),
+            process_on_tail_write: true,
         }
     }
 
@@ -132,6 +138,7 @@ impl EmuConfig {
             context_cache_entries: 64,
             context_cache_ways: 4,
             host_address_width: AddressWidth(46),
+            process_on_tail_write: true,
         }
     }
 

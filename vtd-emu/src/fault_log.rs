@@ -9,13 +9,16 @@
 //! software clears PFO. PPF is the OR of the F bits, and FRI names the
 //! register the fault that set PPF went to.
 
+use vtd_regs::regs::{FaultType, Frcd};
 use vtd_regs::{FaultReason, Iova, SourceId};
 
 /// The most fault recording registers the model provides (CAP.NFR + 1).
 pub const MAX_FAULT_RECORDS: usize = 64;
 
-/// A non-recoverable translation fault, as a fault recording register
-/// reports it.
+/// A non-recoverable translation fault: what [`Emulator::translate`]
+/// returns and a fault recording register reports.
+///
+/// [`Emulator::translate`]: crate::Emulator::translate
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub struct Fault {
     /// The requester.
@@ -24,8 +27,15 @@ pub struct Fault {
     pub addr: Iova,
     /// Why the request was blocked.
     pub reason: FaultReason,
-    /// Whether the request was a write (FRCD.T = 0) or a read (T = 1).
-    pub write: bool,
+    /// The request type (read or write).
+    pub kind: FaultType,
+}
+
+impl Fault {
+    /// The fault recording register contents for this fault (F set).
+    pub const fn record(&self) -> Frcd {
+        Frcd::new(self.source, self.reason, self.kind, self.addr.as_u64(), None)
+    }
 }
 
 /// What happened to a fault handed to [`FaultLog::record`].
@@ -48,7 +58,7 @@ pub enum Logged {
 /// The fault recording registers and the primary-fault part of FSTS.
 #[derive(Clone, Debug)]
 pub struct FaultLog {
-    records: [Option<Fault>; MAX_FAULT_RECORDS],
+    records: [Frcd; MAX_FAULT_RECORDS],
     count: u16,
     next: u16,
     fri: u16,
@@ -60,7 +70,7 @@ impl FaultLog {
     /// `1..=MAX_FAULT_RECORDS`), all empty.
     pub fn new(count: u16) -> Self {
         Self {
-            records: [None; MAX_FAULT_RECORDS],
+            records: [Frcd::default(); MAX_FAULT_RECORDS],
             count: count.clamp(1, MAX_FAULT_RECORDS as u16),
             next: 0,
             fri: 0,
@@ -74,18 +84,17 @@ impl FaultLog {
     }
 
     /// Logs a fault.
-    pub fn record(&mut self, fault: Fault) -> Logged {
+    pub fn record(&mut self, fault: &Fault) -> Logged {
         if self.pfo {
             return Logged::Dropped;
         }
         let index = self.next;
-        let slot = &mut self.records[usize::from(index)];
-        if slot.is_some() {
+        if self.records[usize::from(index)].f() {
             self.pfo = true;
             return Logged::Overflowed;
         }
         let first_pending = !self.ppf();
-        self.records[usize::from(index)] = Some(fault);
+        self.records[usize::from(index)] = fault.record();
         if first_pending {
             self.fri = index;
         }
@@ -93,10 +102,10 @@ impl FaultLog {
         Logged::Recorded { index, first_pending }
     }
 
-    /// The fault in register `index` while its F bit is set.
-    pub fn get(&self, index: u16) -> Option<Fault> {
+    /// The contents of register `index` (all zero once freed).
+    pub fn get(&self, index: u16) -> Frcd {
         if index >= self.count {
-            return None;
+            return Frcd::default();
         }
         self.records[usize::from(index)]
     }
@@ -104,13 +113,13 @@ impl FaultLog {
     /// Software wrote 1 to register `index`'s F bit: the register is free.
     pub fn clear(&mut self, index: u16) {
         if index < self.count {
-            self.records[usize::from(index)] = None;
+            self.records[usize::from(index)] = Frcd::default();
         }
     }
 
     /// FSTS.PPF: some register holds a fault.
     pub fn ppf(&self) -> bool {
-        self.records[..usize::from(self.count)].iter().any(Option::is_some)
+        self.records[..usize::from(self.count)].iter().any(|r| r.f())
     }
 
     /// FSTS.FRI: the register of the fault that set PPF (meaningful while
@@ -139,7 +148,7 @@ mod tests {
             source: SourceId::from_raw(8),
             addr: Iova::new(n << 12),
             reason: FaultReason::ReadNotPermitted,
-            write: false,
+            kind: FaultType::Read,
         }
     }
 
@@ -147,26 +156,27 @@ mod tests {
     fn records_wrap_and_overflow() {
         let mut log = FaultLog::new(2);
         assert!(!log.ppf());
-        assert_eq!(log.record(fault(1)), Logged::Recorded { index: 0, first_pending: true });
-        assert_eq!(log.record(fault(2)), Logged::Recorded { index: 1, first_pending: false });
+        assert_eq!(log.record(&fault(1)), Logged::Recorded { index: 0, first_pending: true });
+        assert_eq!(log.record(&fault(2)), Logged::Recorded { index: 1, first_pending: false });
         assert!(log.ppf());
         assert_eq!(log.fri(), 0);
         // The next register (0) is still full.
-        assert_eq!(log.record(fault(3)), Logged::Overflowed);
+        assert_eq!(log.record(&fault(3)), Logged::Overflowed);
         assert!(log.pfo());
         log.clear(0);
         // Still dropped while PFO is set, though register 0 is free.
-        assert_eq!(log.record(fault(4)), Logged::Dropped);
+        assert_eq!(log.record(&fault(4)), Logged::Dropped);
         log.clear_pfo();
-        assert_eq!(log.record(fault(5)), Logged::Recorded { index: 0, first_pending: false });
-        assert_eq!(log.get(0), Some(fault(5)));
+        assert_eq!(log.record(&fault(5)), Logged::Recorded { index: 0, first_pending: false });
+        assert_eq!(log.get(0), fault(5).record());
+        assert_eq!(log.get(0).decode(0).source, SourceId::from_raw(8));
         log.clear(0);
         log.clear(1);
         assert!(!log.ppf());
         // FRI follows the register that set PPF again.
-        assert_eq!(log.record(fault(6)), Logged::Recorded { index: 1, first_pending: true });
+        assert_eq!(log.record(&fault(6)), Logged::Recorded { index: 1, first_pending: true });
         assert_eq!(log.fri(), 1);
-        assert_eq!(log.get(2), None);
+        assert_eq!(log.get(2), Frcd::default());
         log.clear(7);
     }
 

@@ -141,7 +141,7 @@ unsafe impl<M: PhysMem> FrameAllocator for SimFrameAllocator<M> {
         Some(PhysAddr::new(a))
     }
 
-    unsafe fn deallocate(&self, addr: PhysAddr, order: u8) {
+    fn deallocate(&self, addr: PhysAddr, order: u8) {
         if order > MAX_ORDER || !self.is_block(addr.as_u64(), order) {
             return;
         }
@@ -160,11 +160,7 @@ mod tests {
     use crate::mem::HeapMemory;
 
     fn dealloc(a: &SimFrameAllocator<&HeapMemory>, addr: PhysAddr, order: u8) {
-        // SAFETY: the tests free blocks they allocated, once.
-        #[allow(unsafe_code)]
-        unsafe {
-            a.deallocate(addr, order)
-        }
+        a.deallocate(addr, order)
     }
 
     #[test]

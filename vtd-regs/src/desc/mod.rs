@@ -4,7 +4,10 @@
 //! [`RawDescriptor`] is the 128-bit slot as it sits in memory;
 //! [`RawDescriptor256`] the 256-bit slot of a queue with IQA_REG.DW = 1.
 //! Each descriptor type is a small typed value with `encode` and `decode`,
-//! and [`Descriptor`] is the sum of them:
+//! and [`Descriptor`] is the sum of them. [`Descriptor::read`] and
+//! [`Descriptor::write`] move one from or to a queue slot of either
+//! [`DescriptorWidth`].
+//!
 //!
 //! | type | descriptor | section |
 //! |------|------------|---------|
@@ -68,8 +71,10 @@ pub use pasid::Pasid;
 pub use pasid_cache::{PasidCacheInv, PasidCacheScope};
 pub use pasid_dev_tlb::PasidDevTlbInv;
 pub use pasid_iotlb::{PasidIotlbInv, PasidIotlbScope};
-pub use raw::{QueueWidth, RawDescriptor, RawDescriptor256};
+pub use raw::{RawDescriptor, RawDescriptor256};
 pub use wait::WaitDesc;
+
+use crate::regs::DescriptorWidth;
 
 /// The invalidation descriptor types (the 7-bit type field: bits 3:0 and
 /// 11:9 of quadword 0).
@@ -235,7 +240,7 @@ impl Descriptor {
     /// Decodes the descriptor at the start of `slot`, one slot of a queue of
     /// `width` (16 or 32 bytes, little-endian). In a 128-bit queue the
     /// PASID-based types are rejected with [`DescError::NeedsWideQueue`].
-    pub fn read(width: QueueWidth, slot: &[u8]) -> Result<Self, DescError> {
+    pub fn read(width: DescriptorWidth, slot: &[u8]) -> Result<Self, DescError> {
         let mut bytes = [0u8; 32];
         match (bytes.get_mut(..width.bytes()), slot.get(..width.bytes())) {
             (Some(dst), Some(src)) => dst.copy_from_slice(src),
@@ -243,14 +248,14 @@ impl Descriptor {
         }
         let wide = RawDescriptor256::from_le_bytes(bytes);
         match width {
-            QueueWidth::Bits128 => {
+            DescriptorWidth::Bits128 => {
                 let d = Self::decode(wide.low())?;
                 if d.ty().needs_wide_queue() {
                     return Err(DescError::NeedsWideQueue { ty: d.ty() });
                 }
                 Ok(d)
             }
-            QueueWidth::Bits256 => Self::decode_wide(wide),
+            DescriptorWidth::Bits256 => Self::decode_wide(wide),
         }
     }
 
@@ -258,8 +263,8 @@ impl Descriptor {
     /// `width` (bits 255:128 zero in a 256-bit slot). A PASID-based type
     /// cannot go to a 128-bit queue ([`DescError::NeedsWideQueue`]); nothing
     /// is written on error.
-    pub fn write(self, width: QueueWidth, slot: &mut [u8]) -> Result<(), DescError> {
-        if width == QueueWidth::Bits128 && self.ty().needs_wide_queue() {
+    pub fn write(self, width: DescriptorWidth, slot: &mut [u8]) -> Result<(), DescError> {
+        if width == DescriptorWidth::Bits128 && self.ty().needs_wide_queue() {
             return Err(DescError::NeedsWideQueue { ty: self.ty() });
         }
         let len = slot.len();

@@ -8,6 +8,7 @@ use proptest::prelude::*;
 use super::*;
 use crate::addr::{Iova, PhysAddr};
 use crate::ids::{DomainId, SourceId};
+use crate::regs::DescriptorWidth;
 use crate::scope::{ContextScope, Drain, FunctionMask, IotlbScope};
 
 /// A mask of bits `lo..=hi`.
@@ -193,12 +194,12 @@ proptest! {
         prop_assert_eq!(raw.type_code(), d.ty().code());
         prop_assert_eq!(Descriptor::decode(raw), Ok(d));
         prop_assert_eq!(Descriptor::decode_wide(d.encode_wide()), Ok(d));
-        prop_assert_eq!(Descriptor::read(QueueWidth::Bits256, &d.encode_wide().to_le_bytes()), Ok(d));
+        prop_assert_eq!(Descriptor::read(DescriptorWidth::Bits256, &d.encode_wide().to_le_bytes()), Ok(d));
         let mut slot = [0xffu8; 32];
-        prop_assert_eq!(d.write(QueueWidth::Bits256, &mut slot), Ok(()));
+        prop_assert_eq!(d.write(DescriptorWidth::Bits256, &mut slot), Ok(()));
         prop_assert_eq!(slot, d.encode_wide().to_le_bytes());
-        let narrow = Descriptor::read(QueueWidth::Bits128, &raw.to_le_bytes());
-        let written = d.write(QueueWidth::Bits128, &mut slot[..16]);
+        let narrow = Descriptor::read(DescriptorWidth::Bits128, &raw.to_le_bytes());
+        let written = d.write(DescriptorWidth::Bits128, &mut slot[..16]);
         if d.ty().needs_wide_queue() {
             prop_assert_eq!(narrow, Err(DescError::NeedsWideQueue { ty: d.ty() }));
             prop_assert_eq!(written, Err(DescError::NeedsWideQueue { ty: d.ty() }));
@@ -207,7 +208,7 @@ proptest! {
             prop_assert_eq!(written, Ok(()));
             prop_assert_eq!(&slot[..16], &raw.to_le_bytes()[..]);
         }
-        prop_assert_eq!(d.write(QueueWidth::Bits256, &mut slot[..31]), Err(DescError::ShortSlot { len: 31 }));
+        prop_assert_eq!(d.write(DescriptorWidth::Bits256, &mut slot[..31]), Err(DescError::ShortSlot { len: 31 }));
     }
 
     #[test]
@@ -266,7 +267,7 @@ fn unknown_types() {
         Err(DescError::TypeMismatch { expected: DescType::ContextCache, found: 5 })
     );
     assert_eq!(
-        Descriptor::read(QueueWidth::Bits128, &[0x22; 15]),
+        Descriptor::read(DescriptorWidth::Bits128, &[0x22; 15]),
         Err(DescError::ShortSlot { len: 15 })
     );
 }

@@ -164,34 +164,6 @@ impl core::fmt::Debug for RawDescriptor256 {
     }
 }
 
-/// The width of the slots of an invalidation queue, IQA_REG.DW (section
-/// 10.4.23).
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
-pub enum QueueWidth {
-    /// DW = 0: 128-bit descriptors. PASID-based descriptors cannot be used.
-    Bits128,
-    /// DW = 1: 256-bit descriptors (the upper 128 bits zero for every type
-    /// defined so far).
-    Bits256,
-}
-
-impl QueueWidth {
-    /// The width IQA_REG.DW selects.
-    #[inline]
-    pub const fn from_dw(dw: bool) -> Self {
-        if dw { QueueWidth::Bits256 } else { QueueWidth::Bits128 }
-    }
-
-    /// The size of one slot in bytes.
-    #[inline]
-    pub const fn bytes(self) -> usize {
-        match self {
-            QueueWidth::Bits128 => 16,
-            QueueWidth::Bits256 => 32,
-        }
-    }
-}
-
 /// The 7-bit type code of quadword 0 (bits 3:0 and 11:9).
 #[inline]
 pub(crate) const fn type_code(qw0: u64) -> u8 {

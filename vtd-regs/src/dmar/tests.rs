@@ -78,6 +78,24 @@ const FIRMWARE: [u8; 136] = [
     0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x14, 0x00,
 ];
 
+/// QEMU 7.2's q35 DMAR (`-machine q35,kernel-irqchip=split -nodefaults
+/// -device intel-iommu,intremap=on,device-iotlb=on`), read through fw_cfg
+/// (`etc/acpi/tables`) over qtest. The checksum byte is still 0: QEMU's
+/// BIOS linker fills it in when the firmware loads the tables. One DRHD
+/// at 0xfed90000 listing the I/O APIC at ff:00.0 (QEMU's pseudo bus) and
+/// each device of the root bus (no INCLUDE_PCI_ALL), and an ATSR with
+/// ALL_PORTS.
+#[rustfmt::skip]
+const QEMU_Q35: [u8; 112] = [
+    0x44, 0x4d, 0x41, 0x52, 0x70, 0x00, 0x00, 0x00, 0x01, 0x00, 0x42, 0x4f, 0x43, 0x48, 0x53, 0x20,
+    0x42, 0x58, 0x50, 0x43, 0x20, 0x20, 0x20, 0x20, 0x01, 0x00, 0x00, 0x00, 0x42, 0x58, 0x50, 0x43,
+    0x01, 0x00, 0x00, 0x00, 0x26, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x00, 0x00, 0x38, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0xd9, 0xfe, 0x00, 0x00, 0x00, 0x00,
+    0x03, 0x08, 0x00, 0x00, 0x00, 0xff, 0x00, 0x00, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+    0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x1f, 0x00, 0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x1f, 0x02,
+    0x01, 0x08, 0x00, 0x00, 0x00, 0x00, 0x1f, 0x03, 0x02, 0x00, 0x08, 0x00, 0x01, 0x00, 0x00, 0x00,
+];
+
 fn sid(bus: u8, device: u8, function: u8) -> SourceId {
     SourceId::new(bus, device, function).unwrap()
 }
@@ -251,6 +269,48 @@ fn known_answer_firmware_table() {
     );
     let s: Vec<_> = usb.device_scopes().map(Result::unwrap).collect();
     assert_eq!(s[0].resolve(no_bridges), Some(sid(0, 0x14, 0)));
+}
+
+#[test]
+fn known_answer_qemu_table() {
+    assert_eq!(Dmar::parse(&QEMU_Q35).unwrap_err(), DmarError::Checksum { sum: 0xd1 });
+    let dmar = Dmar::parse_unchecked(&QEMU_Q35).unwrap();
+    assert_eq!(
+        (dmar.oem_id(), dmar.oem_table_id(), dmar.creator_id()),
+        (b"BOCHS ", b"BXPC    ", b"BXPC")
+    );
+    assert_eq!((dmar.host_address_width(), dmar.flags()), (39, DmarFlags::INTR_REMAP));
+    assert_eq!(dmar.validate(), Ok(()));
+    let all: Vec<_> = dmar.structures().map(Result::unwrap).collect();
+    assert_eq!(all.len(), 2);
+    let RemappingStructure::Drhd(drhd) = all[0] else { panic!("{:?}", all[0]) };
+    assert_eq!(
+        (drhd.flags(), drhd.register_base()),
+        (DrhdFlags::empty(), PhysAddr::new(0xfed9_0000))
+    );
+    let got: Vec<_> = drhd
+        .device_scopes()
+        .map(|s| s.map(|s| (s.kind(), s.enumeration_id(), s.resolve(no_bridges))))
+        .collect();
+    let endpoint = |d, f| Ok((DeviceScopeKind::PciEndpoint, 0, Some(sid(0, d, f))));
+    assert_eq!(
+        got,
+        [
+            Ok((DeviceScopeKind::IoApic, 0, Some(sid(0xff, 0, 0)))),
+            endpoint(0, 0),
+            endpoint(0x1f, 0),
+            endpoint(0x1f, 2),
+            endpoint(0x1f, 3),
+        ]
+    );
+    let RemappingStructure::Atsr(atsr) = all[1] else { panic!("{:?}", all[1]) };
+    assert!(atsr.all_ports());
+    assert_eq!((atsr.segment(), atsr.device_scopes().count()), (0, 0));
+
+    // With the checksum the firmware would write, the table parses.
+    let mut patched = QEMU_Q35;
+    patched[9] = 0xd1u8.wrapping_neg();
+    assert_eq!(Dmar::parse(&patched).map(|d| d.as_bytes().len()), Ok(112));
 }
 
 #[test]
@@ -512,7 +572,7 @@ proptest! {
 
     #[test]
     fn mutated_tables_never_panic(
-        base in prop_oneof![Just(&KAT[..]), Just(&FIRMWARE[..])],
+        base in prop_oneof![Just(&KAT[..]), Just(&FIRMWARE[..]), Just(&QEMU_Q35[..])],
         edits in proptest::collection::vec((any::<usize>(), any::<u8>()), 1..8),
         cut in any::<usize>(),
         reseal in any::<bool>(),

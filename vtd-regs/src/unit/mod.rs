@@ -5,6 +5,31 @@
 //! ECAP, and bounds every wait for a status bit by a [`PollBudget`]. Nothing
 //! it reads can make it panic or loop forever: a unit that stops answering
 //! gives [`UnitError::Timeout`].
+//!
+//! Bringing a unit up with the register-based interface, then switching to
+//! queued invalidation (`regs` is any [`Mmio`], e.g. a [`VolatileMmio`](crate::VolatileMmio)
+//! over the DRHD's register page):
+//!
+//! ```no_run
+//! # fn bring_up<M: vtd_regs::Mmio>(regs: M) -> Result<(), vtd_regs::UnitError> {
+//! use vtd_regs::regs::{DescriptorWidth, Iqa, QueueSize, TranslationTableMode};
+//! use vtd_regs::{ContextScope, Drain, IotlbScope, PhysAddr, RemappingUnit};
+//!
+//! let mut unit = RemappingUnit::new(regs)?;
+//! unit.set_root_table(PhysAddr::new(0x10_0000), TranslationTableMode::Legacy)?;
+//! unit.invalidate_context(ContextScope::Global)?;
+//! unit.invalidate_iotlb(IotlbScope::Global, Drain::empty())?;
+//! unit.enable_translation()?;
+//! if unit.ecap().qi() {
+//!     let size = QueueSize::from_order(0).unwrap_or_default();
+//!     let iqa = Iqa::new(PhysAddr::new(0x20_0000), size, DescriptorWidth::Bits128);
+//!     unit.enable_queued_invalidation(iqa)?;
+//! }
+//! for fault in unit.drain_faults() {
+//!     let _ = (fault.source, fault.reason(), fault.fault_info);
+//! }
+//! # Ok(()) }
+//! ```
 
 mod error;
 mod fault;

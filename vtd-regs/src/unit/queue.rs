@@ -47,7 +47,10 @@ impl<M: Mmio> RemappingUnit<M> {
 
     /// Disables queued invalidation: waits until the unit has fetched every
     /// submitted descriptor (IQH = IQT), then clears GCMD.QIE and waits for
-    /// GSTS.QIES to clear. Does nothing if it is already disabled.
+    /// GSTS.QIES to clear. Does nothing if it is already disabled. A queue
+    /// stopped by an invalidation queue error (see
+    /// [`take_queue_error`](Self::take_queue_error)) does not drain, and this
+    /// gives [`UnitError::Timeout`] with [`Operation::QueueDrain`].
     pub fn disable_queued_invalidation(&mut self) -> Result<(), UnitError> {
         if !self.status().contains(GlobalBits::QIE) {
             self.queue = None;
