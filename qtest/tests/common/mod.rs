@@ -11,7 +11,7 @@ use vtd_regs::regs::frcd::{FaultRecord, FaultType};
 use vtd_regs::regs::rtaddr::TranslationTableMode;
 use vtd_regs::{
     ContextScope, DomainId, Drain, FaultReason, FrameAllocator, FunctionMask, IotlbScope, Iova,
-    PAGE_SIZE, PhysAddr, PhysMem, RemappingUnit, SourceId,
+    PAGE_SIZE, PageSize, PhysAddr, PhysMem, RemappingUnit, SourceId,
 };
 use vtd_tables::pte::{entry_address, index};
 use vtd_tables::{ContextEntry, Perm, RootEntry, SlPte, TranslationType};
@@ -102,20 +102,26 @@ impl<'q> Guest<'q> {
     /// Maps the 4 KiB page at `iova` to `phys` with `perm`, creating
     /// intermediate tables.
     pub(crate) fn map(&self, iova: Iova, phys: PhysAddr, perm: Perm) {
-        let leaf = SlPte::leaf(phys, perm, vtd_regs::PageSize::Size4KiB);
-        self.mem.write_u64(self.leaf_slot(iova), leaf.0).unwrap();
+        self.map_page(iova, phys, PageSize::Size4KiB, perm);
     }
 
-    /// Clears the leaf entry of `iova`, without any invalidation.
+    /// Maps the page of `size` at `iova` (aligned) to `phys` with `perm`.
+    pub(crate) fn map_page(&self, iova: Iova, phys: PhysAddr, size: PageSize, perm: Perm) {
+        let leaf = SlPte::leaf(phys, perm, size);
+        self.mem.write_u64(self.slot(iova, size.level()), leaf.0).unwrap();
+    }
+
+    /// Clears the 4 KiB leaf entry of `iova`, without any invalidation.
     pub(crate) fn clear(&self, iova: Iova) {
-        self.mem.write_u64(self.leaf_slot(iova), SlPte::EMPTY.0).unwrap();
+        self.mem.write_u64(self.slot(iova, 1), SlPte::EMPTY.0).unwrap();
     }
 
-    /// The address of the last-level entry of `iova`.
-    fn leaf_slot(&self, iova: Iova) -> PhysAddr {
+    /// The address of `iova`'s entry in its table at `level`, creating the
+    /// tables above it.
+    fn slot(&self, iova: Iova, level: u8) -> PhysAddr {
         let mut table = self.top;
-        for level in (2..=self.agaw.levels()).rev() {
-            let slot = entry_address(table, index(iova, level));
+        for l in (level + 1..=self.agaw.levels()).rev() {
+            let slot = entry_address(table, index(iova, l));
             let e = SlPte(self.mem.read_u64(slot).unwrap());
             table = if e.is_present() {
                 e.address()
@@ -125,7 +131,7 @@ impl<'q> Guest<'q> {
                 t
             };
         }
-        entry_address(table, index(iova, 1))
+        entry_address(table, index(iova, level))
     }
 
     /// Allocates a zeroed 4 KiB page for DMA.
