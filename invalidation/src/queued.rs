@@ -9,7 +9,7 @@
 //! memory read, not an MMIO access, which matters when MMIO is a VM exit.
 
 use vtd_regs::desc::{ContextCacheInv, Descriptor, IotlbInv, WaitDesc};
-use vtd_regs::regs::{DescriptorWidth, Iqa, QueueSize};
+use vtd_regs::regs::{DescriptorWidth, Fsts, Iqa, Iqh, QueueSize};
 use vtd_regs::unit::QueueError;
 use vtd_regs::{
     ContextScope, FrameAllocator, IotlbScope, Mmio, PAGE_SHIFT, PhysAddr, PhysMem, PollBudget,
@@ -171,6 +171,10 @@ impl<M: Mmio, P: PhysMem> QueuedInvalidator<M, P> {
     /// full (publishing what is written so far and waiting for the head).
     fn push(&mut self, desc: Descriptor, published: &mut usize) -> Result<()> {
         if self.free() == 0 {
+            // The cached head is stale: the unit has usually moved on.
+            self.head = self.unit.queue_head().map_err(Error::Unit)?;
+        }
+        if self.free() == 0 {
             if *published != self.tail {
                 self.publish()?;
                 *published = self.tail;
@@ -213,11 +217,13 @@ impl<M: Mmio, P: PhysMem> QueuedInvalidator<M, P> {
     /// descriptor behind it still means "covered"), then the error is
     /// cleared and the unit resumes from IQH.
     fn check_errors(&mut self) -> Result<()> {
-        let Some(error) = self.unit.take_queue_error() else {
+        let fsts: Fsts = self.unit.mmio().read_reg();
+        if !fsts.queue_error() {
             return Ok(());
-        };
+        }
         self.counters.queue_errors += 1;
-        let index = error.head.index(DescriptorWidth::Bits128) % self.entries();
+        let head: Iqh = self.unit.mmio().read_reg();
+        let index = head.index(DescriptorWidth::Bits128) % self.entries();
         let addr = self.slot_addr(index);
         let mut bytes = [0u8; 16];
         let descriptor = self
@@ -225,17 +231,14 @@ impl<M: Mmio, P: PhysMem> QueuedInvalidator<M, P> {
             .read_bytes(addr, &mut bytes)
             .ok()
             .and_then(|()| Descriptor::read(DescriptorWidth::Bits128, &bytes).ok());
-        if error.queue.is_some() {
+        // The fix must be in memory before IQE is cleared: the unit
+        // re-fetches the head as soon as it may.
+        if fsts.iqe() {
             let replacement = match descriptor {
                 Some(Descriptor::ContextCache(_)) => {
                     Descriptor::ContextCache(ContextCacheInv { scope: ContextScope::Global })
                 }
-                Some(Descriptor::Wait(_)) => Descriptor::Wait(WaitDesc {
-                    status_write: None,
-                    interrupt: false,
-                    fence: false,
-                    page_request_drain: false,
-                }),
+                Some(Descriptor::Wait(_)) => Descriptor::Wait(WaitDesc::default()),
                 _ => Descriptor::Iotlb(IotlbInv {
                     scope: IotlbScope::Global,
                     drain: self.caps.drain,
@@ -244,8 +247,12 @@ impl<M: Mmio, P: PhysMem> QueuedInvalidator<M, P> {
             let mut fixed = [0u8; 16];
             replacement.write(DescriptorWidth::Bits128, &mut fixed).map_err(Error::Descriptor)?;
             self.mem.write_bytes(addr, &fixed).map_err(Error::Mem)?;
+            self.mem.flush_for_device(addr, fixed.len());
         }
-        Err(Error::Queue(QueueFault { error, index, descriptor }))
+        match self.unit.take_queue_error() {
+            Some(error) => Err(Error::Queue(QueueFault { error, index, descriptor })),
+            None => Ok(()),
+        }
     }
 
     fn completed(&self) -> Result<Ticket> {
