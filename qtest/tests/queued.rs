@@ -83,9 +83,9 @@ fn page_selective_descriptor_ends_a_stale_translation() {
     let mut q = Queue::enable(&mut g);
     g.mem.write_bytes(page, &pattern(4, PAGE)).unwrap();
 
-    // Cache the translation, clear the PTE: the stale entry still serves.
+    // Cache the translation, unmap: the stale entry still serves.
     g.edu.read_memory(IOVA, 0, 64).unwrap();
-    g.clear(IOVA);
+    let owed = g.unmap(IOVA);
     g.edu.write_memory(0, Iova::new(IOVA.as_u64() + 0x400), 64).unwrap();
     let mut out = vec![0; 64];
     g.mem.read_bytes(PhysAddr::new(page.as_u64() + 0x400), &mut out).unwrap();
@@ -108,6 +108,7 @@ fn page_selective_descriptor_ends_a_stale_translation() {
     g.assert_no_fault();
     // ...the one for this page ends the translation.
     q.submit_and_wait(&mut g, page_scope(IOVA), 0x2222);
+    g.table.release(owed).unwrap();
     g.edu.write_memory(0, IOVA, 64).unwrap();
     g.assert_fault(FaultType::Write, FaultReason::WriteNotPermitted, IOVA);
     assert!(g.unit.take_queue_error().is_none());

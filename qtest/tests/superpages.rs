@@ -25,11 +25,11 @@ fn superpages_translate_every_offset_inside_them() {
     // A 2 MiB page (frame block of order 9) at a 2 MiB-aligned IOVA.
     let block = g.frames.allocate(9).unwrap();
     let iova_2m = Iova::new(0x4020_0000);
-    g.map_page(iova_2m, block, PageSize::Size2MiB, Perm::READ_WRITE);
+    g.table.map(iova_2m, block, PageSize::Size2MiB, Perm::READ_WRITE).unwrap();
     // A 1 GiB page over guest physical 0..1 GiB, so RAM is reachable at
     // IOVA 0x40_0000_0000 + its physical address.
     let iova_1g = Iova::new(0x40_0000_0000);
-    g.map_page(iova_1g, PhysAddr::ZERO, PageSize::Size1GiB, Perm::READ_WRITE);
+    g.table.map(iova_1g, PhysAddr::ZERO, PageSize::Size1GiB, Perm::READ_WRITE).unwrap();
     g.enable();
 
     // Through the 2 MiB page: from its first page to its last one.
