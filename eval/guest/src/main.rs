@@ -1,0 +1,117 @@
+//! The evaluation guest: runs identity-mapped in 64-bit mode (entered by
+//! the VMM, no firmware), times RDTSC itself, a fixed loop, and 32-bit
+//! accesses to the emulated VT-d register page, and leaves raw samples in
+//! RAM for the VMM. No floating point and no formatting: the VMM does the
+//! statistics.
+#![no_std]
+#![no_main]
+
+#[allow(dead_code)] // reason: shared with the VMM, which uses other items
+mod abi;
+
+use core::arch::{asm, global_asm, x86_64::_rdtsc};
+
+global_asm!(
+    ".section .text.start, \"ax\"",
+    ".global _start",
+    "_start:",
+    "    mov rsp, {stack}",
+    "    call {main}",
+    "2:  jmp 2b",
+    stack = const abi::STACK_TOP,
+    main = sym guest_main,
+);
+
+/// Writes a 64-bit value to guest-physical `addr` (identity-mapped).
+fn write64(addr: u64, value: u64) {
+    // SAFETY: the VMM maps `addr` (RAM or an MMIO page it emulates) 1:1.
+    unsafe { core::ptr::write_volatile(addr as *mut u64, value) }
+}
+
+fn doorbell(offset: u64, value: u64) {
+    write64(abi::DOORBELL + offset, value);
+}
+
+fn rdtsc() -> u64 {
+    // SAFETY: RDTSC has no memory effects.
+    unsafe { _rdtsc() }
+}
+
+/// `iters` iterations of `add; dec; jnz` (abi::LOOP_INSNS instructions).
+fn spin(iters: u64) -> u64 {
+    let mut acc: u64 = 0;
+    // SAFETY: register-only loop.
+    unsafe {
+        asm!(
+            "2:",
+            "add {acc}, {n}",
+            "dec {n}",
+            "jnz 2b",
+            acc = inout(reg) acc,
+            n = inout(reg) iters => _,
+            options(nomem, nostack),
+        );
+    }
+    acc
+}
+
+fn current_cpl() -> u64 {
+    let cs: u16;
+    // SAFETY: reads the CS selector.
+    unsafe { asm!("mov {0:x}, cs", out(reg) cs, options(nomem, nostack)) };
+    u64::from(cs & 3)
+}
+
+extern "C" fn guest_main() -> ! {
+    let rdtsc_out = abi::sample_array(0);
+    let write_out = abi::sample_array(1);
+    let read_out = abi::sample_array(2);
+    let loop_out = abi::sample_array(3);
+
+    doorbell(abi::DOORBELL_PHASE, abi::phase::RDTSC);
+    for i in 0..abi::SAMPLES {
+        let t0 = rdtsc();
+        let t1 = rdtsc();
+        write64(rdtsc_out + i * 8, t1.wrapping_sub(t0));
+    }
+
+    doorbell(abi::DOORBELL_PHASE, abi::phase::LOOP);
+    for i in 0..abi::LOOP_ROUNDS {
+        let t0 = rdtsc();
+        core::hint::black_box(spin(abi::LOOP_ITERS));
+        let t1 = rdtsc();
+        write64(loop_out + i * 8, t1.wrapping_sub(t0));
+    }
+
+    doorbell(abi::DOORBELL_PHASE, abi::phase::MMIO);
+    let reg = (abi::VTD_BASE + abi::PROBE_REG) as *mut u32;
+    let mut last = 0u32;
+    for i in 0..abi::SAMPLES {
+        let t0 = rdtsc();
+        // SAFETY: the VMM emulates the VT-d register page at VTD_BASE.
+        unsafe { core::ptr::write_volatile(reg, i as u32) };
+        let t1 = rdtsc();
+        // SAFETY: as above.
+        last = unsafe { core::ptr::read_volatile(reg) };
+        let t2 = rdtsc();
+        write64(write_out + i * 8, t1.wrapping_sub(t0));
+        write64(read_out + i * 8, t2.wrapping_sub(t1));
+    }
+    doorbell(abi::DOORBELL_PHASE, abi::phase::END);
+
+    write64(abi::RESULTS + 8, current_cpl());
+    write64(abi::RESULTS + 16, u64::from(last));
+    write64(abi::RESULTS, abi::MAGIC);
+    doorbell(abi::DOORBELL_DONE, 1);
+    loop {
+        core::hint::spin_loop();
+    }
+}
+
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
+    doorbell(abi::DOORBELL_PANIC, 1);
+    loop {
+        core::hint::spin_loop();
+    }
+}

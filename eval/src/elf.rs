@@ -1,0 +1,50 @@
+//! Loads the PT_LOAD segments of a static ELF64 image into guest RAM.
+
+use crate::memory::GuestRam;
+use std::io;
+
+const PT_LOAD: u32 = 1;
+
+fn field<const N: usize>(image: &[u8], at: usize) -> io::Result<[u8; N]> {
+    image.get(at..at + N).and_then(|s| s.try_into().ok()).ok_or_else(|| bad("truncated ELF"))
+}
+
+fn u16_at(image: &[u8], at: usize) -> io::Result<u16> {
+    field::<2>(image, at).map(u16::from_le_bytes)
+}
+fn u32_at(image: &[u8], at: usize) -> io::Result<u32> {
+    field::<4>(image, at).map(u32::from_le_bytes)
+}
+fn u64_at(image: &[u8], at: usize) -> io::Result<u64> {
+    field::<8>(image, at).map(u64::from_le_bytes)
+}
+
+fn bad(what: &str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, what.to_owned())
+}
+
+/// Copies every PT_LOAD segment to its physical address (zero-filling the
+/// BSS tail) and returns the entry point.
+pub fn load(image: &[u8], ram: &GuestRam) -> io::Result<u64> {
+    if image.get(..4) != Some(b"\x7fELF".as_slice()) || image.get(4) != Some(&2) {
+        return Err(bad("not an ELF64 image"));
+    }
+    let entry = u64_at(image, 24)?;
+    let phoff = usize::try_from(u64_at(image, 32)?).map_err(|_| bad("phoff"))?;
+    let phentsize = usize::from(u16_at(image, 54)?);
+    let phnum = usize::from(u16_at(image, 56)?);
+    for i in 0..phnum {
+        let ph = phoff + i * phentsize;
+        if u32_at(image, ph)? != PT_LOAD {
+            continue;
+        }
+        let offset = usize::try_from(u64_at(image, ph + 8)?).map_err(|_| bad("p_offset"))?;
+        let paddr = u64_at(image, ph + 24)?;
+        let filesz = usize::try_from(u64_at(image, ph + 32)?).map_err(|_| bad("p_filesz"))?;
+        let memsz = usize::try_from(u64_at(image, ph + 40)?).map_err(|_| bad("p_memsz"))?;
+        let data = image.get(offset..offset + filesz).ok_or_else(|| bad("segment past end"))?;
+        ram.write(paddr, data)?;
+        ram.write(paddr + filesz as u64, &vec![0; memsz.saturating_sub(filesz)])?;
+    }
+    Ok(entry)
+}

@@ -1,0 +1,45 @@
+//! Summary statistics of cycle samples.
+
+use std::fmt;
+
+/// Order statistics of a sample set.
+#[derive(Clone, Copy, Debug)]
+pub struct Summary {
+    /// Number of samples.
+    pub n: usize,
+    /// Smallest sample.
+    pub min: u64,
+    /// Median.
+    pub median: u64,
+    /// 99th percentile.
+    pub p99: u64,
+    /// Arithmetic mean.
+    pub mean: f64,
+}
+
+impl Summary {
+    /// Summarizes `samples` (empty input gives all zeros).
+    #[must_use]
+    pub fn of(samples: &[u64]) -> Self {
+        let mut s = samples.to_vec();
+        s.sort_unstable();
+        let at =
+            |q: f64| s.get(((s.len() as f64 - 1.0) * q).round() as usize).copied().unwrap_or(0);
+        let mean = if s.is_empty() {
+            0.0
+        } else {
+            s.iter().map(|&x| x as f64).sum::<f64>() / s.len() as f64
+        };
+        Self { n: s.len(), min: at(0.0), median: at(0.5), p99: at(0.99), mean }
+    }
+}
+
+impl fmt::Display for Summary {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(
+            f,
+            "median {:>8} min {:>8} p99 {:>8} mean {:>10.1} (n={})",
+            self.median, self.min, self.p99, self.mean, self.n
+        )
+    }
+}

@@ -1,0 +1,306 @@
+//! A one-vCPU KVM virtual machine entered directly in 64-bit mode: the VMM
+//! writes the page tables and GDT, loads the guest ELF and starts it at its
+//! entry point, then serves the guest's MMIO exits.
+
+use crate::{abi, elf, memory::GuestRam};
+use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, kvm_segment, kvm_userspace_memory_region};
+use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use std::{
+    io,
+    time::{Duration, Instant},
+};
+
+/// Guest-physical location of the GDT.
+const GDT_ADDR: u64 = 0x500;
+/// PML4, then one PDPT, then four page directories (2 MiB pages, 4 GiB).
+const PML4_ADDR: u64 = 0x1000;
+const PDPT_ADDR: u64 = 0x2000;
+const PD_ADDR: u64 = 0x3000;
+const IDENTITY_GIB: u64 = 4;
+
+const PTE_P: u64 = 1 << 0;
+const PTE_RW: u64 = 1 << 1;
+const PTE_US: u64 = 1 << 2;
+const PTE_PS: u64 = 1 << 7;
+
+const CR0_PE: u64 = 1 << 0;
+const CR0_MP: u64 = 1 << 1;
+const CR0_ET: u64 = 1 << 4;
+const CR0_NE: u64 = 1 << 5;
+const CR0_WP: u64 = 1 << 16;
+const CR0_AM: u64 = 1 << 18;
+const CR0_PG: u64 = 1 << 31;
+const CR4_PAE: u64 = 1 << 5;
+const CR4_OSFXSR: u64 = 1 << 9;
+const CR4_OSXMMEXCPT: u64 = 1 << 10;
+const CR4_FSGSBASE: u64 = 1 << 16;
+const EFER_SCE: u64 = 1 << 0;
+const EFER_LME: u64 = 1 << 8;
+const EFER_LMA: u64 = 1 << 10;
+
+/// Code and data selectors in the VMM-built GDT.
+const CODE_SEL: u16 = 0x8;
+const DATA_SEL: u16 = 0x10;
+
+/// Wall-clock record of one guest phase.
+#[derive(Clone, Copy, Debug)]
+pub struct PhaseTime {
+    /// Phase number (`abi::phase`).
+    pub phase: u64,
+    /// Wall time from this phase's doorbell to the next.
+    pub wall: Duration,
+    /// VM exits to userspace during the phase (doorbell excluded).
+    pub exits: u64,
+}
+
+/// What the guest left behind when it rang DONE.
+#[derive(Debug)]
+pub struct Outcome {
+    /// The results header.
+    pub results: abi::Results,
+    /// Per-phase wall time and exit counts.
+    pub phases: Vec<PhaseTime>,
+    /// Raw samples: rdtsc, mmio write, mmio read, loop rounds.
+    pub rdtsc: Vec<u64>,
+    /// See [`Outcome::rdtsc`].
+    pub mmio_write: Vec<u64>,
+    /// See [`Outcome::rdtsc`].
+    pub mmio_read: Vec<u64>,
+    /// See [`Outcome::rdtsc`].
+    pub loops: Vec<u64>,
+    /// Total exits served.
+    pub total_exits: u64,
+}
+
+/// The VT-d register page as the guest sees it. A plain register file for
+/// now: reads return what was last written (the vIOMMU proper, `vtd-emu`,
+/// plugs in here later).
+struct RegisterPage {
+    words: Vec<u32>,
+}
+
+impl RegisterPage {
+    fn new() -> Self {
+        Self { words: vec![0; 1024] }
+    }
+    fn read(&self, offset: u64, data: &mut [u8]) {
+        for (i, byte) in data.iter_mut().enumerate() {
+            let at = offset as usize + i;
+            *byte = self.words.get(at / 4).map_or(0, |w| w.to_le_bytes()[at % 4]);
+        }
+    }
+    fn write(&mut self, offset: u64, data: &[u8]) {
+        for (i, byte) in data.iter().enumerate() {
+            let at = offset as usize + i;
+            if let Some(w) = self.words.get_mut(at / 4) {
+                let mut b = w.to_le_bytes();
+                b[at % 4] = *byte;
+                *w = u32::from_le_bytes(b);
+            }
+        }
+    }
+}
+
+/// The virtual machine. Field order matters: the vCPU and VM close before
+/// the RAM they map is unmapped.
+pub struct Vm {
+    vcpu: VcpuFd,
+    _vm: VmFd,
+    ram: GuestRam,
+}
+
+impl Vm {
+    /// Creates the VM, loads `image` and sets the vCPU up in 64-bit mode at
+    /// CPL 0 with the VMM-built page tables.
+    pub fn new(kvm: &Kvm, image: &[u8]) -> io::Result<Self> {
+        let vm = kvm.create_vm()?;
+        let ram = GuestRam::new(abi::RAM_SIZE as usize)?;
+        let region = kvm_userspace_memory_region {
+            slot: 0,
+            flags: 0,
+            guest_phys_addr: 0,
+            memory_size: ram.size() as u64,
+            userspace_addr: ram.host_addr(),
+        };
+        // SAFETY: the region is a live mapping owned by `ram`, which
+        // outlives the VM (field order of `Vm`).
+        unsafe { vm.set_user_memory_region(region)? };
+        let entry = elf::load(image, &ram)?;
+        write_page_tables(&ram)?;
+        write_gdt(&ram)?;
+
+        let vcpu = vm.create_vcpu(0)?;
+        let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(io::Error::from)?;
+        vcpu.set_cpuid2(&cpuid)?;
+
+        let mut sregs = vcpu.get_sregs()?;
+        let code = segment(CODE_SEL, 0xb, true);
+        let data = segment(DATA_SEL, 0x3, false);
+        sregs.cs = code;
+        sregs.ds = data;
+        sregs.es = data;
+        sregs.fs = data;
+        sregs.gs = data;
+        sregs.ss = data;
+        sregs.gdt.base = GDT_ADDR;
+        sregs.gdt.limit = 3 * 8 - 1;
+        sregs.cr3 = PML4_ADDR;
+        sregs.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_FSGSBASE;
+        sregs.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_AM | CR0_PG;
+        sregs.efer = EFER_SCE | EFER_LME | EFER_LMA;
+        vcpu.set_sregs(&sregs)?;
+
+        let mut regs = vcpu.get_regs()?;
+        regs.rip = entry;
+        regs.rsp = abi::STACK_TOP;
+        regs.rflags = 0x2;
+        vcpu.set_regs(&regs)?;
+        Ok(Self { vcpu, _vm: vm, ram })
+    }
+
+    /// Runs the guest until it rings DONE, serving the register page.
+    pub fn run(&mut self, timeout: Duration) -> io::Result<Outcome> {
+        let mut page = RegisterPage::new();
+        let mut phases: Vec<PhaseTime> = Vec::new();
+        let mut phase_start: Option<(u64, Instant, u64)> = None;
+        let mut exits: u64 = 0;
+        let started = Instant::now();
+        loop {
+            if started.elapsed() > timeout {
+                return Err(self.failure("timed out waiting for the guest"));
+            }
+            let exit = match self.vcpu.run() {
+                Ok(exit) => exit,
+                Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
+                Err(e) => return Err(e.into()),
+            };
+            exits += 1;
+            match exit {
+                VcpuExit::MmioRead(addr, data) if page_offset(addr, abi::VTD_BASE).is_some() => {
+                    page.read(addr - abi::VTD_BASE, data);
+                }
+                VcpuExit::MmioWrite(addr, data) if page_offset(addr, abi::VTD_BASE).is_some() => {
+                    page.write(addr - abi::VTD_BASE, data);
+                }
+                VcpuExit::MmioWrite(addr, data) if page_offset(addr, abi::DOORBELL).is_some() => {
+                    let value = le_u64(data);
+                    match addr - abi::DOORBELL {
+                        abi::DOORBELL_PHASE => {
+                            let now = Instant::now();
+                            if let Some((phase, t0, e0)) = phase_start.take() {
+                                phases.push(PhaseTime {
+                                    phase,
+                                    wall: now - t0,
+                                    exits: exits - e0 - 1,
+                                });
+                            }
+                            phase_start = Some((value, now, exits));
+                        }
+                        abi::DOORBELL_DONE => return self.outcome(phases, exits),
+                        abi::DOORBELL_PANIC => return Err(self.failure("guest panicked")),
+                        other => return Err(self.failure(&format!("unknown doorbell {other:#x}"))),
+                    }
+                }
+                VcpuExit::MmioRead(addr, data) => {
+                    data.fill(0xff);
+                    eprintln!("warning: unclaimed MMIO read at {addr:#x}");
+                }
+                VcpuExit::MmioWrite(addr, _) => {
+                    eprintln!("warning: unclaimed MMIO write at {addr:#x}")
+                }
+                VcpuExit::InternalError => {
+                    let why = self.internal_error();
+                    return Err(self.failure(&format!("KVM_EXIT_INTERNAL_ERROR: {why}")));
+                }
+                other => {
+                    let what = format!("unexpected exit {other:?}");
+                    return Err(self.failure(&what));
+                }
+            }
+        }
+    }
+
+    fn outcome(&self, phases: Vec<PhaseTime>, total_exits: u64) -> io::Result<Outcome> {
+        let r = |off: u64| self.ram.read_u64(abi::RESULTS + off);
+        let results = abi::Results { magic: r(0)?, cpl3: r(8)?, last_read: r(16)? };
+        if results.magic != abi::MAGIC {
+            return Err(io::Error::other("guest rang DONE without valid results"));
+        }
+        let samples = |i: u64, n: u64| self.ram.read_u64s(abi::sample_array(i), n);
+        Ok(Outcome {
+            results,
+            phases,
+            rdtsc: samples(0, abi::SAMPLES)?,
+            mmio_write: samples(1, abi::SAMPLES)?,
+            mmio_read: samples(2, abi::SAMPLES)?,
+            loops: samples(3, abi::LOOP_ROUNDS)?,
+            total_exits,
+        })
+    }
+
+    /// KVM's internal-error sub-code and data words.
+    fn internal_error(&mut self) -> String {
+        let run = self.vcpu.get_kvm_run();
+        // SAFETY: the exit reason is KVM_EXIT_INTERNAL_ERROR, so `internal`
+        // is the active union member.
+        let internal = unsafe { run.__bindgen_anon_1.internal };
+        let n = (internal.ndata as usize).min(internal.data.len());
+        format!("suberror {} data {:x?}", internal.suberror, &internal.data[..n])
+    }
+
+    fn failure(&self, what: &str) -> io::Error {
+        let regs = self.vcpu.get_regs().map(|r| format!("rip={:#x} rsp={:#x}", r.rip, r.rsp));
+        io::Error::other(format!("{what} ({})", regs.unwrap_or_else(|e| e.to_string())))
+    }
+}
+
+fn page_offset(addr: u64, base: u64) -> Option<u64> {
+    addr.checked_sub(base).filter(|&off| off < 0x1000)
+}
+
+fn le_u64(data: &[u8]) -> u64 {
+    let mut b = [0u8; 8];
+    let n = data.len().min(8);
+    b[..n].copy_from_slice(&data[..n]);
+    u64::from_le_bytes(b)
+}
+
+fn segment(selector: u16, type_: u8, code: bool) -> kvm_segment {
+    kvm_segment {
+        base: 0,
+        limit: 0xffff_ffff,
+        selector,
+        type_,
+        present: 1,
+        dpl: 0,
+        db: 0,
+        s: 1,
+        l: u8::from(code),
+        g: 1,
+        avl: 0,
+        unusable: 0,
+        padding: 0,
+    }
+}
+
+/// Identity map of the low 4 GiB with 2 MiB pages (covers RAM and the
+/// VT-d register page at 0xFED9_0000).
+fn write_page_tables(ram: &GuestRam) -> io::Result<()> {
+    let flags = PTE_P | PTE_RW | PTE_US;
+    ram.write_u64(PML4_ADDR, PDPT_ADDR | flags)?;
+    for gib in 0..IDENTITY_GIB {
+        let pd = PD_ADDR + gib * 0x1000;
+        ram.write_u64(PDPT_ADDR + gib * 8, pd | flags)?;
+        for i in 0..512 {
+            ram.write_u64(pd + i * 8, ((gib << 30) + (i << 21)) | flags | PTE_PS)?;
+        }
+    }
+    Ok(())
+}
+
+/// Null, 64-bit code (DPL 0), data.
+fn write_gdt(ram: &GuestRam) -> io::Result<()> {
+    ram.write_u64(GDT_ADDR, 0)?;
+    ram.write_u64(GDT_ADDR + 8, 0x00af_9b00_0000_ffff)?;
+    ram.write_u64(GDT_ADDR + 16, 0x00cf_9300_0000_ffff)
+}
