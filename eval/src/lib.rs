@@ -9,6 +9,7 @@
 pub mod abi;
 pub mod elf;
 pub mod host;
+pub mod kvm_stats;
 pub mod memory;
 pub mod stats;
 pub mod vm;

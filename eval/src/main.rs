@@ -56,7 +56,15 @@ fn probe() -> ExitCode {
     };
     let tsc_hz = host::tsc_hz();
     println!("host TSC: {:.3} GHz", tsc_hz / 1e9);
-    let outcome = vm::Vm::new(&kvm, GUEST).and_then(|mut vm| vm.run(Duration::from_secs(60)));
+    let outcome = vm::Vm::new(&kvm, GUEST, if std::env::var_os("EVAL_KERNEL").is_some() { vm::Privilege::Kernel } else { vm::Privilege::User }).and_then(|mut vm| {
+        let out = vm.run(Duration::from_secs(60));
+        if std::env::var_os("EVAL_STATS").is_some() {
+            for (name, v) in vm.vcpu_stats().unwrap_or_default() {
+                println!("  stat {name} = {v:?}");
+            }
+        }
+        out
+    });
     let outcome = match outcome {
         Ok(o) => o,
         Err(e) => {
@@ -81,12 +89,13 @@ fn report(kind: KvmKind, o: &vm::Outcome, tsc_hz: f64) {
     println!("guest cycles (TSC):");
     let rdtsc = Summary::of(&o.rdtsc);
     println!("  rdtsc back-to-back     {rdtsc}");
-    let per_iter: Vec<u64> = o.loops.iter().map(|&c| c / abi::LOOP_ITERS).collect();
-    let loops = Summary::of(&per_iter);
+    let loops = Summary::of(&o.loops);
+    let per_iter = loops.median as f64 / abi::LOOP_ITERS as f64;
+    println!("  loop round ({} iters)  {loops}", abi::LOOP_ITERS);
     println!(
-        "  loop iteration ({} insns) {loops}  = {:.1} cycles/insn",
+        "  loop iteration ({} insns): {per_iter:.2} cycles = {:.2} cycles/insn (median round)",
         abi::LOOP_INSNS,
-        loops.median as f64 / abi::LOOP_INSNS as f64
+        per_iter / abi::LOOP_INSNS as f64
     );
     let w = Summary::of(&o.mmio_write);
     let r = Summary::of(&o.mmio_read);

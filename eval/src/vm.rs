@@ -12,6 +12,13 @@ use std::{
 
 /// Guest-physical location of the GDT.
 const GDT_ADDR: u64 = 0x500;
+/// Interrupt descriptor table: 256 gates to the guest's exception stubs.
+const IDT_ADDR: u64 = 0x8000;
+/// 64-bit task-state segment (RSP0 and IST1 for exceptions).
+const TSS_ADDR: u64 = 0x9000;
+const TSS_SIZE: u64 = 104;
+/// Stack the CPU switches to on exceptions (TSS IST1).
+const EXCEPTION_STACK_TOP: u64 = 0x10_0000;
 /// PML4, then one PDPT, then four page directories (2 MiB pages, 4 GiB).
 const PML4_ADDR: u64 = 0x1000;
 const PDPT_ADDR: u64 = 0x2000;
@@ -38,9 +45,27 @@ const EFER_SCE: u64 = 1 << 0;
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
 
-/// Code and data selectors in the VMM-built GDT.
-const CODE_SEL: u16 = 0x8;
-const DATA_SEL: u16 = 0x10;
+/// Selectors of the VMM-built GDT, laid out as Linux's (a PVM host runs a
+/// CPL 3 guest on its own `__USER_CS`/`__USER_DS`, which have these values).
+const KERNEL_CS: u16 = 0x10;
+const KERNEL_DS: u16 = 0x18;
+const USER_DS: u16 = 0x2b;
+const USER_CS: u16 = 0x33;
+const TSS_SEL: u16 = 0x40;
+/// Descriptors up to and including the two-slot TSS descriptor.
+const GDT_ENTRIES: u64 = 10;
+
+/// The privilege level the guest is started at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Privilege {
+    /// CPL 0, like a kernel. Under PVM a CPL 0 guest runs natively only
+    /// after it registers a paravirtual interrupt-flag area; otherwise KVM
+    /// emulates it instruction by instruction.
+    Kernel,
+    /// CPL 3, like a user program (the VMM plays its kernel: page tables,
+    /// GDT, IDT, TSS). Under PVM this runs natively at hardware CPL 3.
+    User,
+}
 
 /// Wall-clock record of one guest phase.
 #[derive(Clone, Copy, Debug)]
@@ -112,7 +137,7 @@ pub struct Vm {
 impl Vm {
     /// Creates the VM, loads `image` and sets the vCPU up in 64-bit mode at
     /// CPL 0 with the VMM-built page tables.
-    pub fn new(kvm: &Kvm, image: &[u8]) -> io::Result<Self> {
+    pub fn new(kvm: &Kvm, image: &[u8], privilege: Privilege) -> io::Result<Self> {
         let vm = kvm.create_vm()?;
         let ram = GuestRam::new(abi::RAM_SIZE as usize)?;
         let region = kvm_userspace_memory_region {
@@ -128,14 +153,17 @@ impl Vm {
         let entry = elf::load(image, &ram)?;
         write_page_tables(&ram)?;
         write_gdt(&ram)?;
+        write_idt_and_tss(&ram)?;
 
         let vcpu = vm.create_vcpu(0)?;
         let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(io::Error::from)?;
         vcpu.set_cpuid2(&cpuid)?;
 
         let mut sregs = vcpu.get_sregs()?;
-        let code = segment(CODE_SEL, 0xb, true);
-        let data = segment(DATA_SEL, 0x3, false);
+        let (code, data) = match privilege {
+            Privilege::Kernel => (segment(KERNEL_CS, 0xb, 0), segment(KERNEL_DS, 0x3, 0)),
+            Privilege::User => (segment(USER_CS, 0xb, 3), segment(USER_DS, 0x3, 3)),
+        };
         sregs.cs = code;
         sregs.ds = data;
         sregs.es = data;
@@ -143,17 +171,39 @@ impl Vm {
         sregs.gs = data;
         sregs.ss = data;
         sregs.gdt.base = GDT_ADDR;
-        sregs.gdt.limit = 3 * 8 - 1;
+        sregs.gdt.limit = (GDT_ENTRIES * 8 - 1) as u16;
+        sregs.idt.base = IDT_ADDR;
+        sregs.idt.limit = 256 * 16 - 1;
+        sregs.tr = kvm_segment {
+            base: TSS_ADDR,
+            limit: (TSS_SIZE - 1) as u32,
+            selector: TSS_SEL,
+            type_: 0xb, // 64-bit TSS, busy
+            present: 1,
+            s: 0,
+            ..segment(TSS_SEL, 0xb, 0)
+        };
         sregs.cr3 = PML4_ADDR;
         sregs.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_FSGSBASE;
         sregs.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_AM | CR0_PG;
         sregs.efer = EFER_SCE | EFER_LME | EFER_LMA;
+        let env_hex = |name: &str| std::env::var(name).ok().and_then(|v| u64::from_str_radix(&v, 16).ok());
+        if let Some(v) = env_hex("EVAL_CR4") { sregs.cr4 = v; }
+        if let Some(v) = env_hex("EVAL_EFER") { sregs.efer = v; }
+        if let Some(v) = env_hex("EVAL_CR0") { sregs.cr0 = v; }
         vcpu.set_sregs(&sregs)?;
+        if let Some(v) = env_hex("EVAL_XCR0") {
+            let mut xcrs = vcpu.get_xcrs()?;
+            xcrs.nr_xcrs = 1;
+            xcrs.xcrs[0].xcr = 0;
+            xcrs.xcrs[0].value = v;
+            vcpu.set_xcrs(&xcrs)?;
+        }
 
         let mut regs = vcpu.get_regs()?;
         regs.rip = entry;
         regs.rsp = abi::STACK_TOP;
-        regs.rflags = 0x2;
+        regs.rflags = std::env::var("EVAL_RFLAGS").ok().and_then(|v| u64::from_str_radix(&v, 16).ok()).unwrap_or(0x2);
         vcpu.set_regs(&regs)?;
         Ok(Self { vcpu, _vm: vm, ram })
     }
@@ -164,6 +214,7 @@ impl Vm {
         let mut phases: Vec<PhaseTime> = Vec::new();
         let mut phase_start: Option<(u64, Instant, u64)> = None;
         let mut exits: u64 = 0;
+        let mut fault = (0u64, 0u64);
         let started = Instant::now();
         loop {
             if started.elapsed() > timeout {
@@ -197,7 +248,16 @@ impl Vm {
                             phase_start = Some((value, now, exits));
                         }
                         abi::DOORBELL_DONE => return self.outcome(phases, exits),
-                        abi::DOORBELL_PANIC => return Err(self.failure("guest panicked")),
+                        abi::DOORBELL_FAULT_RIP => fault.0 = value,
+                        abi::DOORBELL_FAULT_ERR => fault.1 = value,
+                        abi::DOORBELL_PANIC if value == abi::PANIC_RUST => {
+                            return Err(self.failure("guest panicked"));
+                        }
+                        abi::DOORBELL_PANIC => {
+                            let (rip, err) = fault;
+                            let what = format!("guest exception vector {value} at rip {rip:#x}, error code {err:#x}");
+                            return Err(self.failure(&what));
+                        }
                         other => return Err(self.failure(&format!("unknown doorbell {other:#x}"))),
                     }
                 }
@@ -238,6 +298,13 @@ impl Vm {
         })
     }
 
+    /// Nonzero counters of the vCPU (KVM binary stats).
+    pub fn vcpu_stats(&self) -> io::Result<Vec<(String, Vec<u64>)>> {
+        use std::os::fd::AsRawFd;
+        let all = crate::kvm_stats::read(self.vcpu.as_raw_fd())?;
+        Ok(all.into_iter().filter(|(_, v)| v.iter().any(|&x| x != 0)).collect())
+    }
+
     /// KVM's internal-error sub-code and data words.
     fn internal_error(&mut self) -> String {
         let run = self.vcpu.get_kvm_run();
@@ -265,17 +332,18 @@ fn le_u64(data: &[u8]) -> u64 {
     u64::from_le_bytes(b)
 }
 
-fn segment(selector: u16, type_: u8, code: bool) -> kvm_segment {
+/// A flat 64-bit code (type 0xB) or data (type 0x3) segment.
+fn segment(selector: u16, type_: u8, dpl: u8) -> kvm_segment {
     kvm_segment {
         base: 0,
         limit: 0xffff_ffff,
         selector,
         type_,
         present: 1,
-        dpl: 0,
+        dpl,
         db: 0,
         s: 1,
-        l: u8::from(code),
+        l: u8::from(type_ & 0x8 != 0),
         g: 1,
         avl: 0,
         unusable: 0,
@@ -298,9 +366,43 @@ fn write_page_tables(ram: &GuestRam) -> io::Result<()> {
     Ok(())
 }
 
-/// Null, 64-bit code (DPL 0), data.
+/// Flat 64-bit code and data descriptors for CPL 0 and 3 at Linux's
+/// selectors, and the 64-bit TSS.
 fn write_gdt(ram: &GuestRam) -> io::Result<()> {
-    ram.write_u64(GDT_ADDR, 0)?;
-    ram.write_u64(GDT_ADDR + 8, 0x00af_9b00_0000_ffff)?;
-    ram.write_u64(GDT_ADDR + 16, 0x00cf_9300_0000_ffff)
+    ram.write(GDT_ADDR, &[0; (GDT_ENTRIES * 8) as usize])?;
+    let at = |sel: u16| GDT_ADDR + u64::from(sel & !7);
+    ram.write_u64(at(KERNEL_CS), 0x00af_9b00_0000_ffff)?;
+    ram.write_u64(at(KERNEL_DS), 0x00cf_9300_0000_ffff)?;
+    ram.write_u64(at(USER_DS), 0x00cf_f300_0000_ffff)?;
+    ram.write_u64(at(USER_CS), 0x00af_fb00_0000_ffff)?;
+    // System descriptor: limit 15:0, base 23:0, type 0xB (busy 64-bit
+    // TSS), P, limit 19:16, base 31:24; second slot: base 63:32.
+    let (base, limit) = (TSS_ADDR, TSS_SIZE - 1);
+    let low = (limit & 0xffff)
+        | ((base & 0xff_ffff) << 16)
+        | (0x8b << 40)
+        | (((limit >> 16) & 0xf) << 48)
+        | (((base >> 24) & 0xff) << 56);
+    ram.write_u64(at(TSS_SEL), low)?;
+    ram.write_u64(at(TSS_SEL) + 8, base >> 32)
+}
+
+/// 256 interrupt gates (DPL 0, IST1) to the guest's exception stubs, and a
+/// TSS whose RSP0 and IST1 point at the exception stack.
+fn write_idt_and_tss(ram: &GuestRam) -> io::Result<()> {
+    for v in 0..256u64 {
+        let handler = abi::VECTOR_STUBS + v * abi::VECTOR_STUB_SIZE;
+        let low = (handler & 0xffff)
+            | (u64::from(KERNEL_CS) << 16)
+            | (1 << 32) // IST1
+            | (0x8e << 40) // present, DPL 0, 64-bit interrupt gate
+            | (((handler >> 16) & 0xffff) << 48);
+        ram.write_u64(IDT_ADDR + v * 16, low)?;
+        ram.write_u64(IDT_ADDR + v * 16 + 8, handler >> 32)?;
+    }
+    ram.write(TSS_ADDR, &[0; TSS_SIZE as usize])?;
+    ram.write_u64(TSS_ADDR + 4, EXCEPTION_STACK_TOP)?; // RSP0
+    ram.write_u64(TSS_ADDR + 36, EXCEPTION_STACK_TOP)?; // IST1
+    // I/O map base past the limit: no I/O permission bitmap.
+    ram.write(TSS_ADDR + 102, &(TSS_SIZE as u16).to_le_bytes())
 }

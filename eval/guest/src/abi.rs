@@ -26,6 +26,21 @@ pub const DOORBELL_DONE: u64 = 0x8;
 /// Doorbell offset: the guest panicked; the value is a code.
 pub const DOORBELL_PANIC: u64 = 0x10;
 
+/// Doorbell offset: the faulting RIP of the exception reported through
+/// [`DOORBELL_PANIC`] (written first).
+pub const DOORBELL_FAULT_RIP: u64 = 0x18;
+/// Doorbell offset: the error code of that exception (written first).
+pub const DOORBELL_FAULT_ERR: u64 = 0x20;
+/// Value written to [`DOORBELL_PANIC`] by the Rust panic handler; an
+/// exception writes its vector (0..=255) instead.
+pub const PANIC_RUST: u64 = 0x100;
+
+/// Exception stubs (`.text.vectors` in `link.ld`): stub `v` of the IDT is at
+/// `VECTOR_STUBS + v * VECTOR_STUB_SIZE`.
+pub const VECTOR_STUBS: u64 = IMAGE_BASE + 0x1000;
+/// Bytes per exception stub.
+pub const VECTOR_STUB_SIZE: u64 = 16;
+
 /// Guest-physical address of the [`Results`] header.
 pub const RESULTS: u64 = 0x100_0000;
 /// Guest-physical address of the sample arrays (u64 each), in the order

@@ -22,6 +22,45 @@ global_asm!(
     main = sym guest_main,
 );
 
+// One 16-byte stub per vector (the IDT built by the VMM points here): push a
+// zero error code where the CPU pushes none, push the vector, and report
+// vector, RIP and error code through the doorbell page.
+global_asm!(
+    ".section .text.vectors, \"ax\"",
+    ".altmacro",
+    ".macro vector_stub v",
+    "    .balign 16",
+    "    .if (\\v == 8) || (\\v >= 10 && \\v <= 14) || (\\v == 17) || (\\v == 21) || (\\v == 29) || (\\v == 30)",
+    "    .else",
+    "    push 0",
+    "    .endif",
+    "    push \\v",
+    "    jmp {common}",
+    ".endm",
+    ".set vec_i, 0",
+    ".rept 256",
+    "    vector_stub %vec_i",
+    "    .set vec_i, vec_i+1",
+    ".endr",
+    common = sym exception_common,
+);
+
+#[unsafe(naked)]
+extern "C" fn exception_common() -> ! {
+    core::arch::naked_asm!(
+        "mov rax, [rsp + 16]",
+        "mov [{rip}], rax",
+        "mov rax, [rsp + 8]",
+        "mov [{err}], rax",
+        "mov rax, [rsp]",
+        "mov [{panic}], rax",
+        "2: jmp 2b",
+        rip = const abi::DOORBELL + abi::DOORBELL_FAULT_RIP,
+        err = const abi::DOORBELL + abi::DOORBELL_FAULT_ERR,
+        panic = const abi::DOORBELL + abi::DOORBELL_PANIC,
+    )
+}
+
 /// Writes a 64-bit value to guest-physical `addr` (identity-mapped).
 fn write64(addr: u64, value: u64) {
     // SAFETY: the VMM maps `addr` (RAM or an MMIO page it emulates) 1:1.
@@ -110,7 +149,7 @@ extern "C" fn guest_main() -> ! {
 
 #[panic_handler]
 fn panic(_info: &core::panic::PanicInfo<'_>) -> ! {
-    doorbell(abi::DOORBELL_PANIC, 1);
+    doorbell(abi::DOORBELL_PANIC, abi::PANIC_RUST);
     loop {
         core::hint::spin_loop();
     }
