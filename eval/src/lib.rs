@@ -11,5 +11,7 @@ pub mod elf;
 pub mod host;
 pub mod kvm_stats;
 pub mod memory;
+pub mod probe;
+pub mod register_page;
 pub mod stats;
 pub mod vm;

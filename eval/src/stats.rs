@@ -11,6 +11,8 @@ pub struct Summary {
     pub min: u64,
     /// Median.
     pub median: u64,
+    /// 90th percentile.
+    pub p90: u64,
     /// 99th percentile.
     pub p99: u64,
     /// Arithmetic mean.
@@ -30,7 +32,7 @@ impl Summary {
         } else {
             s.iter().map(|&x| x as f64).sum::<f64>() / s.len() as f64
         };
-        Self { n: s.len(), min: at(0.0), median: at(0.5), p99: at(0.99), mean }
+        Self { n: s.len(), min: at(0.0), median: at(0.5), p90: at(0.9), p99: at(0.99), mean }
     }
 }
 
@@ -38,8 +40,8 @@ impl fmt::Display for Summary {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(
             f,
-            "median {:>8} min {:>8} p99 {:>8} mean {:>10.1} (n={})",
-            self.median, self.min, self.p99, self.mean, self.n
+            "median {:>8} min {:>8} p90 {:>8} p99 {:>8} mean {:>10.1} (n={})",
+            self.median, self.min, self.p90, self.p99, self.mean, self.n
         )
     }
 }

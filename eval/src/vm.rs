@@ -2,7 +2,7 @@
 //! writes the page tables and GDT, loads the guest ELF and starts it at its
 //! entry point, then serves the guest's MMIO exits.
 
-use crate::{abi, elf, memory::GuestRam};
+use crate::{abi, elf, memory::GuestRam, register_page::RegisterPage};
 use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, kvm_segment, kvm_userspace_memory_region};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use std::{
@@ -97,35 +97,6 @@ pub struct Outcome {
     pub total_exits: u64,
 }
 
-/// The VT-d register page as the guest sees it. A plain register file for
-/// now: reads return what was last written (the vIOMMU proper, `vtd-emu`,
-/// plugs in here later).
-struct RegisterPage {
-    words: Vec<u32>,
-}
-
-impl RegisterPage {
-    fn new() -> Self {
-        Self { words: vec![0; 1024] }
-    }
-    fn read(&self, offset: u64, data: &mut [u8]) {
-        for (i, byte) in data.iter_mut().enumerate() {
-            let at = offset as usize + i;
-            *byte = self.words.get(at / 4).map_or(0, |w| w.to_le_bytes()[at % 4]);
-        }
-    }
-    fn write(&mut self, offset: u64, data: &[u8]) {
-        for (i, byte) in data.iter().enumerate() {
-            let at = offset as usize + i;
-            if let Some(w) = self.words.get_mut(at / 4) {
-                let mut b = w.to_le_bytes();
-                b[at % 4] = *byte;
-                *w = u32::from_le_bytes(b);
-            }
-        }
-    }
-}
-
 /// The virtual machine. Field order matters: the vCPU and VM close before
 /// the RAM they map is unmapped.
 pub struct Vm {
@@ -136,7 +107,7 @@ pub struct Vm {
 
 impl Vm {
     /// Creates the VM, loads `image` and sets the vCPU up in 64-bit mode at
-    /// CPL 0 with the VMM-built page tables.
+    /// `privilege` with the VMM-built page tables, GDT, IDT and TSS.
     pub fn new(kvm: &Kvm, image: &[u8], privilege: Privilege) -> io::Result<Self> {
         let vm = kvm.create_vm()?;
         let ram = GuestRam::new(abi::RAM_SIZE as usize)?;
@@ -187,30 +158,19 @@ impl Vm {
         sregs.cr4 = CR4_PAE | CR4_OSFXSR | CR4_OSXMMEXCPT | CR4_FSGSBASE;
         sregs.cr0 = CR0_PE | CR0_MP | CR0_ET | CR0_NE | CR0_WP | CR0_AM | CR0_PG;
         sregs.efer = EFER_SCE | EFER_LME | EFER_LMA;
-        let env_hex = |name: &str| std::env::var(name).ok().and_then(|v| u64::from_str_radix(&v, 16).ok());
-        if let Some(v) = env_hex("EVAL_CR4") { sregs.cr4 = v; }
-        if let Some(v) = env_hex("EVAL_EFER") { sregs.efer = v; }
-        if let Some(v) = env_hex("EVAL_CR0") { sregs.cr0 = v; }
         vcpu.set_sregs(&sregs)?;
-        if let Some(v) = env_hex("EVAL_XCR0") {
-            let mut xcrs = vcpu.get_xcrs()?;
-            xcrs.nr_xcrs = 1;
-            xcrs.xcrs[0].xcr = 0;
-            xcrs.xcrs[0].value = v;
-            vcpu.set_xcrs(&xcrs)?;
-        }
 
         let mut regs = vcpu.get_regs()?;
         regs.rip = entry;
         regs.rsp = abi::STACK_TOP;
-        regs.rflags = std::env::var("EVAL_RFLAGS").ok().and_then(|v| u64::from_str_radix(&v, 16).ok()).unwrap_or(0x2);
+        regs.rflags = 0x2; // IF=0: no interrupt sources are configured
         vcpu.set_regs(&regs)?;
         Ok(Self { vcpu, _vm: vm, ram })
     }
 
     /// Runs the guest until it rings DONE, serving the register page.
     pub fn run(&mut self, timeout: Duration) -> io::Result<Outcome> {
-        let mut page = RegisterPage::new();
+        let mut page = RegisterPage::default();
         let mut phases: Vec<PhaseTime> = Vec::new();
         let mut phase_start: Option<(u64, Instant, u64)> = None;
         let mut exits: u64 = 0;
@@ -255,7 +215,9 @@ impl Vm {
                         }
                         abi::DOORBELL_PANIC => {
                             let (rip, err) = fault;
-                            let what = format!("guest exception vector {value} at rip {rip:#x}, error code {err:#x}");
+                            let what = format!(
+                                "guest exception vector {value} at rip {rip:#x}, error code {err:#x}"
+                            );
                             return Err(self.failure(&what));
                         }
                         other => return Err(self.failure(&format!("unknown doorbell {other:#x}"))),
@@ -303,6 +265,14 @@ impl Vm {
         use std::os::fd::AsRawFd;
         let all = crate::kvm_stats::read(self.vcpu.as_raw_fd())?;
         Ok(all.into_iter().filter(|(_, v)| v.iter().any(|&x| x != 0)).collect())
+    }
+
+    /// One vCPU counter by name (0 if KVM has it but it never counted).
+    #[must_use]
+    pub fn vcpu_stat(&self, name: &str) -> Option<u64> {
+        use std::os::fd::AsRawFd;
+        let all = crate::kvm_stats::read(self.vcpu.as_raw_fd()).ok()?;
+        all.into_iter().find(|(n, _)| n == name).and_then(|(_, v)| v.first().copied())
     }
 
     /// KVM's internal-error sub-code and data words.
