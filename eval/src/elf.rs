@@ -48,3 +48,30 @@ pub fn load(image: &[u8], ram: &GuestRam) -> io::Result<u64> {
     }
     Ok(entry)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{abi, probe::GUEST};
+
+    #[test]
+    fn loads_the_guest_at_its_link_address() {
+        let ram = GuestRam::new(abi::RAM_SIZE as usize).expect("mmap");
+        assert_eq!(load(GUEST, &ram).expect("load"), abi::IMAGE_BASE);
+        // The entry code is there, and so are the exception stubs.
+        assert_ne!(ram.read_u64(abi::IMAGE_BASE).expect("read"), 0);
+        assert_ne!(ram.read_u64(abi::VECTOR_STUBS).expect("read"), 0);
+    }
+
+    #[test]
+    fn rejects_what_is_not_a_loadable_elf64() {
+        let ram = GuestRam::new(1 << 20).expect("mmap");
+        assert!(load(b"", &ram).is_err());
+        assert!(load(b"\x7fELF\x01", &ram).is_err());
+        let mut truncated = GUEST[..64].to_vec();
+        assert!(load(&truncated, &ram).is_err());
+        // A segment placed past the end of RAM is refused, not written.
+        truncated = GUEST.to_vec();
+        assert!(load(&truncated, &GuestRam::new(4096).expect("mmap")).is_err());
+    }
+}

@@ -9,30 +9,36 @@ use viommu_eval::{
     host::KvmKind,
     probe::{self, Execution, ProbeReport},
     stats::Summary,
-    vm::Privilege,
+    vm::{Privilege, VmConfig},
 };
 
-const USAGE: &str = "usage: viommu-eval --probe [--cpl0]
-  --probe   detect the KVM flavour, run the guest, print its loop cost and
-            the cost of a VT-d register access that exits to the VMM
-  --cpl0    start the guest at CPL 0 (default CPL 3; under PVM a CPL 0
-            guest without paravirtual setup is instruction-emulated)
+const USAGE: &str = "usage: viommu-eval --probe [--cpl3 | --no-pvm-vif]
+  --probe       detect the KVM flavour, run the guest, print its loop cost
+                and the cost of a VT-d register access that exits to the VMM
+  --cpl3        start the guest at CPL 3 instead of CPL 0
+  --no-pvm-vif  under PVM, do not register the virtual interrupt-flag area
+                that lets a CPL 0 guest run natively (KVM then emulates it)
 exit status: 0 ok, 2 usage, 3 no usable KVM, 1 the guest run failed";
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let args: Vec<&str> = args.iter().map(String::as_str).collect();
-    match args.as_slice() {
-        ["--probe"] => run_probe(Privilege::User),
-        ["--probe", "--cpl0"] | ["--cpl0", "--probe"] => run_probe(Privilege::Kernel),
-        _ => {
-            eprintln!("{USAGE}");
-            ExitCode::from(2)
+    let mut config = VmConfig::default();
+    let (mut probe, mut bad) = (false, false);
+    for arg in std::env::args().skip(1) {
+        match arg.as_str() {
+            "--probe" => probe = true,
+            "--cpl3" => config.privilege = Privilege::User,
+            "--no-pvm-vif" => config.pvm_vif = false,
+            _ => bad = true,
         }
     }
+    if !probe || bad {
+        eprintln!("{USAGE}");
+        return ExitCode::from(2);
+    }
+    run_probe(config)
 }
 
-fn run_probe(privilege: Privilege) -> ExitCode {
+fn run_probe(config: VmConfig) -> ExitCode {
     let kind = KvmKind::detect();
     println!("host: {kind}");
     if kind == KvmKind::Pvm {
@@ -43,7 +49,7 @@ fn run_probe(privilege: Privilege) -> ExitCode {
             p("pvm_emul_batch")
         );
     }
-    match probe::run(privilege) {
+    match probe::run(config) {
         Ok(report) => {
             print_report(&report);
             ExitCode::SUCCESS
@@ -69,6 +75,9 @@ fn print_report(r: &ProbeReport) {
         "guest: started at {:?} privilege (reads CPL {}), executed {execution}",
         r.privilege, r.guest_cpl
     );
+    if r.pvm_vif {
+        println!("  PVM virtual interrupt-flag area registered (lets CPL 0 run natively)");
+    }
     if let Some(n) = r.insn_emulated {
         println!("  KVM emulated {n} instructions; the VMM served {} exits", r.exits);
     }

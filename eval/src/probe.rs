@@ -4,7 +4,7 @@ use crate::{
     abi,
     host::{self, KvmKind},
     stats::Summary,
-    vm::{Outcome, Privilege, Vm},
+    vm::{Outcome, Privilege, Vm, VmConfig},
 };
 use std::{fmt, io, time::Duration};
 
@@ -63,6 +63,8 @@ pub struct ProbeReport {
     pub guest_cpl: u64,
     /// How the guest was executed.
     pub execution: Execution,
+    /// Whether the VMM registered a PVM virtual interrupt-flag area.
+    pub pvm_vif: bool,
     /// Instructions KVM emulated (KVM binary stats), if readable.
     pub insn_emulated: Option<u64>,
     /// Host TSC frequency, Hz.
@@ -97,18 +99,21 @@ impl ProbeReport {
     }
 }
 
-/// Opens KVM, runs the guest at `privilege` and summarizes its samples.
-pub fn run(privilege: Privilege) -> Result<ProbeReport, Error> {
+/// Opens KVM, runs the guest as `config` says and summarizes its samples.
+pub fn run(config: VmConfig) -> Result<ProbeReport, Error> {
+    let privilege = config.privilege;
     let kind = KvmKind::detect();
     if kind == KvmKind::None {
         return Err(Error::NoKvm);
     }
     let kvm = kvm_ioctls::Kvm::new().map_err(|e| Error::Open(e.into()))?;
     let tsc_hz = host::tsc_hz();
-    let mut vm = Vm::new(&kvm, GUEST, privilege).map_err(Error::Vm)?;
+    let mut vm = Vm::new(&kvm, GUEST, config).map_err(Error::Vm)?;
     let outcome = vm.run(Duration::from_secs(60)).map_err(Error::Vm)?;
     let insn_emulated = vm.vcpu_stat("insn_emulation");
-    Ok(summarize(kind, privilege, tsc_hz, insn_emulated, &outcome))
+    let mut report = summarize(kind, privilege, tsc_hz, insn_emulated, &outcome);
+    report.pvm_vif = vm.pvm_vif_registered();
+    Ok(report)
 }
 
 fn summarize(
@@ -135,6 +140,7 @@ fn summarize(
         privilege,
         guest_cpl: o.results.cpl3,
         execution: if emulated { Execution::Emulated } else { Execution::Native },
+        pvm_vif: false,
         insn_emulated,
         tsc_hz,
         rdtsc: Summary::of(&o.rdtsc),

@@ -45,3 +45,23 @@ impl fmt::Display for Summary {
         )
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_statistics_of_known_samples() {
+        let samples: Vec<u64> = (1..=100).rev().collect();
+        let s = Summary::of(&samples);
+        assert_eq!((s.n, s.min, s.median, s.p90, s.p99), (100, 1, 51, 90, 99));
+        assert!((s.mean - 50.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn empty_input_is_all_zero() {
+        let s = Summary::of(&[]);
+        assert_eq!((s.n, s.min, s.median, s.p99), (0, 0, 0, 0));
+        assert_eq!(s.mean, 0.0);
+    }
+}

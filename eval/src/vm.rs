@@ -2,8 +2,11 @@
 //! writes the page tables and GDT, loads the guest ELF and starts it at its
 //! entry point, then serves the guest's MMIO exits.
 
+use crate::host::KvmKind;
 use crate::{abi, elf, memory::GuestRam, register_page::RegisterPage};
-use kvm_bindings::{KVM_MAX_CPUID_ENTRIES, kvm_segment, kvm_userspace_memory_region};
+use kvm_bindings::{
+    KVM_MAX_CPUID_ENTRIES, Msrs, kvm_msr_entry, kvm_segment, kvm_userspace_memory_region,
+};
 use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
 use std::{
     io,
@@ -44,6 +47,17 @@ const CR4_FSGSBASE: u64 = 1 << 16;
 const EFER_SCE: u64 = 1 << 0;
 const EFER_LME: u64 = 1 << 8;
 const EFER_LMA: u64 = 1 << 10;
+
+/// This host's `kvm_pvm` (not the upstream PVM ABI): writing
+/// `gpa | 1` registers the guest's virtual interrupt-flag area
+/// `struct pvm_vif { u8 if_; u8 pending; u8 pad[6]; u64 cr2; }`. Until one
+/// is registered, PVM refuses to run guest code at virtual CPL 0 natively
+/// and emulates it instruction by instruction; CPL 3 code runs natively
+/// regardless. Found in the host kernel's own PVM guest code
+/// (`pvm_secondary_register_vif`); see `eval/README.md`.
+pub const MSR_PVM_VIF: u32 = 0x4b56_4d10;
+/// Enable bit of [`MSR_PVM_VIF`].
+const PVM_VIF_ENABLE: u64 = 1;
 
 /// Selectors of the VMM-built GDT, laid out as Linux's (a PVM host runs a
 /// CPL 3 guest on its own `__USER_CS`/`__USER_DS`, which have these values).
@@ -97,18 +111,37 @@ pub struct Outcome {
     pub total_exits: u64,
 }
 
+/// How to set the guest up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct VmConfig {
+    /// Privilege level the guest starts at.
+    pub privilege: Privilege,
+    /// On a PVM host, register a virtual interrupt-flag area for a CPL 0
+    /// guest ([`MSR_PVM_VIF`]) so that it runs natively; without it PVM
+    /// emulates the guest.
+    pub pvm_vif: bool,
+}
+
+impl Default for VmConfig {
+    fn default() -> Self {
+        Self { privilege: Privilege::Kernel, pvm_vif: true }
+    }
+}
+
 /// The virtual machine. Field order matters: the vCPU and VM close before
 /// the RAM they map is unmapped.
 pub struct Vm {
     vcpu: VcpuFd,
     _vm: VmFd,
     ram: GuestRam,
+    pvm_vif: bool,
 }
 
 impl Vm {
     /// Creates the VM, loads `image` and sets the vCPU up in 64-bit mode at
     /// `privilege` with the VMM-built page tables, GDT, IDT and TSS.
-    pub fn new(kvm: &Kvm, image: &[u8], privilege: Privilege) -> io::Result<Self> {
+    pub fn new(kvm: &Kvm, image: &[u8], config: VmConfig) -> io::Result<Self> {
+        let VmConfig { privilege, pvm_vif } = config;
         let vm = kvm.create_vm()?;
         let ram = GuestRam::new(abi::RAM_SIZE as usize)?;
         let region = kvm_userspace_memory_region {
@@ -160,12 +193,23 @@ impl Vm {
         sregs.efer = EFER_SCE | EFER_LME | EFER_LMA;
         vcpu.set_sregs(&sregs)?;
 
+        let pvm_vif = pvm_vif
+            && privilege == Privilege::Kernel
+            && KvmKind::detect() == KvmKind::Pvm
+            && register_pvm_vif(&vcpu)?;
         let mut regs = vcpu.get_regs()?;
         regs.rip = entry;
         regs.rsp = abi::STACK_TOP;
         regs.rflags = 0x2; // IF=0: no interrupt sources are configured
         vcpu.set_regs(&regs)?;
-        Ok(Self { vcpu, _vm: vm, ram })
+        Ok(Self { vcpu, _vm: vm, ram, pvm_vif })
+    }
+
+    /// True when KVM PVM accepted the guest's virtual interrupt-flag area
+    /// (see [`MSR_PVM_VIF`]), which lets a CPL 0 guest run natively.
+    #[must_use]
+    pub fn pvm_vif_registered(&self) -> bool {
+        self.pvm_vif
     }
 
     /// Runs the guest until it rings DONE, serving the register page.
@@ -319,6 +363,18 @@ fn segment(selector: u16, type_: u8, dpl: u8) -> kvm_segment {
         unusable: 0,
         padding: 0,
     }
+}
+
+/// Registers the zeroed (interrupts disabled) area at [`abi::PVM_VIF`];
+/// returns whether KVM took the MSR.
+fn register_pvm_vif(vcpu: &VcpuFd) -> io::Result<bool> {
+    let entry = kvm_msr_entry {
+        index: MSR_PVM_VIF,
+        data: abi::PVM_VIF | PVM_VIF_ENABLE,
+        ..Default::default()
+    };
+    let msrs = Msrs::from_entries(&[entry]).map_err(|e| io::Error::other(format!("{e:?}")))?;
+    Ok(vcpu.set_msrs(&msrs)? == 1)
 }
 
 /// Identity map of the low 4 GiB with 2 MiB pages (covers RAM and the

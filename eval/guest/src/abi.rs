@@ -13,6 +13,9 @@ pub const RAM_SIZE: u64 = 32 << 20;
 pub const IMAGE_BASE: u64 = 0x20_0000;
 /// Initial stack pointer (grows down, below the image).
 pub const STACK_TOP: u64 = 0x1F_F000;
+/// The guest's PVM virtual interrupt-flag area (16 bytes, zero: interrupts
+/// disabled), registered by the VMM on PVM hosts for a CPL 0 guest.
+pub const PVM_VIF: u64 = 0xA000;
 /// The VT-d remapping unit's register page (the DMAR table's register base
 /// for the emulated unit); accesses exit to the VMM, which emulates it.
 pub const VTD_BASE: u64 = 0xFED9_0000;
