@@ -1,9 +1,21 @@
 //! Which kind of KVM this host offers.
 
-use std::{fmt, fs, path::Path};
+use std::{
+    fmt, fs,
+    path::{Path, PathBuf},
+};
 
 /// The KVM device node.
 pub const KVM_DEV: &str = "/dev/kvm";
+/// Environment variable that replaces [`KVM_DEV`] (tests point it at a
+/// missing path to exercise the no-KVM exit).
+pub const KVM_DEV_ENV: &str = "VIOMMU_EVAL_KVM_DEV";
+
+/// The KVM device node to use: `$VIOMMU_EVAL_KVM_DEV` or [`KVM_DEV`].
+#[must_use]
+pub fn kvm_dev() -> PathBuf {
+    std::env::var_os(KVM_DEV_ENV).map_or_else(|| PathBuf::from(KVM_DEV), PathBuf::from)
+}
 
 /// How KVM runs guests on this host.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -25,7 +37,7 @@ impl KvmKind {
     /// Detects the KVM flavour from `/dev/kvm` and the loaded modules.
     #[must_use]
     pub fn detect() -> Self {
-        if !Path::new(KVM_DEV).exists() {
+        if !kvm_dev().exists() {
             return Self::None;
         }
         let loaded = |m: &str| Path::new("/sys/module").join(m).exists();

@@ -29,10 +29,14 @@ impl fmt::Display for Error {
             Self::NoKvm => write!(
                 f,
                 "{} does not exist: this host offers no KVM, so the guest cannot run",
-                host::KVM_DEV
+                host::kvm_dev().display()
             ),
             Self::Open(e) => {
-                write!(f, "cannot open {}: {e} (needs root or the kvm group)", host::KVM_DEV)
+                write!(
+                    f,
+                    "cannot open {}: {e} (needs root or the kvm group)",
+                    host::kvm_dev().display()
+                )
             }
             Self::Vm(e) => write!(f, "guest run failed: {e}"),
         }
@@ -106,7 +110,9 @@ pub fn run(config: VmConfig) -> Result<ProbeReport, Error> {
     if kind == KvmKind::None {
         return Err(Error::NoKvm);
     }
-    let kvm = kvm_ioctls::Kvm::new().map_err(|e| Error::Open(e.into()))?;
+    let dev = std::ffi::CString::new(host::kvm_dev().into_os_string().into_encoded_bytes())
+        .map_err(|e| Error::Open(io::Error::new(io::ErrorKind::InvalidInput, e)))?;
+    let kvm = kvm_ioctls::Kvm::new_with_path(&dev).map_err(|e| Error::Open(e.into()))?;
     let tsc_hz = host::tsc_hz();
     let mut vm = Vm::new(&kvm, GUEST, config).map_err(Error::Vm)?;
     let outcome = vm.run(Duration::from_secs(60)).map_err(Error::Vm)?;

@@ -34,3 +34,27 @@ fn guest_times_its_register_accesses() {
         }
     }
 }
+
+#[test]
+fn missing_kvm_is_a_clear_error_with_exit_status_3() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_viommu-eval"))
+        .arg("--probe")
+        .env(viommu_eval::host::KVM_DEV_ENV, "/nonexistent/kvm")
+        .output()
+        .expect("run viommu-eval");
+    assert_eq!(out.status.code(), Some(3));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("host: no KVM"), "{stdout}");
+    assert!(stderr.contains("/nonexistent/kvm does not exist"), "{stderr}");
+}
+
+#[test]
+fn bad_arguments_print_usage_with_exit_status_2() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_viommu-eval"))
+        .args(["--probe", "--bogus"])
+        .output()
+        .expect("run viommu-eval");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("usage: viommu-eval"));
+}
