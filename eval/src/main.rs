@@ -95,6 +95,14 @@ fn print_report(r: &ProbeReport) {
     );
     line("MMIO write32 (1 exit)", &r.mmio_write);
     line("MMIO read32 (1 exit)", &r.mmio_read);
+    match &r.pio {
+        Some(p) => line("port write32 (1 exit)", p),
+        None => println!("  port write32: skipped (PVM native CPL 0 cannot emulate `out` here)"),
+    }
+    match &r.coalesced {
+        Some(c) => line("coalesced MMIO write32", c),
+        None => println!("  coalesced MMIO: refused by KVM"),
+    }
     println!(
         "  VMM wall time per MMIO exit: {:.2} us (mean over the phase, host noise included)",
         r.wall_per_exit.as_secs_f64() * 1e6

@@ -81,6 +81,13 @@ pub struct ProbeReport {
     pub mmio_write: Summary,
     /// 32-bit MMIO read of the VT-d register page (one exit).
     pub mmio_read: Summary,
+    /// 32-bit port write (one exit, no page fault); `None` where it cannot
+    /// run (see [`abi::CONFIG_SKIP_PIO`]).
+    pub pio: Option<Summary>,
+    /// 32-bit write to a coalesced-MMIO page: the host kernel's part of an
+    /// MMIO exit, without the trip to the VMM (`None` if KVM refused the
+    /// coalesced zone, as the writes then exit).
+    pub coalesced: Option<Summary>,
     /// VMM wall time of the MMIO phase divided by its exits.
     pub wall_per_exit: Duration,
     /// Exits the VMM served in total.
@@ -119,6 +126,7 @@ pub fn run(config: VmConfig) -> Result<ProbeReport, Error> {
     let insn_emulated = vm.vcpu_stat("insn_emulation");
     let mut report = summarize(kind, privilege, tsc_hz, insn_emulated, &outcome);
     report.pvm_vif = vm.pvm_vif_registered();
+    report.coalesced = vm.coalesced_mmio().then(|| Summary::of(&outcome.coalesced));
     Ok(report)
 }
 
@@ -153,6 +161,8 @@ fn summarize(
         loop_round,
         mmio_write: Summary::of(&o.mmio_write),
         mmio_read: Summary::of(&o.mmio_read),
+        pio: (!o.pio.is_empty()).then(|| Summary::of(&o.pio)),
+        coalesced: None,
         wall_per_exit,
         exits: o.total_exits,
         last_read: o.results.last_read,

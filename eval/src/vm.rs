@@ -7,7 +7,7 @@ use crate::{abi, elf, memory::GuestRam, register_page::RegisterPage};
 use kvm_bindings::{
     KVM_MAX_CPUID_ENTRIES, Msrs, kvm_msr_entry, kvm_segment, kvm_userspace_memory_region,
 };
-use kvm_ioctls::{Kvm, VcpuExit, VcpuFd, VmFd};
+use kvm_ioctls::{IoEventAddress, Kvm, VcpuExit, VcpuFd, VmFd};
 use std::{
     io,
     time::{Duration, Instant},
@@ -107,6 +107,11 @@ pub struct Outcome {
     pub mmio_read: Vec<u64>,
     /// See [`Outcome::rdtsc`].
     pub loops: Vec<u64>,
+    /// 32-bit port writes (one exit each; none in PVM native supervisor
+    /// mode, see [`abi::CONFIG_SKIP_PIO`]).
+    pub pio: Vec<u64>,
+    /// 32-bit writes to the coalesced page (no exit while the ring has room).
+    pub coalesced: Vec<u64>,
     /// Total exits served.
     pub total_exits: u64,
 }
@@ -135,6 +140,7 @@ pub struct Vm {
     _vm: VmFd,
     ram: GuestRam,
     pvm_vif: bool,
+    coalesced: bool,
 }
 
 impl Vm {
@@ -159,7 +165,12 @@ impl Vm {
         write_gdt(&ram)?;
         write_idt_and_tss(&ram)?;
 
-        let vcpu = vm.create_vcpu(0)?;
+        let mut vcpu = vm.create_vcpu(0)?;
+        // Comparison page: writes queue in the ring instead of exiting.
+        let coalesced = vm
+            .register_coalesced_mmio(IoEventAddress::Mmio(abi::COALESCED_PAGE), 0x1000)
+            .and_then(|()| vcpu.map_coalesced_mmio_ring())
+            .is_ok();
         let cpuid = kvm.get_supported_cpuid(KVM_MAX_CPUID_ENTRIES).map_err(io::Error::from)?;
         vcpu.set_cpuid2(&cpuid)?;
 
@@ -200,9 +211,17 @@ impl Vm {
         let mut regs = vcpu.get_regs()?;
         regs.rip = entry;
         regs.rsp = abi::STACK_TOP;
-        regs.rflags = 0x2; // IF=0: no interrupt sources are configured
+        // IF=0: no interrupt sources are configured. IOPL=3 at CPL 3: the
+        // probe's port write is allowed there too.
+        regs.rflags = match privilege {
+            Privilege::Kernel => 0x2,
+            Privilege::User => 0x3002,
+        };
         vcpu.set_regs(&regs)?;
-        Ok(Self { vcpu, _vm: vm, ram, pvm_vif })
+        if pvm_vif {
+            ram.write_u64(abi::CONFIG, abi::CONFIG_SKIP_PIO)?;
+        }
+        Ok(Self { vcpu, _vm: vm, ram, pvm_vif, coalesced })
     }
 
     /// True when KVM PVM accepted the guest's virtual interrupt-flag area
@@ -210,6 +229,12 @@ impl Vm {
     #[must_use]
     pub fn pvm_vif_registered(&self) -> bool {
         self.pvm_vif
+    }
+
+    /// True when KVM took [`abi::COALESCED_PAGE`] as coalesced MMIO.
+    #[must_use]
+    pub fn coalesced_mmio(&self) -> bool {
+        self.coalesced
     }
 
     /// Runs the guest until it rings DONE, serving the register page.
@@ -224,6 +249,9 @@ impl Vm {
             if started.elapsed() > timeout {
                 return Err(self.failure("timed out waiting for the guest"));
             }
+            if self.coalesced {
+                while let Ok(Some(_)) = self.vcpu.coalesced_mmio_read() {}
+            }
             let exit = match self.vcpu.run() {
                 Ok(exit) => exit,
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
@@ -231,6 +259,10 @@ impl Vm {
             };
             exits += 1;
             match exit {
+                VcpuExit::IoOut(abi::PROBE_PORT, _) => {}
+                // The coalesced ring was full: this write came the slow way.
+                VcpuExit::MmioWrite(addr, _)
+                    if page_offset(addr, abi::COALESCED_PAGE).is_some() => {}
                 VcpuExit::MmioRead(addr, data) if page_offset(addr, abi::VTD_BASE).is_some() => {
                     page.read(addr - abi::VTD_BASE, data);
                 }
@@ -274,6 +306,7 @@ impl Vm {
                 VcpuExit::MmioWrite(addr, _) => {
                     eprintln!("warning: unclaimed MMIO write at {addr:#x}")
                 }
+                VcpuExit::IoOut(port, _) => eprintln!("warning: unclaimed port write {port:#x}"),
                 VcpuExit::InternalError => {
                     let why = self.internal_error();
                     return Err(self.failure(&format!("KVM_EXIT_INTERNAL_ERROR: {why}")));
@@ -300,6 +333,8 @@ impl Vm {
             mmio_write: samples(1, abi::SAMPLES)?,
             mmio_read: samples(2, abi::SAMPLES)?,
             loops: samples(3, abi::LOOP_ROUNDS)?,
+            pio: if self.pvm_vif { Vec::new() } else { samples(4, abi::SAMPLES)? },
+            coalesced: samples(5, abi::SAMPLES)?,
             total_exits,
         })
     }

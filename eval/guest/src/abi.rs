@@ -29,6 +29,13 @@ pub const DOORBELL_DONE: u64 = 0x8;
 /// Doorbell offset: the guest panicked; the value is a code.
 pub const DOORBELL_PANIC: u64 = 0x10;
 
+/// Page the VMM registers as KVM coalesced MMIO: writes are queued in a
+/// ring by the host kernel instead of exiting (comparison only; a real
+/// register page cannot be coalesced).
+pub const COALESCED_PAGE: u64 = VTD_BASE + 0x2000;
+/// Port the guest writes in the PIO phase (the VMM ignores the data).
+pub const PROBE_PORT: u16 = 0x1000;
+
 /// Doorbell offset: the faulting RIP of the exception reported through
 /// [`DOORBELL_PANIC`] (written first).
 pub const DOORBELL_FAULT_RIP: u64 = 0x18;
@@ -47,7 +54,8 @@ pub const VECTOR_STUB_SIZE: u64 = 16;
 /// Guest-physical address of the [`Results`] header.
 pub const RESULTS: u64 = 0x100_0000;
 /// Guest-physical address of the sample arrays (u64 each), in the order
-/// `rdtsc[SAMPLES] mmio_write[SAMPLES] mmio_read[SAMPLES] loop[LOOP_ROUNDS]`.
+/// `rdtsc, mmio_write, mmio_read, loop (LOOP_ROUNDS used), pio, coalesced`,
+/// each array `SAMPLES` long.
 pub const SAMPLE_BASE: u64 = RESULTS + 0x1000;
 /// Samples per timed operation.
 pub const SAMPLES: u64 = 2000;
@@ -61,6 +69,13 @@ pub const LOOP_INSNS: u64 = 3;
 /// neighbour FEDATA_REG, 0x3C: a plain 32-bit read/write register, §11.4.4).
 pub const PROBE_REG: u64 = 0x3C;
 
+/// Word the VMM writes before the guest starts (bits below).
+pub const CONFIG: u64 = RESULTS + 0x800;
+/// [`CONFIG`] bit: skip the port-write phase. Set for PVM's native
+/// supervisor mode on this host, where `out` (a #GP at hardware CPL 3 that
+/// the host should emulate) ends the VM with a triple fault.
+pub const CONFIG_SKIP_PIO: u64 = 1 << 0;
+
 /// Phases the guest announces through [`DOORBELL_PHASE`].
 pub mod phase {
     /// Back-to-back RDTSC (timer overhead).
@@ -69,8 +84,13 @@ pub mod phase {
     pub const LOOP: u64 = 2;
     /// 32-bit MMIO write, then read, of the VT-d register page.
     pub const MMIO: u64 = 3;
+    /// 32-bit port write (`out`): an exit without a page fault.
+    pub const PIO: u64 = 4;
+    /// 32-bit write to the coalesced page: handled in the host kernel,
+    /// no exit to the VMM.
+    pub const COALESCED: u64 = 5;
     /// Everything done.
-    pub const END: u64 = 4;
+    pub const END: u64 = 6;
 }
 
 /// Value of [`Results::magic`] once the guest filled the samples.

@@ -136,6 +136,33 @@ extern "C" fn guest_main() -> ! {
         write64(write_out + i * 8, t1.wrapping_sub(t0));
         write64(read_out + i * 8, t2.wrapping_sub(t1));
     }
+
+    // SAFETY: RAM; the VMM wrote the word before starting the guest.
+    let config = unsafe { core::ptr::read_volatile(abi::CONFIG as *const u64) };
+    doorbell(abi::DOORBELL_PHASE, abi::phase::PIO);
+    let pio_out = abi::sample_array(4);
+    let pio_samples = if config & abi::CONFIG_SKIP_PIO != 0 { 0 } else { abi::SAMPLES };
+    for i in 0..pio_samples {
+        let t0 = rdtsc();
+        // SAFETY: the VMM serves the port; IOPL/CPL permit it (see vm.rs).
+        unsafe {
+            asm!("out dx, eax", in("dx") abi::PROBE_PORT, in("eax") i as u32, options(nomem, nostack))
+        };
+        let t1 = rdtsc();
+        write64(pio_out + i * 8, t1.wrapping_sub(t0));
+    }
+
+    doorbell(abi::DOORBELL_PHASE, abi::phase::COALESCED);
+    let coalesced_out = abi::sample_array(5);
+    let coalesced = abi::COALESCED_PAGE as *mut u32;
+    for i in 0..abi::SAMPLES {
+        let t0 = rdtsc();
+        // SAFETY: the VMM registers this page as coalesced MMIO.
+        unsafe { core::ptr::write_volatile(coalesced, i as u32) };
+        let t1 = rdtsc();
+        write64(coalesced_out + i * 8, t1.wrapping_sub(t0));
+    }
+
     doorbell(abi::DOORBELL_PHASE, abi::phase::END);
 
     write64(abi::RESULTS + 8, current_cpl());
