@@ -88,8 +88,12 @@ pub struct ProbeReport {
     /// MMIO exit, without the trip to the VMM (`None` if KVM refused the
     /// coalesced zone, as the writes then exit).
     pub coalesced: Option<Summary>,
-    /// VMM wall time of the MMIO phase divided by its exits.
+    /// VMM wall time of the MMIO phase divided by its exits (a mean, so
+    /// it includes every preemption of the vCPU thread).
     pub wall_per_exit: Duration,
+    /// VMM wall time between consecutive exits of the MMIO phase, in ns
+    /// (one round trip each; the median is robust to preemption).
+    pub exit_gap_ns: Summary,
     /// Exits the VMM served in total.
     pub exits: u64,
     /// The value the guest read back last (sanity check of the register page).
@@ -164,6 +168,7 @@ fn summarize(
         pio: (!o.pio.is_empty()).then(|| Summary::of(&o.pio)),
         coalesced: None,
         wall_per_exit,
+        exit_gap_ns: Summary::of(mmio_phase.map_or(&[][..], |p| &p.gaps_ns)),
         exits: o.total_exits,
         last_read: o.results.last_read,
     }

@@ -82,7 +82,7 @@ pub enum Privilege {
 }
 
 /// Wall-clock record of one guest phase.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct PhaseTime {
     /// Phase number (`abi::phase`).
     pub phase: u64,
@@ -90,6 +90,9 @@ pub struct PhaseTime {
     pub wall: Duration,
     /// VM exits to userspace during the phase (doorbell excluded).
     pub exits: u64,
+    /// Nanoseconds from each `KVM_RUN` return to the next within the phase:
+    /// one guest-VMM-guest round trip plus the guest's work between exits.
+    pub gaps_ns: Vec<u64>,
 }
 
 /// What the guest left behind when it rang DONE.
@@ -244,7 +247,9 @@ impl Vm {
         let mut phase_start: Option<(u64, Instant, u64)> = None;
         let mut exits: u64 = 0;
         let mut fault = (0u64, 0u64);
+        let mut gaps_ns: Vec<u64> = Vec::new();
         let started = Instant::now();
+        let mut last_return = started;
         loop {
             if started.elapsed() > timeout {
                 return Err(self.failure("timed out waiting for the guest"));
@@ -257,6 +262,9 @@ impl Vm {
                 Err(e) if e.errno() == libc::EINTR || e.errno() == libc::EAGAIN => continue,
                 Err(e) => return Err(e.into()),
             };
+            let returned = Instant::now();
+            gaps_ns.push(u64::try_from((returned - last_return).as_nanos()).unwrap_or(u64::MAX));
+            last_return = returned;
             exits += 1;
             match exit {
                 VcpuExit::IoOut(abi::PROBE_PORT, _) => {}
@@ -273,15 +281,18 @@ impl Vm {
                     let value = le_u64(data);
                     match addr - abi::DOORBELL {
                         abi::DOORBELL_PHASE => {
-                            let now = Instant::now();
+                            // Gaps up to and including this doorbell's belong to
+                            // the phase it ends.
+                            let phase_gaps = std::mem::take(&mut gaps_ns);
                             if let Some((phase, t0, e0)) = phase_start.take() {
                                 phases.push(PhaseTime {
                                     phase,
-                                    wall: now - t0,
+                                    wall: returned - t0,
                                     exits: exits - e0 - 1,
+                                    gaps_ns: phase_gaps,
                                 });
                             }
-                            phase_start = Some((value, now, exits));
+                            phase_start = Some((value, returned, exits));
                         }
                         abi::DOORBELL_DONE => return self.outcome(phases, exits),
                         abi::DOORBELL_FAULT_RIP => fault.0 = value,
