@@ -6,7 +6,14 @@ use std::io;
 const PT_LOAD: u32 = 1;
 
 fn field<const N: usize>(image: &[u8], at: usize) -> io::Result<[u8; N]> {
-    image.get(at..at + N).and_then(|s| s.try_into().ok()).ok_or_else(|| bad("truncated ELF"))
+    at.checked_add(N)
+        .and_then(|end| image.get(at..end))
+        .and_then(|s| s.try_into().ok())
+        .ok_or_else(|| bad("truncated ELF"))
+}
+
+fn add(a: usize, b: usize) -> io::Result<usize> {
+    a.checked_add(b).ok_or_else(|| bad("offset overflow"))
 }
 
 fn u16_at(image: &[u8], at: usize) -> io::Result<u16> {
@@ -34,17 +41,24 @@ pub fn load(image: &[u8], ram: &GuestRam) -> io::Result<u64> {
     let phentsize = usize::from(u16_at(image, 54)?);
     let phnum = usize::from(u16_at(image, 56)?);
     for i in 0..phnum {
-        let ph = phoff + i * phentsize;
+        let ph = add(phoff, i.checked_mul(phentsize).ok_or_else(|| bad("phentsize"))?)?;
         if u32_at(image, ph)? != PT_LOAD {
             continue;
         }
-        let offset = usize::try_from(u64_at(image, ph + 8)?).map_err(|_| bad("p_offset"))?;
-        let paddr = u64_at(image, ph + 24)?;
-        let filesz = usize::try_from(u64_at(image, ph + 32)?).map_err(|_| bad("p_filesz"))?;
-        let memsz = usize::try_from(u64_at(image, ph + 40)?).map_err(|_| bad("p_memsz"))?;
-        let data = image.get(offset..offset + filesz).ok_or_else(|| bad("segment past end"))?;
+        let offset = usize::try_from(u64_at(image, add(ph, 8)?)?).map_err(|_| bad("p_offset"))?;
+        let paddr = u64_at(image, add(ph, 24)?)?;
+        let filesz = u64_at(image, add(ph, 32)?)?;
+        let memsz = u64_at(image, add(ph, 40)?)?;
+        let filesz_bytes = usize::try_from(filesz).map_err(|_| bad("p_filesz"))?;
+        let data =
+            image.get(offset..add(offset, filesz_bytes)?).ok_or_else(|| bad("segment past end"))?;
         ram.write(paddr, data)?;
-        ram.write(paddr + filesz as u64, &vec![0; memsz.saturating_sub(filesz)])?;
+        let bss = usize::try_from(memsz.saturating_sub(filesz)).map_err(|_| bad("p_memsz"))?;
+        let bss_at = paddr.checked_add(filesz).ok_or_else(|| bad("p_paddr"))?;
+        if bss > ram.size() {
+            return Err(bad("segment larger than guest RAM"));
+        }
+        ram.write(bss_at, &vec![0; bss])?;
     }
     Ok(entry)
 }
