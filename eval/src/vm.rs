@@ -1,9 +1,8 @@
 //! A one-vCPU KVM virtual machine entered directly in 64-bit mode: the VMM
-//! writes the page tables and GDT, loads the guest ELF and starts it at its
-//! entry point, then serves the guest's MMIO exits.
+//! writes the page tables, GDT, IDT and TSS, loads the guest ELF and starts
+//! it at its entry point, then serves the guest's MMIO and port exits.
 
-use crate::host::KvmKind;
-use crate::{abi, elf, memory::GuestRam, register_page::RegisterPage};
+use crate::{abi, elf, host::KvmKind, memory::GuestRam, register_page::RegisterPage};
 use kvm_bindings::{
     KVM_MAX_CPUID_ENTRIES, Msrs, kvm_msr_entry, kvm_segment, kvm_userspace_memory_region,
 };
@@ -73,8 +72,9 @@ const GDT_ENTRIES: u64 = 10;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Privilege {
     /// CPL 0, like a kernel. Under PVM a CPL 0 guest runs natively only
-    /// after it registers a paravirtual interrupt-flag area; otherwise KVM
-    /// emulates it instruction by instruction.
+    /// once a virtual interrupt-flag area is registered for it (the VMM
+    /// does it, see [`VmConfig::pvm_vif`]); otherwise KVM emulates it
+    /// instruction by instruction.
     Kernel,
     /// CPL 3, like a user program (the VMM plays its kernel: page tables,
     /// GDT, IDT, TSS). Under PVM this runs natively at hardware CPL 3.

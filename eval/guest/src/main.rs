@@ -1,7 +1,8 @@
 //! The evaluation guest: runs identity-mapped in 64-bit mode (entered by
-//! the VMM, no firmware), times RDTSC itself, a fixed loop, and 32-bit
-//! accesses to the emulated VT-d register page, and leaves raw samples in
-//! RAM for the VMM. No floating point and no formatting: the VMM does the
+//! the VMM, no firmware), times RDTSC itself, a fixed loop, 32-bit
+//! accesses to the emulated VT-d register page, a port write and a
+//! coalesced-MMIO write, and leaves raw samples in RAM for the VMM (layout
+//! in `abi.rs`). No floating point and no formatting: the VMM does the
 //! statistics.
 #![no_std]
 #![no_main]
