@@ -15,3 +15,4 @@ pub mod probe;
 pub mod register_page;
 pub mod stats;
 pub mod vm;
+pub mod watchdog;

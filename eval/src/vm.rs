@@ -250,6 +250,7 @@ impl Vm {
         let mut gaps_ns: Vec<u64> = Vec::new();
         let started = Instant::now();
         let mut last_return = started;
+        let _watchdog = crate::watchdog::Watchdog::start(timeout);
         loop {
             if started.elapsed() > timeout {
                 return Err(self.failure("timed out waiting for the guest"));

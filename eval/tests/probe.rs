@@ -58,3 +58,25 @@ fn bad_arguments_print_usage_with_exit_status_2() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("usage: viommu-eval"));
 }
+
+#[test]
+fn a_guest_that_never_exits_times_out() {
+    use std::time::{Duration, Instant};
+    use viommu_eval::{host::KvmKind, probe::GUEST, vm::Vm};
+    if KvmKind::detect() == KvmKind::None {
+        eprintln!("skipped: no KVM");
+        return;
+    }
+    let Ok(kvm) = kvm_ioctls::Kvm::new() else {
+        eprintln!("skipped: cannot open /dev/kvm");
+        return;
+    };
+    let mut vm = Vm::new(&kvm, GUEST, VmConfig::default()).expect("vm");
+    vm.run(Duration::from_secs(60)).expect("first run");
+    // After DONE the guest spins without exiting: only the watchdog's
+    // signal gets KVM_RUN back.
+    let started = Instant::now();
+    let err = vm.run(Duration::from_millis(300)).expect_err("must time out");
+    assert!(err.to_string().contains("timed out"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
