@@ -202,7 +202,7 @@ proptest! {
     fn cache_matches_model(ops in ops(BASE, 4 * LIMIT + 3)) {
         const TOP: u64 = 4 * LIMIT + 3; // 4095: the live map covers 2048..4096, the rest is untracked
         let window = Window::from_pages(BASE, TOP).unwrap();
-        let cache = FixedIovaCache::<1024, 2, 63>::new_fixed(window);
+        let cache = FixedIovaCache::<1024, 2, 2048>::new_fixed(window);
         let mut hs: Vec<_> = (0..3).map(|_| cache.handle()).collect();
         let mut model = Model::default();
         for op in ops {
