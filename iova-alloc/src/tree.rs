@@ -223,9 +223,13 @@ impl<S: Store<Node>> IovaTree<S> {
         Ok(())
     }
 
-    /// Reserves `range` so that it is never handed out (an RMRR, the MSI
-    /// window `0xFEE0_0000..=0xFEEF_FFFF`). Reservations that overlap merge;
-    /// a reservation cannot be freed. O(log n) per range it overlaps.
+    /// Reserves `range` so that it is never handed out: a Reserved Memory
+    /// Region of the DMAR table (RMRR, VT-d §8.4), which must stay
+    /// identity-mapped for its devices, or the interrupt address range
+    /// `0xFEE0_0000..=0xFEEF_FFFF`, where a request is an interrupt message
+    /// and is never translated (VT-d "Handling Requests to Interrupt Address
+    /// Range"). Reservations that overlap merge; a reservation cannot be
+    /// freed. O(log n) per range it overlaps.
     ///
     /// # Errors
     /// [`AllocError::OutOfWindow`] if `range` is not inside the window,
