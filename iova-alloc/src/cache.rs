@@ -103,14 +103,35 @@ pub type FixedIovaCache<const NODES: usize, const MAGS: usize, const TRACKED: us
 impl<const NODES: usize, const MAGS: usize, const TRACKED: usize>
     FixedIovaCache<NODES, MAGS, TRACKED>
 {
-    /// An empty cache over `window` (all capacity is inline).
-    pub fn new_fixed(window: Window) -> Self {
-        Self::new(
-            IovaTree::new(window, heapless::Vec::new()),
-            core::array::from_fn(|_| heapless::Vec::new()),
-            MAGS,
-            core::array::from_fn(|_| AtomicU8::new(0)),
-        )
+    /// An empty cache over `window`, all capacity inline. A `const fn`, so
+    /// a unikernel can place the cache in a `static` rather than on a stack:
+    ///
+    /// ```
+    /// use iova_alloc::{FixedIovaCache, Window};
+    /// use vtd_regs::Iova;
+    ///
+    /// const WINDOW: Window = match Window::from_pages(1, (1 << 20) - 1) {
+    ///     Ok(w) => w,
+    ///     Err(_) => panic!("bad window"),
+    /// };
+    /// static IOVAS: FixedIovaCache<4096, 8, 16384> = FixedIovaCache::new_fixed(WINDOW);
+    ///
+    /// let mut cpu = IOVAS.handle();
+    /// let r = cpu.alloc(8, Iova::new(u64::MAX))?;
+    /// assert_eq!(r.last_page(), (1 << 20) - 1);
+    /// cpu.free(r)?;
+    /// # Ok::<(), iova_alloc::AllocError>(())
+    /// ```
+    pub const fn new_fixed(window: Window) -> Self {
+        Self {
+            shared: Mutex::new(Shared {
+                tree: IovaTree::new_fixed(window),
+                depot: [const { heapless::Vec::new() }; CACHED_ORDERS],
+                depot_cap: MAGS,
+            }),
+            live: LiveMap::with_span(window, [const { AtomicU8::new(0) }; TRACKED], TRACKED as u64),
+            window,
+        }
     }
 }
 

@@ -43,13 +43,22 @@ pub(crate) struct LiveMap<B> {
     base: u64,
 }
 
+impl<B> LiveMap<B> {
+    /// A map over the top `span` pages of `window`, `span` being the length
+    /// of `bytes`.
+    pub(crate) const fn with_span(window: Window, bytes: B, span: u64) -> Self {
+        let top = window.limit() + 1;
+        let base = if top - window.base() > span { top - span } else { window.base() };
+        Self { bytes, base }
+    }
+}
+
 impl<B: AsRef<[AtomicU8]>> LiveMap<B> {
     /// A map over the top `bytes.len()` pages of `window`. The bytes must be
     /// zero.
     pub(crate) fn new(window: Window, bytes: B) -> Self {
         let span = bytes.as_ref().len() as u64;
-        let base = (window.limit() + 1).saturating_sub(span).max(window.base());
-        Self { bytes, base }
+        Self::with_span(window, bytes, span)
     }
 
     /// The byte of page `pfn`, if covered.

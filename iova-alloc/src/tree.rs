@@ -156,6 +156,21 @@ pub struct IovaTree<S> {
     reserved: usize,
 }
 
+impl<const N: usize> IovaTree<heapless::Vec<Node, N>> {
+    /// An empty allocator over `window` with room for `N` ranges, inline and
+    /// without a heap. A `const fn`, so it can initialise a `static`.
+    pub const fn new_fixed(window: Window) -> Self {
+        Self {
+            store: heapless::Vec::new(),
+            root: NIL,
+            free_head: NIL,
+            window,
+            allocated: 0,
+            reserved: 0,
+        }
+    }
+}
+
 impl<S: Store<Node>> IovaTree<S> {
     /// An empty allocator over `window`, keeping its nodes in `store`
     /// (whose current contents are discarded).

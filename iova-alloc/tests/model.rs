@@ -278,15 +278,17 @@ proptest! {
 /// Concurrent handles: allocations from two threads never overlap, and when
 /// both threads free the same ranges at once each range is freed exactly
 /// once.
-#[cfg(feature = "alloc")]
 #[test]
 fn concurrent_handles_free_each_range_once() {
-    let window = Window::from_pages(1, (1 << 16) - 1).unwrap();
-    let cache = iova_alloc::VecIovaCache::with_window(window);
+    const WINDOW: Window = match Window::from_pages(1, (1 << 16) - 1) {
+        Ok(w) => w,
+        Err(_) => panic!("bad window"),
+    };
+    static CACHE: FixedIovaCache<8192, 4, { 1 << 16 }> = FixedIovaCache::new_fixed(WINDOW);
+    let cache = &CACHE;
     let per_thread: Vec<Vec<IovaRange>> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..2u64)
             .map(|t| {
-                let cache = &cache;
                 s.spawn(move || {
                     let mut h = cache.handle();
                     let mut out = Vec::new();
@@ -316,7 +318,7 @@ fn concurrent_handles_free_each_range_once() {
     let freed: usize = std::thread::scope(|s| {
         let workers: Vec<_> = (0..2)
             .map(|_| {
-                let (cache, all) = (&cache, &all);
+                let all = &all;
                 s.spawn(move || {
                     let mut h = cache.handle();
                     all.iter().filter(|&&r| h.free(r).is_ok()).count()
