@@ -8,6 +8,7 @@ use vtd_regs::{FrameAllocator, Iova, PAGE_SIZE, PageSize, PhysAddr, PhysMem};
 
 use crate::error::{Error, Result};
 use crate::frames::alloc_table;
+use crate::leaf_cache::LeafTableCache;
 use crate::perm::Perm;
 use crate::pte::{ADDR_MASK, PTES_PER_TABLE, SlPte, SlPteFlags, entry_address, index, leaf_size};
 use crate::translation::Translation;
@@ -74,6 +75,7 @@ pub struct SlPageTable<M: PhysMem, A: FrameAllocator> {
     pub(crate) alloc: A,
     pub(crate) root: PhysAddr,
     pub(crate) config: TableConfig,
+    pub(crate) cache: LeafTableCache,
 }
 
 /// Why a range map stopped: the error, and how many bytes from the start
@@ -95,7 +97,7 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     /// An empty table: allocates and zeroes its root frame.
     pub fn new(mem: M, alloc: A, config: TableConfig) -> Result<Self> {
         let root = alloc_table(&mem, &alloc)?;
-        Ok(Self { mem, alloc, root, config })
+        Ok(Self { mem, alloc, root, config, cache: LeafTableCache::EMPTY })
     }
 
     /// The root frame: the SLPTPTR of context entries for this domain.
@@ -249,6 +251,16 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         }
         let leaf = SlPte::leaf(phys, perm, size).with_flags(SlPteFlags::SNOOP, self.config.snoop);
         let target = size.level();
+        if let Some((table, parent_slot)) = self.cache.lookup(iova).filter(|_| target == 1) {
+            let slot = entry_address(table, index(iova, 1));
+            if SlPte(self.mem.read_u64(slot)?).is_present() {
+                return Err(Error::AlreadyMapped { iova });
+            }
+            let parent = SlPte(self.mem.read_u64(parent_slot)?);
+            self.write_pte(slot, leaf)?;
+            self.write_pte(parent_slot, parent.with_count(parent.count() + 1))?;
+            return Ok(true);
+        }
         let mut table = self.root;
         let mut parent = None;
         let mut level = self.config.agaw.levels();
@@ -264,6 +276,9 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
                     };
                 }
                 self.write_pte(slot, leaf)?;
+                if let (1, Some((parent_slot, _))) = (level, parent) {
+                    self.cache.fill(iova, table, parent_slot);
+                }
                 break;
             }
             if !e.is_present() {
