@@ -123,6 +123,11 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     /// On error nothing changed.
     #[inline]
     pub fn map(&mut self, iova: Iova, phys: PhysAddr, size: PageSize, perm: Perm) -> Result<()> {
+        if size == PageSize::Size4KiB
+            && let Some(tables) = self.leaf_table(iova)?
+        {
+            return self.map_in_leaf_table(iova, phys, perm, tables);
+        }
         match self.map_one(iova, phys, size, perm)? {
             true => Ok(()),
             false => Err(Error::AlreadyMapped { iova }),
@@ -241,6 +246,59 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         Ok(())
     }
 
+    /// The fast path's walk: the last-level table of `iova` and the address
+    /// of the level-2 entry pointing at it, from the walk cache or a
+    /// read-only descent; `None` when some level is missing or a superpage
+    /// (or `iova` is beyond the width), for the general path to handle.
+    #[inline]
+    pub(crate) fn leaf_table(&mut self, iova: Iova) -> Result<Option<(PhysAddr, PhysAddr)>> {
+        if iova.as_u64() >= self.width_limit() {
+            return Ok(None);
+        }
+        if let Some(hit) = self.cache.lookup(iova) {
+            return Ok(Some(hit));
+        }
+        let mut table = self.root;
+        let mut level = self.config.agaw.levels();
+        loop {
+            let slot = entry_address(table, index(iova, level));
+            let e = SlPte(self.mem.read_u64(slot)?);
+            if !e.is_present() || e.is_superpage() {
+                return Ok(None);
+            }
+            if level == 2 {
+                self.cache.fill(iova, e.address(), slot);
+                return Ok(Some((e.address(), slot)));
+            }
+            table = e.address();
+            level -= 1;
+        }
+    }
+
+    /// Maps the 4 KiB page at `iova` into its existing last-level `table`,
+    /// pointed at from `parent_slot`.
+    #[inline]
+    fn map_in_leaf_table(
+        &mut self,
+        iova: Iova,
+        phys: PhysAddr,
+        perm: Perm,
+        (table, parent_slot): (PhysAddr, PhysAddr),
+    ) -> Result<()> {
+        self.check(iova, phys, PageSize::Size4KiB)?;
+        if perm.is_empty() {
+            return Err(Error::NoPermission);
+        }
+        let slot = entry_address(table, index(iova, 1));
+        if SlPte(self.mem.read_u64(slot)?).is_present() {
+            return Err(Error::AlreadyMapped { iova });
+        }
+        let parent = SlPte(self.mem.read_u64(parent_slot)?);
+        let leaf = SlPte::leaf(phys, perm, PageSize::Size4KiB).with_flags(SlPteFlags::SNOOP, self.config.snoop);
+        self.write_pte(slot, leaf)?;
+        self.write_pte(parent_slot, parent.with_count(parent.count() + 1))
+    }
+
     /// Maps one page; `Ok(false)` when a table of smaller pages is where the
     /// leaf would go (nothing changed).
     #[inline]
@@ -251,16 +309,6 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         }
         let leaf = SlPte::leaf(phys, perm, size).with_flags(SlPteFlags::SNOOP, self.config.snoop);
         let target = size.level();
-        if let Some((table, parent_slot)) = self.cache.lookup(iova).filter(|_| target == 1) {
-            let slot = entry_address(table, index(iova, 1));
-            if SlPte(self.mem.read_u64(slot)?).is_present() {
-                return Err(Error::AlreadyMapped { iova });
-            }
-            let parent = SlPte(self.mem.read_u64(parent_slot)?);
-            self.write_pte(slot, leaf)?;
-            self.write_pte(parent_slot, parent.with_count(parent.count() + 1))?;
-            return Ok(true);
-        }
         let mut table = self.root;
         let mut parent = None;
         let mut level = self.config.agaw.levels();
@@ -276,9 +324,6 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
                     };
                 }
                 self.write_pte(slot, leaf)?;
-                if let (1, Some((parent_slot, _))) = (level, parent) {
-                    self.cache.fill(iova, table, parent_slot);
-                }
                 break;
             }
             if !e.is_present() {

@@ -87,7 +87,9 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     #[inline]
     pub fn unmap(&mut self, iova: Iova, size: PageSize) -> Result<Unmapped> {
         let mut token = Unmapped::new(self.root, iova);
-        self.unmap_one(iova, size, &mut token)?;
+        if size != PageSize::Size4KiB || !self.unmap_in_leaf_table(iova, &mut token)? {
+            self.unmap_one(iova, size, &mut token)?;
+        }
         Ok(token)
     }
 
@@ -138,25 +140,35 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         Ok(())
     }
 
+    /// The fast path of a 4 KiB unmap: when `iova`'s last-level table is
+    /// reachable and keeps other pages, clears the leaf and counts it.
+    /// `Ok(false)`: not applicable, nothing changed.
+    #[inline]
+    fn unmap_in_leaf_table(&mut self, iova: Iova, token: &mut Unmapped) -> Result<bool> {
+        if !iova.is_aligned(PAGE_SIZE) {
+            return Ok(false);
+        }
+        let Some((table, parent_slot)) = self.leaf_table(iova)? else { return Ok(false) };
+        let parent = SlPte(self.mem.read_u64(parent_slot)?);
+        // The last page of the table takes the general path, which detaches it.
+        if parent.count() <= 1 {
+            return Ok(false);
+        }
+        let slot = entry_address(table, index(iova, 1));
+        if !SlPte(self.mem.read_u64(slot)?).is_present() {
+            return Err(Error::NotMapped { iova });
+        }
+        self.write_pte(slot, SlPte::EMPTY)?;
+        self.write_pte(parent_slot, parent.with_count(parent.count() - 1))?;
+        token.len += PAGE_SIZE;
+        Ok(true)
+    }
+
     /// Unmaps one page into `token` (whose range it extends).
     #[inline]
     fn unmap_one(&mut self, iova: Iova, size: PageSize, token: &mut Unmapped) -> Result<()> {
         self.check(iova, PhysAddr::ZERO, size)?;
         let target = size.level();
-        if let Some((table, parent_slot)) = self.cache.lookup(iova).filter(|_| target == 1) {
-            let parent = SlPte(self.mem.read_u64(parent_slot)?);
-            // The last page of the table takes the slow path, which detaches it.
-            if parent.count() > 1 {
-                let slot = entry_address(table, index(iova, 1));
-                if !SlPte(self.mem.read_u64(slot)?).is_present() {
-                    return Err(Error::NotMapped { iova });
-                }
-                self.write_pte(slot, SlPte::EMPTY)?;
-                self.write_pte(parent_slot, parent.with_count(parent.count() - 1))?;
-                token.len += size.bytes();
-                return Ok(());
-            }
-        }
         let levels = self.config.agaw().levels();
         // path[l - 1]: the entry read at level l, and where it is.
         let mut path = [(PhysAddr::ZERO, SlPte::EMPTY); 5];
@@ -174,9 +186,6 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
                     return Err(Error::MappedWithSmallerPages { iova });
                 }
                 self.write_pte(slot, SlPte::EMPTY)?;
-                if let (1, Some((parent_slot, _))) = (level, path.get(1)) {
-                    self.cache.fill(iova, table, *parent_slot);
-                }
                 break;
             }
             if leaf {
