@@ -14,8 +14,8 @@
 //! memory the unit was given.
 
 use vtd_regs::PhysMem;
-use vtd_regs::desc::{DescError, Descriptor, QueueWidth};
-use vtd_regs::regs::iq::{DescriptorWidth, QueueErrorInfo};
+use vtd_regs::desc::{DescError, Descriptor};
+use vtd_regs::regs::iq::QueueErrorInfo;
 use vtd_regs::regs::{Fsts, GlobalBits, Iqh, Iqt};
 
 use crate::counters::DESCRIPTOR_TYPES;
@@ -67,7 +67,6 @@ impl<const I: usize, const C: usize> State<I, C> {
             self.queue_fault(QueueErrorInfo::InvalidTail);
             return;
         }
-        let qwidth = QueueWidth::from_dw(width == DescriptorWidth::Bits256);
         let mut head = self.iqh.index(width) % entries;
         for _ in 0..entries {
             if head == tail {
@@ -80,7 +79,7 @@ impl<const I: usize, const C: usize> State<I, C> {
                 self.queue_fault(QueueErrorInfo::FetchError);
                 return;
             }
-            let step = Descriptor::read(qwidth, bytes)
+            let step = Descriptor::read(width, bytes)
                 .map_err(queue_error)
                 .and_then(|d| self.execute(mem, d));
             match step {

@@ -5,7 +5,7 @@
 
 use vtd_emu::mem::HeapMemory;
 use vtd_emu::{EmuConfig, Emulator, SimFrameAllocator};
-use vtd_regs::desc::{Descriptor, QueueWidth};
+use vtd_regs::desc::Descriptor;
 use vtd_regs::regs::Iqa;
 use vtd_regs::regs::cap::Agaw;
 use vtd_regs::regs::iq::{DescriptorWidth, QueueSize};
@@ -140,7 +140,7 @@ impl Rig {
 
     /// Writes `d` into slot `index` of the queue `iqa`.
     pub fn put(&self, iqa: Iqa, index: usize, d: Descriptor) {
-        let width = QueueWidth::from_dw(iqa.width() == DescriptorWidth::Bits256);
+        let width = iqa.width();
         let mut slot = [0u8; 32];
         d.write(width, &mut slot).unwrap();
         self.put_raw(iqa, index, &slot[..width.bytes()]);
