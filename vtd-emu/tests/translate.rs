@@ -309,6 +309,9 @@ fn bounded_iotlb_evicts_and_counts() {
     assert_eq!(read(&rig, dev, 0), Err(FaultReason::ReadNotPermitted));
     let c = rig.emu.counters();
     assert_eq!(c.walks, 1 + 7);
+    rig.emu.reset_counters();
+    assert_eq!(rig.emu.counters(), vtd_emu::Counters::default());
+    assert_eq!(rig.emu.iotlb_entries(), 4);
 }
 
 #[test]
