@@ -4,6 +4,7 @@
 
 use crate::{Invalidation, Result, Ticket};
 use vtd_regs::Drain;
+use vtd_regs::regs::Cap;
 use vtd_regs::scope::AddressMaskOrder;
 
 /// What a unit can invalidate, read from its capabilities.
@@ -15,6 +16,25 @@ pub struct InvalidationCaps {
     pub max_mask_order: AddressMaskOrder,
     /// The drains the unit supports (CAP.DRD, CAP.DWD).
     pub drain: Drain,
+    /// Caching mode (CAP.CM): the unit may cache not-present entries, so
+    /// making an entry present needs an invalidation too (§6.1). An
+    /// emulated IOMMU sets it to learn of every map.
+    pub caching_mode: bool,
+}
+
+impl InvalidationCaps {
+    /// The invalidation capabilities CAP reports.
+    pub fn from_cap(cap: Cap) -> Self {
+        let mut drain = Drain::empty();
+        drain.set(Drain::READS, cap.drd());
+        drain.set(Drain::WRITES, cap.dwd());
+        InvalidationCaps {
+            page_selective: cap.psi(),
+            max_mask_order: cap.mamv().max_order(),
+            drain,
+            caching_mode: cap.caching_mode(),
+        }
+    }
 }
 
 /// Performs invalidations. Requests posted together complete together, in

@@ -14,16 +14,24 @@
 
 pub mod blocks;
 pub mod clock;
+pub mod counters;
 pub mod flush;
 pub mod invalidator;
+pub mod queued;
+pub mod register;
 pub mod request;
 
 use core::fmt;
 
+use vtd_regs::{DescError, MemError, UnitError};
+
 pub use blocks::PageBlocks;
 pub use clock::{Clock, Instant, NoClock};
+pub use counters::InvalidatorCounters;
 pub use flush::{FlushConfig, FlushMode, FlushQueue, FlushStats};
 pub use invalidator::{InvalidationCaps, Invalidator};
+pub use queued::{QueueFault, QueuedInvalidator};
+pub use register::RegisterInvalidator;
 pub use request::{Invalidation, Ticket};
 
 /// What can go wrong while invalidating.
@@ -37,6 +45,16 @@ pub enum Error {
     /// The unit cannot perform this request (for example page-selective
     /// invalidation without CAP.PSI, or a mask order beyond CAP.MAMV).
     Unsupported(Invalidation),
+    /// The frame allocator had no frame for the queue.
+    OutOfFrames,
+    /// Queue or status memory could not be accessed.
+    Mem(MemError),
+    /// A register operation failed.
+    Unit(UnitError),
+    /// A descriptor could not be encoded.
+    Descriptor(DescError),
+    /// The unit reported a queue error; the queue has been recovered.
+    Queue(QueueFault),
 }
 
 impl fmt::Display for Error {
@@ -45,6 +63,11 @@ impl fmt::Display for Error {
             Error::QueueFull => f.write_str("invalidation queue full"),
             Error::Timeout => f.write_str("invalidation did not complete in time"),
             Error::Unsupported(req) => write!(f, "the unit cannot perform {req:?}"),
+            Error::OutOfFrames => f.write_str("no frame for the invalidation queue"),
+            Error::Mem(e) => write!(f, "queue memory: {e}"),
+            Error::Unit(e) => write!(f, "remapping unit: {e}"),
+            Error::Descriptor(e) => write!(f, "descriptor: {e}"),
+            Error::Queue(q) => write!(f, "queue error at slot {}: {:?}", q.index, q.error),
         }
     }
 }

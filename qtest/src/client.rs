@@ -58,7 +58,9 @@ impl Qtest {
     }
 
     /// Sends one command line and returns the answer's text after `OK`
-    /// (trimmed; empty for a bare `OK`).
+    /// (trimmed; empty for a bare `OK`). The command is sent as it is: one
+    /// QEMU cannot parse (a missing argument, a zero length) aborts QEMU,
+    /// which then reads as [`Error::Closed`].
     pub fn command(&self, cmd: &str) -> Result<String> {
         let mut io = self.io.borrow_mut();
         if let Some(e) = &io.broken {

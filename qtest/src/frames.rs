@@ -2,6 +2,7 @@
 //! translation tables, invalidation queues and DMA buffers.
 
 use std::cell::RefCell;
+use std::rc::Rc;
 
 use vtd_regs::{FrameAllocator, PAGE_SHIFT, PAGE_SIZE, PhysAddr};
 
@@ -14,10 +15,14 @@ pub const DEFAULT_REGION: (PhysAddr, PhysAddr) =
 const MAX_ORDER: u8 = 20;
 
 /// First-fit allocator of naturally aligned blocks of 2^order frames over
-/// `[start, end)`, one bit per frame. Not `Sync`: one test, one QEMU.
+/// `[start, end)`, one flag per frame.
+///
+/// Clones share one pool, so a context manager and each page table can own
+/// a handle to the same frames. Not `Send`: one test thread, one QEMU.
+#[derive(Clone)]
 pub struct GuestFrames {
     start: PhysAddr,
-    used: RefCell<Vec<bool>>,
+    used: Rc<RefCell<Vec<bool>>>,
 }
 
 impl GuestFrames {
@@ -29,7 +34,7 @@ impl GuestFrames {
         let frames = last.saturating_sub(first) as usize;
         GuestFrames {
             start: PhysAddr::new(first << PAGE_SHIFT),
-            used: RefCell::new(vec![false; frames]),
+            used: Rc::new(RefCell::new(vec![false; frames])),
         }
     }
 
@@ -109,5 +114,9 @@ mod tests {
         // Giving back something foreign is ignored.
         f.deallocate(PhysAddr::new(0), 0);
         assert_eq!(f.in_use(), 14);
+        // A clone allocates from the same pool.
+        let g = f.clone();
+        g.deallocate(b, 2);
+        assert_eq!(f.in_use(), 10);
     }
 }

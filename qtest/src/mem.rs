@@ -11,6 +11,7 @@ use crate::qemu::{Qemu, RAM_SIZE};
 /// An access beyond RAM fails with [`MemError::OutOfRange`] without reaching
 /// QEMU; a protocol failure also reads as `OutOfRange` (the trait has no
 /// other way to say it) and is recorded for [`Qemu::check`].
+#[derive(Clone, Copy)]
 pub struct QtestMem<'q> {
     qemu: &'q Qemu,
 }

@@ -16,6 +16,7 @@ const ALL_ONES: u64 = u64::MAX;
 /// accessed with `readq`/`writeq` in one piece. [`Mmio`] cannot return
 /// errors: a failed access (QEMU gone, offset outside the page) reads as all
 /// ones and is recorded for [`Qemu::check`].
+#[derive(Clone, Copy)]
 pub struct QtestMmio<'q> {
     qemu: &'q Qemu,
 }

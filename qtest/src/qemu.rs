@@ -104,13 +104,29 @@ impl Qemu {
 
     fn start_binary(binary: &'static str, iommu: &IommuOptions) -> Result<Self> {
         let dir = make_temp_dir()?;
-        match Self::spawn(binary, iommu, &dir) {
-            Ok((child, qtest)) => Ok(Qemu { qtest, child, dir, noted: RefCell::new(None) }),
+        let (child, qtest) = match Self::spawn(binary, iommu, &dir) {
+            Ok(spawned) => spawned,
             Err(e) => {
                 // Best effort: the directory only holds the BIOS image.
                 let _ = fs::remove_dir_all(&dir);
-                Err(e)
+                return Err(e);
             }
+        };
+        // From here on, dropping `qemu` kills QEMU and removes the directory.
+        let qemu = Qemu { qtest, child, dir, noted: RefCell::new(None) };
+        qemu.handshake()?;
+        Ok(qemu)
+    }
+
+    /// Waits for QEMU to answer its first command, so that a QEMU that
+    /// refused its options fails here, with its stderr.
+    fn handshake(&self) -> Result<()> {
+        const COMMAND: &str = "endianness";
+        let answer = self.qtest.command(COMMAND)?;
+        if answer == "little" {
+            Ok(())
+        } else {
+            Err(Error::BadAnswer { command: COMMAND.to_owned(), answer })
         }
     }
 
@@ -241,6 +257,16 @@ mod tests {
         };
         assert_eq!(e, Error::QemuNotFound { binary: "viommu-no-such-qemu" });
         assert!(e.to_string().contains("apt-get install qemu-system-x86"), "{e}");
+    }
+
+    #[test]
+    fn options_qemu_refuses_fail_at_start_with_its_message() {
+        let options = IommuOptions { aw_bits: 40, ..IommuOptions::default() };
+        match Qemu::start(&options) {
+            Err(Error::Closed { stderr }) => assert!(stderr.contains("aw-bits"), "{stderr}"),
+            Err(e) => panic!("expected QEMU to exit, got {e}"),
+            Ok(_) => panic!("QEMU accepted aw-bits=40"),
+        }
     }
 
     #[test]

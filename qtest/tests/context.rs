@@ -5,11 +5,11 @@
 
 mod common;
 
-use common::{Guest, pattern, start};
+use common::{DID, Guest, pattern, start};
 use viommu_qtest::IommuOptions;
 use vtd_regs::regs::FaultType;
 use vtd_regs::{FaultReason, Iova, PAGE_SIZE, PhysAddr, PhysMem};
-use vtd_tables::{ContextEntry, Perm};
+use vtd_tables::{Attachment, ContextChange, Perm};
 
 const IOVA: Iova = Iova::new(0x4000_0000);
 const PAGE: usize = PAGE_SIZE as usize;
@@ -36,7 +36,7 @@ fn missing_and_stale_context_entries() {
     let data = pattern(5, PAGE);
     g.mem.write_bytes(page, &data).unwrap();
     g.map(IOVA, page, Perm::READ_WRITE);
-    g.set_context(ContextEntry::NOT_PRESENT);
+    let _: ContextChange = g.attach(Attachment::Blocked);
     g.enable();
 
     // No context entry: the read faults with reason 2.
@@ -44,12 +44,14 @@ fn missing_and_stale_context_entries() {
     g.assert_fault(FaultType::Read, FaultReason::ContextEntryNotPresent, IOVA);
 
     // QEMU caches no absent entry: the new entry works without invalidation.
-    g.set_context(g.translated_context());
+    let change = g.attach(g.translated());
+    assert_eq!(change.previous, None);
     assert_eq!(copy_within(&g, page), data[0x10..0x50]);
     g.assert_no_fault();
 
     // Removed without invalidation: the cached context entry still serves.
-    g.set_context(ContextEntry::NOT_PRESENT);
+    let change = g.attach(Attachment::Blocked);
+    assert_eq!(change.previous, Some(DID));
     let newer = pattern(6, PAGE);
     g.mem.write_bytes(page, &newer).unwrap();
     assert_eq!(copy_within(&g, page), newer[0x10..0x50]);
@@ -57,7 +59,7 @@ fn missing_and_stale_context_entries() {
 
     // After the device's context-cache (and the domain's IOTLB) invalidation
     // the entry is gone.
-    g.invalidate_context();
+    g.invalidate_context(change);
     g.edu.write_memory(0, IOVA, 64).unwrap();
     g.assert_fault(FaultType::Write, FaultReason::ContextEntryNotPresent, IOVA);
     qemu.check().unwrap();
@@ -69,7 +71,8 @@ fn fault_processing_disable_blocks_without_recording() {
     let mut g = Guest::new(&qemu);
     let page = g.page();
     g.map(IOVA, page, Perm::READ);
-    g.set_context(g.translated_context().with_fpd(true));
+    let entry = g.translated().entry().with_fpd(true);
+    g.write_context(entry);
     g.enable();
     g.mem.write_bytes(page, &[0x33; PAGE]).unwrap();
 
@@ -84,8 +87,9 @@ fn fault_processing_disable_blocks_without_recording() {
     // buffer lands in the (meanwhile changed) page.
     g.edu.read_memory(IOVA, 0, 64).unwrap();
     g.mem.write_bytes(page, &[0x44; PAGE]).unwrap();
+    let owed = g.unmap(IOVA);
+    g.flush(owed);
     g.map(IOVA, page, Perm::READ_WRITE);
-    g.invalidate_page(IOVA);
     g.edu.write_memory(0, at(0x100), 64).unwrap();
     g.mem.read_bytes(page, &mut out).unwrap();
     assert_eq!(out[0x100..0x140], [0x33; 64]);

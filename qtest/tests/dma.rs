@@ -1,8 +1,8 @@
-//! edu DMA through QEMU's VT-d, driven by `RemappingUnit` with tables of
-//! `vtd-tables` entries: translation moves exactly the right bytes, stale
-//! IOTLB entries outlive a cleared PTE until a page-selective invalidation,
-//! and faults are recorded with the right reason, address and source id
-//! (§6.5, §7.1, §10.4.14).
+//! edu DMA through QEMU's VT-d, driven by `RemappingUnit` with tables built
+//! by `vtd-tables`: translation moves exactly the right bytes, stale IOTLB
+//! entries outlive an unmap until its page-selective invalidation, and
+//! faults are recorded with the right reason, address and source id (§6.5,
+//! §7.1, §10.4.14).
 
 mod common;
 
@@ -85,9 +85,9 @@ fn stale_iotlb_entry_serves_until_page_invalidation() {
     g.edu.read_memory(IOVA_IN, 0, EDU_BUFFER_SIZE).unwrap();
     g.edu.write_memory(0, IOVA_OUT, EDU_BUFFER_SIZE).unwrap();
 
-    // Cleared without invalidation: the IOTLB still has both.
-    g.clear(IOVA_IN);
-    g.clear(IOVA_OUT);
+    // Unmapped, invalidation still owed: the IOTLB still has both.
+    let owed_in = g.unmap(IOVA_IN);
+    let owed_out = g.unmap(IOVA_OUT);
     let newer = pattern(2, PAGE);
     g.mem.write_bytes(src, &newer).unwrap();
     g.edu.read_memory(IOVA_IN, 0, EDU_BUFFER_SIZE).unwrap();
@@ -97,8 +97,9 @@ fn stale_iotlb_entry_serves_until_page_invalidation() {
     assert_eq!(out[..EDU_BUFFER_SIZE], newer[..EDU_BUFFER_SIZE], "stale translations work");
     g.assert_no_fault();
 
-    // After a page-selective invalidation the write faults...
-    g.invalidate_page(IOVA_OUT);
+    // After the page-selective invalidation the token asks for, the write
+    // faults...
+    g.flush(owed_out);
     g.mem.write_bytes(dst, &[0x55; PAGE]).unwrap();
     g.edu.write_memory(0, at(IOVA_OUT, 0x40), 64).unwrap();
     g.mem.read_bytes(dst, &mut out).unwrap();
@@ -109,7 +110,7 @@ fn stale_iotlb_entry_serves_until_page_invalidation() {
     g.assert_no_fault();
 
     // And the read faults once its page is invalidated too.
-    g.invalidate_page(IOVA_IN);
+    g.flush(owed_in);
     g.edu.read_memory(at(IOVA_IN, 0x10), 0, 32).unwrap();
     g.assert_fault(FaultType::Read, FaultReason::ReadNotPermitted, IOVA_IN);
     qemu.check().unwrap();

@@ -4,17 +4,31 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
 pub mod context;
+pub mod error;
+mod frames;
+pub mod manager;
 pub mod perm;
 pub mod pte;
 mod raw;
 pub mod root;
+pub mod table;
 pub mod translation;
+pub mod unmap;
 pub mod walk;
 
 pub use context::{ContextEntry, TranslationType};
+pub use error::{Error, Result};
+#[cfg(not(feature = "alloc"))]
+pub use frames::FIXED_CAPACITY;
+pub use manager::{Attachment, ContextChange, ContextManager};
 pub use perm::{Access, Perm};
 pub use pte::{SlPte, SlPteFlags};
 pub use root::RootEntry;
+pub use table::{PartialMap, SlPageTable, TableConfig};
 pub use translation::Translation;
+pub use unmap::{PartialUnmap, Unmapped};
 pub use walk::{ContextInfo, Fault, WalkLimits, lookup_context, walk, walk_second_level};

@@ -37,6 +37,12 @@ bitflags::bitflags! {
 /// ADDR, bits 51:12: the next table's frame or the page's frame (bits at
 /// and above the host address width are reserved).
 pub(crate) const ADDR_MASK: u64 = 0x000f_ffff_ffff_f000;
+/// Bits 61:52 are ignored by hardware (§9.8). In a non-leaf entry the
+/// driver keeps there the number of present entries of the table it points
+/// at, so it knows when that table becomes empty without scanning it.
+const COUNT_SHIFT: u32 = 52;
+const COUNT_MASK: u64 = 0x3ff << COUNT_SHIFT;
+
 /// A second-level paging entry (§9.8).
 #[derive(Clone, Copy, PartialEq, Eq, Default, FromBytes, IntoBytes, Immutable, KnownLayout)]
 #[repr(transparent)]
@@ -103,6 +109,19 @@ impl SlPte {
     pub const fn address(self) -> PhysAddr {
         PhysAddr::new(self.0 & ADDR_MASK)
     }
+
+    /// The driver's count of present entries in the table this non-leaf
+    /// entry points at (kept in ignored bits 61:52).
+    #[inline]
+    pub(crate) const fn count(self) -> u16 {
+        ((self.0 & COUNT_MASK) >> COUNT_SHIFT) as u16
+    }
+
+    /// This non-leaf entry with the present-entry count set to `n` (≤ 512).
+    #[inline]
+    pub(crate) const fn with_count(self, n: u16) -> Self {
+        Self((self.0 & !COUNT_MASK) | ((n as u64) << COUNT_SHIFT))
+    }
 }
 
 impl core::fmt::Debug for SlPte {
@@ -164,6 +183,11 @@ mod tests {
         assert!(g.is_present() && g.is_superpage());
         assert_eq!(g.address(), PhysAddr::new(0x8000_0000));
         assert!(!SlPte::EMPTY.is_present());
+        assert_eq!(SlPte::table(PhysAddr::new(0x1000)).with_count(512).count(), 512);
+        assert_eq!(
+            SlPte::table(PhysAddr::new(0x1000)).with_count(512).address(),
+            PhysAddr::new(0x1000)
+        );
     }
 
     #[test]

@@ -1,20 +1,26 @@
-//! The guest driver of the tests: the library's `RemappingUnit` over
-//! `QtestMmio` for the register protocols, and root, context and
-//! second-level entries of `vtd-tables` written into guest RAM with
-//! `QtestMem` (VT-d rev 3.x §9.1, §9.3, §9.8, §10.4).
+//! The guest driver of the tests, built from the library: `RemappingUnit`
+//! over `QtestMmio` for the register protocols, and `vtd-tables`'
+//! `ContextManager` and `SlPageTable` writing root, context and second-level
+//! tables into guest RAM through `QtestMem` (VT-d rev 3.x §3.4, §3.7, §9,
+//! §10.4).
 
 #![allow(dead_code)] // reason: each test binary uses a different part
 
+use std::ops::Range;
+
+use invalidation::PageBlocks;
 use viommu_qtest::{Edu, GuestFrames, IommuOptions, Qemu, QtestMem, QtestMmio};
-use vtd_regs::regs::cap::Agaw;
-use vtd_regs::regs::frcd::{FaultRecord, FaultType};
+use vtd_regs::regs::FaultRecord;
+use vtd_regs::regs::frcd::FaultType;
 use vtd_regs::regs::rtaddr::TranslationTableMode;
 use vtd_regs::{
     ContextScope, DomainId, Drain, FaultReason, FrameAllocator, FunctionMask, IotlbScope, Iova,
-    PAGE_SIZE, PhysAddr, PhysMem, RemappingUnit, SourceId,
+    PAGE_SIZE, PageSize, PhysAddr, PhysMem, RemappingUnit, SourceId,
 };
-use vtd_tables::pte::{entry_address, index};
-use vtd_tables::{ContextEntry, Perm, RootEntry, SlPte, TranslationType};
+use vtd_tables::{
+    Attachment, ContextChange, ContextEntry, ContextManager, Perm, RootEntry, SlPageTable,
+    TableConfig, Unmapped,
+};
 
 /// Starts QEMU, failing the test loudly (with the package to install) when it
 /// cannot.
@@ -27,6 +33,8 @@ pub(crate) const DID: DomainId = DomainId::new(1);
 /// The edu device's requester id on the machine `Qemu` builds (00:01.0).
 pub(crate) const EDU_SID: SourceId = SourceId::from_raw(0x0008);
 
+type Tables<'q> = SlPageTable<QtestMem<'q>, GuestFrames>;
+
 /// QEMU with its edu device, and the tables that translate its DMA.
 pub(crate) struct Guest<'q> {
     pub(crate) qemu: &'q Qemu,
@@ -34,63 +42,60 @@ pub(crate) struct Guest<'q> {
     pub(crate) unit: RemappingUnit<QtestMmio<'q>>,
     pub(crate) frames: GuestFrames,
     pub(crate) edu: Edu<'q>,
-    root: PhysAddr,
-    context: PhysAddr,
-    top: PhysAddr,
-    agaw: Agaw,
+    pub(crate) contexts: ContextManager<QtestMem<'q>, GuestFrames>,
+    pub(crate) table: Tables<'q>,
 }
 
 impl<'q> Guest<'q> {
-    /// Finds the edu device and builds a root table with one context entry
-    /// for it, pointing at an empty second-level table as deep as the unit's
-    /// MGAW needs. Translation is off.
+    /// Finds the edu device and attaches it to domain `DID`, whose table is
+    /// as wide as the unit's MGAW. Translation is off.
     pub(crate) fn new(qemu: &'q Qemu) -> Self {
         let mem = QtestMem::new(qemu);
         let frames = GuestFrames::default();
         let unit = RemappingUnit::new(QtestMmio::new(qemu)).expect("remapping unit");
-        let cap = unit.cap();
-        let agaw = cap.sagaw().choose(cap.mgaw().bits()).expect("a supported AGAW");
         let edu = Edu::probe(qemu).expect("edu device");
         assert_eq!(edu.source_id(), EDU_SID);
-        let root = zeroed_frame(&mem, &frames);
-        let context = zeroed_frame(&mem, &frames);
-        let top = zeroed_frame(&mem, &frames);
-        RootEntry::new(context).write(&mem, root, EDU_SID.bus()).unwrap();
-        let g = Guest { qemu, mem, unit, frames, edu, root, context, top, agaw };
-        g.set_context(g.translated_context());
-        g
-    }
-
-    /// The edu device's context entry as [`new`](Self::new) writes it:
-    /// translated through the second-level table, domain `DID`.
-    pub(crate) fn translated_context(&self) -> ContextEntry {
-        ContextEntry::translated(DID, self.top, self.agaw, TranslationType::Untranslated)
-    }
-
-    /// Writes the edu device's context entry, without any invalidation.
-    pub(crate) fn set_context(&self, entry: ContextEntry) {
-        entry.write(&self.mem, self.context, EDU_SID).unwrap();
-    }
-
-    /// Invalidates the edu device's context entry, then the domain's IOTLB
-    /// entries, as §6.5.3.3 asks after a context entry changed.
-    pub(crate) fn invalidate_context(&mut self) {
-        let scope = ContextScope::Device {
-            domain: DID,
-            source: EDU_SID,
-            function_mask: FunctionMask::None,
-        };
-        self.unit.invalidate_context(scope).unwrap();
-        self.unit.invalidate_iotlb(IotlbScope::Domain(DID), Drain::empty()).unwrap();
+        let cap = unit.cap();
+        let config = TableConfig::from_cap(cap, cap.mgaw().bits()).unwrap();
+        let table = SlPageTable::new(mem, frames.clone(), config).unwrap();
+        let mut contexts = ContextManager::new(mem, frames.clone()).unwrap();
+        // Nothing to invalidate yet: `enable` invalidates everything.
+        let _: ContextChange = contexts.attach(EDU_SID, DID, &table).unwrap();
+        Guest { qemu, mem, unit, frames, edu, contexts, table }
     }
 
     /// Sets the root table, invalidates the context cache and IOTLB globally
     /// and enables translation (§6.5, §10.4.4).
     pub(crate) fn enable(&mut self) {
-        self.unit.set_root_table(self.root, TranslationTableMode::Legacy).unwrap();
+        let root = self.contexts.root_table();
+        self.unit.set_root_table(root, TranslationTableMode::Legacy).unwrap();
         self.unit.invalidate_context(ContextScope::Global).unwrap();
         self.unit.invalidate_iotlb(IotlbScope::Global, Drain::empty()).unwrap();
         self.unit.enable_translation().unwrap();
+    }
+
+    /// Maps the 4 KiB page at `iova` to `phys` with `perm`.
+    pub(crate) fn map(&mut self, iova: Iova, phys: PhysAddr, perm: Perm) {
+        self.table.map(iova, phys, PageSize::Size4KiB, perm).unwrap();
+    }
+
+    /// Unmaps the 4 KiB page at `iova`, without any invalidation yet.
+    pub(crate) fn unmap(&mut self, iova: Iova) -> Unmapped {
+        self.table.unmap(iova, PageSize::Size4KiB).unwrap()
+    }
+
+    /// Invalidates what `token` says is owed with register-based
+    /// page-selective invalidations (§6.5.1.2), then frees its frames.
+    pub(crate) fn flush(&mut self, token: Unmapped) {
+        for scope in PageBlocks::new(DID, &token_range(&token), self.mamv(), token.leaf_only()) {
+            self.unit.invalidate_iotlb(scope, Drain::empty()).unwrap();
+        }
+        self.table.release(token).unwrap();
+    }
+
+    /// CAP.MAMV: the largest page-selective invalidation the unit takes.
+    pub(crate) fn mamv(&self) -> u8 {
+        self.unit.cap().mamv().max_order()
     }
 
     /// Page-selective IOTLB invalidation of one 4 KiB page of domain `DID`.
@@ -99,38 +104,42 @@ impl<'q> Guest<'q> {
         self.unit.invalidate_iotlb(scope, Drain::empty()).unwrap();
     }
 
-    /// Maps the 4 KiB page at `iova` to `phys` with `perm`, creating
-    /// intermediate tables.
-    pub(crate) fn map(&self, iova: Iova, phys: PhysAddr, perm: Perm) {
-        let leaf = SlPte::leaf(phys, perm, vtd_regs::PageSize::Size4KiB);
-        self.mem.write_u64(self.leaf_slot(iova), leaf.0).unwrap();
+    /// Points the edu device's context entry at `to`, without invalidation.
+    pub(crate) fn attach(&mut self, to: Attachment) -> ContextChange {
+        self.contexts.set(EDU_SID, to).unwrap()
     }
 
-    /// Clears the leaf entry of `iova`, without any invalidation.
-    pub(crate) fn clear(&self, iova: Iova) {
-        self.mem.write_u64(self.leaf_slot(iova), SlPte::EMPTY.0).unwrap();
-    }
-
-    /// The address of the last-level entry of `iova`.
-    fn leaf_slot(&self, iova: Iova) -> PhysAddr {
-        let mut table = self.top;
-        for level in (2..=self.agaw.levels()).rev() {
-            let slot = entry_address(table, index(iova, level));
-            let e = SlPte(self.mem.read_u64(slot).unwrap());
-            table = if e.is_present() {
-                e.address()
-            } else {
-                let t = zeroed_frame(&self.mem, &self.frames);
-                self.mem.write_u64(slot, SlPte::table(t).0).unwrap();
-                t
-            };
+    /// The attachment to domain `DID`'s table.
+    pub(crate) fn translated(&self) -> Attachment {
+        Attachment::Translated {
+            domain: DID,
+            table: self.table.root(),
+            agaw: self.table.config().agaw(),
         }
-        entry_address(table, index(iova, 1))
+    }
+
+    /// Writes the edu device's context entry as given (for fields the
+    /// context manager does not set, such as FPD), without invalidation.
+    pub(crate) fn write_context(&self, entry: ContextEntry) {
+        let root = RootEntry::read(&self.mem, self.contexts.root_table(), EDU_SID.bus()).unwrap();
+        entry.write(&self.mem, root.context_table(), EDU_SID).unwrap();
+    }
+
+    /// Invalidates what a context change owes (§6.5.3.3): the device's
+    /// context-cache entry, then its previous domain's IOTLB entries.
+    pub(crate) fn invalidate_context(&mut self, change: ContextChange) {
+        let Some(domain) = change.previous else { return };
+        let function_mask = FunctionMask::None;
+        let scope = ContextScope::Device { domain, source: change.sid, function_mask };
+        self.unit.invalidate_context(scope).unwrap();
+        self.unit.invalidate_iotlb(IotlbScope::Domain(domain), Drain::empty()).unwrap();
     }
 
     /// Allocates a zeroed 4 KiB page for DMA.
     pub(crate) fn page(&self) -> PhysAddr {
-        zeroed_frame(&self.mem, &self.frames)
+        let f = self.frames.allocate(0).expect("guest frames");
+        self.mem.zero_frame(f).unwrap();
+        f
     }
 
     /// Reads and clears the pending fault records.
@@ -156,11 +165,9 @@ impl<'q> Guest<'q> {
     }
 }
 
-/// A zeroed frame from `frames`.
-fn zeroed_frame(mem: &QtestMem<'_>, frames: &GuestFrames) -> PhysAddr {
-    let f = frames.allocate(0).expect("guest frames");
-    mem.zero_frame(f).unwrap();
-    f
+/// The IOVA range an unmap token covers.
+pub(crate) fn token_range(token: &Unmapped) -> Range<Iova> {
+    token.iova()..Iova::new(token.iova().as_u64() + token.len())
 }
 
 /// `len` bytes of a pattern that differs for each `seed` and does not

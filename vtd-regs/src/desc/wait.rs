@@ -22,8 +22,9 @@ const SW: u32 = 5;
 const FN: u32 = 6;
 const PD: u32 = 7;
 
-/// Waits for the descriptors before it, then signals completion.
-#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+/// Waits for the descriptors before it, then signals completion. The default
+/// signals nothing: no status write, no interrupt, no fence.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, Default)]
 pub struct WaitDesc {
     /// SW: on completion, write the 32-bit status data to this (4-byte
     /// aligned) address. Build it with [`WaitDesc::with_status_write`].

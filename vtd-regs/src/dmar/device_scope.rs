@@ -39,6 +39,7 @@ const_assert_eq!(core::mem::align_of::<RawPathEntry>(), 1);
 
 /// What a device scope names (§8.3.1, the Type field).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+#[non_exhaustive]
 pub enum DeviceScopeKind {
     /// 1: a PCI endpoint device.
     PciEndpoint,

@@ -12,23 +12,30 @@
 //! trusted) the iterator stops.
 //!
 //! ```
-//! use vtd_regs::dmar::{Dmar, RemappingStructure};
+//! use vtd_regs::dmar::{Dmar, DmarError, RemappingStructure};
 //!
-//! # fn walk(bytes: &[u8]) -> Result<(), vtd_regs::dmar::DmarError> {
-//! let dmar = Dmar::parse(bytes)?;
-//! for structure in dmar.structures() {
-//!     if let RemappingStructure::Drhd(drhd) = structure? {
-//!         let base = drhd.register_base();
-//!         for scope in drhd.device_scopes() {
-//!             let scope = scope?;
-//!             // A device directly on the start bus needs no config-space reads.
-//!             let _sid = scope.resolve(|_bridge| None);
-//!             let _ = base;
+//! fn units(bytes: &[u8]) -> Result<(), DmarError> {
+//!     let dmar = Dmar::parse(bytes)?;
+//!     for structure in dmar.structures() {
+//!         match structure? {
+//!             RemappingStructure::Drhd(unit) => {
+//!                 let _registers = unit.register_base(); // drive it with `RemappingUnit`
+//!                 for scope in unit.device_scopes() {
+//!                     // A device on the start bus resolves without config-space
+//!                     // reads; behind bridges, `resolve` asks for each bridge's
+//!                     // secondary bus number.
+//!                     let _requester = scope?.resolve(|_bridge| None);
+//!                 }
+//!             }
+//!             RemappingStructure::Rmrr(region) => {
+//!                 let _identity_map = (region.base(), region.limit());
+//!             }
+//!             _ => {}
 //!         }
 //!     }
+//!     Ok(())
 //! }
-//! # Ok(())
-//! # }
+//! # assert_eq!(units(b"APIC"), Err(DmarError::TruncatedHeader { available: 4 }));
 //! ```
 
 mod andd;

@@ -29,6 +29,7 @@ const_assert_eq!(core::mem::align_of::<RawStructureHeader>(), 1);
 /// The type field of a remapping structure (§8.2, Table "Remapping
 /// Structure Types").
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
+#[non_exhaustive]
 pub enum StructureKind {
     /// 0: DMA Remapping Hardware Unit Definition.
     Drhd,

@@ -1,0 +1,350 @@
+//! A domain's second-level page table (VT-d §3.7, §9.8): 3, 4 or 5 levels,
+//! 4 KiB, 2 MiB and 1 GiB pages, built through [`PhysMem`] in frames from a
+//! [`FrameAllocator`]. Unmapping is in [`crate::unmap`].
+
+use vtd_regs::regs::cap::Agaw;
+use vtd_regs::regs::{Cap, Sagaw, SecondLevelPageSizes};
+use vtd_regs::{FrameAllocator, Iova, PAGE_SIZE, PageSize, PhysAddr, PhysMem};
+
+use crate::error::{Error, Result};
+use crate::frames::alloc_table;
+use crate::perm::Perm;
+use crate::pte::{ADDR_MASK, PTES_PER_TABLE, SlPte, SlPteFlags, entry_address, index, leaf_size};
+use crate::translation::Translation;
+
+/// The shape of a domain's table: depth, usable width, page sizes, leaf
+/// attributes.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct TableConfig {
+    agaw: Agaw,
+    width: u8,
+    sllps: SecondLevelPageSizes,
+    snoop: bool,
+}
+
+impl TableConfig {
+    /// A table for a domain of `width` address bits on a unit with these
+    /// SAGAW and SLLPS: the narrowest supported depth that covers `width`
+    /// (§3.6). IOVAs at or above 2^`width` are refused.
+    pub fn new(sagaw: Sagaw, sllps: SecondLevelPageSizes, width: u8) -> Result<Self> {
+        let agaw = sagaw.choose(width).ok_or(Error::UnsupportedWidth { bits: width })?;
+        Ok(Self { agaw, width, sllps, snoop: false })
+    }
+
+    /// [`new`](Self::new) with SAGAW and SLLPS from the unit's CAP.
+    pub fn from_cap(cap: Cap, width: u8) -> Result<Self> {
+        Self::new(cap.sagaw(), cap.sllps(), width)
+    }
+
+    /// This configuration with SNP set in every leaf (only when ECAP.SC).
+    #[must_use]
+    pub const fn with_snoop(self, on: bool) -> Self {
+        Self { snoop: on, ..self }
+    }
+
+    /// The table depth and the AW value of context entries that use it.
+    pub const fn agaw(&self) -> Agaw {
+        self.agaw
+    }
+
+    /// The usable IOVA width in bits.
+    pub const fn width(&self) -> u8 {
+        self.width
+    }
+
+    /// The page sizes that may be mapped.
+    pub const fn page_sizes(&self) -> SecondLevelPageSizes {
+        self.sllps
+    }
+}
+
+/// A second-level page table that this driver builds and owns.
+///
+/// Non-leaf entries are always R+W, so a leaf's permission is the page's.
+/// Each non-leaf entry also holds, in its ignored bits 61:52 (§9.8), the
+/// number of present entries of the table it points at, so unmapping the
+/// last page of a table detaches that table without scanning it.
+///
+/// Dropping the table leaks its frames (the unit may still walk them): call
+/// [`destroy`](Self::destroy) once no context entry uses it any more and
+/// the caches have been invalidated.
+#[derive(Debug)]
+pub struct SlPageTable<M: PhysMem, A: FrameAllocator> {
+    pub(crate) mem: M,
+    pub(crate) alloc: A,
+    pub(crate) root: PhysAddr,
+    pub(crate) config: TableConfig,
+}
+
+/// Why a range map stopped: the error, and how many bytes from the start
+/// were mapped before it (they stay mapped).
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[must_use = "part of the range may be mapped"]
+pub struct PartialMap {
+    /// Bytes mapped from the start of the range.
+    pub mapped: u64,
+    /// What stopped the map.
+    pub error: Error,
+}
+
+/// The page sizes, largest first.
+pub(crate) const LARGEST_FIRST: [PageSize; 3] =
+    [PageSize::Size1GiB, PageSize::Size2MiB, PageSize::Size4KiB];
+
+impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
+    /// An empty table: allocates and zeroes its root frame.
+    pub fn new(mem: M, alloc: A, config: TableConfig) -> Result<Self> {
+        let root = alloc_table(&mem, &alloc)?;
+        Ok(Self { mem, alloc, root, config })
+    }
+
+    /// The root frame: the SLPTPTR of context entries for this domain.
+    pub const fn root(&self) -> PhysAddr {
+        self.root
+    }
+
+    /// The configuration.
+    pub const fn config(&self) -> &TableConfig {
+        &self.config
+    }
+
+    /// The memory the table lives in.
+    pub const fn mem(&self) -> &M {
+        &self.mem
+    }
+
+    /// Maps the page of `size` at `iova` to `phys` with `perm`.
+    ///
+    /// Errors: `UnsupportedPageSize`, `Misaligned`, `BeyondWidth`,
+    /// `PhysBeyondWidth`, `NoPermission`, `AlreadyMapped` (a translation,
+    /// or a table of smaller pages, is in the page's place), `OutOfFrames`.
+    /// On error nothing changed.
+    #[inline]
+    pub fn map(&mut self, iova: Iova, phys: PhysAddr, size: PageSize, perm: Perm) -> Result<()> {
+        match self.map_one(iova, phys, size, perm)? {
+            true => Ok(()),
+            false => Err(Error::AlreadyMapped { iova }),
+        }
+    }
+
+    /// Maps `[iova, iova + len)` to `[phys, phys + len)` with `perm`, each
+    /// piece with the largest supported page that the alignment of both
+    /// addresses and the remaining length allow and that no table of
+    /// smaller pages is in the place of.
+    pub fn map_range(
+        &mut self,
+        iova: Iova,
+        phys: PhysAddr,
+        len: u64,
+        perm: Perm,
+    ) -> core::result::Result<(), PartialMap> {
+        let fail = |mapped, error| Err(PartialMap { mapped, error });
+        if !iova.is_aligned(PAGE_SIZE)
+            || !phys.is_aligned(PAGE_SIZE)
+            || !len.is_multiple_of(PAGE_SIZE)
+        {
+            return fail(0, Error::Misaligned { iova, phys, size: PageSize::Size4KiB });
+        }
+        if iova.checked_add(len).is_none_or(|end| end.as_u64() > self.width_limit()) {
+            return fail(0, Error::BeyondWidth { iova });
+        }
+        let mut done = 0;
+        while done < len {
+            let (i, p) = (Iova::new(iova.as_u64() + done), PhysAddr::new(phys.as_u64() + done));
+            let mut mapped = None;
+            for size in self.sizes_at(i.as_u64() | p.as_u64(), len - done) {
+                match self.map_one(i, p, size, perm) {
+                    Ok(true) => {
+                        mapped = Some(size);
+                        break;
+                    }
+                    Ok(false) => {}
+                    Err(e) => return fail(done, e),
+                }
+            }
+            match mapped {
+                Some(size) => done += size.bytes(),
+                None => return fail(done, Error::AlreadyMapped { iova: i }),
+            }
+        }
+        Ok(())
+    }
+
+    /// The translation of `iova`: `None` when it is not mapped or beyond
+    /// the domain's width.
+    #[inline]
+    pub fn translate(&self, iova: Iova) -> Option<Translation> {
+        if iova.as_u64() >= self.width_limit() {
+            return None;
+        }
+        let mut table = self.root;
+        let mut level = self.config.agaw.levels();
+        loop {
+            let e = SlPte(self.mem.read_u64(entry_address(table, index(iova, level))).ok()?);
+            if !e.is_present() {
+                return None;
+            }
+            if let Some(size) = leaf_size(level).filter(|_| level == 1 || e.is_superpage()) {
+                let phys =
+                    PhysAddr::new(e.address().as_u64() | (iova.as_u64() & (size.bytes() - 1)));
+                return Some(Translation { phys, perm: e.perm(), size });
+            }
+            table = e.address();
+            level -= 1;
+        }
+    }
+
+    /// Frees every frame of the table and gives back the memory and the
+    /// allocator. Call it only when no context entry points at the table
+    /// and the unit's caches were invalidated.
+    pub fn destroy(self) -> (M, A) {
+        self.free_subtree(self.root, self.config.agaw.levels());
+        (self.mem, self.alloc)
+    }
+
+    /// 2^width: the first IOVA beyond the domain.
+    #[inline]
+    pub(crate) const fn width_limit(&self) -> u64 {
+        1 << self.config.width
+    }
+
+    /// The supported page sizes, largest first, that an address with bits
+    /// `addr_bits` may start and that fit in `remaining` bytes.
+    pub(crate) fn sizes_at(
+        &self,
+        addr_bits: u64,
+        remaining: u64,
+    ) -> impl Iterator<Item = PageSize> + use<M, A> {
+        let sllps = self.config.sllps;
+        LARGEST_FIRST.into_iter().filter(move |s| {
+            sllps.supports(*s) && addr_bits & (s.bytes() - 1) == 0 && s.bytes() <= remaining
+        })
+    }
+
+    /// The checks every single-page operation makes first.
+    #[inline]
+    pub(crate) fn check(&self, iova: Iova, phys: PhysAddr, size: PageSize) -> Result<()> {
+        if !self.config.sllps.supports(size) {
+            return Err(Error::UnsupportedPageSize(size));
+        }
+        if !iova.is_aligned(size.bytes()) || !phys.is_aligned(size.bytes()) {
+            return Err(Error::Misaligned { iova, phys, size });
+        }
+        if iova.as_u64() >= self.width_limit() {
+            return Err(Error::BeyondWidth { iova });
+        }
+        if phys.as_u64() & !ADDR_MASK != 0 {
+            return Err(Error::PhysBeyondWidth { phys });
+        }
+        Ok(())
+    }
+
+    /// Maps one page; `Ok(false)` when a table of smaller pages is where the
+    /// leaf would go (nothing changed).
+    #[inline]
+    fn map_one(&mut self, iova: Iova, phys: PhysAddr, size: PageSize, perm: Perm) -> Result<bool> {
+        self.check(iova, phys, size)?;
+        if perm.is_empty() {
+            return Err(Error::NoPermission);
+        }
+        let leaf = SlPte::leaf(phys, perm, size).with_flags(SlPteFlags::SNOOP, self.config.snoop);
+        let target = size.level();
+        let mut table = self.root;
+        let mut parent = None;
+        let mut level = self.config.agaw.levels();
+        loop {
+            let slot = entry_address(table, index(iova, level));
+            let e = SlPte(self.mem.read_u64(slot)?);
+            if level == target {
+                if e.is_present() {
+                    return if level == 1 || e.is_superpage() {
+                        Err(Error::AlreadyMapped { iova })
+                    } else {
+                        Ok(false)
+                    };
+                }
+                self.write_pte(slot, leaf)?;
+                break;
+            }
+            if !e.is_present() {
+                self.map_new_tables(iova, leaf, level, target, slot)?;
+                break;
+            }
+            if e.is_superpage() {
+                return Err(Error::AlreadyMapped { iova });
+            }
+            parent = Some((slot, e));
+            table = e.address();
+            level -= 1;
+        }
+        if let Some((slot, e)) = parent {
+            self.write_pte(slot, e.with_count(e.count() + 1))?;
+        }
+        Ok(true)
+    }
+
+    /// Builds the missing tables below the empty entry `slot` at `level`
+    /// down to `target`, with `leaf` at the bottom, and links the chain by
+    /// one write of `slot` once it is complete. Frames are allocated first,
+    /// so running out changes nothing.
+    fn map_new_tables(
+        &mut self,
+        iova: Iova,
+        leaf: SlPte,
+        level: u8,
+        target: u8,
+        slot: PhysAddr,
+    ) -> Result<()> {
+        let mut frames = [PhysAddr::ZERO; 4];
+        let n = usize::from(level - target);
+        let chain = frames.get_mut(..n).ok_or(Error::OutOfFrames)?;
+        self.alloc_chain(chain)?;
+        // chain[i] is the table at level `level - 1 - i`.
+        let mut below = leaf;
+        for (i, frame) in chain.iter().enumerate().rev() {
+            let l = level - 1 - i as u8;
+            self.write_pte(entry_address(*frame, index(iova, l)), below)?;
+            below = SlPte::table(*frame).with_count(1);
+        }
+        self.write_pte(slot, below)
+    }
+
+    /// Fills `frames` with zeroed frames, or frees those it got and fails.
+    pub(crate) fn alloc_chain(&mut self, frames: &mut [PhysAddr]) -> Result<()> {
+        for i in 0..frames.len() {
+            match alloc_table(&self.mem, &self.alloc) {
+                Ok(f) => frames[i] = f,
+                Err(e) => {
+                    for f in &frames[..i] {
+                        self.alloc.deallocate(*f, 0);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes one entry and flushes it for a non-coherent unit (§6.2.1).
+    #[inline]
+    pub(crate) fn write_pte(&self, slot: PhysAddr, pte: SlPte) -> Result<()> {
+        self.mem.write_u64(slot, pte.0)?;
+        self.mem.flush_for_device(slot, 8);
+        Ok(())
+    }
+
+    /// Frees the table at `table` (at `level`) and every table below it.
+    fn free_subtree(&self, table: PhysAddr, level: u8) {
+        if level > 1 {
+            for i in 0..PTES_PER_TABLE {
+                if let Ok(e) = self.mem.read_u64(entry_address(table, i)).map(SlPte)
+                    && e.is_present()
+                    && !e.is_superpage()
+                {
+                    self.free_subtree(e.address(), level - 1);
+                }
+            }
+        }
+        self.alloc.deallocate(table, 0);
+    }
+}

@@ -1,0 +1,231 @@
+//! Unmapping (VT-d §6.5.1, §6.5.2): removing translations, splitting a
+//! superpage that is unmapped in part, detaching tables that become empty,
+//! and the token that keeps their frames until the caches are invalidated.
+
+use vtd_regs::{FrameAllocator, Iova, PAGE_SIZE, PageSize, PhysAddr, PhysMem};
+
+use crate::error::{Error, Result};
+use crate::frames::DetachedFrames;
+use crate::pte::{
+    ADDR_MASK, PTES_PER_TABLE, SlPte, SlPteFlags, entry_address, index, leaf_size, level_shift,
+};
+use crate::table::SlPageTable;
+
+/// Translations removed, invalidation owed.
+///
+/// The unit may keep using the removed translations (IOTLB) and the
+/// detached tables (paging-structure caches) until software invalidates
+/// them: a page-selective IOTLB invalidation of [`iova`](Self::iova) +
+/// [`len`](Self::len) with IH = [`leaf_only`](Self::leaf_only) (§6.5.1.2).
+/// Only after that completes may the IOVA range be reused and the token be
+/// given to [`SlPageTable::release`], which frees the detached frames.
+/// Tokens may be released in any order. Dropping one leaks its frames.
+#[derive(Debug)]
+#[must_use = "invalidate the IOTLB for the range, then give the token to SlPageTable::release"]
+pub struct Unmapped {
+    table: PhysAddr,
+    iova: Iova,
+    len: u64,
+    leaf_only: bool,
+    frames: DetachedFrames,
+}
+
+impl Unmapped {
+    fn new(table: PhysAddr, iova: Iova) -> Self {
+        Self { table, iova, len: 0, leaf_only: true, frames: DetachedFrames::default() }
+    }
+
+    /// The first IOVA whose translation was removed.
+    pub const fn iova(&self) -> Iova {
+        self.iova
+    }
+
+    /// The length in bytes of the removed range `[iova, iova + len)`.
+    pub const fn len(&self) -> u64 {
+        self.len
+    }
+
+    /// Whether nothing was removed.
+    pub const fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// Whether only leaf entries changed: the invalidation hint (IH) of a
+    /// page-selective IOTLB invalidation, which lets the unit keep its
+    /// paging-structure caches (§6.5.1.2).
+    pub const fn leaf_only(&self) -> bool {
+        self.leaf_only
+    }
+
+    /// The page-table frames detached, freed by [`SlPageTable::release`].
+    pub fn detached_frames(&self) -> &[PhysAddr] {
+        self.frames.as_slice()
+    }
+}
+
+/// Why a range unmap stopped: the error, and the token for the part of the
+/// range that was unmapped before it.
+#[derive(Debug)]
+#[must_use = "part of the range may be unmapped: its token is owed an invalidation"]
+pub struct PartialUnmap {
+    /// The translations removed before the error.
+    pub done: Unmapped,
+    /// What stopped the unmap.
+    pub error: Error,
+}
+
+impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
+    /// Removes the translation of the page of `size` at `iova`. The page
+    /// may be part of a larger page, which is split into smaller ones first
+    /// (allocating a table per level split).
+    ///
+    /// Errors: `UnsupportedPageSize` (also when a split needs an
+    /// unsupported intermediate size), `Misaligned`, `BeyondWidth`,
+    /// `NotMapped`, `MappedWithSmallerPages`, `OutOfFrames` (for a split).
+    /// On error nothing changed.
+    #[inline]
+    pub fn unmap(&mut self, iova: Iova, size: PageSize) -> Result<Unmapped> {
+        let mut token = Unmapped::new(self.root, iova);
+        self.unmap_one(iova, size, &mut token)?;
+        Ok(token)
+    }
+
+    /// Removes every translation in `[iova, iova + len)`, which must all be
+    /// mapped, whatever the page sizes: superpages that straddle an end are
+    /// split. On error, the part before the failing page stays unmapped and
+    /// comes back in [`PartialUnmap::done`].
+    #[allow(
+        clippy::result_large_err,
+        reason = "the error must carry the token of the part unmapped"
+    )]
+    pub fn unmap_range(
+        &mut self,
+        iova: Iova,
+        len: u64,
+    ) -> core::result::Result<Unmapped, PartialUnmap> {
+        let mut token = Unmapped::new(self.root, iova);
+        if !iova.is_aligned(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
+            let error = Error::Misaligned { iova, phys: PhysAddr::ZERO, size: PageSize::Size4KiB };
+            return Err(PartialUnmap { done: token, error });
+        }
+        if iova.checked_add(len).is_none_or(|end| end.as_u64() > self.width_limit()) {
+            return Err(PartialUnmap { done: token, error: Error::BeyondWidth { iova } });
+        }
+        while token.len < len {
+            let pos = Iova::new(iova.as_u64() + token.len);
+            let mut result = Err(Error::NotMapped { iova: pos });
+            for size in self.sizes_at(pos.as_u64(), len - token.len) {
+                result = self.unmap_one(pos, size, &mut token);
+                if !matches!(result, Err(Error::MappedWithSmallerPages { .. })) {
+                    break;
+                }
+            }
+            if let Err(error) = result {
+                return Err(PartialUnmap { done: token, error });
+            }
+        }
+        Ok(token)
+    }
+
+    /// Frees the frames of a token whose invalidation has completed. A
+    /// token of another table comes back unchanged.
+    pub fn release(&mut self, token: Unmapped) -> core::result::Result<(), Unmapped> {
+        if token.table != self.root {
+            return Err(token);
+        }
+        for f in token.frames.as_slice() {
+            self.alloc.deallocate(*f, 0);
+        }
+        Ok(())
+    }
+
+    /// Unmaps one page into `token` (whose range it extends).
+    #[inline]
+    fn unmap_one(&mut self, iova: Iova, size: PageSize, token: &mut Unmapped) -> Result<()> {
+        self.check(iova, PhysAddr::ZERO, size)?;
+        let target = size.level();
+        let levels = self.config.agaw().levels();
+        // path[l - 1]: the entry read at level l, and where it is.
+        let mut path = [(PhysAddr::ZERO, SlPte::EMPTY); 5];
+        let mut table = self.root;
+        let mut level = levels;
+        loop {
+            let slot = entry_address(table, index(iova, level));
+            let e = SlPte(self.mem.read_u64(slot)?);
+            if !e.is_present() {
+                return Err(Error::NotMapped { iova });
+            }
+            let leaf = level == 1 || e.is_superpage();
+            if level == target {
+                if !leaf {
+                    return Err(Error::MappedWithSmallerPages { iova });
+                }
+                self.write_pte(slot, SlPte::EMPTY)?;
+                break;
+            }
+            if leaf {
+                self.split(iova, e, level, target, slot)?;
+                token.leaf_only = false;
+                token.len += size.bytes();
+                return Ok(());
+            }
+            if let Some(p) = path.get_mut(usize::from(level - 1)) {
+                *p = (slot, e);
+            }
+            table = e.address();
+            level -= 1;
+        }
+        token.len += size.bytes();
+        // Count the entry removed; detach each table that became empty.
+        for &(slot, e) in path.get(usize::from(target)..usize::from(levels)).unwrap_or(&[]) {
+            let n = e.count().saturating_sub(1);
+            if n == 0 && token.frames.has_room() {
+                self.write_pte(slot, SlPte::EMPTY)?;
+                token.frames.push(e.address());
+                token.leaf_only = false;
+            } else {
+                self.write_pte(slot, e.with_count(n))?;
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Replaces the superpage leaf `e` at `level` (in `slot`) by tables of
+    /// smaller leaves mapping the same, down to `target`, without the
+    /// target-size page at `iova`. The new tables are complete before one
+    /// write of `slot` links them.
+    fn split(&mut self, iova: Iova, e: SlPte, level: u8, target: u8, slot: PhysAddr) -> Result<()> {
+        for l in target + 1..level {
+            if let Some(s) = leaf_size(l).filter(|s| !self.config.page_sizes().supports(*s)) {
+                return Err(Error::UnsupportedPageSize(s));
+            }
+        }
+        let mut frames = [PhysAddr::ZERO; 2];
+        let chain = frames.get_mut(..usize::from(level - target)).ok_or(Error::OutOfFrames)?;
+        self.alloc_chain(chain)?;
+        // The superpage's attributes, and the offset of `iova` within it.
+        let attrs = SlPte(e.0 & !(ADDR_MASK | SlPteFlags::SUPERPAGE.bits()));
+        let offset = iova.as_u64() & ((1u64 << level_shift(level)) - 1);
+        let mut below = SlPte::EMPTY;
+        // chain[i] is the table at level `level - 1 - i`; build bottom-up.
+        for (i, frame) in chain.iter().enumerate().rev() {
+            let l = level - 1 - i as u8;
+            let step = 1u64 << level_shift(l);
+            // The first page of the table: the start of the parent entry's span.
+            let first = e.address().as_u64() + (offset & !((1u64 << level_shift(l + 1)) - 1));
+            let ps = if l > 1 { SlPteFlags::SUPERPAGE.bits() } else { 0 };
+            for k in 0..PTES_PER_TABLE {
+                let pte = if k == index(iova, l) {
+                    below
+                } else {
+                    SlPte(attrs.0 | ps | (first + k as u64 * step))
+                };
+                self.write_pte(entry_address(*frame, k), pte)?;
+            }
+            let present = if l == target { PTES_PER_TABLE - 1 } else { PTES_PER_TABLE };
+            below = SlPte::table(*frame).with_count(present as u16);
+        }
+        self.write_pte(slot, below)
+    }
+}
