@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use invalidation::{FlushConfig, FlushQueue};
-use viommu_benches::{DOMAIN, Inv, Testbed, Tsc};
+use viommu_examples::{DOMAIN, Inv, Testbed, Tsc};
 use vtd_emu::EmuConfig;
 use vtd_regs::{Iova, PAGE_SIZE};
 
