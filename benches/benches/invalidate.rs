@@ -33,7 +33,7 @@ fn invalidate(c: &mut Criterion) {
     let policies = [
         ("strict", FlushConfig::strict()),
         ("deferred", FlushConfig::deferred(256, Duration::from_millis(10))),
-        ("async", FlushConfig::asynchronous(32, Duration::from_millis(10))),
+        ("async", FlushConfig::asynchronous(64, Duration::from_millis(10))),
     ];
     let mut group = c.benchmark_group("invalidate");
     group.sample_size(10);
