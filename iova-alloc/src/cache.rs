@@ -8,8 +8,9 @@
 //! the loaded magazine is full (or empty) the handle swaps it with the
 //! previous one, and only when both are full (or empty) does it take the
 //! shared [`spin::Mutex`] to trade a whole magazine with the depot, or to go
-//! to the tree. So at most one lock acquisition in [`MAG_SIZE`](crate::MAG_SIZE) operations
-//! of a steady alloc/free mix, and none in the common case.
+//! to the tree. So at most one lock acquisition in
+//! [`MAG_SIZE`](crate::MAG_SIZE) operations of a steady alloc/free mix, and
+//! none in the common case.
 //!
 //! Cached ranges stay allocated in the tree. What tells a live range from a
 //! cached one is a map of atomic bytes over the top of the window (one per
@@ -22,8 +23,9 @@
 //!
 //! Costs: alloc and free are O(1) on the fast path (a magazine pop or push;
 //! a plain byte store on alloc and one compare-exchange on free); the slow
-//! path is one tree operation, O(log n). Sizes of more than 2^(`CACHED_ORDERS`-1) pages and
-//! ranges below the live map go to the tree directly.
+//! path is one tree operation, O(log n). Sizes of more than
+//! 2^(`CACHED_ORDERS`-1) pages and ranges below the live map go to the tree
+//! directly.
 
 use core::sync::atomic::AtomicU8;
 
