@@ -494,6 +494,27 @@ mod tests {
         assert_eq!(h.alloc(2, NO_LIMIT).unwrap().start_page(), 30);
     }
 
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn heap_backed_cache_grows_past_fixed_sizes() {
+        let window = Window::new(Iova::new(0), Iova::new((1 << 32) - 1)).unwrap();
+        let c = VecIovaCache::with_tracked_pages(window, 1 << 16);
+        let mut h = c.handle();
+        // 100k ranges: far beyond the map's 64 Ki pages, so the lower ones
+        // are untracked and go through the tree.
+        let live: std::vec::Vec<_> = (0..100_000).map(|_| h.alloc(1, NO_LIMIT).unwrap()).collect();
+        assert_eq!(live[0].start_page(), (1 << 20) - 1);
+        assert_eq!(live[99_999].start_page(), (1 << 20) - 100_000);
+        for r in live.iter().rev() {
+            h.free(*r).unwrap();
+        }
+        assert_eq!(h.free(live[5]), Err(AllocError::NotAllocated));
+        assert_eq!(h.free(live[99_000]), Err(AllocError::NotAllocated));
+        drop(h);
+        c.flush_depot();
+        assert_eq!(c.with_tree(|t| t.allocated()), 0);
+    }
+
     #[test]
     fn large_sizes_bypass_the_cache() {
         let c = cache();
