@@ -30,7 +30,8 @@ pub(crate) struct LeafTableCache {
 
 impl LeafTableCache {
     /// Nothing cached.
-    pub(crate) const EMPTY: Self = Self { region: u64::MAX, parent_slot: PhysAddr::ZERO, parent: SlPte::EMPTY };
+    pub(crate) const EMPTY: Self =
+        Self { region: u64::MAX, parent_slot: PhysAddr::ZERO, parent: SlPte::EMPTY };
 
     /// Whether `iova`'s region is cached.
     #[inline]

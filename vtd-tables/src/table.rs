@@ -248,7 +248,7 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     /// table, from a read-only descent on a miss. `false` when some level
     /// is missing or a superpage (or `iova` is beyond the width), for the
     /// general path to handle.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn cache_leaf_table(&mut self, iova: Iova) -> Result<bool> {
         if iova.as_u64() >= self.width_limit() {
             return Ok(false);
@@ -256,22 +256,35 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         if self.cache.hit(iova) {
             return Ok(true);
         }
+        let found = match self.config.agaw {
+            Agaw::Bits39 => self.level2_entry::<3>(iova)?,
+            Agaw::Bits48 => self.level2_entry::<4>(iova)?,
+            Agaw::Bits57 => self.level2_entry::<5>(iova)?,
+        };
+        let Some((slot, e)) = found else { return Ok(false) };
+        self.flush_cache()?;
+        self.cache.fill(iova, slot, e);
+        Ok(true)
+    }
+
+    /// The level-2 entry on `iova`'s path in a `LEVELS`-deep table, and
+    /// where it is, if it and every entry above it point at tables. A
+    /// constant depth lets the compiler unroll the descent.
+    #[inline]
+    fn level2_entry<const LEVELS: u8>(&self, iova: Iova) -> Result<Option<(PhysAddr, SlPte)>> {
         let mut table = self.root;
-        let mut level = self.config.agaw.levels();
-        loop {
+        for level in (2..=LEVELS).rev() {
             let slot = entry_address(table, index(iova, level));
             let e = SlPte(self.mem.read_u64(slot)?);
             if !e.is_present() || e.is_superpage() {
-                return Ok(false);
+                return Ok(None);
             }
             if level == 2 {
-                self.flush_cache()?;
-                self.cache.fill(iova, slot, e);
-                return Ok(true);
+                return Ok(Some((slot, e)));
             }
             table = e.address();
-            level -= 1;
         }
+        Ok(None)
     }
 
     /// Writes the walk cache's level-2 entry back and empties the cache:
@@ -295,15 +308,17 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         if SlPte(self.mem.read_u64(slot)?).is_present() {
             return Err(Error::AlreadyMapped { iova });
         }
-        let leaf = SlPte::leaf(phys, perm, PageSize::Size4KiB).with_flags(SlPteFlags::SNOOP, self.config.snoop);
+        let leaf = SlPte::leaf(phys, perm, PageSize::Size4KiB)
+            .with_flags(SlPteFlags::SNOOP, self.config.snoop);
         self.write_pte(slot, leaf)?;
         self.cache.parent = self.cache.parent.with_count(self.cache.parent.count() + 1);
         Ok(())
     }
 
     /// Maps one page; `Ok(false)` when a table of smaller pages is where the
-    /// leaf would go (nothing changed).
-    #[inline]
+    /// leaf would go (nothing changed). The general path, kept out of line
+    /// so the 4 KiB fast path stays small.
+    #[inline(never)]
     fn map_one(&mut self, iova: Iova, phys: PhysAddr, size: PageSize, perm: Perm) -> Result<bool> {
         self.check(iova, phys, size)?;
         if perm.is_empty() {

@@ -146,7 +146,10 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     #[inline]
     fn unmap_in_cached_table(&mut self, iova: Iova, token: &mut Unmapped) -> Result<bool> {
         // The last page of a table takes the general path, which detaches it.
-        if !iova.is_aligned(PAGE_SIZE) || !self.cache_leaf_table(iova)? || self.cache.parent.count() <= 1 {
+        if !iova.is_aligned(PAGE_SIZE)
+            || !self.cache_leaf_table(iova)?
+            || self.cache.parent.count() <= 1
+        {
             return Ok(false);
         }
         let slot = entry_address(self.cache.parent.address(), index(iova, 1));
@@ -159,8 +162,9 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         Ok(true)
     }
 
-    /// Unmaps one page into `token` (whose range it extends).
-    #[inline]
+    /// Unmaps one page into `token` (whose range it extends): the general
+    /// path, kept out of line so the 4 KiB fast path stays small.
+    #[inline(never)]
     fn unmap_one(&mut self, iova: Iova, size: PageSize, token: &mut Unmapped) -> Result<()> {
         self.check(iova, PhysAddr::ZERO, size)?;
         self.flush_cache()?;
