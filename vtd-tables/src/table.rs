@@ -121,7 +121,7 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     /// `PhysBeyondWidth`, `NoPermission`, `AlreadyMapped` (a translation,
     /// or a table of smaller pages, is in the page's place), `OutOfFrames`.
     /// On error nothing changed.
-    #[inline]
+    #[inline(always)]
     pub fn map(&mut self, iova: Iova, phys: PhysAddr, size: PageSize, perm: Perm) -> Result<()> {
         if size == PageSize::Size4KiB && self.cache_leaf_table(iova)? {
             return self.map_in_cached_table(iova, phys, perm);
@@ -298,7 +298,7 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     }
 
     /// Maps the 4 KiB page at `iova` into the cached last-level table.
-    #[inline]
+    #[inline(always)]
     fn map_in_cached_table(&mut self, iova: Iova, phys: PhysAddr, perm: Perm) -> Result<()> {
         self.check(iova, phys, PageSize::Size4KiB)?;
         if perm.is_empty() {

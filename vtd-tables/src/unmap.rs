@@ -84,7 +84,7 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     /// unsupported intermediate size), `Misaligned`, `BeyondWidth`,
     /// `NotMapped`, `MappedWithSmallerPages`, `OutOfFrames` (for a split).
     /// On error nothing changed.
-    #[inline]
+    #[inline(always)]
     pub fn unmap(&mut self, iova: Iova, size: PageSize) -> Result<Unmapped> {
         let mut token = Unmapped::new(self.root, iova);
         if size != PageSize::Size4KiB || !self.unmap_in_cached_table(iova, &mut token)? {
@@ -143,7 +143,7 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     /// The fast path of a 4 KiB unmap: when `iova`'s last-level table is
     /// reachable and keeps other pages, clears the leaf and counts it.
     /// `Ok(false)`: not applicable, nothing changed.
-    #[inline]
+    #[inline(always)]
     fn unmap_in_cached_table(&mut self, iova: Iova, token: &mut Unmapped) -> Result<bool> {
         // The last page of a table takes the general path, which detaches it.
         if !iova.is_aligned(PAGE_SIZE)
