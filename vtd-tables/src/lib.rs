@@ -11,7 +11,7 @@
 //!   context tables. Unmapping returns an [`Unmapped`] token: the IOTLB is
 //!   owed an invalidation, and detached table frames are freed only when
 //!   the token comes back to [`SlPageTable::release`].
-//! - The hardware side: [`walk`] ([`lookup_context`] then
+//! - The hardware side: [`walk()`] ([`lookup_context`] then
 //!   [`walk_second_level`]) translates through tables it does not trust and
 //!   reports the VT-d fault reason a unit would.
 //!
