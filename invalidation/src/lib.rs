@@ -1,4 +1,78 @@
-//! VT-d IOTLB and context-cache invalidation: queued and register-based, with strict, deferred and asynchronous flush policies.
+//! VT-d IOTLB and context-cache invalidation: what to invalidate, the
+//! mechanisms that do it (the invalidation queue of VT-d §6.5.2, or the
+//! register interface of §6.5.1 on units without queued invalidation), and
+//! the flush policies that decide when (strict, deferred, asynchronous).
+//!
+//! Invalidation is the expensive half of every unmap: natively it is a
+//! queue round trip, and under an emulated IOMMU every tail write is a VM
+//! exit. A [`FlushQueue`] batches the invalidations owed by unmaps and
+//! releases each unmap's payload (the IOVAs, the page-table frames) only
+//! once an invalidation covering it has completed.
 #![cfg_attr(not(test), no_std)]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+
+pub mod blocks;
+pub mod clock;
+pub mod counters;
+pub mod flush;
+pub mod invalidator;
+pub mod queued;
+pub mod register;
+pub mod request;
+
+use core::fmt;
+
+use vtd_regs::{DescError, MemError, UnitError};
+
+pub use blocks::PageBlocks;
+pub use clock::{Clock, Instant, NoClock};
+pub use counters::InvalidatorCounters;
+pub use flush::{FlushConfig, FlushMode, FlushQueue, FlushStats};
+pub use invalidator::{InvalidationCaps, Invalidator};
+pub use queued::{QueueFault, QueuedInvalidator};
+pub use register::RegisterInvalidator;
+pub use request::{Invalidation, Ticket};
+
+/// What can go wrong while invalidating.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+#[non_exhaustive]
+pub enum Error {
+    /// A fixed-capacity queue had no room.
+    QueueFull,
+    /// The unit did not complete an invalidation within the poll budget.
+    Timeout,
+    /// The unit cannot perform this request (for example page-selective
+    /// invalidation without CAP.PSI, or a mask order beyond CAP.MAMV).
+    Unsupported(Invalidation),
+    /// The frame allocator had no frame for the queue.
+    OutOfFrames,
+    /// Queue or status memory could not be accessed.
+    Mem(MemError),
+    /// A register operation failed.
+    Unit(UnitError),
+    /// A descriptor could not be encoded.
+    Descriptor(DescError),
+    /// The unit reported a queue error; the queue has been recovered.
+    Queue(QueueFault),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::QueueFull => f.write_str("invalidation queue full"),
+            Error::Timeout => f.write_str("invalidation did not complete in time"),
+            Error::Unsupported(req) => write!(f, "the unit cannot perform {req:?}"),
+            Error::OutOfFrames => f.write_str("no frame for the invalidation queue"),
+            Error::Mem(e) => write!(f, "queue memory: {e}"),
+            Error::Unit(e) => write!(f, "remapping unit: {e}"),
+            Error::Descriptor(e) => write!(f, "descriptor: {e}"),
+            Error::Queue(q) => write!(f, "queue error at slot {}: {:?}", q.index, q.error),
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+/// This crate's result type.
+pub type Result<T> = core::result::Result<T, Error>;

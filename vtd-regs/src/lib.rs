@@ -1,7 +1,7 @@
 //! Intel VT-d, typed: the DMA-remapping registers, invalidation descriptors,
-//! fault records and reasons, the DMAR ACPI table, and `RemappingUnit`, a
+//! fault records and reasons, the DMAR ACPI table, and [`RemappingUnit`], a
 //! driver handle that performs the unit's command protocols over any
-//! [`Mmio`].
+//! [`Mmio`] ([`VolatileMmio`] for real hardware).
 //!
 //! This is the bottom crate of viommu. It also defines the plug-in points
 //! the other crates build on: [`Mmio`] (register access), [`PhysMem`] and
@@ -14,16 +14,23 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks, missing_docs)]
 
 pub mod addr;
+pub mod desc;
+pub mod dmar;
 pub mod fault;
 pub mod ids;
 pub mod mem;
 pub mod mmio;
 pub mod regs;
 pub mod scope;
+pub mod unit;
+pub mod volatile;
 
 pub use addr::{Iova, PAGE_SHIFT, PAGE_SIZE, PageSize, PhysAddr};
+pub use desc::{DescError, Descriptor, RawDescriptor};
 pub use fault::FaultReason;
 pub use ids::{DomainId, SourceId};
 pub use mem::{FrameAllocator, MemError, PhysMem};
 pub use mmio::{Mmio, RegWidth, Register};
 pub use scope::{ContextScope, Drain, FunctionMask, Granularity, IotlbScope};
+pub use unit::{PollBudget, RemappingUnit, UnitError};
+pub use volatile::VolatileMmio;

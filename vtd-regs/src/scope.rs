@@ -162,14 +162,15 @@ impl core::error::Error for MisalignedScope {}
 
 impl IotlbScope {
     /// The page-selective scope of 2^`order` pages at `addr`, which must be
-    /// aligned to that size; orders beyond 52 cannot be encoded.
+    /// aligned to that size; orders beyond 51 are rejected (2^52 pages would be the
+    /// whole 64-bit space, whose size overflows a `u64`).
     pub const fn pages(
         domain: DomainId,
         addr: Iova,
         order: AddressMaskOrder,
         leaf_only: bool,
     ) -> Result<Self, MisalignedScope> {
-        if order > 52 || !addr.is_aligned(1u64 << (PAGE_SHIFT + order as u32)) {
+        if order > 51 || !addr.is_aligned(1u64 << (PAGE_SHIFT + order as u32)) {
             return Err(MisalignedScope { addr, order });
         }
         Ok(IotlbScope::Pages { domain, addr, order, leaf_only })

@@ -1,0 +1,165 @@
+//! IOVA allocation, one 4 KiB page at a time, in steady state: `live`
+//! one-page allocations, then alloc one + free one at random.
+//!
+//! Groups:
+//! - `iova_alloc_free_4k` (10,000 live): `viommu` (magazine cache in front
+//!   of the tree, through one per-CPU handle), `viommu_tree` (the tree
+//!   alone), `vm_allocator` (rust-vmm `vm-allocator`'s `AddressAllocator`)
+//!   and `range_alloc` (the `range-alloc` crate).
+//! - `iova_scaling`: `viommu` at 1 Ki, 64 Ki and 1 Mi live allocations.
+//!
+//! Every function runs the same workload: the same random sequence, the
+//! live set kept as a `Vec<u32>` of page numbers. In this steady state
+//! every allocator sees at most one hole below its live block, so
+//! `range_alloc`'s free list stays two entries long: it is O(1) here too.
+
+use std::hint::black_box;
+
+use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
+use iova_alloc::{IovaRange, IovaTree, VecIovaCache, Window};
+use vtd_regs::{Iova, PAGE_SIZE};
+
+/// First page of the window (page 0 stays unused, as in Linux).
+const BASE_PAGE: u64 = 1;
+/// Pages in the window: 256 GiB of IOVA space.
+const WINDOW_PAGES: u64 = 1 << 26;
+/// Live allocations in the comparison group.
+const LIVE: usize = 10_000;
+const NO_LIMIT: Iova = Iova::new(u64::MAX);
+
+/// An allocator of single pages under test.
+trait OnePage {
+    fn alloc(&mut self) -> u32;
+    fn free(&mut self, page: u32);
+}
+
+impl<S, D, B> OnePage for iova_alloc::CpuHandle<'_, S, D, B>
+where
+    S: iova_alloc::Store<iova_alloc::Node>,
+    D: iova_alloc::Store<iova_alloc::Magazine>,
+    B: AsRef<[std::sync::atomic::AtomicU8]>,
+{
+    fn alloc(&mut self) -> u32 {
+        self.alloc(1, NO_LIMIT).expect("window holds the live set").start_page() as u32
+    }
+    fn free(&mut self, page: u32) {
+        let range = IovaRange::from_pages(u64::from(page), 1).expect("valid page");
+        iova_alloc::CpuHandle::free(self, range).expect("live range");
+    }
+}
+
+impl OnePage for IovaTree<Vec<iova_alloc::Node>> {
+    fn alloc(&mut self) -> u32 {
+        IovaTree::alloc(self, 1, NO_LIMIT).expect("window holds the live set").start_page() as u32
+    }
+    fn free(&mut self, page: u32) {
+        let range = IovaRange::from_pages(u64::from(page), 1).expect("valid page");
+        IovaTree::free(self, range).expect("live range");
+    }
+}
+
+impl OnePage for vm_allocator::AddressAllocator {
+    fn alloc(&mut self) -> u32 {
+        let r = self
+            .allocate(PAGE_SIZE, PAGE_SIZE, vm_allocator::AllocPolicy::FirstMatch)
+            .expect("window holds the live set");
+        (r.start() / PAGE_SIZE) as u32
+    }
+    fn free(&mut self, page: u32) {
+        let start = u64::from(page) * PAGE_SIZE;
+        let range =
+            vm_allocator::RangeInclusive::new(start, start + PAGE_SIZE - 1).expect("valid range");
+        vm_allocator::AddressAllocator::free(self, &range).expect("live range");
+    }
+}
+
+impl OnePage for range_alloc::RangeAllocator<u64> {
+    fn alloc(&mut self) -> u32 {
+        self.allocate_range(1).expect("window holds the live set").start as u32
+    }
+    fn free(&mut self, page: u32) {
+        let page = u64::from(page);
+        self.free_range(page..page + 1);
+    }
+}
+
+/// xorshift64*: a fast, fixed-seed random sequence shared by all functions.
+struct Rng(u64);
+
+impl Rng {
+    fn below(&mut self, n: usize) -> usize {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
+        ((u128::from(x >> 32) * n as u128) >> 32) as usize
+    }
+}
+
+type Group<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
+
+/// Fills `live` allocations, then measures one free of a random live page
+/// plus one alloc, as function `name` (with `live` as parameter if `param`).
+fn steady_state<A: OnePage>(
+    g: &mut Group<'_>,
+    name: &str,
+    param: bool,
+    allocator: &mut A,
+    live: usize,
+) {
+    let mut pages: Vec<u32> = (0..live).map(|_| allocator.alloc()).collect();
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let routine = |b: &mut criterion::Bencher<'_>| {
+        b.iter(|| {
+            let i = rng.below(pages.len());
+            allocator.free(pages[i]);
+            pages[i] = black_box(allocator.alloc());
+        })
+    };
+    if param {
+        g.bench_function(BenchmarkId::new(name, live), routine);
+    } else {
+        g.bench_function(name, routine);
+    }
+}
+
+fn window() -> Window {
+    Window::from_pages(BASE_PAGE, BASE_PAGE + WINDOW_PAGES - 1).expect("valid window")
+}
+
+fn alloc_free_4k(c: &mut Criterion) {
+    let mut g = c.benchmark_group("iova_alloc_free_4k");
+    {
+        let cache = VecIovaCache::with_window(window());
+        let mut handle = cache.handle();
+        steady_state(&mut g, "viommu", false, &mut handle, LIVE);
+    }
+    {
+        let mut tree = IovaTree::new(window(), Vec::new());
+        steady_state(&mut g, "viommu_tree", false, &mut tree, LIVE);
+    }
+    {
+        let mut vm =
+            vm_allocator::AddressAllocator::new(BASE_PAGE * PAGE_SIZE, WINDOW_PAGES * PAGE_SIZE)
+                .expect("valid window");
+        steady_state(&mut g, "vm_allocator", false, &mut vm, LIVE);
+    }
+    {
+        let mut ra = range_alloc::RangeAllocator::new(BASE_PAGE..BASE_PAGE + WINDOW_PAGES);
+        steady_state(&mut g, "range_alloc", false, &mut ra, LIVE);
+    }
+    g.finish();
+}
+
+fn scaling(c: &mut Criterion) {
+    let mut g = c.benchmark_group("iova_scaling");
+    for live in [1 << 10, 1 << 16, 1 << 20] {
+        let cache = VecIovaCache::with_tracked_pages(window(), 1 << 21);
+        let mut handle = cache.handle();
+        steady_state(&mut g, "viommu", true, &mut handle, live);
+    }
+    g.finish();
+}
+
+criterion_group!(benches, alloc_free_4k, scaling);
+criterion_main!(benches);

@@ -1,0 +1,31 @@
+//! Fuzz harnesses: each takes arbitrary bytes, drives one decoder of
+//! untrusted input with them, and panics only on a bug (a broken invariant
+//! of the code under test, never the input being malformed).
+//!
+//! The harnesses are plain functions so they run everywhere: libFuzzer
+//! drives them from `fuzz/libfuzzer/` on nightly, and `tests/replay.rs`
+//! runs every harness over its checked-in corpus `corpus/<name>/` on stable.
+//! See `README.md` for how to add one.
+
+macro_rules! harnesses {
+    ($($(#[$doc:meta])* $name:ident;)*) => {
+        $(
+            mod $name;
+            $(#[$doc])*
+            pub use $name::$name;
+        )*
+
+        /// Every harness with its name (its corpus folder and libFuzzer
+        /// target).
+        pub const HARNESSES: &[(&str, fn(&[u8]))] = &[$((stringify!($name), $name)),*];
+    };
+}
+
+harnesses! {
+    /// The DMAR ACPI table parser (`vtd_regs::dmar`).
+    dmar;
+    /// The vtd-emu register file: arbitrary register accesses and memory.
+    emu_registers;
+    /// The vtd-emu queued invalidation engine: arbitrary queue contents.
+    emu_queue;
+}

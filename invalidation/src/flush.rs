@@ -1,0 +1,605 @@
+//! Flush policies: when the IOTLB invalidation owed by an unmap is
+//! performed, and when the unmapped IOVAs may be handed out again.
+//!
+//! The mapping layer tells a [`FlushQueue`] "this IOVA range of this domain
+//! is no longer mapped" and hands it a payload (typically the IOVA range and
+//! the page-table teardown token). The payload comes back through the
+//! `release` callback only after an invalidation covering the range has
+//! *completed*, never earlier: that is the one rule that keeps a device from
+//! reaching memory through a stale IOTLB entry after its IOVA was reused.
+//!
+//! The three policies of the vIOMMU paper (Amit et al., ATC 2011) are three
+//! settings of the same queue:
+//! - [`FlushMode::Strict`]: invalidate and wait on every unmap.
+//! - [`FlushMode::Deferred`]: Linux's lazy mode. Queue unmaps; when `batch`
+//!   of them are queued or the oldest is `deadline` old, post one batched
+//!   invalidation (page-selective blocks, or domain-selective when that
+//!   would take too many descriptors), wait, then release them all.
+//! - [`FlushMode::Async`]: as deferred, but post the batch with its wait
+//!   descriptor and return at once; the payloads are released by a later
+//!   call that sees the completion.
+//!
+//! Deadlines are checked when the queue is called: an OS calls
+//! [`FlushQueue::poll`] from a timer to bound the stale window in time.
+
+use core::ops::Range;
+use core::time::Duration;
+
+use heapless::{Deque, Vec};
+use vtd_regs::{DomainId, IotlbScope, Iova};
+
+use crate::blocks::PageBlocks;
+use crate::clock::{Clock, Instant};
+use crate::invalidator::Invalidator;
+use crate::{Invalidation, Result, Ticket};
+
+/// When invalidations are performed.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum FlushMode {
+    /// Invalidate and wait on every unmap.
+    Strict,
+    /// Batch unmaps; post and wait when the batch is full or due.
+    Deferred,
+    /// Batch unmaps; post when full or due, reap completions later.
+    Async,
+}
+
+/// The settings of a [`FlushQueue`].
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct FlushConfig {
+    /// The policy.
+    pub mode: FlushMode,
+    /// Unmaps per batch (ignored by [`FlushMode::Strict`]); at most the
+    /// queue's capacity.
+    pub batch: usize,
+    /// The longest an unmap may wait before its batch is posted.
+    pub deadline: Option<Duration>,
+    /// The most page-selective descriptors a batch may use before it falls
+    /// back to domain-selective invalidation.
+    pub max_page_selective: usize,
+}
+
+impl FlushConfig {
+    /// Invalidate and wait on every unmap.
+    pub const fn strict() -> Self {
+        FlushConfig { mode: FlushMode::Strict, batch: 1, deadline: None, max_page_selective: 16 }
+    }
+
+    /// Linux's lazy mode: batches of `batch` unmaps, each at most `deadline`
+    /// old (Linux uses 256 and 10 ms).
+    pub const fn deferred(batch: usize, deadline: Duration) -> Self {
+        FlushConfig {
+            mode: FlushMode::Deferred,
+            batch,
+            deadline: Some(deadline),
+            max_page_selective: 16,
+        }
+    }
+
+    /// Asynchronous batches of `batch` unmaps, posted at most `deadline`
+    /// after the oldest.
+    pub const fn asynchronous(batch: usize, deadline: Duration) -> Self {
+        FlushConfig {
+            mode: FlushMode::Async,
+            batch,
+            deadline: Some(deadline),
+            max_page_selective: 16,
+        }
+    }
+}
+
+/// What a [`FlushQueue`] has done.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct FlushStats {
+    /// Unmaps reported.
+    pub unmaps: u64,
+    /// Batches posted to the invalidator.
+    pub batches: u64,
+    /// Payloads released after their invalidation completed.
+    pub released: u64,
+    /// Blocking waits for completion.
+    pub waits: u64,
+    /// Time spent in those waits, by the queue's clock.
+    pub wait_time: Duration,
+    /// Batches that fell back to domain-selective (or global) invalidation.
+    pub domain_fallbacks: u64,
+}
+
+struct Entry<T> {
+    domain: DomainId,
+    range: Range<Iova>,
+    leaf_only: bool,
+    since: Instant,
+    payload: T,
+}
+
+/// Most distinct domains one batch invalidates domain-selectively before it
+/// invalidates globally instead.
+const MAX_BATCH_DOMAINS: usize = 8;
+
+/// A flush policy over at most `N` unmaps awaiting invalidation.
+pub struct FlushQueue<T, C: Clock, const N: usize> {
+    config: FlushConfig,
+    clock: C,
+    /// Oldest first; the first `posted` entries belong to posted batches.
+    entries: Deque<Entry<T>, N>,
+    posted: usize,
+    /// Posted batches, oldest first: their ticket and entry count.
+    in_flight: Deque<(Ticket, usize), N>,
+    stats: FlushStats,
+}
+
+impl<T, C: Clock, const N: usize> FlushQueue<T, C, N> {
+    /// A queue with the given policy and clock.
+    pub fn new(mut config: FlushConfig, clock: C) -> Self {
+        const { assert!(N > 0, "a flush queue needs room for one unmap") };
+        config.batch = match config.mode {
+            FlushMode::Strict => 1,
+            _ => config.batch.clamp(1, N),
+        };
+        FlushQueue {
+            config,
+            clock,
+            entries: Deque::new(),
+            posted: 0,
+            in_flight: Deque::new(),
+            stats: FlushStats::default(),
+        }
+    }
+
+    /// The policy.
+    pub fn config(&self) -> &FlushConfig {
+        &self.config
+    }
+
+    /// The queue's clock.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
+    /// What the queue has done.
+    pub fn stats(&self) -> &FlushStats {
+        &self.stats
+    }
+
+    /// Unmaps whose payload has not been released yet.
+    pub fn pending(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Reports that `range` of `domain` is no longer mapped (`leaf_only`:
+    /// only leaf entries were cleared, no page-table page was detached).
+    /// `payload` is passed to `release` once an invalidation covering the
+    /// range has completed, by this call or a later one.
+    ///
+    /// On error the unmap stays queued (its payload is not lost and not
+    /// released); a later call retries.
+    pub fn unmapped<I: Invalidator>(
+        &mut self,
+        inv: &mut I,
+        domain: DomainId,
+        range: Range<Iova>,
+        leaf_only: bool,
+        payload: T,
+        mut release: impl FnMut(T),
+    ) -> Result<()> {
+        self.reap(inv, &mut release)?;
+        if self.entries.is_full() {
+            self.make_room(inv, &mut release)?;
+        }
+        let since = self.clock.now();
+        // `make_room` succeeded, so there is a free slot (N > 0 is checked
+        // at compile time in `new`).
+        if self.entries.push_back(Entry { domain, range, leaf_only, since, payload }).is_err() {
+            return Err(crate::Error::QueueFull);
+        }
+        self.stats.unmaps += 1;
+        self.advance(inv, &mut release)
+    }
+
+    /// Releases what has completed and posts (and, if deferred, waits for)
+    /// the queued unmaps whose deadline has passed. Call it periodically to
+    /// bound the stale window in time.
+    pub fn poll<I: Invalidator>(&mut self, inv: &mut I, mut release: impl FnMut(T)) -> Result<()> {
+        self.reap(inv, &mut release)?;
+        self.advance(inv, &mut release)
+    }
+
+    /// Posts everything queued now, without waiting (the payloads are
+    /// released by a later call that sees the completion).
+    pub fn post<I: Invalidator>(&mut self, inv: &mut I) -> Result<()> {
+        self.post_queued(inv).map(drop)
+    }
+
+    /// Invalidates everything queued, waits, and releases every payload.
+    pub fn flush<I: Invalidator>(&mut self, inv: &mut I, mut release: impl FnMut(T)) -> Result<()> {
+        self.post_queued(inv)?;
+        if let Some(&(last, _)) = self.in_flight.back() {
+            self.wait(inv, last)?;
+        }
+        self.reap(inv, &mut release)
+    }
+
+    /// Posts the queued unmaps if the policy says it is time, and waits for
+    /// them in the blocking modes.
+    fn advance<I: Invalidator>(&mut self, inv: &mut I, release: &mut impl FnMut(T)) -> Result<()> {
+        if !self.due() {
+            return Ok(());
+        }
+        let ticket = self.post_queued(inv)?;
+        if let (Some(ticket), true) = (ticket, self.config.mode != FlushMode::Async) {
+            self.wait(inv, ticket)?;
+        }
+        self.reap(inv, release)
+    }
+
+    /// Whether the unposted unmaps must be posted now.
+    fn due(&self) -> bool {
+        let queued = self.entries.len() - self.posted;
+        if queued == 0 {
+            return false;
+        }
+        if queued >= self.config.batch {
+            return true;
+        }
+        let oldest = self.entries.iter().nth(self.posted).map(|e| e.since);
+        match (self.config.deadline, oldest) {
+            (Some(deadline), Some(since)) => self.clock.now().saturating_since(since) >= deadline,
+            _ => false,
+        }
+    }
+
+    /// Frees a slot of a full queue: posts what is queued and waits for the
+    /// oldest batch.
+    fn make_room<I: Invalidator>(
+        &mut self,
+        inv: &mut I,
+        release: &mut impl FnMut(T),
+    ) -> Result<()> {
+        self.post_queued(inv)?;
+        if let Some(&(oldest, _)) = self.in_flight.front() {
+            self.wait(inv, oldest)?;
+        }
+        self.reap(inv, release)
+    }
+
+    fn wait<I: Invalidator>(&mut self, inv: &mut I, ticket: Ticket) -> Result<()> {
+        let start = self.clock.now();
+        let result = inv.wait(ticket);
+        self.stats.waits += 1;
+        self.stats.wait_time += self.clock.now().saturating_since(start);
+        result
+    }
+
+    /// Releases the payloads of completed batches, oldest first.
+    fn reap<I: Invalidator>(&mut self, inv: &mut I, release: &mut impl FnMut(T)) -> Result<()> {
+        while let Some(&(ticket, count)) = self.in_flight.front() {
+            if !inv.is_complete(ticket)? {
+                break;
+            }
+            self.in_flight.pop_front();
+            for _ in 0..count {
+                if let Some(entry) = self.entries.pop_front() {
+                    self.stats.released += 1;
+                    release(entry.payload);
+                }
+            }
+            self.posted -= count;
+        }
+        Ok(())
+    }
+
+    /// Posts every queued (not yet posted) unmap as one batch.
+    fn post_queued<I: Invalidator>(&mut self, inv: &mut I) -> Result<Option<Ticket>> {
+        let count = self.entries.len() - self.posted;
+        if count == 0 {
+            return Ok(None);
+        }
+        let caps = inv.caps();
+        let drain = caps.drain;
+        let queued = || self.entries.iter().skip(self.posted);
+        let selective: usize = if caps.page_selective {
+            queued().map(|e| PageBlocks::count(&e.range, caps.max_mask_order)).sum()
+        } else {
+            usize::MAX
+        };
+        let ticket = if selective <= self.config.max_page_selective {
+            let max = caps.max_mask_order;
+            inv.post(
+                queued()
+                    .flat_map(|e| PageBlocks::new(e.domain, &e.range, max, e.leaf_only))
+                    .map(|scope| Invalidation::Iotlb { scope, drain }),
+            )?
+        } else {
+            self.stats.domain_fallbacks += 1;
+            let mut domains: Vec<DomainId, MAX_BATCH_DOMAINS> = Vec::new();
+            let mut global = false;
+            for e in queued() {
+                if !domains.contains(&e.domain) && domains.push(e.domain).is_err() {
+                    global = true;
+                    break;
+                }
+            }
+            let scopes = domains.iter().map(|&d| IotlbScope::Domain(d));
+            if global {
+                inv.post([Invalidation::Iotlb { scope: IotlbScope::Global, drain }])?
+            } else {
+                inv.post(scopes.map(|scope| Invalidation::Iotlb { scope, drain }))?
+            }
+        };
+        // `in_flight` has room: it never holds more batches than entries.
+        if self.in_flight.push_back((ticket, count)).is_err() {
+            return Err(crate::Error::QueueFull);
+        }
+        self.posted += count;
+        self.stats.batches += 1;
+        Ok(Some(ticket))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Error, InvalidationCaps, NoClock};
+    use core::cell::Cell;
+    use proptest::prelude::*;
+    use vtd_regs::{Drain, PAGE_SIZE};
+
+    /// An invalidator whose batches complete only when the test says so
+    /// (or when waited for), recording what was posted.
+    #[derive(Default)]
+    struct FakeInvalidator {
+        posted: std::vec::Vec<std::vec::Vec<Invalidation>>,
+        completed: usize,
+        fail_posts: bool,
+    }
+
+    impl Invalidator for FakeInvalidator {
+        fn caps(&self) -> InvalidationCaps {
+            InvalidationCaps {
+                page_selective: true,
+                max_mask_order: 9,
+                drain: Drain::all(),
+                caching_mode: false,
+            }
+        }
+        fn post<I: IntoIterator<Item = Invalidation>>(&mut self, batch: I) -> Result<Ticket> {
+            if self.fail_posts {
+                return Err(Error::Timeout);
+            }
+            self.posted.push(batch.into_iter().collect());
+            Ok(Ticket(self.posted.len() as u32))
+        }
+        fn is_complete(&mut self, ticket: Ticket) -> Result<bool> {
+            Ok(ticket.0 as usize <= self.completed)
+        }
+        fn wait(&mut self, ticket: Ticket) -> Result<()> {
+            self.completed = self.completed.max(ticket.0 as usize);
+            Ok(())
+        }
+    }
+
+    impl FakeInvalidator {
+        /// Whether a completed batch covers every page of `range` of `domain`.
+        fn covered(&self, domain: DomainId, range: &Range<Iova>) -> bool {
+            let done = &self.posted[..self.completed];
+            (range.start.as_u64() / PAGE_SIZE..range.end.as_u64().div_ceil(PAGE_SIZE)).all(|p| {
+                let iova = Iova::new(p * PAGE_SIZE);
+                done.iter().flatten().any(|req| match req {
+                    Invalidation::Iotlb { scope, .. } => scope.covers(domain, iova),
+                    Invalidation::Context(_) => false,
+                })
+            })
+        }
+    }
+
+    struct TestClock(Cell<u64>);
+    impl Clock for TestClock {
+        fn now(&self) -> Instant {
+            Instant(self.0.get())
+        }
+    }
+
+    fn page(n: u64) -> Range<Iova> {
+        Iova::new(n * PAGE_SIZE)..Iova::new((n + 1) * PAGE_SIZE)
+    }
+
+    const D: DomainId = DomainId::new(3);
+
+    #[test]
+    fn strict_releases_every_unmap_after_its_own_invalidation() {
+        let mut inv = FakeInvalidator::default();
+        let mut q: FlushQueue<u64, _, 4> = FlushQueue::new(FlushConfig::strict(), NoClock);
+        let mut released = std::vec::Vec::new();
+        for n in 0..3 {
+            q.unmapped(&mut inv, D, page(n), true, n, |p| released.push(p)).unwrap();
+            assert_eq!(released.len() as u64, n + 1);
+        }
+        assert_eq!(inv.posted.len(), 3);
+        let scope = IotlbScope::pages(D, Iova::new(PAGE_SIZE), 0, true).unwrap();
+        assert_eq!(inv.posted[1], [Invalidation::Iotlb { scope, drain: Drain::all() }]);
+        assert_eq!(q.stats().waits, 3);
+    }
+
+    #[test]
+    fn deferred_posts_one_batch_when_full() {
+        let mut inv = FakeInvalidator::default();
+        let config = FlushConfig::deferred(4, Duration::from_millis(10));
+        let mut q: FlushQueue<u64, _, 8> = FlushQueue::new(config, NoClock);
+        let mut released = std::vec::Vec::new();
+        for n in 0..3 {
+            q.unmapped(&mut inv, D, page(n * 2), true, n, |p| released.push(p)).unwrap();
+        }
+        assert!(released.is_empty() && inv.posted.is_empty());
+        q.unmapped(&mut inv, D, page(6), true, 3, |p| released.push(p)).unwrap();
+        assert_eq!(released, [0, 1, 2, 3]);
+        assert_eq!(inv.posted.len(), 1);
+        assert_eq!(inv.posted[0].len(), 4);
+    }
+
+    #[test]
+    fn deferred_deadline_fires_on_poll() {
+        let mut inv = FakeInvalidator::default();
+        let clock = TestClock(Cell::new(0));
+        let config = FlushConfig::deferred(256, Duration::from_millis(10));
+        let mut q: FlushQueue<u64, _, 256> = FlushQueue::new(config, &clock);
+        let mut released = std::vec::Vec::new();
+        q.unmapped(&mut inv, D, page(1), true, 1, |p| released.push(p)).unwrap();
+        clock.0.set(9_999_999);
+        q.poll(&mut inv, |p| released.push(p)).unwrap();
+        assert!(released.is_empty());
+        clock.0.set(10_000_000);
+        q.poll(&mut inv, |p| released.push(p)).unwrap();
+        assert_eq!(released, [1]);
+    }
+
+    #[test]
+    fn async_releases_only_after_completion() {
+        let mut inv = FakeInvalidator::default();
+        let config = FlushConfig::asynchronous(2, Duration::from_millis(10));
+        let mut q: FlushQueue<u64, _, 4> = FlushQueue::new(config, NoClock);
+        let mut released = std::vec::Vec::new();
+        q.unmapped(&mut inv, D, page(1), true, 1, |p| released.push(p)).unwrap();
+        q.unmapped(&mut inv, D, page(2), true, 2, |p| released.push(p)).unwrap();
+        assert_eq!(inv.posted.len(), 1);
+        assert!(released.is_empty());
+        q.poll(&mut inv, |p| released.push(p)).unwrap();
+        assert!(released.is_empty());
+        inv.completed = 1;
+        q.poll(&mut inv, |p| released.push(p)).unwrap();
+        assert_eq!(released, [1, 2]);
+        assert_eq!(q.stats().waits, 0);
+    }
+
+    #[test]
+    fn async_full_queue_waits_for_the_oldest_batch() {
+        let mut inv = FakeInvalidator::default();
+        let config = FlushConfig::asynchronous(2, Duration::from_millis(10));
+        let mut q: FlushQueue<u64, _, 4> = FlushQueue::new(config, NoClock);
+        let mut released = std::vec::Vec::new();
+        for n in 0..5 {
+            q.unmapped(&mut inv, D, page(n), true, n, |p| released.push(p)).unwrap();
+        }
+        assert_eq!(released, [0, 1]);
+        assert_eq!(q.pending(), 3);
+        q.flush(&mut inv, |p| released.push(p)).unwrap();
+        assert_eq!(released, [0, 1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn large_batches_fall_back_to_domain_selective() {
+        let mut inv = FakeInvalidator::default();
+        let config = FlushConfig {
+            max_page_selective: 8,
+            ..FlushConfig::deferred(4, Duration::from_millis(10))
+        };
+        let mut q: FlushQueue<u64, _, 4> = FlushQueue::new(config, NoClock);
+        let other = DomainId::new(4);
+        // Pages 1..6 need blocks 1, 2-3, 4-5: 3 descriptors per range, 12 > 8.
+        let range = Iova::new(PAGE_SIZE)..Iova::new(6 * PAGE_SIZE);
+        for (n, d) in [D, other, D, other].into_iter().enumerate() {
+            q.unmapped(&mut inv, d, range.clone(), false, n as u64, drop).unwrap();
+        }
+        let want: std::vec::Vec<_> = [D, other]
+            .map(|d| Invalidation::Iotlb { scope: IotlbScope::Domain(d), drain: Drain::all() })
+            .into();
+        assert_eq!(inv.posted, [want]);
+        assert_eq!(q.stats().domain_fallbacks, 1);
+    }
+
+    #[test]
+    fn failed_posts_keep_payloads_for_a_retry() {
+        let mut inv = FakeInvalidator { fail_posts: true, ..Default::default() };
+        let mut q: FlushQueue<u64, _, 4> = FlushQueue::new(FlushConfig::strict(), NoClock);
+        let mut released = std::vec::Vec::new();
+        assert_eq!(
+            q.unmapped(&mut inv, D, page(1), true, 1, |p| released.push(p)),
+            Err(Error::Timeout)
+        );
+        assert!(released.is_empty());
+        assert_eq!(q.pending(), 1);
+        inv.fail_posts = false;
+        q.flush(&mut inv, |p| released.push(p)).unwrap();
+        assert_eq!(released, [1]);
+    }
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Unmap { domain: u16, page: u64, pages: u64 },
+        Poll,
+        Complete,
+        Tick(u64),
+        Flush,
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            6 => (1u16..4, 0u64..512, 1u64..40).prop_map(|(domain, page, pages)| Op::Unmap { domain, page, pages }),
+            2 => Just(Op::Poll),
+            2 => Just(Op::Complete),
+            2 => (0u64..5_000_000).prop_map(Op::Tick),
+            1 => Just(Op::Flush),
+        ]
+    }
+
+    fn mode() -> impl Strategy<Value = FlushConfig> {
+        prop_oneof![
+            Just(FlushConfig::strict()),
+            (1usize..20).prop_map(|b| FlushConfig::deferred(b, Duration::from_millis(3))),
+            (1usize..20).prop_map(|b| FlushConfig::asynchronous(b, Duration::from_millis(3))),
+        ]
+    }
+
+    proptest! {
+        /// The rule of the crate: a payload comes back only once a completed
+        /// invalidation covers its whole range; every payload comes back
+        /// after a flush; batches never exceed the configured size.
+        #[test]
+        fn released_only_after_covering_invalidation(config in mode(), ops in prop::collection::vec(op(), 1..200)) {
+            let mut inv = FakeInvalidator::default();
+            let clock = TestClock(Cell::new(0));
+            let mut q: FlushQueue<(DomainId, Range<Iova>), _, 16> = FlushQueue::new(config, &clock);
+            let mut unmaps = 0;
+            let mut released = std::vec::Vec::new();
+            for op in ops {
+                let check = |(d, r): (DomainId, Range<Iova>), inv: &FakeInvalidator, out: &mut std::vec::Vec<_>| {
+                    assert!(inv.covered(d, &r), "released {r:?} of {d:?} before invalidation");
+                    out.push(r);
+                };
+                match op {
+                    Op::Unmap { domain, page, pages } => {
+                        let r = Iova::new(page * PAGE_SIZE)..Iova::new((page + pages) * PAGE_SIZE);
+                        let d = DomainId::new(domain);
+                        // The callback cannot borrow `inv` while `q` does: collect, then check.
+                        let mut out = std::vec::Vec::new();
+                        q.unmapped(&mut inv, d, r.clone(), true, (d, r), |p| out.push(p)).unwrap();
+                        for p in out { check(p, &inv, &mut released); }
+                        unmaps += 1;
+                    }
+                    Op::Poll | Op::Flush => {
+                        let mut out = std::vec::Vec::new();
+                        if matches!(op, Op::Poll) {
+                            q.poll(&mut inv, |p| out.push(p)).unwrap();
+                        } else {
+                            q.flush(&mut inv, |p| out.push(p)).unwrap();
+                            prop_assert_eq!(q.pending(), 0);
+                        }
+                        for p in out { check(p, &inv, &mut released); }
+                    }
+                    Op::Complete => inv.completed = inv.posted.len(),
+                    Op::Tick(ns) => clock.0.set(clock.0.get() + ns),
+                }
+                for b in &inv.posted {
+                    prop_assert!(b.len() <= config.max_page_selective.max(3));
+                }
+            }
+            let mut out = std::vec::Vec::new();
+            q.flush(&mut inv, |p| out.push(p)).unwrap();
+            for p in out {
+                prop_assert!(inv.covered(p.0, &p.1));
+                released.push(p.1);
+            }
+            prop_assert_eq!(released.len(), unmaps);
+        }
+    }
+}

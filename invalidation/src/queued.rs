@@ -1,0 +1,311 @@
+//! The queued-invalidation ring (VT-d §6.5.2): descriptors written into a
+//! circular queue in memory, handed to the unit by one write of the tail
+//! register (IQT) per batch, each batch closed by an invalidation wait
+//! descriptor whose status write (§6.5.2.8) tells software it completed.
+//!
+//! Completion is tracked with one status dword: every wait descriptor writes
+//! its batch's sequence number there, and the unit processes the queue in
+//! order, so the dword holds the latest completed sequence. Polling it is a
+//! memory read, not an MMIO access, which matters when MMIO is a VM exit.
+
+use vtd_regs::desc::{ContextCacheInv, Descriptor, IotlbInv, WaitDesc};
+use vtd_regs::regs::{DescriptorWidth, Fsts, Iqa, Iqh, QueueSize};
+use vtd_regs::unit::QueueError;
+use vtd_regs::{
+    ContextScope, FrameAllocator, IotlbScope, Mmio, PAGE_SHIFT, PhysAddr, PhysMem, PollBudget,
+    RemappingUnit,
+};
+
+use crate::counters::InvalidatorCounters;
+use crate::invalidator::{InvalidationCaps, Invalidator};
+use crate::{Error, Invalidation, Result, Ticket};
+
+/// A queue error the unit reported (FSTS.IQE, ITE or ICE, §6.5.2.10),
+/// with the descriptor at the queue head when it stopped.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub struct QueueFault {
+    /// What the unit reported.
+    pub error: QueueError,
+    /// The slot index of the descriptor at the head.
+    pub index: usize,
+    /// That descriptor, as read back from the queue (`None` if unreadable).
+    pub descriptor: Option<Descriptor>,
+}
+
+/// The queued invalidator: owns the queue memory and the unit.
+pub struct QueuedInvalidator<M: Mmio, P: PhysMem> {
+    unit: RemappingUnit<M>,
+    mem: P,
+    iqa: Iqa,
+    status: PhysAddr,
+    /// Next slot to write.
+    tail: usize,
+    /// Slot the unit fetches next, as last read from IQH.
+    head: usize,
+    /// Sequence number of the next batch.
+    next: u32,
+    budget: PollBudget,
+    caps: InvalidationCaps,
+    counters: InvalidatorCounters,
+}
+
+impl<M: Mmio, P: PhysMem> QueuedInvalidator<M, P> {
+    /// Allocates a queue of 2^`size` pages and a status page from `frames`,
+    /// zeroes them, programs IQA and enables queued invalidation
+    /// (§10.4.23, through [`RemappingUnit::enable_queued_invalidation`]).
+    ///
+    /// On failure the frames are given back and the unit is returned in the
+    /// error's company, so the caller can fall back to register-based
+    /// invalidation.
+    pub fn new<A: FrameAllocator>(
+        mut unit: RemappingUnit<M>,
+        mem: P,
+        frames: &A,
+        size: QueueSize,
+    ) -> core::result::Result<Self, (Error, RemappingUnit<M>)> {
+        let Some(base) = frames.allocate(size.order()) else {
+            return Err((Error::OutOfFrames, unit));
+        };
+        let Some(status) = frames.allocate(0) else {
+            frames.deallocate(base, size.order());
+            return Err((Error::OutOfFrames, unit));
+        };
+        let give_back = |e: Error, unit| {
+            frames.deallocate(status, 0);
+            frames.deallocate(base, size.order());
+            Err((e, unit))
+        };
+        let zeroed = (0..1u64 << size.order())
+            .try_for_each(|p| mem.zero_frame(PhysAddr::new(base.as_u64() + (p << PAGE_SHIFT))))
+            .and_then(|()| mem.zero_frame(status));
+        if let Err(e) = zeroed {
+            return give_back(Error::Mem(e), unit);
+        }
+        let iqa = Iqa::new(base, size, DescriptorWidth::Bits128);
+        if let Err(e) = unit.enable_queued_invalidation(iqa) {
+            return give_back(Error::Unit(e), unit);
+        }
+        let caps = InvalidationCaps::from_cap(unit.cap());
+        let budget = unit.budget();
+        Ok(QueuedInvalidator {
+            unit,
+            mem,
+            iqa,
+            status,
+            tail: 0,
+            head: 0,
+            next: 1,
+            budget,
+            caps,
+            counters: InvalidatorCounters::default(),
+        })
+    }
+
+    /// The unit, for commands other than invalidation.
+    pub fn unit(&mut self) -> &mut RemappingUnit<M> {
+        &mut self.unit
+    }
+
+    /// The memory the queue lives in.
+    pub fn mem(&self) -> &P {
+        &self.mem
+    }
+
+    /// What the invalidator has done.
+    pub fn counters(&self) -> &InvalidatorCounters {
+        &self.counters
+    }
+
+    /// The queue's size in descriptors.
+    pub fn entries(&self) -> usize {
+        self.iqa.entries()
+    }
+
+    /// Disables queued invalidation (after the unit fetched everything),
+    /// gives the queue and status frames back and returns the unit. If the
+    /// unit does not stop, the invalidator comes back with the error: its
+    /// memory may still be read by the unit and must not be freed.
+    #[allow(clippy::result_large_err, reason = "the caller needs the invalidator back to retry")]
+    pub fn shutdown<A: FrameAllocator>(
+        mut self,
+        frames: &A,
+    ) -> core::result::Result<RemappingUnit<M>, (Error, Self)> {
+        if let Err(e) = self.unit.disable_queued_invalidation() {
+            return Err((Error::Unit(e), self));
+        }
+        frames.deallocate(self.status, 0);
+        frames.deallocate(self.iqa.base(), self.iqa.size().order());
+        Ok(self.unit)
+    }
+
+    fn slot_addr(&self, index: usize) -> PhysAddr {
+        PhysAddr::new(
+            self.iqa.base().as_u64() + ((index as u64) << DescriptorWidth::Bits128.shift()),
+        )
+    }
+
+    /// Free slots, keeping one empty so a full queue is distinguishable from
+    /// an empty one (IQH == IQT means empty, §6.5.2).
+    fn free(&self) -> usize {
+        let n = self.entries();
+        (self.head + n - self.tail - 1) % n
+    }
+
+    /// The descriptor for a request, checked against the unit's
+    /// capabilities.
+    fn descriptor(&self, req: Invalidation) -> Result<Descriptor> {
+        match req {
+            Invalidation::Context(scope) => Ok(Descriptor::ContextCache(ContextCacheInv { scope })),
+            Invalidation::Iotlb { scope, drain } => {
+                if let IotlbScope::Pages { order, .. } = scope
+                    && (!self.caps.page_selective || order > self.caps.max_mask_order)
+                {
+                    return Err(Error::Unsupported(req));
+                }
+                Ok(Descriptor::Iotlb(IotlbInv { scope, drain: drain & self.caps.drain }))
+            }
+        }
+    }
+
+    /// Writes one descriptor at the tail, first making room if the queue is
+    /// full (publishing what is written so far and waiting for the head).
+    fn push(&mut self, desc: Descriptor, published: &mut usize) -> Result<()> {
+        if self.free() == 0 {
+            // The cached head is stale: the unit has usually moved on.
+            self.head = self.unit.queue_head().map_err(Error::Unit)?;
+        }
+        if self.free() == 0 {
+            if *published != self.tail {
+                self.publish()?;
+                *published = self.tail;
+            }
+            self.wait_for_room()?;
+        }
+        let mut bytes = [0u8; 16];
+        desc.write(DescriptorWidth::Bits128, &mut bytes).map_err(Error::Descriptor)?;
+        self.mem.write_bytes(self.slot_addr(self.tail), &bytes).map_err(Error::Mem)?;
+        self.tail = (self.tail + 1) % self.entries();
+        self.counters.count_descriptor(desc.ty());
+        Ok(())
+    }
+
+    /// One IQT write: hands everything written so far to the unit.
+    fn publish(&mut self) -> Result<()> {
+        self.mem.flush_for_device(self.iqa.base(), self.iqa.size().bytes());
+        self.unit.write_queue_tail(self.tail).map_err(Error::Unit)?;
+        self.counters.tail_writes += 1;
+        Ok(())
+    }
+
+    fn wait_for_room(&mut self) -> Result<()> {
+        for _ in 0..self.budget.reads() {
+            self.check_errors()?;
+            self.head = self.unit.queue_head().map_err(Error::Unit)?;
+            if self.free() > 0 {
+                return Ok(());
+            }
+            core::hint::spin_loop();
+        }
+        Err(Error::Timeout)
+    }
+
+    /// Reads FSTS; on a queue error, recovers the queue and reports it.
+    ///
+    /// Recovery (§6.5.2.10): the unit stopped with IQH at the offending
+    /// descriptor. It is replaced by a *global* invalidation of the same
+    /// cache (a superset of whatever it meant to invalidate, so the wait
+    /// descriptor behind it still means "covered"), then the error is
+    /// cleared and the unit resumes from IQH.
+    fn check_errors(&mut self) -> Result<()> {
+        let fsts: Fsts = self.unit.mmio().read_reg();
+        if !fsts.queue_error() {
+            return Ok(());
+        }
+        self.counters.queue_errors += 1;
+        let head: Iqh = self.unit.mmio().read_reg();
+        let index = head.index(DescriptorWidth::Bits128) % self.entries();
+        let addr = self.slot_addr(index);
+        let mut bytes = [0u8; 16];
+        let descriptor = self
+            .mem
+            .read_bytes(addr, &mut bytes)
+            .ok()
+            .and_then(|()| Descriptor::read(DescriptorWidth::Bits128, &bytes).ok());
+        // The fix must be in memory before IQE is cleared: the unit
+        // re-fetches the head as soon as it may.
+        if fsts.iqe() {
+            let replacement = match descriptor {
+                Some(Descriptor::ContextCache(_)) => {
+                    Descriptor::ContextCache(ContextCacheInv { scope: ContextScope::Global })
+                }
+                Some(Descriptor::Wait(_)) => Descriptor::Wait(WaitDesc::default()),
+                _ => Descriptor::Iotlb(IotlbInv {
+                    scope: IotlbScope::Global,
+                    drain: self.caps.drain,
+                }),
+            };
+            let mut fixed = [0u8; 16];
+            replacement.write(DescriptorWidth::Bits128, &mut fixed).map_err(Error::Descriptor)?;
+            self.mem.write_bytes(addr, &fixed).map_err(Error::Mem)?;
+            self.mem.flush_for_device(addr, fixed.len());
+        }
+        match self.unit.take_queue_error() {
+            Some(error) => Err(Error::Queue(QueueFault { error, index, descriptor })),
+            None => Ok(()),
+        }
+    }
+
+    fn completed(&self) -> Result<Ticket> {
+        self.mem.read_u32(self.status).map(Ticket).map_err(Error::Mem)
+    }
+}
+
+impl<M: Mmio, P: PhysMem> Invalidator for QueuedInvalidator<M, P> {
+    fn caps(&self) -> InvalidationCaps {
+        self.caps
+    }
+
+    fn post<I>(&mut self, batch: I) -> Result<Ticket>
+    where
+        I: IntoIterator<Item = Invalidation>,
+    {
+        let mut published = self.tail;
+        for req in batch {
+            let desc = self.descriptor(req)?;
+            self.push(desc, &mut published)?;
+        }
+        let ticket = Ticket(self.next);
+        let wait = WaitDesc {
+            status_write: None,
+            interrupt: false,
+            fence: false,
+            page_request_drain: false,
+        }
+        .with_status_write(self.status, ticket.0)
+        .map_err(Error::Descriptor)?;
+        self.push(Descriptor::Wait(wait), &mut published)?;
+        self.publish()?;
+        self.next = self.next.wrapping_add(1);
+        self.counters.batches += 1;
+        Ok(ticket)
+    }
+
+    /// A memory read of the status dword only: queue errors are found by
+    /// [`wait`](Invalidator::wait) and by a post that needs room.
+    fn is_complete(&mut self, ticket: Ticket) -> Result<bool> {
+        Ok(ticket.is_covered_by(self.completed()?))
+    }
+
+    fn wait(&mut self, ticket: Ticket) -> Result<()> {
+        self.counters.waits += 1;
+        for _ in 0..self.budget.reads() {
+            self.counters.wait_polls += 1;
+            if ticket.is_covered_by(self.completed()?) {
+                return Ok(());
+            }
+            self.check_errors()?;
+            core::hint::spin_loop();
+        }
+        Err(Error::Timeout)
+    }
+}

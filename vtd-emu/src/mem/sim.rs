@@ -1,0 +1,188 @@
+//! `SimMemory`: physical memory made of `AtomicU64` words.
+//!
+//! Atomic words make `&SimMemory` shareable between a driver thread, a device
+//! thread and the emulated unit without `unsafe`: concurrent accesses to the
+//! same bytes may tear (as on real hardware for unaligned or multi-word
+//! data), but never cause undefined behaviour. Every access is bounds-checked
+//! and an address outside the memory gives [`MemError::OutOfRange`].
+
+use core::sync::atomic::{AtomicU64, Ordering};
+
+use vtd_regs::{MemError, PhysAddr, PhysMem};
+
+/// Physical memory `[0, size)` backed by words of storage `S`.
+///
+/// Loads use `Acquire` and stores `Release`, so a status word written by the
+/// unit (an invalidation wait descriptor's status write) publishes what the
+/// unit did before it to a thread that polls it.
+#[derive(Debug)]
+pub struct SimMemory<S> {
+    words: S,
+}
+
+/// Memory over a `'static` array, for `no_std` users without a heap:
+/// `static RAM: [AtomicU64; N] = [const { AtomicU64::new(0) }; N];`.
+pub type StaticMemory = SimMemory<&'static [AtomicU64]>;
+
+/// Memory over a heap allocation.
+#[cfg(feature = "alloc")]
+pub type HeapMemory = SimMemory<alloc::boxed::Box<[AtomicU64]>>;
+
+#[cfg(feature = "alloc")]
+impl SimMemory<alloc::boxed::Box<[AtomicU64]>> {
+    /// Zeroed memory of `bytes` bytes, rounded up to a whole word.
+    pub fn new(bytes: usize) -> Self {
+        let words = bytes.div_ceil(8);
+        Self { words: (0..words).map(|_| AtomicU64::new(0)).collect() }
+    }
+}
+
+impl<S: AsRef<[AtomicU64]>> SimMemory<S> {
+    /// Memory over `words`: byte `8 * i + j` is byte `j` (little-endian) of
+    /// word `i`.
+    pub const fn from_words(words: S) -> Self {
+        Self { words }
+    }
+
+    /// Size in bytes.
+    pub fn size(&self) -> u64 {
+        self.words.as_ref().len() as u64 * 8
+    }
+
+    /// The byte index of `[addr, addr + len)`, if it lies in the memory.
+    fn range(&self, addr: PhysAddr, len: usize) -> Result<usize, MemError> {
+        let err = MemError::OutOfRange { addr, len };
+        let end = addr.as_u64().checked_add(len as u64).ok_or(err)?;
+        if end > self.size() {
+            return Err(err);
+        }
+        usize::try_from(addr.as_u64()).map_err(|_| err)
+    }
+
+    /// The word at byte index `byte` (a multiple of 8 within the memory).
+    fn word(&self, byte: usize) -> &AtomicU64 {
+        &self.words.as_ref()[byte / 8]
+    }
+
+    /// Writes `data` into bytes `off..off + data.len()` of the word at `byte`
+    /// without touching its other bytes.
+    fn merge(&self, byte: usize, off: usize, data: &[u8]) {
+        let mut val = [0u8; 8];
+        let mut mask = [0u8; 8];
+        val[off..off + data.len()].copy_from_slice(data);
+        mask[off..off + data.len()].fill(0xff);
+        let (val, mask) = (u64::from_le_bytes(val), u64::from_le_bytes(mask));
+        let w = self.word(byte);
+        if mask == u64::MAX {
+            w.store(val, Ordering::Release);
+        } else {
+            // Two atomic steps: concurrent writers of *other* bytes of the
+            // word are never lost; writers of the same bytes may interleave.
+            w.fetch_and(!mask, Ordering::AcqRel);
+            w.fetch_or(val, Ordering::AcqRel);
+        }
+    }
+}
+
+impl<S: AsRef<[AtomicU64]>> PhysMem for SimMemory<S> {
+    fn read_u64(&self, addr: PhysAddr) -> Result<u64, MemError> {
+        if !addr.is_aligned(8) {
+            return Err(MemError::Misaligned { addr });
+        }
+        let b = self.range(addr, 8)?;
+        Ok(self.word(b).load(Ordering::Acquire))
+    }
+
+    fn write_u64(&self, addr: PhysAddr, value: u64) -> Result<(), MemError> {
+        if !addr.is_aligned(8) {
+            return Err(MemError::Misaligned { addr });
+        }
+        let b = self.range(addr, 8)?;
+        self.word(b).store(value, Ordering::Release);
+        Ok(())
+    }
+
+    fn read_bytes(&self, addr: PhysAddr, buf: &mut [u8]) -> Result<(), MemError> {
+        let start = self.range(addr, buf.len())?;
+        let mut done = 0;
+        while done < buf.len() {
+            let pos = start + done;
+            let off = pos % 8;
+            let n = (8 - off).min(buf.len() - done);
+            let w = self.word(pos).load(Ordering::Acquire).to_le_bytes();
+            buf[done..done + n].copy_from_slice(&w[off..off + n]);
+            done += n;
+        }
+        Ok(())
+    }
+
+    fn write_bytes(&self, addr: PhysAddr, data: &[u8]) -> Result<(), MemError> {
+        let start = self.range(addr, data.len())?;
+        let mut done = 0;
+        while done < data.len() {
+            let pos = start + done;
+            let off = pos % 8;
+            let n = (8 - off).min(data.len() - done);
+            self.merge(pos, off, &data[done..done + n]);
+            done += n;
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    static RAM: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+
+    #[test]
+    fn words_bytes_and_bounds() {
+        let m = StaticMemory::from_words(&RAM);
+        assert_eq!(m.size(), 32);
+        m.write_u64(PhysAddr::new(8), 0x1122_3344_5566_7788).unwrap();
+        assert_eq!(m.read_u32(PhysAddr::new(8)).unwrap(), 0x5566_7788);
+        assert_eq!(m.read_u32(PhysAddr::new(12)).unwrap(), 0x1122_3344);
+        m.write_u32(PhysAddr::new(12), 0xdead_beef).unwrap();
+        assert_eq!(m.read_u64(PhysAddr::new(8)).unwrap(), 0xdead_beef_5566_7788);
+        // An unaligned byte range spanning two words.
+        m.write_bytes(PhysAddr::new(6), &[1, 2, 3, 4]).unwrap();
+        let mut b = [0u8; 6];
+        m.read_bytes(PhysAddr::new(5), &mut b).unwrap();
+        assert_eq!(b, [0, 1, 2, 3, 4, 0x66]);
+        assert_eq!(
+            m.read_u64(PhysAddr::new(32)),
+            Err(MemError::OutOfRange { addr: PhysAddr::new(32), len: 8 })
+        );
+        assert_eq!(
+            m.read_u64(PhysAddr::new(4)),
+            Err(MemError::Misaligned { addr: PhysAddr::new(4) })
+        );
+        assert!(m.read_bytes(PhysAddr::new(u64::MAX), &mut b).is_err());
+        assert!(m.write_bytes(PhysAddr::new(30), &[0; 3]).is_err());
+        assert!(m.zero_frame(PhysAddr::new(0)).is_err());
+    }
+
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn heap_memory_is_shared_between_threads() {
+        let m = HeapMemory::new(4096 * 2);
+        assert_eq!(m.size(), 8192);
+        m.zero_frame(PhysAddr::new(4096)).unwrap();
+        std::thread::scope(|s| {
+            for t in 0..4u64 {
+                let m = &m;
+                s.spawn(move || {
+                    for i in 0..64u64 {
+                        // Each thread owns one byte lane of every word.
+                        let a = PhysAddr::new(i * 8 + t);
+                        m.write_bytes(a, &[t as u8 + 1]).unwrap();
+                    }
+                });
+            }
+        });
+        for i in 0..64u64 {
+            assert_eq!(m.read_u32(PhysAddr::new(i * 8)).unwrap(), 0x0403_0201);
+        }
+    }
+}
