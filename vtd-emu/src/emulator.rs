@@ -10,7 +10,7 @@
 use vtd_regs::regs::{
     Ccmd, EventMessage, Fsts, Gsts, Ics, IotlbInv, Iqa, Iqercd, Iqh, Iqt, Irta, Iva, Rtaddr,
 };
-use vtd_regs::{PhysMem, SourceId};
+use vtd_regs::{ContextScope, DomainId, PhysMem, SourceId};
 use vtd_tables::{ContextInfo, Translation, WalkLimits};
 
 use crate::config::{ConfigError, EmuConfig};
@@ -97,6 +97,27 @@ impl<const I: usize, const C: usize> State<I, C> {
             counters: Counters::default(),
             ats: [None; MAX_ATS_DEVICES],
         }
+    }
+
+    /// The domain id `d` as the unit sees it: only the low 4 + 2 x CAP.ND
+    /// bits are implemented, the rest are ignored (§10.4.7, §10.4.8.1).
+    pub(crate) fn domain(&self, d: DomainId) -> DomainId {
+        match self.cfg.cap.nd().id_bits() {
+            Some(bits) if bits < 16 => DomainId::new(d.raw() & ((1 << bits) - 1)),
+            _ => d,
+        }
+    }
+
+    /// Drops the cached contexts `scope` covers.
+    pub(crate) fn flush_contexts(&mut self, scope: ContextScope) {
+        let scope = match scope {
+            ContextScope::Global => ContextScope::Global,
+            ContextScope::Domain(d) => ContextScope::Domain(self.domain(d)),
+            ContextScope::Device { domain, source, function_mask } => {
+                ContextScope::Device { domain: self.domain(domain), source, function_mask }
+            }
+        };
+        self.contexts.invalidate(scope);
     }
 
     /// The response `sid`'s device-TLB gives.

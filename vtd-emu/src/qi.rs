@@ -104,7 +104,7 @@ impl<const I: usize, const C: usize> State<I, C> {
         let code = usize::from(d.ty().code());
         match d {
             Descriptor::ContextCache(inv) => {
-                self.contexts.invalidate(inv.scope);
+                self.flush_contexts(inv.scope);
             }
             Descriptor::Iotlb(inv) => {
                 self.flush_iotlb(inv.scope).ok_or(QueueErrorInfo::ReservedField)?;
