@@ -16,7 +16,9 @@ use vtd_regs::regs::{
     Ver,
 };
 use vtd_regs::unit::UnitError;
-use vtd_regs::{ContextScope, DomainId, Drain, Granularity, IotlbScope, Iova, Mmio, PhysAddr};
+use vtd_regs::{
+    ContextScope, DomainId, Drain, Granularity, IotlbScope, Iova, Mmio, PageSize, PhysAddr,
+};
 use vtd_tables::Perm;
 
 #[test]
