@@ -101,7 +101,6 @@ impl<const I: usize, const C: usize> State<I, C> {
             RegisterName::Ieuaddr => self.inv_event.upper,
             RegisterName::Iqercd => half(self.iqercd.0, hi),
             RegisterName::Irta if ir => half(self.irta.0, hi),
-            RegisterName::Iva => half(self.iva.0, hi),
             RegisterName::Iotlb => half(self.iotlb_reg.0, hi),
             RegisterName::Frcd => {
                 let (index, word) = self.frcd_slot(off);
@@ -113,7 +112,8 @@ impl<const I: usize, const C: usize> State<I, C> {
                     _ => (r.hi >> 32) as u32,
                 }
             }
-            // GCMD is write-only; the rest is reserved or not implemented.
+            // GCMD and IVA_REG (§10.4.8.2) are write-only; the rest is
+            // reserved or not implemented.
             _ => 0,
         }
     }
