@@ -1,1 +1,2 @@
-//! Workload generators shared by the benchmarks in `benches/`.
+//! Workloads of the benchmarks in `benches/`; the test bed they run on is
+//! `viommu_examples::Testbed`.

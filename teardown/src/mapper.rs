@@ -6,7 +6,7 @@
 //! frames and page pins are given back only when the flush queue reports
 //! that an invalidation covering them has completed.
 
-use invalidation::{Clock, FlushMode, FlushQueue, Invalidation, Invalidator, PageBlocks};
+use invalidation::{Clock, FlushMode, FlushQueue, Instant, Invalidation, Invalidator, PageBlocks};
 use iova_alloc::IovaRange;
 use vtd_regs::{FrameAllocator, IotlbScope, Iova, PAGE_SHIFT, PAGE_SIZE, PhysAddr, PhysMem};
 use vtd_tables::{Perm, SlPageTable, Unmapped};
@@ -278,6 +278,7 @@ where
                     if self.registry.stale_len() >= quota {
                         self.reclaim()?;
                     }
+                    return self.poll_at(now);
                 }
             }
         }
@@ -288,11 +289,35 @@ where
     /// mappings past the time limit. An OS calls it from a timer too, to
     /// bound the stale window in time.
     pub fn poll(&mut self) -> Result<()> {
+        if let Some((_, since)) = self.registry.oldest_stale() {
+            return self.poll_with(since, self.flush.clock().now());
+        }
+        self.reap()
+    }
+
+    /// [`poll`](Self::poll) at `now`, already read.
+    fn poll_at(&mut self, now: Instant) -> Result<()> {
+        match self.registry.oldest_stale() {
+            Some((_, since)) => self.poll_with(since, now),
+            None => self.reap(),
+        }
+    }
+
+    /// Reclaims if the oldest stale mapping, stale `since`, is past the
+    /// time limit at `now`; then reaps.
+    fn poll_with(&mut self, since: Instant, now: Instant) -> Result<()> {
         if let Reuse::Optimistic { time_limit, .. } = self.config.reuse
-            && let Some((_, since)) = self.registry.oldest_stale()
-            && self.flush.clock().now().saturating_since(since) >= time_limit
+            && now.saturating_since(since) >= time_limit
         {
             self.reclaim()?;
+        }
+        self.reap()
+    }
+
+    /// Releases what completed and posts what is due.
+    fn reap(&mut self) -> Result<()> {
+        if self.flush.pending() == 0 {
+            return Ok(());
         }
         let owners = &mut self.owners;
         self.flush.poll(&mut self.inv, |t| owners.release(t)).map_err(Error::Invalidation)

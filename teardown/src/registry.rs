@@ -2,11 +2,50 @@
 //! reuse) and by IOVA (for unmap) in O(1), with the stale ones on an
 //! intrusive oldest-first list so a reuse takes one out in O(1).
 
+use core::hash::Hasher;
+
+use hash32::BuildHasherDefault;
+
 use heapless::Vec;
-use heapless::index_map::FnvIndexMap;
+use heapless::index_map::IndexMap;
 use invalidation::Instant;
 use iova_alloc::IovaRange;
 use vtd_tables::Perm;
+
+/// A multiplicative hash of the few words of a key (FxHash's scheme): the
+/// keys are page numbers, and one multiply mixes them well enough.
+#[derive(Default)]
+pub(crate) struct WordHasher(u64);
+
+impl Hasher for WordHasher {
+    #[inline]
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    #[inline]
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.write_u64(u64::from(*b));
+        }
+    }
+    #[inline]
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+    #[inline]
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
+
+impl hash32::Hasher for WordHasher {
+    #[inline]
+    fn finish32(&self) -> u32 {
+        (self.0 >> 32) as u32
+    }
+}
+
+type Map<K, const N: usize> = IndexMap<K, SlotId, BuildHasherDefault<WordHasher>, N>;
 
 /// Index of a mapping in the registry.
 pub(crate) type SlotId = u32;
@@ -51,8 +90,8 @@ impl Mapping {
 pub(crate) struct Registry<const N: usize> {
     slots: Vec<Mapping, N>,
     free: Vec<SlotId, N>,
-    by_buffer: FnvIndexMap<(u64, u64, u8), SlotId, N>,
-    by_iova: FnvIndexMap<u64, SlotId, N>,
+    by_buffer: Map<(u64, u64, u8), N>,
+    by_iova: Map<u64, N>,
     stale_head: SlotId,
     stale_tail: SlotId,
     stale_len: usize,
@@ -63,8 +102,8 @@ impl<const N: usize> Registry<N> {
         Registry {
             slots: Vec::new(),
             free: Vec::new(),
-            by_buffer: FnvIndexMap::new(),
-            by_iova: FnvIndexMap::new(),
+            by_buffer: Map::new(),
+            by_iova: Map::new(),
             stale_head: NIL,
             stale_tail: NIL,
             stale_len: 0,

@@ -108,8 +108,10 @@ proptest! {
                     });
                     let pages = (l.iova.page_offset() + l.len).div_ceil(PAGE_SIZE);
                     for p in l.iova.page_number()..l.iova.page_number() + pages {
-                        if !still(p) {
-                            if let Some(h) = handed.get_mut(&p) { h.1 = Some(r.clock.0.get()); }
+                        if !still(p)
+                            && let Some(h) = handed.get_mut(&p)
+                        {
+                            h.1 = Some(r.clock.0.get());
                         }
                     }
                 }

@@ -75,9 +75,7 @@ impl<P: PagePinner> Rig<P> {
         let _attached = contexts.attach(DEVICE, DOMAIN, &table).unwrap();
         unit.set_root_table(contexts.root_table(), TranslationTableMode::Legacy).unwrap();
         unit.enable_translation().unwrap();
-        // The context manager's frames stay allocated for the rig's life
-        // (dropping it frees nothing).
-        drop(contexts);
+        // Dropping the context manager frees nothing: its tables stay.
         let mut inv = QueuedInvalidator::new(unit, mem, frames, QueueSize::from_order(0).unwrap())
             .map_err(|(e, _)| e)
             .unwrap();
