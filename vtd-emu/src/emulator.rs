@@ -138,6 +138,11 @@ impl<const I: usize, const C: usize> State<I, C> {
 /// Register accesses go through [`Mmio`](vtd_regs::Mmio), implemented for
 /// `Emulator` and for `&Emulator`; DMA goes through
 /// [`translate`](Self::translate).
+///
+/// The caches are stored inline, about 40 bytes per IOTLB entry: with the
+/// default capacities an `Emulator` is about 45 KiB, built on the stack by
+/// [`new`](Self::new). On small kernel stacks choose smaller `IOTLB` and
+/// `CONTEXTS`, or place the value in a `static` or on the heap.
 #[derive(Debug)]
 pub struct Emulator<M, const IOTLB: usize = 1024, const CONTEXTS: usize = 64> {
     pub(crate) mem: M,
@@ -221,5 +226,18 @@ impl<M: PhysMem, const I: usize, const C: usize> Emulator<M, I, C> {
             }
             None => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StaticMemory;
+
+    #[test]
+    fn size_is_as_documented() {
+        let size = core::mem::size_of::<Emulator<&StaticMemory>>();
+        assert!((40 << 10..=48 << 10).contains(&size), "{size}");
+        assert!(core::mem::size_of::<Emulator<&StaticMemory, 16, 4>>() < 4 << 10);
     }
 }
