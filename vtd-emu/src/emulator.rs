@@ -189,6 +189,11 @@ impl<M: PhysMem, const I: usize, const C: usize> Emulator<M, I, C> {
         st.inv_event.reset_delivered();
     }
 
+    /// FSTS as software would read it (without counting a register read).
+    pub fn fault_status(&self) -> Fsts {
+        self.state.lock().fsts()
+    }
+
     /// Translations held in the IOTLB.
     pub fn iotlb_entries(&self) -> usize {
         self.state.lock().iotlb.len()
