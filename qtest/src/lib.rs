@@ -24,6 +24,7 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks, missing_docs)]
 
 pub mod client;
+pub mod diff;
 pub mod edu;
 pub mod error;
 pub mod frames;

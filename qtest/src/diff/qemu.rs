@@ -1,0 +1,57 @@
+//! [`QemuBackend`]: QEMU's `intel-iommu` with edu doing the DMA.
+
+use vtd_regs::{Iova, SourceId};
+
+use crate::diff::backend::Backend;
+use crate::edu::Edu;
+use crate::error::Result;
+use crate::mem::QtestMem;
+use crate::mmio::QtestMmio;
+use crate::qemu::Qemu;
+
+/// A running QEMU and its edu device.
+pub struct QemuBackend<'q> {
+    qemu: &'q Qemu,
+    mem: QtestMem<'q>,
+    edu: Edu<'q>,
+}
+
+impl<'q> QemuBackend<'q> {
+    /// Probes `qemu`'s edu device.
+    pub fn new(qemu: &'q Qemu) -> Result<Self> {
+        Ok(QemuBackend { qemu, mem: QtestMem::new(qemu), edu: Edu::probe(qemu)? })
+    }
+}
+
+impl<'q> Backend for QemuBackend<'q> {
+    type Mmio = QtestMmio<'q>;
+    type Mem = QtestMem<'q>;
+
+    fn name(&self) -> &'static str {
+        "QEMU"
+    }
+
+    fn mmio(&self) -> QtestMmio<'q> {
+        QtestMmio::new(self.qemu)
+    }
+
+    fn mem(&self) -> &QtestMem<'q> {
+        &self.mem
+    }
+
+    fn source_id(&self) -> SourceId {
+        self.edu.source_id()
+    }
+
+    fn dma_read(&mut self, from: Iova, offset: usize, len: usize) -> Result<()> {
+        self.edu.read_memory(from, offset, len)
+    }
+
+    fn dma_write(&mut self, offset: usize, to: Iova, len: usize) -> Result<()> {
+        self.edu.write_memory(offset, to, len)
+    }
+
+    fn check(&self) -> Result<()> {
+        self.qemu.check()
+    }
+}

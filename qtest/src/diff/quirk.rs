@@ -1,0 +1,102 @@
+//! [`Quirk`]: a known disagreement between QEMU and `vtd-emu`, documented
+//! in docs/qemu-vs-vtd-emu.md (one section per quirk, named after it),
+//! masked so that the rest of a run can still be compared, and asserted to
+//! still show: a quirk that QEMU or `vtd-emu` fixes fails its test, which
+//! then points at the section to update.
+
+use vtd_regs::regs::QueueErrorInfo;
+
+use crate::diff::outcome::{DmaResult, Outcome};
+
+/// A documented way QEMU's outcomes differ from `vtd-emu`'s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quirk {
+    /// QEMU 7.2 implements no IQERCD: it reads 0 ("no detail") where
+    /// `vtd-emu` gives the reason (§10.4.25). Both are allowed.
+    NoIqercd,
+    /// QEMU blocks a request whose cached (IOTLB) translation lacks the
+    /// permission without recording a fault; §7.1.3 has the fault (reason
+    /// 5h or 6h) recorded, as `vtd-emu` does. QEMU is wrong.
+    SilentCachedPermission,
+    /// QEMU looks a request up in its IOTLB (tagged by source id) before
+    /// the context cache, so a device-selective context-cache invalidation
+    /// alone leaves its translations working until the domain's IOTLB
+    /// invalidation; `vtd-emu` faults (reason 2h) at once. Both are
+    /// allowed: §6.5.3.3 has software invalidate both.
+    IotlbBeforeContext,
+    /// QEMU fetches descriptors only on an IQT write: clearing FSTS.IQE
+    /// with IQH != IQT does not resume the queue; `vtd-emu` resumes (and
+    /// here fails again on the same descriptor). QEMU's own source has a
+    /// FIXME for it; the specification has fetching resume (§6.5.2.10).
+    ResumeOnTailWriteOnly,
+    /// `vtd-emu` uses RTADDR bits above the host address width, so the
+    /// root table fetch fails (reason 8h); QEMU ignores them, as §10.4.6
+    /// has hardware do ("bits 63:HAW are ignored"). `vtd-emu` is wrong.
+    EmuRootAddressAboveHaw,
+    /// `vtd-emu` accepts a wait descriptor with PD set on a unit without
+    /// ECAP.PDS; QEMU treats the bit as reserved (IQE), as §6.5.2.8 has.
+    /// `vtd-emu` is wrong.
+    EmuWaitDrainWithoutPds,
+}
+
+impl Quirk {
+    /// Masks this quirk in a pair of outcome lists, QEMU's and `vtd-emu`'s,
+    /// by changing the `vtd-emu` side to what QEMU did wherever the two
+    /// differ exactly as the quirk says; returns whether it showed at all.
+    pub fn mask(self, qemu: &[Outcome], emu: &mut [Outcome]) -> bool {
+        let mut showed = false;
+        for (q, e) in qemu.iter().zip(emu.iter_mut()) {
+            if self.shows(q, e) {
+                *e = q.clone();
+                showed = true;
+            }
+        }
+        showed
+    }
+
+    /// Whether `q` (QEMU) and `e` (`vtd-emu`) differ as this quirk says.
+    fn shows(self, q: &Outcome, e: &Outcome) -> bool {
+        use Outcome::{Dma, Queue};
+        let same_step = match (q, e) {
+            (Dma { step: a, .. }, Dma { step: b, .. })
+            | (Queue { step: a, .. }, Queue { step: b, .. }) => a == b,
+            _ => false,
+        };
+        if !same_step {
+            return false;
+        }
+        let reason = |e: &Outcome| match e {
+            Dma { result: DmaResult::Blocked, faults, .. } if faults.len() == 1 => {
+                Some(faults[0].reason)
+            }
+            _ => None,
+        };
+        let silent_reach =
+            matches!(q, Dma { result: DmaResult::Reached(_), faults, .. } if faults.is_empty());
+        match self {
+            Quirk::NoIqercd => matches!(
+                (q, e),
+                (
+                    Queue { head: a, error: Some(QueueErrorInfo::NotAvailable), .. },
+                    Queue { head: b, error: Some(detail), .. },
+                ) if a == b && *detail != QueueErrorInfo::NotAvailable
+            ),
+            Quirk::SilentCachedPermission => {
+                matches!(q, Dma { result: DmaResult::Blocked, faults, .. } if faults.is_empty())
+                    && matches!(reason(e), Some(5 | 6))
+            }
+            Quirk::IotlbBeforeContext => silent_reach && reason(e) == Some(2),
+            Quirk::EmuRootAddressAboveHaw => silent_reach && reason(e) == Some(8),
+            Quirk::ResumeOnTailWriteOnly => matches!(
+                (q, e),
+                (Queue { head: a, error: None, .. }, Queue { head: b, error: Some(_), .. })
+                    if a == b
+            ),
+            Quirk::EmuWaitDrainWithoutPds => matches!(
+                (q, e),
+                (Queue { head: a, error: Some(_), .. }, Queue { head: b, error: None, .. })
+                    if *b == a + 1
+            ),
+        }
+    }
+}
