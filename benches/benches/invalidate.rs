@@ -4,45 +4,25 @@
 //! VM exit when the unit is emulated by trap-and-emulate.
 #![allow(missing_docs)] // reason: criterion's macros generate undocumented items
 
-use std::time::{Duration, Instant as StdInstant};
+use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use invalidation::{Clock, FlushConfig, FlushQueue, Instant, QueuedInvalidator};
-use vtd_emu::mem::HeapMemory;
-use vtd_emu::{EmuConfig, Emulator, SimFrameAllocator};
-use vtd_regs::regs::QueueSize;
-use vtd_regs::{DomainId, Iova, PAGE_SIZE, PhysAddr, RemappingUnit};
+use invalidation::{FlushConfig, FlushQueue};
+use viommu_benches::{DOMAIN, Inv, Testbed, Tsc};
+use vtd_emu::EmuConfig;
+use vtd_regs::{Iova, PAGE_SIZE};
 
 const UNMAPS: u64 = 10_000;
 
-struct Wall(StdInstant);
-impl Clock for Wall {
-    fn now(&self) -> Instant {
-        Instant(self.0.elapsed().as_nanos() as u64)
-    }
-}
-
-type Emu = Emulator<&'static HeapMemory>;
-
-fn invalidator() -> QueuedInvalidator<&'static Emu, &'static HeapMemory> {
-    let mem: &'static HeapMemory = Box::leak(Box::new(HeapMemory::new(1 << 20)));
-    let frames = SimFrameAllocator::new(mem, PhysAddr::new(0x1000), PhysAddr::new(1 << 20));
-    let emu: &'static Emu = Box::leak(Box::new(Emulator::new(mem, EmuConfig::qemu()).unwrap()));
-    let unit = RemappingUnit::new(emu).unwrap();
-    QueuedInvalidator::new(unit, mem, &frames, QueueSize::from_order(0).unwrap())
-        .map_err(|(e, _)| e)
-        .unwrap()
-}
-
 /// 10,000 unmaps of one page each, then a flush; returns IQT writes.
-fn run(config: FlushConfig, inv: &mut QueuedInvalidator<&'static Emu, &'static HeapMemory>) -> u64 {
+fn run(config: FlushConfig, inv: &mut Inv) -> u64 {
     let before = inv.counters().tail_writes;
-    let mut q: FlushQueue<u64, _, 256> = FlushQueue::new(config, Wall(StdInstant::now()));
+    let mut q: FlushQueue<u64, _, 256> = FlushQueue::new(config, Tsc::default());
     let mut released = 0u64;
     for n in 0..UNMAPS {
         let start = Iova::new((n % 65_536) * PAGE_SIZE);
         let range = start..Iova::new(start.as_u64() + PAGE_SIZE);
-        q.unmapped(inv, DomainId::new(1), range, true, n, |_| released += 1).unwrap();
+        q.unmapped(inv, DOMAIN, range, true, n, |_| released += 1).unwrap();
     }
     q.flush(inv, |_| released += 1).unwrap();
     assert_eq!(released, UNMAPS);
@@ -58,7 +38,7 @@ fn invalidate(c: &mut Criterion) {
     let mut group = c.benchmark_group("invalidate");
     group.sample_size(10);
     for (name, config) in policies {
-        let mut inv = invalidator();
+        let mut inv = Testbed::new(EmuConfig::qemu()).inv;
         let writes = run(config, &mut inv);
         println!(
             "invalidate/{name}: {:.4} IQT writes per unmap ({writes} for {UNMAPS} unmaps)",

@@ -24,4 +24,8 @@ macro_rules! harnesses {
 harnesses! {
     /// The DMAR ACPI table parser (`vtd_regs::dmar`).
     dmar;
+    /// The vtd-emu register file: arbitrary register accesses and memory.
+    emu_registers;
+    /// The vtd-emu queued invalidation engine: arbitrary queue contents.
+    emu_queue;
 }

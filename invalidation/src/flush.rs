@@ -152,6 +152,11 @@ impl<T, C: Clock, const N: usize> FlushQueue<T, C, N> {
         &self.config
     }
 
+    /// The queue's clock.
+    pub fn clock(&self) -> &C {
+        &self.clock
+    }
+
     /// What the queue has done.
     pub fn stats(&self) -> &FlushStats {
         &self.stats
@@ -198,6 +203,12 @@ impl<T, C: Clock, const N: usize> FlushQueue<T, C, N> {
     pub fn poll<I: Invalidator>(&mut self, inv: &mut I, mut release: impl FnMut(T)) -> Result<()> {
         self.reap(inv, &mut release)?;
         self.advance(inv, &mut release)
+    }
+
+    /// Posts everything queued now, without waiting (the payloads are
+    /// released by a later call that sees the completion).
+    pub fn post<I: Invalidator>(&mut self, inv: &mut I) -> Result<()> {
+        self.post_queued(inv).map(drop)
     }
 
     /// Invalidates everything queued, waits, and releases every payload.
@@ -345,7 +356,12 @@ mod tests {
 
     impl Invalidator for FakeInvalidator {
         fn caps(&self) -> InvalidationCaps {
-            InvalidationCaps { page_selective: true, max_mask_order: 9, drain: Drain::all() }
+            InvalidationCaps {
+                page_selective: true,
+                max_mask_order: 9,
+                drain: Drain::all(),
+                caching_mode: false,
+            }
         }
         fn post<I: IntoIterator<Item = Invalidation>>(&mut self, batch: I) -> Result<Ticket> {
             if self.fail_posts {

@@ -16,6 +16,10 @@ pub struct InvalidationCaps {
     pub max_mask_order: AddressMaskOrder,
     /// The drains the unit supports (CAP.DRD, CAP.DWD).
     pub drain: Drain,
+    /// Caching mode (CAP.CM): the unit may cache not-present entries, so
+    /// making an entry present needs an invalidation too (§6.1). An
+    /// emulated IOMMU sets it to learn of every map.
+    pub caching_mode: bool,
 }
 
 impl InvalidationCaps {
@@ -28,6 +32,7 @@ impl InvalidationCaps {
             page_selective: cap.psi(),
             max_mask_order: cap.mamv().max_order(),
             drain,
+            caching_mode: cap.caching_mode(),
         }
     }
 }

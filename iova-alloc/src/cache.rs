@@ -12,18 +12,20 @@
 //! of a steady alloc/free mix, and none in the common case.
 //!
 //! Cached ranges stay allocated in the tree. What tells a live range from a
-//! cached one is a map of atomic bits (one per aligned block and size class,
-//! over the top of the window): a free clears the range's bit and fails
-//! with [`AllocError::NotAllocated`] if it was already clear, so a double or
-//! foreign free is a typed error even when it lands on another CPU's
-//! handle, and a range can never sit in two magazines.
+//! cached one is a map of atomic bytes over the top of the window (one per
+//! page, holding the order of the live range that starts there): a free
+//! compare-exchanges the range's byte to zero and fails with
+//! [`AllocError::NotAllocated`] if it did not hold the range's order, so a
+//! double or foreign free is a typed error even when it lands on another
+//! CPU's handle, two racing frees of one range cannot both win, and a range
+//! can never sit in two magazines.
 //!
-//! Costs: alloc and free are O(1) on the fast path (two atomic bit
-//! operations and a magazine push or pop); the slow path is one tree
-//! operation, O(log n). Sizes of more than 2^(`CACHED_ORDERS`-1) pages and
+//! Costs: alloc and free are O(1) on the fast path (a magazine pop or push;
+//! a plain byte store on alloc and one compare-exchange on free); the slow
+//! path is one tree operation, O(log n). Sizes of more than 2^(`CACHED_ORDERS`-1) pages and
 //! ranges below the live map go to the tree directly.
 
-use core::sync::atomic::AtomicU64;
+use core::sync::atomic::AtomicU8;
 
 use spin::Mutex;
 use vtd_regs::Iova;
@@ -83,7 +85,7 @@ impl<S: Store<Node>, D: Store<Magazine>> Shared<S, D> {
 /// [`CpuHandle`]s (one per CPU in an OS).
 ///
 /// Generic over the tree's node store `S`, the depot store `D` and the live
-/// map's words `B`; [`FixedIovaCache`] needs no heap, `VecIovaCache` (with
+/// map's bytes `B`; [`FixedIovaCache`] needs no heap, `VecIovaCache` (with
 /// the `alloc` feature) grows on the heap.
 #[derive(Debug)]
 pub struct IovaCache<S, D, B> {
@@ -93,33 +95,56 @@ pub struct IovaCache<S, D, B> {
 }
 
 /// A cache of fixed capacity without a heap: up to `NODES` ranges in the
-/// tree, `MAGS` full magazines per size class in the depot, and `WORDS`
-/// words of live map (2048 pages tracked per 63 words).
-pub type FixedIovaCache<const NODES: usize, const MAGS: usize, const WORDS: usize> =
-    IovaCache<heapless::Vec<Node, NODES>, heapless::Vec<Magazine, MAGS>, [AtomicU64; WORDS]>;
+/// tree, `MAGS` full magazines per size class in the depot, and a live map
+/// over the top `TRACKED` pages of the window (one byte per page).
+pub type FixedIovaCache<const NODES: usize, const MAGS: usize, const TRACKED: usize> =
+    IovaCache<heapless::Vec<Node, NODES>, heapless::Vec<Magazine, MAGS>, [AtomicU8; TRACKED]>;
 
-impl<const NODES: usize, const MAGS: usize, const WORDS: usize> FixedIovaCache<NODES, MAGS, WORDS> {
-    /// An empty cache over `window` (all capacity is inline).
-    pub fn new_fixed(window: Window) -> Self {
-        Self::new(
-            IovaTree::new(window, heapless::Vec::new()),
-            core::array::from_fn(|_| heapless::Vec::new()),
-            MAGS,
-            core::array::from_fn(|_| AtomicU64::new(0)),
-        )
+impl<const NODES: usize, const MAGS: usize, const TRACKED: usize>
+    FixedIovaCache<NODES, MAGS, TRACKED>
+{
+    /// An empty cache over `window`, all capacity inline. A `const fn`, so
+    /// a unikernel can place the cache in a `static` rather than on a stack:
+    ///
+    /// ```
+    /// use iova_alloc::{FixedIovaCache, Window};
+    /// use vtd_regs::Iova;
+    ///
+    /// const WINDOW: Window = match Window::from_pages(1, (1 << 20) - 1) {
+    ///     Ok(w) => w,
+    ///     Err(_) => panic!("bad window"),
+    /// };
+    /// static IOVAS: FixedIovaCache<4096, 8, 16384> = FixedIovaCache::new_fixed(WINDOW);
+    ///
+    /// let mut cpu = IOVAS.handle();
+    /// let r = cpu.alloc(8, Iova::new(u64::MAX))?;
+    /// assert_eq!(r.last_page(), (1 << 20) - 1);
+    /// cpu.free(r)?;
+    /// # Ok::<(), iova_alloc::AllocError>(())
+    /// ```
+    pub const fn new_fixed(window: Window) -> Self {
+        Self {
+            shared: Mutex::new(Shared {
+                tree: IovaTree::new_fixed(window),
+                depot: [const { heapless::Vec::new() }; CACHED_ORDERS],
+                depot_cap: MAGS,
+            }),
+            live: LiveMap::with_span(window, [const { AtomicU8::new(0) }; TRACKED], TRACKED as u64),
+            window,
+        }
     }
 }
 
 /// A heap-backed cache: a growable tree and depot.
 #[cfg(feature = "alloc")]
 pub type VecIovaCache =
-    IovaCache<alloc::vec::Vec<Node>, alloc::vec::Vec<Magazine>, alloc::boxed::Box<[AtomicU64]>>;
+    IovaCache<alloc::vec::Vec<Node>, alloc::vec::Vec<Magazine>, alloc::boxed::Box<[AtomicU8]>>;
 
 #[cfg(feature = "alloc")]
 impl VecIovaCache {
-    /// Pages the live map covers by default: 2^22 pages (16 GiB of IOVA
+    /// Pages the live map covers by default: 2^20 pages (4 GiB of IOVA
     /// space, 1 MiB of map), or the whole window if smaller.
-    pub const DEFAULT_TRACKED_PAGES: u64 = 1 << 22;
+    pub const DEFAULT_TRACKED_PAGES: u64 = 1 << 20;
 
     /// An empty cache over `window`, with a depot of up to 32 magazines per
     /// size class and a live map over the top
@@ -133,31 +158,30 @@ impl VecIovaCache {
     /// that are allocated and freed through the tree.
     pub fn with_tracked_pages(window: Window, pages: u64) -> Self {
         let pages = pages.min(window.limit() - window.base() + 1);
-        let words = crate::live::words_for(pages);
         Self::new(
             IovaTree::new(window, alloc::vec::Vec::new()),
             core::array::from_fn(|_| alloc::vec::Vec::new()),
             32,
-            (0..words).map(|_| AtomicU64::new(0)).collect(),
+            (0..pages).map(|_| AtomicU8::new(0)).collect(),
         )
     }
 }
 
-impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU64]>> IovaCache<S, D, B> {
+impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> IovaCache<S, D, B> {
     /// A cache in front of `tree`, keeping at most `depot_cap` full
     /// magazines per size class in `depot`, and tracking live ranges in
-    /// `live_words` (zeroed; 2048 pages per 63 words, over the top of the
+    /// `live_bytes` (zeroed; one byte per page, over the top of the
     /// window).
     pub fn new(
         tree: IovaTree<S>,
         depot: [D; CACHED_ORDERS],
         depot_cap: usize,
-        live_words: B,
+        live_bytes: B,
     ) -> Self {
         let window = tree.window();
         Self {
             shared: Mutex::new(Shared { tree, depot, depot_cap }),
-            live: LiveMap::new(window, live_words),
+            live: LiveMap::new(window, live_bytes),
             window,
         }
     }
@@ -196,7 +220,9 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU64]>> IovaCache<S, D, 
             return Some(range);
         }
         match cached_order(range) {
-            Some(order) if self.live.is_live(range.start_page(), order) == Some(false) => None,
+            Some(order) if self.live.is_live(range.start_page(), order as u8) == Some(false) => {
+                None
+            }
             _ => Some(range),
         }
     }
@@ -212,7 +238,8 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU64]>> IovaCache<S, D, 
         f(&self.shared.lock().tree)
     }
 
-    /// The error for a cached-size free whose live bit was clear.
+    /// The error for a cached-size free whose live byte did not match.
+    #[cold]
     fn refused_free(&self, range: IovaRange) -> AllocError {
         match self.shared.lock().tree.lookup(range.start_page()) {
             Some((owner, true)) if owner == range => AllocError::Reserved,
@@ -223,24 +250,24 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU64]>> IovaCache<S, D, 
 
 /// The size class of `range` if ranges like it are cached: a power-of-two
 /// length of at most 2^(`CACHED_ORDERS`-1) pages at an aligned start.
+#[inline]
 fn cached_order(range: IovaRange) -> Option<usize> {
     let pages = range.pages();
-    let order = order_of(pages) as usize;
-    (pages.is_power_of_two() && order < CACHED_ORDERS && range.start_page() & (pages - 1) == 0)
-        .then_some(order)
+    let aligned = (pages | range.start_page()) & (pages - 1) == 0;
+    (aligned && pages <= 1 << (CACHED_ORDERS - 1)).then(|| pages.trailing_zeros() as usize)
 }
 
 /// One CPU's (or thread's) access to an [`IovaCache`]: it owns a loaded and a
 /// previous magazine per size class, so its fast path takes no shared lock.
 /// Dropping it returns its magazines to the tree.
 #[derive(Debug)]
-pub struct CpuHandle<'a, S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU64]>> {
+pub struct CpuHandle<'a, S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> {
     cache: &'a IovaCache<S, D, B>,
     loaded: [Magazine; CACHED_ORDERS],
     prev: [Magazine; CACHED_ORDERS],
 }
 
-impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU64]>> CpuHandle<'_, S, D, B> {
+impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> CpuHandle<'_, S, D, B> {
     /// Allocates `pages` pages below the byte address `dma_limit`, as
     /// [`IovaTree::alloc`] does. Sizes up to 2^(`CACHED_ORDERS`-1) pages are
     /// rounded up to a power of two (the returned range says how many pages
@@ -251,6 +278,7 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU64]>> CpuHandle<'_, S,
     ///
     /// # Errors
     /// As [`IovaTree::alloc`].
+    #[inline]
     pub fn alloc(&mut self, pages: u64, dma_limit: Iova) -> Result<IovaRange> {
         if pages == 0 {
             return Err(AllocError::Empty);
@@ -266,7 +294,7 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU64]>> CpuHandle<'_, S,
             Some(pfn) => pfn,
             None => self.alloc_from_tree(order, dma_limit)?,
         };
-        self.cache.live.mark(pfn, order);
+        self.cache.live.mark(pfn, order as u8);
         Ok(IovaRange::from_parts(pfn, size))
     }
 
@@ -277,11 +305,12 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU64]>> CpuHandle<'_, S,
     /// [`AllocError::NotAllocated`] for a double free, a range never handed
     /// out or of another length; [`AllocError::Reserved`] for a reservation.
     /// Nothing changes on error.
+    #[inline]
     pub fn free(&mut self, range: IovaRange) -> Result<()> {
         let Some(order) = cached_order(range) else {
             return self.cache.shared.lock().tree.free(range);
         };
-        match self.cache.live.take(range.start_page(), order) {
+        match self.cache.live.take(range.start_page(), order as u8) {
             Take::Taken => {
                 self.push_cached(order, range.start_page());
                 Ok(())
@@ -301,7 +330,15 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU64]>> CpuHandle<'_, S,
     }
 
     /// Pops a cached range of order `order` starting at or below `max_start`.
+    #[inline]
     fn pop_cached(&mut self, order: usize, max_start: u64) -> Option<u64> {
+        self.loaded[order].pop_at_most(max_start).or_else(|| self.reload(order, max_start))
+    }
+
+    /// The loaded magazine had nothing under the limit: if it is empty,
+    /// swap in the previous one or take a full one from the depot, and pop.
+    #[cold]
+    fn reload(&mut self, order: usize, max_start: u64) -> Option<u64> {
         let (loaded, prev) = (&mut self.loaded[order], &mut self.prev[order]);
         if loaded.is_empty() {
             if !prev.is_empty() {
@@ -315,6 +352,7 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU64]>> CpuHandle<'_, S,
 
     /// Allocates a range of order `order` from the tree; on exhaustion,
     /// returns this handle's magazines and the depot to the tree and retries.
+    #[cold]
     fn alloc_from_tree(&mut self, order: usize, dma_limit: Iova) -> Result<u64> {
         let mut shared = self.cache.shared.lock();
         match shared.tree.alloc(1 << order, dma_limit) {
@@ -332,22 +370,30 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU64]>> CpuHandle<'_, S,
     }
 
     /// Caches a freed range of order `order`.
+    #[inline]
     fn push_cached(&mut self, order: usize, pfn: u64) {
+        if !self.loaded[order].push(pfn) {
+            self.push_after_swap(order, pfn);
+        }
+    }
+
+    /// The loaded magazine is full: swap in the previous one, or hand it to
+    /// the depot if that is full too, and push.
+    #[cold]
+    fn push_after_swap(&mut self, order: usize, pfn: u64) {
         let (loaded, prev) = (&mut self.loaded[order], &mut self.prev[order]);
-        if loaded.is_full() {
-            if prev.is_full() {
-                let full = core::mem::replace(loaded, Magazine::EMPTY);
-                self.cache.shared.lock().deposit(full, order);
-            } else {
-                core::mem::swap(loaded, prev);
-            }
+        if prev.is_full() {
+            let full = core::mem::replace(loaded, Magazine::EMPTY);
+            self.cache.shared.lock().deposit(full, order);
+        } else {
+            core::mem::swap(loaded, prev);
         }
         let pushed = loaded.push(pfn);
         debug_assert!(pushed, "a magazine was full after making room");
     }
 }
 
-impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU64]>> Drop for CpuHandle<'_, S, D, B> {
+impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> Drop for CpuHandle<'_, S, D, B> {
     fn drop(&mut self) {
         self.flush();
     }
@@ -357,7 +403,7 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU64]>> Drop for CpuHand
 mod tests {
     use super::*;
 
-    type Cache = FixedIovaCache<1024, 2, 126>;
+    type Cache = FixedIovaCache<1024, 2, 4096>;
     const NO_LIMIT: Iova = Iova::new(u64::MAX);
 
     fn cache() -> Cache {
@@ -434,7 +480,7 @@ mod tests {
 
     #[test]
     fn exhaustion_retries_after_returning_caches() {
-        let c = FixedIovaCache::<64, 1, 63>::new_fixed(Window::from_pages(0, 31).unwrap());
+        let c = FixedIovaCache::<64, 1, 32>::new_fixed(Window::from_pages(0, 31).unwrap());
         let mut h = c.handle();
         let all: heapless::Vec<_, 32> = (0..32).map(|_| h.alloc(1, NO_LIMIT).unwrap()).collect();
         assert_eq!(h.alloc(1, NO_LIMIT), Err(AllocError::Exhausted));

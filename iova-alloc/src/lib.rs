@@ -29,7 +29,7 @@
 //!
 //! // A 39-bit window (3-level tables), without page 0; no heap.
 //! let window = Window::new(Iova::new(0x1000), Iova::new((1 << 39) - 1))?;
-//! let cache = FixedIovaCache::<512, 4, 630>::new_fixed(window);
+//! let cache = FixedIovaCache::<512, 4, 4096>::new_fixed(window);
 //! cache.reserve(IovaRange::new(Iova::new(0xFEE0_0000), 256)?)?; // MSI window
 //!
 //! let mut cpu0 = cache.handle();

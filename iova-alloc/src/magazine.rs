@@ -26,6 +26,7 @@ impl Magazine {
     }
 
     /// Pushes `pfn`; false if full.
+    #[inline]
     pub(crate) fn push(&mut self, pfn: u64) -> bool {
         match self.pfns.get_mut(self.len) {
             Some(slot) => {
@@ -40,7 +41,19 @@ impl Magazine {
     /// Pops the most recent entry at or below `max_pfn`; scans down (at
     /// most [`MAG_SIZE`] entries) only when the top one is too high for the
     /// caller's DMA limit.
+    #[inline]
     pub(crate) fn pop_at_most(&mut self, max_pfn: u64) -> Option<u64> {
+        let last = self.len.checked_sub(1)?;
+        let top = *self.pfns.get(last)?;
+        if top <= max_pfn {
+            self.len = last;
+            return Some(top);
+        }
+        self.pop_below_top(max_pfn)
+    }
+
+    #[cold]
+    fn pop_below_top(&mut self, max_pfn: u64) -> Option<u64> {
         let live = self.pfns.get_mut(..self.len)?;
         let i = live.iter().rposition(|&p| p <= max_pfn)?;
         let last = live.len() - 1;

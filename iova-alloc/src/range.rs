@@ -1,6 +1,6 @@
 //! Typed IOVA ranges and windows, in 4 KiB page units.
 //!
-//! VT-d translates IOVAs at 4 KiB granularity (VT-d §3.6, second-level
+//! VT-d translates IOVAs at 4 KiB granularity (VT-d §3.7, second-level
 //! translation), so the allocator hands out and tracks whole pages. IOVAs
 //! are at most 64 bits wide, so page numbers are below 2^52.
 

@@ -156,6 +156,21 @@ pub struct IovaTree<S> {
     reserved: usize,
 }
 
+impl<const N: usize> IovaTree<heapless::Vec<Node, N>> {
+    /// An empty allocator over `window` with room for `N` ranges, inline and
+    /// without a heap. A `const fn`, so it can initialise a `static`.
+    pub const fn new_fixed(window: Window) -> Self {
+        Self {
+            store: heapless::Vec::new(),
+            root: NIL,
+            free_head: NIL,
+            window,
+            allocated: 0,
+            reserved: 0,
+        }
+    }
+}
+
 impl<S: Store<Node>> IovaTree<S> {
     /// An empty allocator over `window`, keeping its nodes in `store`
     /// (whose current contents are discarded).
@@ -223,9 +238,13 @@ impl<S: Store<Node>> IovaTree<S> {
         Ok(())
     }
 
-    /// Reserves `range` so that it is never handed out (an RMRR, the MSI
-    /// window `0xFEE0_0000..=0xFEEF_FFFF`). Reservations that overlap merge;
-    /// a reservation cannot be freed. O(log n) per range it overlaps.
+    /// Reserves `range` so that it is never handed out: a Reserved Memory
+    /// Region of the DMAR table (RMRR, VT-d §8.4), which must stay
+    /// identity-mapped for its devices, or the interrupt address range
+    /// `0xFEE0_0000..=0xFEEF_FFFF`, where a request is an interrupt message
+    /// and is never translated (VT-d "Handling Requests to Interrupt Address
+    /// Range"). Reservations that overlap merge; a reservation cannot be
+    /// freed. O(log n) per range it overlaps.
     ///
     /// # Errors
     /// [`AllocError::OutOfWindow`] if `range` is not inside the window,
@@ -391,33 +410,37 @@ impl<S: Store<Node>> IovaTree<S> {
         if i == NIL { 0 } else { self.node(i).height }
     }
 
-    /// Recomputes the height and gap summaries of `i` from its children.
-    fn pull(&mut self, i: u32) {
-        let node = *self.node(i);
-        let mut out = node;
-        out.min_start = node.start;
-        out.max_end = node.end;
-        out.max_gap = 0;
-        out.fit = 0;
-        let mut height = 0;
-        if node.left != NIL {
-            let l = self.node(node.left);
-            let (gap, fit) = gap_summary(l.max_end + 1, node.start);
-            out.min_start = l.min_start;
-            out.max_gap = l.max_gap.max(gap);
-            out.fit = l.fit.max(fit);
-            height = l.height;
+    /// Recomputes the height and gap summaries of `i` from its children;
+    /// returns the children's heights.
+    #[inline]
+    fn pull(&mut self, i: u32) -> (u8, u8) {
+        let node = self.node(i);
+        let (start, end, left, right) = (node.start, node.end, node.left, node.right);
+        let (mut min_start, mut max_end, mut max_gap, mut fit) = (start, end, 0, 0);
+        let (mut hl, mut hr) = (0, 0);
+        if left != NIL {
+            let l = self.node(left);
+            let (gap, gap_fit) = gap_summary(l.max_end + 1, start);
+            min_start = l.min_start;
+            max_gap = l.max_gap.max(gap);
+            fit = l.fit.max(gap_fit);
+            hl = l.height;
         }
-        if node.right != NIL {
-            let r = self.node(node.right);
-            let (gap, fit) = gap_summary(node.end + 1, r.min_start);
-            out.max_end = r.max_end;
-            out.max_gap = out.max_gap.max(r.max_gap).max(gap);
-            out.fit = out.fit.max(r.fit).max(fit);
-            height = height.max(r.height);
+        if right != NIL {
+            let r = self.node(right);
+            let (gap, gap_fit) = gap_summary(end + 1, r.min_start);
+            max_end = r.max_end;
+            max_gap = max_gap.max(r.max_gap).max(gap);
+            fit = fit.max(r.fit).max(gap_fit);
+            hr = r.height;
         }
-        out.height = height + 1;
-        *self.node_mut(i) = out;
+        let out = self.node_mut(i);
+        out.min_start = min_start;
+        out.max_end = max_end;
+        out.max_gap = max_gap;
+        out.fit = fit;
+        out.height = hl.max(hr) + 1;
+        (hl, hr)
     }
 
     fn rotate_right(&mut self, i: u32) -> u32 {
@@ -443,9 +466,8 @@ impl<S: Store<Node>> IovaTree<S> {
     /// Restores the AVL invariant at `i` (children already balanced) and
     /// returns the subtree's new root.
     fn rebalance(&mut self, i: u32) -> u32 {
-        self.pull(i);
+        let (hl, hr) = self.pull(i);
         let (l, r) = (self.node(i).left, self.node(i).right);
-        let (hl, hr) = (self.height(l), self.height(r));
         if hl > hr + 1 {
             if self.height(self.node(l).left) < self.height(self.node(l).right) {
                 let nl = self.rotate_left(l);
@@ -490,24 +512,25 @@ impl<S: Store<Node>> IovaTree<S> {
         if i == NIL {
             return NIL;
         }
-        let node = *self.node(i);
-        if start < node.start {
-            let l = self.delete(node.left, start);
+        let node = self.node(i);
+        let (here, left, right) = (node.start, node.left, node.right);
+        if start < here {
+            let l = self.delete(left, start);
             self.node_mut(i).left = l;
-        } else if start > node.start {
-            let r = self.delete(node.right, start);
+        } else if start > here {
+            let r = self.delete(right, start);
             self.node_mut(i).right = r;
         } else {
             self.release_node(i);
-            if node.left == NIL {
-                return node.right;
+            if left == NIL {
+                return right;
             }
-            if node.right == NIL {
-                return node.left;
+            if right == NIL {
+                return left;
             }
-            let (right, succ) = self.take_min(node.right);
+            let (right, succ) = self.take_min(right);
             let s = self.node_mut(succ);
-            s.left = node.left;
+            s.left = left;
             s.right = right;
             return self.rebalance(succ);
         }

@@ -202,7 +202,7 @@ proptest! {
     fn cache_matches_model(ops in ops(BASE, 4 * LIMIT + 3)) {
         const TOP: u64 = 4 * LIMIT + 3; // 4095: the live map covers 2048..4096, the rest is untracked
         let window = Window::from_pages(BASE, TOP).unwrap();
-        let cache = FixedIovaCache::<1024, 2, 63>::new_fixed(window);
+        let cache = FixedIovaCache::<1024, 2, 2048>::new_fixed(window);
         let mut hs: Vec<_> = (0..3).map(|_| cache.handle()).collect();
         let mut model = Model::default();
         for op in ops {
@@ -278,15 +278,17 @@ proptest! {
 /// Concurrent handles: allocations from two threads never overlap, and when
 /// both threads free the same ranges at once each range is freed exactly
 /// once.
-#[cfg(feature = "alloc")]
 #[test]
 fn concurrent_handles_free_each_range_once() {
-    let window = Window::from_pages(1, (1 << 16) - 1).unwrap();
-    let cache = iova_alloc::VecIovaCache::with_window(window);
+    const WINDOW: Window = match Window::from_pages(1, (1 << 16) - 1) {
+        Ok(w) => w,
+        Err(_) => panic!("bad window"),
+    };
+    static CACHE: FixedIovaCache<8192, 4, { 1 << 16 }> = FixedIovaCache::new_fixed(WINDOW);
+    let cache = &CACHE;
     let per_thread: Vec<Vec<IovaRange>> = std::thread::scope(|s| {
         let workers: Vec<_> = (0..2u64)
             .map(|t| {
-                let cache = &cache;
                 s.spawn(move || {
                     let mut h = cache.handle();
                     let mut out = Vec::new();
@@ -316,7 +318,7 @@ fn concurrent_handles_free_each_range_once() {
     let freed: usize = std::thread::scope(|s| {
         let workers: Vec<_> = (0..2)
             .map(|_| {
-                let (cache, all) = (&cache, &all);
+                let all = &all;
                 s.spawn(move || {
                     let mut h = cache.handle();
                     all.iter().filter(|&&r| h.free(r).is_ok()).count()

@@ -70,6 +70,11 @@ impl<C: Copy, const N: usize> ContextCache<C, N> {
     pub fn stats(&self) -> CacheStats {
         self.cache.stats
     }
+
+    /// Zeroes the statistics (the cached entries stay).
+    pub fn reset_stats(&mut self) {
+        self.cache.stats = CacheStats::default();
+    }
 }
 
 #[cfg(test)]

@@ -152,6 +152,17 @@ impl<M: PhysMem, const I: usize, const C: usize> Emulator<M, I, C> {
         c
     }
 
+    /// Zeroes the counters (e.g. between a benchmark's warm-up and its
+    /// measurement); the caches keep their contents.
+    pub fn reset_counters(&self) {
+        let mut st = self.state.lock();
+        st.counters = Counters::default();
+        st.iotlb.reset_stats();
+        st.contexts.reset_stats();
+        st.fault_event.reset_delivered();
+        st.inv_event.reset_delivered();
+    }
+
     /// Translations held in the IOTLB.
     pub fn iotlb_entries(&self) -> usize {
         self.state.lock().iotlb.len()

@@ -86,6 +86,11 @@ impl EventSource {
     pub(crate) fn delivered(&self) -> u64 {
         self.delivered
     }
+
+    /// Restarts the count of messages sent.
+    pub(crate) fn reset_delivered(&mut self) {
+        self.delivered = 0;
+    }
 }
 
 #[cfg(test)]

@@ -98,6 +98,11 @@ impl<T: Copy, const N: usize> Iotlb<T, N> {
     pub fn stats(&self) -> CacheStats {
         self.cache.stats
     }
+
+    /// Zeroes the statistics (the cached entries stay).
+    pub fn reset_stats(&mut self) {
+        self.cache.stats = CacheStats::default();
+    }
 }
 
 #[cfg(test)]

@@ -2,6 +2,74 @@
 //! invalidation, cached translation and fault recording; the core of a
 //! vIOMMU.
 //!
+//! [`Emulator`] is one remapping unit. Software drives it through its
+//! registers ([`Mmio`](vtd_regs::Mmio) is implemented for `&Emulator`, so
+//! `vtd_regs::RemappingUnit` and any other driver run against it
+//! unchanged); devices send it DMA requests with [`Emulator::translate`]. It
+//! reads root, context and second-level tables and the invalidation queue
+//! from memory it does not trust, through [`PhysMem`](vtd_regs::PhysMem):
+//! [`SimMemory`] in tests and benchmarks, a guest's RAM in a vIOMMU.
+//!
+//! What it models, by section of the specification:
+//! - the register file (§10.4): read-only, reserved and write-1-to-clear
+//!   bits; the GCMD/GSTS command protocol (SRTP latches RTADDR, SIRTP
+//!   latches IRTA, enables TE/QIE/IRE/CFI); register-based context-cache and
+//!   IOTLB invalidation reporting the granularity performed;
+//! - caches (§6.1, §6.2): a context cache and an IOTLB of bounded size,
+//!   set-associative with LRU eviction, whose entries outlive the memory
+//!   they were read from until an invalidation of matching scope; in caching
+//!   mode (CAP.CM) not-present entries are cached too;
+//! - queued invalidation (§6.5.2): 128- and 256-bit descriptors, wait
+//!   descriptors with status write and interrupt, IQE/ITE/ICE;
+//! - fault recording (§7.2): NFR fault recording registers, FRI, PPF, PFO,
+//!   fault and invalidation completion events with masking;
+//! - counters of all of it ([`Counters`]) for benchmarks.
+//!
+//! Not modelled: scalable mode and PASIDs, interrupt remapping itself (the
+//! IRTA/IRE registers and interrupt entry cache invalidations are accepted),
+//! advanced fault logging, protected memory regions, ATS translation
+//! requests (fault Dh).
+//!
+//! ```
+//! use core::sync::atomic::AtomicU64;
+//! use vtd_emu::{Access, EmuConfig, Emulator, StaticMemory};
+//! use vtd_regs::regs::cap::Agaw;
+//! use vtd_regs::regs::rtaddr::TranslationTableMode;
+//! use vtd_regs::{DomainId, Iova, PageSize, PhysAddr, PhysMem, RemappingUnit, SourceId};
+//! use vtd_tables::pte::{entry_address, index};
+//! use vtd_tables::{ContextEntry, Perm, RootEntry, SlPte, TranslationType};
+//!
+//! static RAM: [AtomicU64; 8192] = [const { AtomicU64::new(0) }; 8192]; // 64 KiB
+//! let mem = StaticMemory::from_words(&RAM);
+//! let emu: Emulator<_> = Emulator::new(&mem, EmuConfig::qemu()).unwrap();
+//!
+//! // Tables: root at 0x1000, context table at 0x2000, a 3-level table at
+//! // 0x3000/0x4000/0x5000 mapping IOVA 0x7000 to 0x9000, read-only.
+//! let dev = SourceId::new(0, 1, 0).unwrap();
+//! let [root, ctx, l3, l2, l1] = [1, 2, 3, 4, 5].map(|f| PhysAddr::new(f << 12));
+//! RootEntry::new(ctx).write(&mem, root, 0).unwrap();
+//! let ce = ContextEntry::translated(DomainId::new(1), l3, Agaw::Bits39, TranslationType::Untranslated);
+//! ce.write(&mem, ctx, dev).unwrap();
+//! let iova = Iova::new(0x7000);
+//! mem.write_u64(entry_address(l3, index(iova, 3)), SlPte::table(l2).0).unwrap();
+//! mem.write_u64(entry_address(l2, index(iova, 2)), SlPte::table(l1).0).unwrap();
+//! let leaf = SlPte::leaf(PhysAddr::new(0x9000), Perm::READ, PageSize::Size4KiB);
+//! mem.write_u64(entry_address(l1, index(iova, 1)), leaf.0).unwrap();
+//!
+//! // A driver programs the unit through its registers.
+//! let mut unit = RemappingUnit::new(&emu).unwrap();
+//! unit.set_root_table(root, TranslationTableMode::Legacy).unwrap();
+//! unit.enable_translation().unwrap();
+//!
+//! // The device's DMA.
+//! assert_eq!(emu.translate(dev, Iova::new(0x7abc), Access::Read), Ok(PhysAddr::new(0x9abc)));
+//! let fault = emu.translate(dev, Iova::new(0x7abc), Access::Write).unwrap_err();
+//! assert_eq!(fault.reason, vtd_regs::FaultReason::WriteNotPermitted);
+//! let record = unit.drain_faults().next().unwrap();
+//! assert_eq!((record.source, record.fault_info), (dev, 0x7000));
+//! assert_eq!(emu.counters().walks, 2);
+//! ```
+//!
 //! References are to the Intel Virtualization Technology for Directed I/O
 //! Architecture Specification, revision 3.x.
 #![cfg_attr(not(test), no_std)]

@@ -10,8 +10,8 @@
 use vtd_regs::regs::FaultType;
 use vtd_regs::regs::GlobalBits;
 use vtd_regs::regs::rtaddr::TranslationTableMode;
-use vtd_regs::{FaultReason, Iova, PhysAddr, PhysMem, SourceId};
-use vtd_tables::{Access, ContextInfo, Translation, lookup_context, walk_second_level};
+use vtd_regs::{FaultReason, Iova, PageSize, PhysAddr, PhysMem, SourceId};
+use vtd_tables::{Access, ContextInfo, Perm, Translation, lookup_context, walk_second_level};
 
 use crate::emulator::{Emulator, State};
 use crate::fault_log::{Fault, Logged};
@@ -93,10 +93,43 @@ impl<const I: usize, const C: usize> State<I, C> {
             return Ok(t);
         }
         self.counters.walks += 1;
-        let t = walk_second_level(mem, ctx, iova, access, &self.limits)
-            .map_err(|f| (f.reason, f.fpd))?;
-        self.iotlb.insert(ctx.domain, iova, t.size, t);
-        Ok(t)
+        match walk_second_level(mem, ctx, iova, access, &self.limits) {
+            Ok(t) => {
+                self.iotlb.insert(ctx.domain, iova, t.size, t);
+                Ok(t)
+            }
+            Err(f) => {
+                if f.reason == access.denied() && self.cfg.cap.caching_mode() {
+                    self.cache_not_present(mem, ctx, iova, access);
+                }
+                Err((f.reason, f.fpd))
+            }
+        }
+    }
+
+    /// Caching mode (CAP.CM, §6.1): the unit may cache not-present entries,
+    /// and this one does, so software that makes an entry present without
+    /// invalidating it keeps faulting, exactly what caching mode asks
+    /// software to prevent. A fault for lack of permission is cached as a
+    /// not-present page only if the entry allows neither access.
+    fn cache_not_present<M: PhysMem>(
+        &mut self,
+        mem: &M,
+        ctx: &ContextInfo,
+        iova: Iova,
+        access: Access,
+    ) {
+        let other = match access {
+            Access::Read => Access::Write,
+            Access::Write => Access::Read,
+        };
+        self.counters.walks += 1;
+        let probe = walk_second_level(mem, ctx, iova, other, &self.limits);
+        if probe.is_err_and(|f| f.reason == other.denied()) {
+            let none =
+                Translation { phys: PhysAddr::ZERO, perm: Perm::empty(), size: PageSize::Size4KiB };
+            self.iotlb.insert(ctx.domain, iova, PageSize::Size4KiB, none);
+        }
     }
 
     /// Records a fault and raises the fault event it calls for.

@@ -309,6 +309,9 @@ fn bounded_iotlb_evicts_and_counts() {
     assert_eq!(read(&rig, dev, 0), Err(FaultReason::ReadNotPermitted));
     let c = rig.emu.counters();
     assert_eq!(c.walks, 1 + 7);
+    rig.emu.reset_counters();
+    assert_eq!(rig.emu.counters(), vtd_emu::Counters::default());
+    assert_eq!(rig.emu.iotlb_entries(), 4);
 }
 
 #[test]
@@ -330,4 +333,26 @@ fn device_thread_translates_while_driver_invalidates() {
         }
     });
     assert_eq!(read(&rig, dev, 0x10), Ok(0x10_0010));
+}
+
+#[test]
+fn caching_mode_caches_not_present_entries() {
+    for cm in [false, true] {
+        let rig = Rig::new(EmuConfig::qemu().with_caching_mode(cm));
+        let dev = sid(0, 1, 0);
+        let slpt = rig.attach(dev, 1, A39);
+        rig.map(slpt, A39, 0x1000, 0x20_0000, Perm::READ, PageSize::Size4KiB);
+        rig.enable();
+        assert_eq!(read(&rig, dev, 0x5000), Err(FaultReason::ReadNotPermitted));
+        // A permission fault on a present entry is not a not-present entry.
+        assert_eq!(write(&rig, dev, 0x1000), Err(FaultReason::WriteNotPermitted));
+        rig.map(slpt, A39, 0x5000, 0x30_0000, Perm::READ_WRITE, PageSize::Size4KiB);
+        let expect = if cm { Err(FaultReason::WriteNotPermitted) } else { Ok(0x30_0000) };
+        assert_eq!(write(&rig, dev, 0x5000), expect, "caching mode {cm}");
+        // The invalidation caching mode asks for on map makes it visible.
+        let scope = IotlbScope::pages(DomainId::new(1), Iova::new(0x5000), 0, false).unwrap();
+        rig.unit().invalidate_iotlb(scope, Drain::empty()).unwrap();
+        assert_eq!(write(&rig, dev, 0x5000), Ok(0x30_0000));
+        assert_eq!(read(&rig, dev, 0x1000), Ok(0x20_0000));
+    }
 }

@@ -1,59 +1,10 @@
-//! Table frames: allocating them zeroed, and those detached from a table, waiting for the IOTLB and
-//! paging-structure caches to be invalidated before they may be freed
-//! (VT-d §6.5: the unit may still walk them until then).
+//! Table frames: allocating them zeroed, and chaining those detached from a
+//! table until the caches that may still walk them are invalidated (VT-d
+//! §6.5: the unit may use a detached table until then).
 
 use vtd_regs::{FrameAllocator, PAGE_SIZE, PhysAddr, PhysMem};
 
 use crate::error::{Error, Result};
-
-/// How many frames one token holds without the `alloc` feature. When it is
-/// full, further tables that become empty stay attached (empty, reused by
-/// later maps, freed by [`destroy`](crate::SlPageTable::destroy)).
-#[cfg(not(feature = "alloc"))]
-pub const FIXED_CAPACITY: usize = 8;
-
-/// A list of detached frames: a `Vec` with `alloc`, a fixed array without.
-#[derive(Debug, Default)]
-pub(crate) struct DetachedFrames {
-    #[cfg(feature = "alloc")]
-    frames: alloc::vec::Vec<PhysAddr>,
-    #[cfg(not(feature = "alloc"))]
-    frames: [PhysAddr; FIXED_CAPACITY],
-    #[cfg(not(feature = "alloc"))]
-    len: usize,
-}
-
-impl DetachedFrames {
-    /// Whether one more frame fits.
-    #[inline]
-    pub(crate) fn has_room(&self) -> bool {
-        #[cfg(feature = "alloc")]
-        return true;
-        #[cfg(not(feature = "alloc"))]
-        return self.len < FIXED_CAPACITY;
-    }
-
-    /// Adds a frame; the caller checked [`has_room`](Self::has_room).
-    #[inline]
-    pub(crate) fn push(&mut self, frame: PhysAddr) {
-        #[cfg(feature = "alloc")]
-        self.frames.push(frame);
-        #[cfg(not(feature = "alloc"))]
-        if let Some(slot) = self.frames.get_mut(self.len) {
-            *slot = frame;
-            self.len += 1;
-        }
-    }
-
-    /// The frames.
-    #[inline]
-    pub(crate) fn as_slice(&self) -> &[PhysAddr] {
-        #[cfg(feature = "alloc")]
-        return &self.frames;
-        #[cfg(not(feature = "alloc"))]
-        return self.frames.get(..self.len).unwrap_or(&[]);
-    }
-}
 
 /// A new zeroed table frame, flushed for a non-coherent unit (§6.2.1).
 pub(crate) fn alloc_table<M: PhysMem, A: FrameAllocator>(mem: &M, alloc: &A) -> Result<PhysAddr> {
@@ -64,4 +15,44 @@ pub(crate) fn alloc_table<M: PhysMem, A: FrameAllocator>(mem: &M, alloc: &A) -> 
     }
     mem.flush_for_device(f, PAGE_SIZE as usize);
     Ok(f)
+}
+
+/// Detached table frames, chained through the frames themselves: the first
+/// word of each holds the address of the next. A detached table is empty
+/// (every entry R = W = 0), and a frame address has bits 11:0 clear, so the
+/// link is a not-present entry to a unit that still walks the table. No
+/// capacity limit and no heap.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct FrameChain {
+    head: Option<PhysAddr>,
+    len: u32,
+}
+
+impl FrameChain {
+    /// Prepends the empty table frame `frame`.
+    #[inline]
+    pub(crate) fn push<M: PhysMem>(&mut self, mem: &M, frame: PhysAddr) -> Result<()> {
+        mem.write_u64(frame, self.head.map_or(0, PhysAddr::as_u64))?;
+        self.head = Some(frame);
+        self.len += 1;
+        Ok(())
+    }
+
+    /// How many frames are chained.
+    #[inline]
+    pub(crate) const fn len(&self) -> u32 {
+        self.len
+    }
+
+    /// Gives every frame back to `alloc`, clearing the links so the frames
+    /// are zeroed again. Bounded by the count, whatever the links say.
+    pub(crate) fn free<M: PhysMem, A: FrameAllocator>(self, mem: &M, alloc: &A) {
+        let mut next = self.head;
+        for _ in 0..self.len {
+            let Some(f) = next else { break };
+            next = mem.read_u64(f).ok().map(PhysAddr::new);
+            let _ = mem.write_u64(f, 0);
+            alloc.deallocate(f, 0);
+        }
+    }
 }

@@ -4,12 +4,10 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
-#[cfg(feature = "alloc")]
-extern crate alloc;
-
 pub mod context;
 pub mod error;
 mod frames;
+mod leaf_cache;
 pub mod manager;
 pub mod perm;
 pub mod pte;
@@ -22,8 +20,6 @@ pub mod walk;
 
 pub use context::{ContextEntry, TranslationType};
 pub use error::{Error, Result};
-#[cfg(not(feature = "alloc"))]
-pub use frames::FIXED_CAPACITY;
 pub use manager::{Attachment, ContextChange, ContextManager};
 pub use perm::{Access, Perm};
 pub use pte::{SlPte, SlPteFlags};

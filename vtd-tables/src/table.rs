@@ -8,6 +8,7 @@ use vtd_regs::{FrameAllocator, Iova, PAGE_SIZE, PageSize, PhysAddr, PhysMem};
 
 use crate::error::{Error, Result};
 use crate::frames::alloc_table;
+use crate::leaf_cache::LeafTableCache;
 use crate::perm::Perm;
 use crate::pte::{ADDR_MASK, PTES_PER_TABLE, SlPte, SlPteFlags, entry_address, index, leaf_size};
 use crate::translation::Translation;
@@ -74,6 +75,7 @@ pub struct SlPageTable<M: PhysMem, A: FrameAllocator> {
     pub(crate) alloc: A,
     pub(crate) root: PhysAddr,
     pub(crate) config: TableConfig,
+    pub(crate) cache: LeafTableCache,
 }
 
 /// Why a range map stopped: the error, and how many bytes from the start
@@ -95,7 +97,7 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     /// An empty table: allocates and zeroes its root frame.
     pub fn new(mem: M, alloc: A, config: TableConfig) -> Result<Self> {
         let root = alloc_table(&mem, &alloc)?;
-        Ok(Self { mem, alloc, root, config })
+        Ok(Self { mem, alloc, root, config, cache: LeafTableCache::EMPTY })
     }
 
     /// The root frame: the SLPTPTR of context entries for this domain.
@@ -121,6 +123,11 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     /// On error nothing changed.
     #[inline]
     pub fn map(&mut self, iova: Iova, phys: PhysAddr, size: PageSize, perm: Perm) -> Result<()> {
+        if size == PageSize::Size4KiB
+            && let Some(tables) = self.leaf_table(iova)?
+        {
+            return self.map_in_leaf_table(iova, phys, perm, tables);
+        }
         match self.map_one(iova, phys, size, perm)? {
             true => Ok(()),
             false => Err(Error::AlreadyMapped { iova }),
@@ -237,6 +244,59 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
             return Err(Error::PhysBeyondWidth { phys });
         }
         Ok(())
+    }
+
+    /// The fast path's walk: the last-level table of `iova` and the address
+    /// of the level-2 entry pointing at it, from the walk cache or a
+    /// read-only descent; `None` when some level is missing or a superpage
+    /// (or `iova` is beyond the width), for the general path to handle.
+    #[inline]
+    pub(crate) fn leaf_table(&mut self, iova: Iova) -> Result<Option<(PhysAddr, PhysAddr)>> {
+        if iova.as_u64() >= self.width_limit() {
+            return Ok(None);
+        }
+        if let Some(hit) = self.cache.lookup(iova) {
+            return Ok(Some(hit));
+        }
+        let mut table = self.root;
+        let mut level = self.config.agaw.levels();
+        loop {
+            let slot = entry_address(table, index(iova, level));
+            let e = SlPte(self.mem.read_u64(slot)?);
+            if !e.is_present() || e.is_superpage() {
+                return Ok(None);
+            }
+            if level == 2 {
+                self.cache.fill(iova, e.address(), slot);
+                return Ok(Some((e.address(), slot)));
+            }
+            table = e.address();
+            level -= 1;
+        }
+    }
+
+    /// Maps the 4 KiB page at `iova` into its existing last-level `table`,
+    /// pointed at from `parent_slot`.
+    #[inline]
+    fn map_in_leaf_table(
+        &mut self,
+        iova: Iova,
+        phys: PhysAddr,
+        perm: Perm,
+        (table, parent_slot): (PhysAddr, PhysAddr),
+    ) -> Result<()> {
+        self.check(iova, phys, PageSize::Size4KiB)?;
+        if perm.is_empty() {
+            return Err(Error::NoPermission);
+        }
+        let slot = entry_address(table, index(iova, 1));
+        if SlPte(self.mem.read_u64(slot)?).is_present() {
+            return Err(Error::AlreadyMapped { iova });
+        }
+        let parent = SlPte(self.mem.read_u64(parent_slot)?);
+        let leaf = SlPte::leaf(phys, perm, PageSize::Size4KiB).with_flags(SlPteFlags::SNOOP, self.config.snoop);
+        self.write_pte(slot, leaf)?;
+        self.write_pte(parent_slot, parent.with_count(parent.count() + 1))
     }
 
     /// Maps one page; `Ok(false)` when a table of smaller pages is where the

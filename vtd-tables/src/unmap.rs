@@ -5,7 +5,7 @@
 use vtd_regs::{FrameAllocator, Iova, PAGE_SIZE, PageSize, PhysAddr, PhysMem};
 
 use crate::error::{Error, Result};
-use crate::frames::DetachedFrames;
+use crate::frames::FrameChain;
 use crate::pte::{
     ADDR_MASK, PTES_PER_TABLE, SlPte, SlPteFlags, entry_address, index, leaf_size, level_shift,
 };
@@ -27,12 +27,12 @@ pub struct Unmapped {
     iova: Iova,
     len: u64,
     leaf_only: bool,
-    frames: DetachedFrames,
+    frames: FrameChain,
 }
 
 impl Unmapped {
     fn new(table: PhysAddr, iova: Iova) -> Self {
-        Self { table, iova, len: 0, leaf_only: true, frames: DetachedFrames::default() }
+        Self { table, iova, len: 0, leaf_only: true, frames: FrameChain::default() }
     }
 
     /// The first IOVA whose translation was removed.
@@ -57,9 +57,10 @@ impl Unmapped {
         self.leaf_only
     }
 
-    /// The page-table frames detached, freed by [`SlPageTable::release`].
-    pub fn detached_frames(&self) -> &[PhysAddr] {
-        self.frames.as_slice()
+    /// How many page-table frames were detached (freed by
+    /// [`SlPageTable::release`]).
+    pub const fn detached_frames(&self) -> u32 {
+        self.frames.len()
     }
 }
 
@@ -86,7 +87,9 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     #[inline]
     pub fn unmap(&mut self, iova: Iova, size: PageSize) -> Result<Unmapped> {
         let mut token = Unmapped::new(self.root, iova);
-        self.unmap_one(iova, size, &mut token)?;
+        if size != PageSize::Size4KiB || !self.unmap_in_leaf_table(iova, &mut token)? {
+            self.unmap_one(iova, size, &mut token)?;
+        }
         Ok(token)
     }
 
@@ -133,10 +136,32 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         if token.table != self.root {
             return Err(token);
         }
-        for f in token.frames.as_slice() {
-            self.alloc.deallocate(*f, 0);
-        }
+        token.frames.free(&self.mem, &self.alloc);
         Ok(())
+    }
+
+    /// The fast path of a 4 KiB unmap: when `iova`'s last-level table is
+    /// reachable and keeps other pages, clears the leaf and counts it.
+    /// `Ok(false)`: not applicable, nothing changed.
+    #[inline]
+    fn unmap_in_leaf_table(&mut self, iova: Iova, token: &mut Unmapped) -> Result<bool> {
+        if !iova.is_aligned(PAGE_SIZE) {
+            return Ok(false);
+        }
+        let Some((table, parent_slot)) = self.leaf_table(iova)? else { return Ok(false) };
+        let parent = SlPte(self.mem.read_u64(parent_slot)?);
+        // The last page of the table takes the general path, which detaches it.
+        if parent.count() <= 1 {
+            return Ok(false);
+        }
+        let slot = entry_address(table, index(iova, 1));
+        if !SlPte(self.mem.read_u64(slot)?).is_present() {
+            return Err(Error::NotMapped { iova });
+        }
+        self.write_pte(slot, SlPte::EMPTY)?;
+        self.write_pte(parent_slot, parent.with_count(parent.count() - 1))?;
+        token.len += PAGE_SIZE;
+        Ok(true)
     }
 
     /// Unmaps one page into `token` (whose range it extends).
@@ -165,6 +190,7 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
             }
             if leaf {
                 self.split(iova, e, level, target, slot)?;
+                self.cache.clear();
                 token.leaf_only = false;
                 token.len += size.bytes();
                 return Ok(());
@@ -179,9 +205,10 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         // Count the entry removed; detach each table that became empty.
         for &(slot, e) in path.get(usize::from(target)..usize::from(levels)).unwrap_or(&[]) {
             let n = e.count().saturating_sub(1);
-            if n == 0 && token.frames.has_room() {
+            if n == 0 {
                 self.write_pte(slot, SlPte::EMPTY)?;
-                token.frames.push(e.address());
+                token.frames.push(&self.mem, e.address())?;
+                self.cache.clear();
                 token.leaf_only = false;
             } else {
                 self.write_pte(slot, e.with_count(n))?;

@@ -352,7 +352,7 @@ proptest! {
                             if !leaf_only {
                                 prop_assert!(!t.leaf_only(), "a split changes a non-leaf entry");
                             }
-                            prop_assert_eq!(t.leaf_only(), t.detached_frames().is_empty() && leaf_only);
+                            prop_assert_eq!(t.leaf_only(), t.detached_frames() == 0 && leaf_only);
                             table.release(t).unwrap();
                         }
                         (Err(a), Err(b)) => prop_assert_eq!(a, b, "{:?}", op),

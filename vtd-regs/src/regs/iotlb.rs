@@ -141,7 +141,7 @@ impl IotlbInv {
             Some(Granularity::Global) => Some(IotlbScope::Global),
             Some(Granularity::Domain) => Some(IotlbScope::Domain(self.did())),
             Some(Granularity::Selective) => {
-                let order = if iva.am() > 52 { 52 } else { iva.am() };
+                let order = if iva.am() > 51 { 51 } else { iva.am() };
                 let addr = iva.addr().align_down(1u64 << (PAGE_SHIFT + order as u32));
                 Some(IotlbScope::Pages { domain: self.did(), addr, order, leaf_only: iva.ih() })
             }

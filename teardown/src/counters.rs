@@ -1,0 +1,27 @@
+//! What a mapper has done: the numbers the paper's cost breakdown needs.
+
+/// Counts of a [`Mapper`](crate::Mapper)'s work.
+#[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
+pub struct MapperCounters {
+    /// Successful maps.
+    pub maps: u64,
+    /// Successful unmaps.
+    pub unmaps: u64,
+    /// Maps served by an existing (live, idle or stale) mapping.
+    pub reuse_hits: u64,
+    /// Page-table updates: a map or unmap of a range in the table.
+    pub table_updates: u64,
+    /// Mappings torn down (their invalidation then owed).
+    pub teardowns: u64,
+    /// Optimistic reclaims (each a batch of stale teardowns).
+    pub reclaims: u64,
+    /// Invalidations posted after a map because of caching mode (CAP.CM).
+    pub map_invalidations: u64,
+    /// Pages pinned.
+    pub pins: u64,
+    /// Pages unpinned.
+    pub unpins: u64,
+    /// Frees of IOVAs or table frames that the allocator or the table
+    /// refused after an invalidation (a bug if ever non-zero).
+    pub release_errors: u64,
+}

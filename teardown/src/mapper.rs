@@ -1,0 +1,423 @@
+//! The mapping layer: `map(phys, len, perm) -> iova` and `unmap(iova, len)`
+//! over one domain's second-level table, composed from an IOVA allocator,
+//! the table, an invalidator and a flush policy, with a reuse policy.
+//!
+//! The rule that ties it together: a torn-down mapping's IOVAs, table
+//! frames and page pins are given back only when the flush queue reports
+//! that an invalidation covering them has completed.
+
+use invalidation::{Clock, FlushMode, FlushQueue, Instant, Invalidation, Invalidator, PageBlocks};
+use iova_alloc::IovaRange;
+use vtd_regs::{FrameAllocator, IotlbScope, Iova, PAGE_SHIFT, PAGE_SIZE, PhysAddr, PhysMem};
+use vtd_tables::{Perm, SlPageTable, Unmapped};
+
+use crate::counters::MapperCounters;
+use crate::pinner::PagePinner;
+use crate::policy::{MapperConfig, Reuse};
+use crate::registry::{Mapping, Registry, SlotId};
+use crate::space::IovaSpace;
+use crate::{Error, Result};
+
+/// What a teardown gives back once its invalidation completed.
+pub(crate) struct Teardown {
+    range: IovaRange,
+    token: Unmapped,
+    /// First guest page and count of pages to unpin.
+    pinned: (u64, u64),
+}
+
+/// The parts a completed teardown is given back to.
+struct Owners<M: PhysMem, A: FrameAllocator, S, P> {
+    table: SlPageTable<M, A>,
+    space: S,
+    pinner: P,
+    counters: MapperCounters,
+}
+
+impl<M: PhysMem, A: FrameAllocator, S: IovaSpace, P: PagePinner> Owners<M, A, S, P> {
+    fn release(&mut self, t: Teardown) {
+        if self.table.release(t.token).is_err() || self.space.free(t.range).is_err() {
+            self.counters.release_errors += 1;
+        }
+        self.unpin(t.pinned.0, t.pinned.1);
+    }
+
+    fn unpin(&mut self, first: u64, pages: u64) {
+        if P::PINNING {
+            for p in first..first + pages {
+                self.pinner.unpin(PhysAddr::new(p << PAGE_SHIFT));
+            }
+            self.counters.unpins += pages;
+        }
+    }
+
+    /// Pins the buffer's pages and maps them at `iova`, coalescing runs of
+    /// contiguous frames into one range map. Returns the pages pinned and
+    /// the bytes mapped, with the error that stopped it if any.
+    fn map_pages(
+        &mut self,
+        iova: Iova,
+        first: u64,
+        pages: u64,
+        perm: Perm,
+    ) -> (u64, u64, Option<Error>) {
+        let mut run: Option<(u64, PhysAddr, u64)> = None; // (first page index, frame, pages)
+        let mut mapped = 0;
+        for i in 0..pages {
+            let frame = match self.pin(first + i) {
+                Ok(f) => f,
+                Err(e) => return (i, mapped, Some(e)),
+            };
+            run = match run {
+                Some((s, f, n)) if f.as_u64() + (n << PAGE_SHIFT) == frame.as_u64() => {
+                    Some((s, f, n + 1))
+                }
+                Some(done) => {
+                    if let Err(e) = self.map_run(iova, done, perm, &mut mapped) {
+                        return (i + 1, mapped, Some(e));
+                    }
+                    Some((i, frame, 1))
+                }
+                None => Some((i, frame, 1)),
+            };
+        }
+        let err = run.and_then(|r| self.map_run(iova, r, perm, &mut mapped).err());
+        (pages, mapped, err)
+    }
+
+    fn pin(&mut self, page: u64) -> Result<PhysAddr> {
+        let frame = self.pinner.pin(PhysAddr::new(page << PAGE_SHIFT)).map_err(Error::Pin)?;
+        if P::PINNING {
+            self.counters.pins += 1;
+        }
+        Ok(frame)
+    }
+
+    fn map_run(
+        &mut self,
+        iova: Iova,
+        (start, frame, pages): (u64, PhysAddr, u64),
+        perm: Perm,
+        mapped: &mut u64,
+    ) -> Result<()> {
+        let at = Iova::new(iova.as_u64() + (start << PAGE_SHIFT));
+        self.counters.table_updates += 1;
+        let r = self.table.map_range(at, frame, pages << PAGE_SHIFT, perm);
+        *mapped += match r {
+            Ok(()) => pages << PAGE_SHIFT,
+            Err(p) => p.mapped,
+        };
+        r.map_err(|p| Error::Table(p.error))
+    }
+}
+
+/// A domain's mapping layer, holding up to `MAPS` mappings (a power of two)
+/// and up to `PENDING` teardowns awaiting invalidation.
+pub struct Mapper<M, A, S, I, C, P, const MAPS: usize, const PENDING: usize>
+where
+    M: PhysMem,
+    A: FrameAllocator,
+    C: Clock,
+{
+    owners: Owners<M, A, S, P>,
+    inv: I,
+    flush: FlushQueue<Teardown, C, PENDING>,
+    registry: Registry<MAPS>,
+    config: MapperConfig,
+    /// Mappings kept forever so far (persistent policy).
+    kept: usize,
+}
+
+impl<M, A, S, I, C, P, const MAPS: usize, const PENDING: usize>
+    Mapper<M, A, S, I, C, P, MAPS, PENDING>
+where
+    M: PhysMem,
+    A: FrameAllocator,
+    S: IovaSpace,
+    I: Invalidator,
+    C: Clock,
+    P: PagePinner,
+{
+    /// A mapper over `table` (the domain's second-level table, already
+    /// attached to its devices), drawing IOVAs from `space`, invalidating
+    /// through `inv` and pinning through `pinner`.
+    pub fn new(
+        table: SlPageTable<M, A>,
+        space: S,
+        inv: I,
+        pinner: P,
+        clock: C,
+        config: MapperConfig,
+    ) -> Self {
+        Mapper {
+            owners: Owners { table, space, pinner, counters: MapperCounters::default() },
+            inv,
+            flush: FlushQueue::new(config.flush, clock),
+            registry: Registry::new(),
+            config,
+            kept: 0,
+        }
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &MapperConfig {
+        &self.config
+    }
+
+    /// What the mapper has done.
+    pub fn counters(&self) -> &MapperCounters {
+        &self.owners.counters
+    }
+
+    /// What the flush queue has done.
+    pub fn flush_stats(&self) -> &invalidation::FlushStats {
+        self.flush.stats()
+    }
+
+    /// The domain's table.
+    pub fn table(&self) -> &SlPageTable<M, A> {
+        &self.owners.table
+    }
+
+    /// The invalidator.
+    pub fn invalidator(&mut self) -> &mut I {
+        &mut self.inv
+    }
+
+    /// The pinner.
+    pub fn pinner(&self) -> &P {
+        &self.owners.pinner
+    }
+
+    /// Mappings in the table (live, idle and stale).
+    pub fn mappings(&self) -> usize {
+        self.registry.len()
+    }
+
+    /// Stale mappings (optimistic policy).
+    pub fn stale(&self) -> usize {
+        self.registry.stale_len()
+    }
+
+    /// Teardowns whose invalidation has not completed yet.
+    pub fn pending(&self) -> usize {
+        self.flush.pending()
+    }
+
+    /// Maps the buffer `[phys, phys + len)` for DMA with `perm` and returns
+    /// the IOVA of `phys`. Under a reuse policy an existing mapping of the
+    /// same pages with the same `perm` is reused (never a wider one: the DMA
+    /// direction a buffer was mapped for is always enforced).
+    pub fn map(&mut self, phys: PhysAddr, len: u64, perm: Perm) -> Result<Iova> {
+        let (first, pages) = span(phys.as_u64(), len).ok_or(Error::Empty)?;
+        let offset = phys.page_offset();
+        if self.config.reuse != Reuse::SingleUse
+            && let Some(id) = self.registry.find_buffer(first, pages, perm)
+            && let Some(m) = self.registry.get_mut(id)
+        {
+            m.refs += 1;
+            let iova = m.iova.start();
+            self.registry.unstale(id);
+            self.owners.counters.reuse_hits += 1;
+            self.owners.counters.maps += 1;
+            return Ok(Iova::new(iova.as_u64() + offset));
+        }
+        if self.registry.is_full() && self.registry.stale_len() > 0 {
+            self.reclaim()?;
+        }
+        if self.registry.is_full() {
+            return Err(Error::TooManyMappings);
+        }
+        let range = self.owners.space.alloc(pages, self.config.dma_limit).map_err(Error::Iova)?;
+        let (pinned, mapped, err) = self.owners.map_pages(range.start(), first, pages, perm);
+        if let Some(e) = err {
+            self.abandon(range, first, pinned, mapped)?;
+            return Err(e);
+        }
+        let keep = match self.config.reuse {
+            Reuse::Persistent { quota } => quota.is_none_or(|q| self.kept < q),
+            _ => false,
+        };
+        let mapping = Mapping::new(range, first, pages, perm, keep);
+        let Some(_) = self.registry.insert(mapping, self.config.reuse != Reuse::SingleUse) else {
+            self.abandon(range, first, pinned, mapped)?;
+            return Err(Error::TooManyMappings);
+        };
+        self.kept += usize::from(keep);
+        if self.inv.caps().caching_mode {
+            self.invalidate_new(range.start(), mapped)?;
+        }
+        self.owners.counters.maps += 1;
+        Ok(Iova::new(range.start().as_u64() + offset))
+    }
+
+    /// Unmaps the buffer `map` returned `iova` for; `len` as given to `map`.
+    /// What happens to the mapping is the reuse policy's choice; its
+    /// resources come back only after the invalidation that covers it.
+    pub fn unmap(&mut self, iova: Iova, len: u64) -> Result<()> {
+        let (page, pages) = span(iova.as_u64(), len).ok_or(Error::Empty)?;
+        let id = self.registry.find_iova(page).ok_or(Error::NotMapped { iova })?;
+        let m = self.registry.get_mut(id).ok_or(Error::NotMapped { iova })?;
+        if m.pages != pages {
+            return Err(Error::LengthMismatch { iova, len });
+        }
+        if m.refs == 0 {
+            return Err(Error::NotMapped { iova });
+        }
+        m.refs -= 1;
+        let (refs, keep) = (m.refs, m.keep);
+        self.owners.counters.unmaps += 1;
+        if refs == 0 {
+            match self.config.reuse {
+                Reuse::SingleUse | Reuse::Shared => self.tear_down(id)?,
+                Reuse::Persistent { .. } if !keep => self.tear_down(id)?,
+                Reuse::Persistent { .. } => {}
+                Reuse::Optimistic { quota, .. } => {
+                    let now = self.flush.clock().now();
+                    self.registry.make_stale(id, now);
+                    if self.registry.stale_len() >= quota {
+                        self.reclaim()?;
+                    }
+                    return self.poll_at(now);
+                }
+            }
+        }
+        self.poll()
+    }
+
+    /// Reaps completed invalidations, posts due batches and reclaims stale
+    /// mappings past the time limit. An OS calls it from a timer too, to
+    /// bound the stale window in time.
+    pub fn poll(&mut self) -> Result<()> {
+        if let Some((_, since)) = self.registry.oldest_stale() {
+            return self.poll_with(since, self.flush.clock().now());
+        }
+        self.reap()
+    }
+
+    /// [`poll`](Self::poll) at `now`, already read.
+    fn poll_at(&mut self, now: Instant) -> Result<()> {
+        match self.registry.oldest_stale() {
+            Some((_, since)) => self.poll_with(since, now),
+            None => self.reap(),
+        }
+    }
+
+    /// Reclaims if the oldest stale mapping, stale `since`, is past the
+    /// time limit at `now`; then reaps.
+    fn poll_with(&mut self, since: Instant, now: Instant) -> Result<()> {
+        if let Reuse::Optimistic { time_limit, .. } = self.config.reuse
+            && now.saturating_since(since) >= time_limit
+        {
+            self.reclaim()?;
+        }
+        self.reap()
+    }
+
+    /// Releases what completed and posts what is due.
+    fn reap(&mut self) -> Result<()> {
+        if self.flush.pending() == 0 {
+            return Ok(());
+        }
+        let owners = &mut self.owners;
+        self.flush.poll(&mut self.inv, |t| owners.release(t)).map_err(Error::Invalidation)
+    }
+
+    /// Tears down every stale mapping and completes every pending
+    /// invalidation: afterwards only live (and persistent) mappings remain
+    /// and every released resource is back.
+    pub fn flush(&mut self) -> Result<()> {
+        while let Some((id, _)) = self.registry.oldest_stale() {
+            self.tear_down(id)?;
+        }
+        let owners = &mut self.owners;
+        self.flush.flush(&mut self.inv, |t| owners.release(t)).map_err(Error::Invalidation)
+    }
+
+    /// Tears down every stale mapping as one batch.
+    fn reclaim(&mut self) -> Result<()> {
+        while let Some((id, _)) = self.registry.oldest_stale() {
+            self.tear_down(id)?;
+        }
+        self.owners.counters.reclaims += 1;
+        let owners = &mut self.owners;
+        match self.flush.config().mode {
+            FlushMode::Strict => Ok(()),
+            FlushMode::Deferred => self.flush.flush(&mut self.inv, |t| owners.release(t)),
+            FlushMode::Async => self.flush.post(&mut self.inv),
+        }
+        .map_err(Error::Invalidation)
+    }
+
+    /// Removes a mapping from the table and hands its invalidation to the
+    /// flush queue.
+    fn tear_down(&mut self, id: SlotId) -> Result<()> {
+        let m = self.registry.remove(id).ok_or(Error::TooManyMappings)?;
+        let bytes = m.pages << PAGE_SHIFT;
+        self.queue_teardown(m.iova, (m.phys_page, m.pages), bytes)
+    }
+
+    /// Unmaps the first `mapped` bytes of `range` and queues the teardown
+    /// that gives back the range and the `pinned` pages.
+    fn queue_teardown(&mut self, range: IovaRange, pinned: (u64, u64), mapped: u64) -> Result<()> {
+        let start = range.start();
+        self.owners.counters.table_updates += 1;
+        self.owners.counters.teardowns += 1;
+        let token = match self.owners.table.unmap_range(start, mapped) {
+            Ok(token) => token,
+            Err(partial) => {
+                self.owners.counters.release_errors += 1;
+                partial.done
+            }
+        };
+        let leaf_only = token.leaf_only();
+        let end = Iova::new(start.as_u64() + mapped);
+        let owners = &mut self.owners;
+        let payload = Teardown { range, token, pinned };
+        self.flush
+            .unmapped(&mut self.inv, self.config.domain, start..end, leaf_only, payload, |t| {
+                owners.release(t)
+            })
+            .map_err(Error::Invalidation)
+    }
+
+    /// Undoes a map that failed halfway: what was mapped is torn down like
+    /// any mapping; if nothing was, everything is given back at once.
+    fn abandon(&mut self, range: IovaRange, first: u64, pinned: u64, mapped: u64) -> Result<()> {
+        if mapped > 0 {
+            return self.queue_teardown(range, (first, pinned), mapped);
+        }
+        if self.owners.space.free(range).is_err() {
+            self.owners.counters.release_errors += 1;
+        }
+        self.owners.unpin(first, pinned);
+        Ok(())
+    }
+
+    /// Caching mode (CAP.CM): the unit may have cached the not-present
+    /// entries just filled, so the new range is invalidated (§6.1).
+    fn invalidate_new(&mut self, start: Iova, bytes: u64) -> Result<()> {
+        let caps = self.inv.caps();
+        let domain = self.config.domain;
+        let range = start..Iova::new(start.as_u64() + bytes);
+        let drain = vtd_regs::Drain::empty();
+        self.owners.counters.map_invalidations += 1;
+        let result = if caps.page_selective {
+            self.inv.invalidate(
+                PageBlocks::new(domain, &range, caps.max_mask_order, true)
+                    .map(|scope| Invalidation::Iotlb { scope, drain }),
+            )
+        } else {
+            self.inv.invalidate([Invalidation::Iotlb { scope: IotlbScope::Domain(domain), drain }])
+        };
+        result.map_err(Error::Invalidation)
+    }
+}
+
+/// The first page and the page count of `[addr, addr + len)`; `None` for
+/// an empty or overflowing buffer.
+fn span(addr: u64, len: u64) -> Option<(u64, u64)> {
+    let last = addr.checked_add(len.checked_sub(1)?)?;
+    let first = addr / PAGE_SIZE;
+    Some((first, last / PAGE_SIZE - first + 1))
+}
