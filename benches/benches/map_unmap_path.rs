@@ -10,7 +10,7 @@ use std::time::Duration;
 use criterion::{Criterion, criterion_group, criterion_main};
 use invalidation::FlushConfig;
 use iova_alloc::{CpuHandle, Magazine, Node, VecIovaCache, Window};
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::AtomicU8;
 use teardown::{Mapper, MapperConfig, NoPinning, Reuse};
 use viommu_benches::{DOMAIN, Frames, Inv, Mem, Testbed, Tsc};
 use vtd_emu::EmuConfig;
@@ -20,7 +20,7 @@ use vtd_tables::Perm;
 const RING: u64 = 256;
 const BUFFER: u64 = 1500;
 
-type Handle = CpuHandle<'static, Vec<Node>, Vec<Magazine>, Box<[AtomicU64]>>;
+type Handle = CpuHandle<'static, Vec<Node>, Vec<Magazine>, Box<[AtomicU8]>>;
 type NicMapper = Mapper<Mem, Frames, Handle, Inv, Tsc, NoPinning, 1024, 512>;
 
 fn mapper(reuse: Reuse, flush: FlushConfig) -> NicMapper {

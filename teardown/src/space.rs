@@ -2,7 +2,7 @@
 //! interface, so the mapping layer runs on the tree alone or on a
 //! per-CPU magazine handle.
 
-use core::sync::atomic::AtomicU64;
+use core::sync::atomic::AtomicU8;
 
 use iova_alloc::{AllocError, CpuHandle, IovaRange, IovaTree, Magazine, Node, Store};
 use vtd_regs::Iova;
@@ -30,7 +30,7 @@ impl<S, D, B> IovaSpace for CpuHandle<'_, S, D, B>
 where
     S: Store<Node>,
     D: Store<Magazine>,
-    B: AsRef<[AtomicU64]>,
+    B: AsRef<[AtomicU8]>,
 {
     #[inline]
     fn alloc(&mut self, pages: u64, limit: Iova) -> Result<IovaRange, AllocError> {
