@@ -18,19 +18,23 @@ use vtd_regs::{
 use vtd_tables::pte::index;
 use vtd_tables::{Perm, SlPte};
 
-/// Runs `s` on both backends, masks and asserts `quirks`, asserts the rest
-/// agrees, and returns QEMU's outcomes for further checks.
-fn compare(s: &Scenario, quirks: &[Quirk]) -> Vec<Outcome> {
+/// Runs `s` on QEMU and on vtd-emu.
+fn run_both(s: &Scenario) -> (Vec<Outcome>, Vec<Outcome>) {
     let on_qemu = {
         let qemu = Qemu::start(&IommuOptions::default())
             .unwrap_or_else(|e| panic!("cannot start QEMU: {e}"));
         run(&mut QemuBackend::new(&qemu).unwrap(), s).unwrap()
     };
-
     let mem = EmuBackend::memory();
     let unit = EmuBackend::unit(&mem).unwrap();
     let on_emu = run(&mut EmuBackend::new(&unit), s).unwrap();
+    (on_qemu, on_emu)
+}
 
+/// Runs `s` on both backends, masks and asserts `quirks`, asserts the rest
+/// agrees, and returns QEMU's outcomes for further checks.
+fn compare(s: &Scenario, quirks: &[Quirk]) -> Vec<Outcome> {
+    let (on_qemu, on_emu) = run_both(s);
     let mut masked = on_emu.clone();
     for q in quirks {
         assert!(
@@ -538,6 +542,29 @@ fn tail_beyond_the_queue() {
     let s =
         Scenario::new("qi_tail_beyond_queue").step(Step::EnableQueue).step(Step::RawTail(300 << 4));
     compare(&s, &[Quirk::NoIqercd]);
+}
+
+#[test]
+fn queue_address_beyond_host_width() {
+    // IQA bit 45, above the host address width: §10.4.23 has hardware
+    // ignore bits 63:HAW of IQA as of RTADDR.
+    let base = PhysAddr::new(page(QUEUE).as_u64() | 1 << 45);
+    let s = started("iqa_beyond_haw", Perm::READ_WRITE)
+        .step(Step::EnableQueueAt(base))
+        .read(IOVA_A)
+        .pte(L1, 0, 0)
+        .step(Step::Post(psi(IOVA_A)))
+        .read(IOVA_A);
+    // A known disagreement whose effect carries over to the next DMA, so
+    // each side is asserted on its own (docs/qemu-vs-vtd-emu.md,
+    // EmuRootAddressAboveHaw).
+    let (on_qemu, on_emu) = run_both(&s);
+    let fr6 = vec![fault(FaultType::Read, 6, IOVA_A)];
+    assert_eq!(queues(&on_qemu), [(1, None)], "QEMU ignores the high IQA bit");
+    assert_eq!(dmas(&on_qemu)[1], (DmaResult::Blocked, fr6));
+    assert_eq!(queues(&on_emu), [(0, Some(QueueErrorInfo::FetchError))], "vtd-emu fetches there");
+    assert_eq!(dmas(&on_emu)[1], (reached(DATA, 0), vec![]), "so the entry stays stale");
+    println!("iqa_beyond_haw | {} | vtd-emu: {}", summary(&on_qemu), summary(&on_emu));
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! [`Backend`]: a remapping unit with a DMA-capable device behind it, as
 //! the scenario runner drives it.
 
-use vtd_regs::{Iova, Mmio, PhysMem, SourceId};
+use vtd_regs::{Iova, Mmio, PhysMem};
 
 use crate::error::Result;
 
@@ -13,14 +13,10 @@ pub trait Backend {
     /// Guest physical memory, as the CPU sees it.
     type Mem: PhysMem;
 
-    /// A name for messages.
-    fn name(&self) -> &'static str;
     /// A handle on the register page.
     fn mmio(&self) -> Self::Mmio;
     /// Guest memory.
     fn mem(&self) -> &Self::Mem;
-    /// The device's requester id.
-    fn source_id(&self) -> SourceId;
     /// The device reads `len` bytes at `from` into its buffer at `offset`.
     fn dma_read(&mut self, from: Iova, offset: usize, len: usize) -> Result<()>;
     /// The device writes `len` bytes of its buffer at `offset` to `to`.

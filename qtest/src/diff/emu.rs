@@ -7,7 +7,7 @@
 
 use vtd_emu::mem::HeapMemory;
 use vtd_emu::{EmuConfig, Emulator};
-use vtd_regs::{Iova, PAGE_SIZE, PhysAddr, PhysMem, SourceId};
+use vtd_regs::{Iova, PAGE_SIZE, PhysAddr, PhysMem};
 use vtd_tables::Access;
 
 use crate::diff::backend::Backend;
@@ -77,20 +77,12 @@ impl<'e> Backend for EmuBackend<'e> {
     type Mmio = &'e EmuUnit<'e>;
     type Mem = &'e EmuMemory;
 
-    fn name(&self) -> &'static str {
-        "vtd-emu"
-    }
-
     fn mmio(&self) -> &'e EmuUnit<'e> {
         self.emu
     }
 
     fn mem(&self) -> &&'e EmuMemory {
         self.emu.memory()
-    }
-
-    fn source_id(&self) -> SourceId {
-        EDU_SID
     }
 
     fn dma_read(&mut self, from: Iova, offset: usize, len: usize) -> Result<()> {

@@ -1,10 +1,11 @@
 //! [`QemuBackend`]: QEMU's `intel-iommu` with edu doing the DMA.
 
-use vtd_regs::{Iova, SourceId};
+use vtd_regs::Iova;
 
 use crate::diff::backend::Backend;
+use crate::diff::scenario::EDU_SID;
 use crate::edu::Edu;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::mem::QtestMem;
 use crate::mmio::QtestMmio;
 use crate::qemu::Qemu;
@@ -17,9 +18,14 @@ pub struct QemuBackend<'q> {
 }
 
 impl<'q> QemuBackend<'q> {
-    /// Probes `qemu`'s edu device.
+    /// Probes `qemu`'s edu device, which must be at [`EDU_SID`] (the
+    /// scenarios write its context entry there).
     pub fn new(qemu: &'q Qemu) -> Result<Self> {
-        Ok(QemuBackend { qemu, mem: QtestMem::new(qemu), edu: Edu::probe(qemu)? })
+        let edu = Edu::probe(qemu)?;
+        if edu.source_id() != EDU_SID {
+            return Err(Error::InvalidArgument { what: "edu is not at 00:01.0" });
+        }
+        Ok(QemuBackend { qemu, mem: QtestMem::new(qemu), edu })
     }
 }
 
@@ -27,20 +33,12 @@ impl<'q> Backend for QemuBackend<'q> {
     type Mmio = QtestMmio<'q>;
     type Mem = QtestMem<'q>;
 
-    fn name(&self) -> &'static str {
-        "QEMU"
-    }
-
     fn mmio(&self) -> QtestMmio<'q> {
         QtestMmio::new(self.qemu)
     }
 
     fn mem(&self) -> &QtestMem<'q> {
         &self.mem
-    }
-
-    fn source_id(&self) -> SourceId {
-        self.edu.source_id()
     }
 
     fn dma_read(&mut self, from: Iova, offset: usize, len: usize) -> Result<()> {

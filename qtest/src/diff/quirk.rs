@@ -100,3 +100,44 @@ impl Quirk {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use vtd_regs::regs::FaultType;
+    use vtd_tables::Access;
+
+    use super::*;
+    use crate::diff::outcome::FaultSeen;
+    use crate::diff::scenario::EDU_SID;
+
+    fn dma(result: DmaResult, reasons: &[u8]) -> Outcome {
+        let faults = reasons
+            .iter()
+            .map(|r| FaultSeen { source: EDU_SID, kind: FaultType::Write, reason: *r, page: 0 })
+            .collect();
+        Outcome::Dma { step: 3, access: Access::Write, result, faults }
+    }
+
+    #[test]
+    fn a_quirk_masks_only_the_difference_it_names() {
+        let qemu = [dma(DmaResult::Blocked, &[]), dma(DmaResult::Blocked, &[])];
+        let mut emu = [dma(DmaResult::Blocked, &[5]), dma(DmaResult::Blocked, &[2])];
+        assert!(Quirk::SilentCachedPermission.mask(&qemu, &mut emu));
+        assert_eq!(emu[0], qemu[0]);
+        assert_eq!(emu[1], dma(DmaResult::Blocked, &[2]), "reason 2 is another difference");
+        assert!(!Quirk::NoIqercd.mask(&qemu, &mut emu));
+    }
+
+    #[test]
+    fn queue_quirks_need_the_same_head() {
+        let q = |head, error| Outcome::Queue { step: 1, head, error };
+        let qemu = [q(0, Some(QueueErrorInfo::NotAvailable))];
+        let mut emu = [q(1, Some(QueueErrorInfo::InvalidType))];
+        assert!(!Quirk::NoIqercd.mask(&qemu, &mut emu));
+        let mut emu = [q(0, Some(QueueErrorInfo::InvalidType))];
+        assert!(Quirk::NoIqercd.mask(&qemu, &mut emu));
+        assert_eq!(emu, qemu);
+        let mut emu = [q(1, None)];
+        assert!(Quirk::EmuWaitDrainWithoutPds.mask(&qemu, &mut emu));
+    }
+}

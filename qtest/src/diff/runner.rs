@@ -91,8 +91,12 @@ pub fn run<B: Backend>(backend: &mut B, scenario: &Scenario) -> Result<Vec<Outco
             Step::InvalidateIotlb(scope) => {
                 outcomes.push(command(unit.invalidate_iotlb(scope, Drain::empty()).map(drop)));
             }
-            Step::EnableQueue => {
-                let iqa = Iqa::new(page(QUEUE), QUEUE_SIZE, WIDTH);
+            Step::EnableQueue | Step::EnableQueueAt(_) => {
+                let base = match *step {
+                    Step::EnableQueueAt(base) => base,
+                    _ => page(QUEUE),
+                };
+                let iqa = Iqa::new(base, QUEUE_SIZE, WIDTH);
                 tail = 0;
                 outcomes.push(command(unit.enable_queued_invalidation(iqa)));
             }

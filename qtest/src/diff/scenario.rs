@@ -49,6 +49,9 @@ pub enum Step {
     /// Queued invalidation on, with the one-page 128-bit queue at
     /// [`layout::QUEUE`] (§10.4.23).
     EnableQueue,
+    /// Like [`EnableQueue`](Step::EnableQueue), with IQA's address field
+    /// as given (software still writes descriptors to [`layout::QUEUE`]).
+    EnableQueueAt(PhysAddr),
     /// Writes a raw descriptor into the next queue slot and moves IQT past
     /// it (§6.5.2).
     Post(RawDescriptor),
