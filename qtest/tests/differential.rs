@@ -71,6 +71,9 @@ fn summary(outcomes: &[Outcome]) -> String {
             Outcome::Queue { head, error, .. } => {
                 Some(format!("Q:head{head}{}", if error.is_some() { "/IQE" } else { "" }))
             }
+            Outcome::FaultStatus { overflow, pending, index, .. } => {
+                Some(format!("F:pfo{}ppf{}fri{index}", u8::from(*overflow), u8::from(*pending)))
+            }
             Outcome::Command { result: Err(e), .. } => Some(format!("cmd err {e}")),
             Outcome::Command { .. } => None,
         })
@@ -224,6 +227,34 @@ fn fault_processing_disable_blocks_silently() {
     let s = broken("fpd_unmapped", |s| s.context_entry(ce.lo, ce.hi)).read(IOVA_UNMAPPED);
     let q = compare(&s, &[]);
     assert_eq!(dmas(&q)[2], (DmaResult::Blocked, vec![]));
+}
+
+#[test]
+fn fault_records_fill_and_overflow() {
+    let other = iova(IOVA_UNMAPPED, 0x1000);
+    let s = started("fault_overflow", Perm::READ_WRITE)
+        .step(Step::FaultStatus)
+        .step(Step::DmaNoDrain { access: vtd_tables::Access::Read, iova: IOVA_UNMAPPED })
+        .step(Step::FaultStatus)
+        .step(Step::DmaNoDrain { access: vtd_tables::Access::Write, iova: other })
+        .step(Step::FaultStatus)
+        .read(IOVA_A)
+        .step(Step::FaultStatus);
+    let q = compare(&s, &[Quirk::CollapsedSameSourceFaults]);
+    let status: Vec<_> = q
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::FaultStatus { overflow, pending, index, .. } => {
+                Some((*overflow, *pending, *index))
+            }
+            _ => None,
+        })
+        .collect();
+    // Nothing; the read's record pending; still only it (QEMU collapses the
+    // write's fault); all clear after the drain.
+    assert_eq!(status, [(false, false, 0), (false, true, 0), (false, true, 0), (false, false, 0)]);
+    // The drain returns the first fault, the read.
+    assert_eq!(dmas(&q)[2], (reached(DATA, 0), vec![fault(FaultType::Read, 6, IOVA_UNMAPPED)]));
 }
 
 // ---- Root and context entries ----

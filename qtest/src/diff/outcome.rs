@@ -56,8 +56,20 @@ pub enum Outcome {
         access: Access,
         /// Where it went.
         result: DmaResult,
-        /// The fault records pending afterwards (then cleared).
+        /// The fault records pending afterwards (then cleared), or none
+        /// for [`Step::DmaNoDrain`](crate::diff::Step::DmaNoDrain).
         faults: Vec<FaultSeen>,
+    },
+    /// FSTS's fault-logging fields (§10.4.9).
+    FaultStatus {
+        /// The step's index.
+        step: usize,
+        /// PFO: a fault was dropped because the records were full.
+        overflow: bool,
+        /// PPF: some fault record has F set.
+        pending: bool,
+        /// FRI: the record the first pending fault is in.
+        index: u8,
     },
     /// The queue after a tail write.
     Queue {

@@ -29,6 +29,11 @@ pub enum Quirk {
     /// here fails again on the same descriptor). QEMU's own source has a
     /// FIXME for it; the specification has fetching resume (§6.5.2.10).
     ResumeOnTailWriteOnly,
+    /// QEMU drops a fault from a requester that already has a fault
+    /// pending without setting FSTS.PFO (it collapses them); `vtd-emu`,
+    /// whose records are full, sets PFO. Both are allowed: §7.3.1 lets
+    /// hardware collapse faults of one source.
+    CollapsedSameSourceFaults,
     /// `vtd-emu` uses RTADDR bits above the host address width, so the
     /// root table fetch fails (reason 8h); QEMU ignores them, as §10.4.6
     /// has hardware do ("bits 63:HAW are ignored"). `vtd-emu` is wrong.
@@ -59,7 +64,10 @@ impl Quirk {
         use Outcome::{Dma, Queue};
         let same_step = match (q, e) {
             (Dma { step: a, .. }, Dma { step: b, .. })
-            | (Queue { step: a, .. }, Queue { step: b, .. }) => a == b,
+            | (Queue { step: a, .. }, Queue { step: b, .. })
+            | (Outcome::FaultStatus { step: a, .. }, Outcome::FaultStatus { step: b, .. }) => {
+                a == b
+            }
             _ => false,
         };
         if !same_step {
@@ -87,6 +95,13 @@ impl Quirk {
             }
             Quirk::IotlbBeforeContext => silent_reach && reason(e) == Some(2),
             Quirk::EmuRootAddressAboveHaw => silent_reach && reason(e) == Some(8),
+            Quirk::CollapsedSameSourceFaults => matches!(
+                (q, e),
+                (
+                    Outcome::FaultStatus { overflow: false, pending: p, index: i, .. },
+                    Outcome::FaultStatus { overflow: true, pending: pe, index: ie, .. },
+                ) if p == pe && i == ie
+            ),
             Quirk::ResumeOnTailWriteOnly => matches!(
                 (q, e),
                 (Queue { head: a, error: None, .. }, Queue { head: b, error: Some(_), .. })

@@ -120,7 +120,16 @@ pub fn run<B: Backend>(backend: &mut B, scenario: &Scenario) -> Result<Vec<Outco
                 let _ = unit.take_queue_error();
                 outcomes.push(queue_state(&mut unit, i)?);
             }
-            Step::Dma { access, iova } => {
+            Step::FaultStatus => {
+                let fsts: Fsts = unit.mmio().read_reg();
+                outcomes.push(Outcome::FaultStatus {
+                    step: i,
+                    overflow: fsts.pfo(),
+                    pending: fsts.ppf(),
+                    index: fsts.fri(),
+                });
+            }
+            Step::Dma { access, iova } | Step::DmaNoDrain { access, iova } => {
                 let offset = slot * SLOT;
                 let result = match access {
                     Access::Read => {
@@ -135,7 +144,10 @@ pub fn run<B: Backend>(backend: &mut B, scenario: &Scenario) -> Result<Vec<Outco
                     }
                 };
                 slot += 1;
-                let faults = unit.drain_faults().map(FaultSeen::from).collect();
+                let faults = match step {
+                    Step::Dma { .. } => unit.drain_faults().map(FaultSeen::from).collect(),
+                    _ => Vec::new(),
+                };
                 outcomes.push(Outcome::Dma { step: i, access, result, faults });
             }
         }

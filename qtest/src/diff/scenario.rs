@@ -63,7 +63,17 @@ pub enum Step {
     RecoverQueue,
     /// Clears FSTS.IQE and nothing else (§10.4.9).
     ClearQueueError,
-    /// The device reads (`Access::Read`) or writes 16 bytes at `iova`.
+    /// Like [`Dma`](Step::Dma), leaving the fault records pending.
+    DmaNoDrain {
+        /// Read or write.
+        access: Access,
+        /// The device address.
+        iova: Iova,
+    },
+    /// Reads FSTS's fault-logging fields (PFO, PPF, FRI), leaving them.
+    FaultStatus,
+    /// The device reads (`Access::Read`) or writes 16 bytes at `iova`;
+    /// then the fault records are read and cleared.
     Dma {
         /// Read or write.
         access: Access,
@@ -187,7 +197,10 @@ impl Scenario {
 
     /// How many DMA steps there are.
     pub fn dma_count(&self) -> usize {
-        self.steps.iter().filter(|s| matches!(s, Step::Dma { .. })).count()
+        self.steps
+            .iter()
+            .filter(|s| matches!(s, Step::Dma { .. } | Step::DmaNoDrain { .. }))
+            .count()
     }
 }
 
