@@ -10,7 +10,9 @@ use viommu_qtest::diff::{
     DmaResult, EmuBackend, FaultSeen, Outcome, QemuBackend, Quirk, Scenario, Step, run,
 };
 use viommu_qtest::{IommuOptions, Qemu};
+use vtd_emu::EmuConfig;
 use vtd_regs::desc::{ContextCacheInv, Descriptor, IotlbInv, WaitDesc};
+use vtd_regs::regs::{AddressWidth, Cap};
 use vtd_regs::regs::{FaultType, QueueErrorInfo};
 use vtd_regs::{
     ContextScope, DomainId, Drain, FunctionMask, IotlbScope, Iova, PhysAddr, RawDescriptor,
@@ -18,15 +20,49 @@ use vtd_regs::{
 use vtd_tables::pte::index;
 use vtd_tables::{Perm, SlPte};
 
+/// The same unit on both sides: QEMU's options and vtd-emu's configuration.
+#[derive(Clone, Copy)]
+struct Machine {
+    qemu: IommuOptions,
+    emu: EmuConfig,
+}
+
+/// QEMU's default `intel-iommu`: 39-bit, 3-level tables.
+const DEFAULT: Machine = Machine {
+    qemu: IommuOptions { aw_bits: 39, caching_mode: false, device_iotlb: false, intremap: true },
+    emu: EmuConfig::qemu(),
+};
+
+/// `aw-bits=48`: SAGAW 39 and 48 bits, MGAW 48 (CAP 0x00d2008c222f0606),
+/// host address width 48.
+const WIDE: Machine = Machine {
+    qemu: IommuOptions { aw_bits: 48, caching_mode: false, device_iotlb: false, intremap: true },
+    emu: EmuConfig {
+        cap: Cap(0x00d2_008c_222f_0606),
+        host_address_width: AddressWidth(48),
+        ..EmuConfig::qemu()
+    },
+};
+
+/// `caching-mode=on`: CAP.CM, the unit may cache not-present entries.
+const CACHING: Machine = Machine {
+    qemu: IommuOptions { aw_bits: 39, caching_mode: true, device_iotlb: false, intremap: true },
+    emu: EmuConfig::qemu().with_caching_mode(true),
+};
+
 /// Runs `s` on QEMU and on vtd-emu.
 fn run_both(s: &Scenario) -> (Vec<Outcome>, Vec<Outcome>) {
+    run_both_on(DEFAULT, s)
+}
+
+/// Runs `s` on QEMU and on vtd-emu, both configured as `machine`.
+fn run_both_on(machine: Machine, s: &Scenario) -> (Vec<Outcome>, Vec<Outcome>) {
     let on_qemu = {
-        let qemu = Qemu::start(&IommuOptions::default())
-            .unwrap_or_else(|e| panic!("cannot start QEMU: {e}"));
+        let qemu = Qemu::start(&machine.qemu).unwrap_or_else(|e| panic!("cannot start QEMU: {e}"));
         run(&mut QemuBackend::new(&qemu).unwrap(), s).unwrap()
     };
     let mem = EmuBackend::memory();
-    let unit = EmuBackend::unit(&mem).unwrap();
+    let unit = EmuBackend::unit_with(&mem, machine.emu).unwrap();
     let on_emu = run(&mut EmuBackend::new(&unit), s).unwrap();
     (on_qemu, on_emu)
 }
@@ -34,7 +70,12 @@ fn run_both(s: &Scenario) -> (Vec<Outcome>, Vec<Outcome>) {
 /// Runs `s` on both backends, masks and asserts `quirks`, asserts the rest
 /// agrees, and returns QEMU's outcomes for further checks.
 fn compare(s: &Scenario, quirks: &[Quirk]) -> Vec<Outcome> {
-    let (on_qemu, on_emu) = run_both(s);
+    compare_on(DEFAULT, s, quirks)
+}
+
+/// [`compare`] on `machine`.
+fn compare_on(machine: Machine, s: &Scenario, quirks: &[Quirk]) -> Vec<Outcome> {
+    let (on_qemu, on_emu) = run_both_on(machine, s);
     let mut masked = on_emu.clone();
     for q in quirks {
         assert!(
@@ -427,6 +468,88 @@ fn root_table_address_beyond_host_width() {
         .read(IOVA_A);
     let q = compare(&s, &[Quirk::EmuRootAddressAboveHaw]);
     assert_eq!(dmas(&q), [(reached(DATA, 0), vec![])]);
+}
+
+// ---- A 48-bit unit (aw-bits=48) ----
+
+/// A 4-level context for `IOVA_A`: the level-4 table in the spare page
+/// points at the usual level-3 table.
+fn four_level(name: &'static str) -> Scenario {
+    let c = vtd_tables::ContextEntry::translated(
+        DID,
+        page(layout::SPARE),
+        vtd_regs::regs::cap::Agaw::Bits48,
+        vtd_tables::TranslationType::Untranslated,
+    );
+    Scenario::new(name)
+        .mapped(Perm::READ_WRITE)
+        .context_entry(c.lo, c.hi)
+        .pte(layout::SPARE, index(IOVA_A, 4), SlPte::table(page(L3)).0)
+        .start()
+}
+
+#[test]
+fn four_level_tables_on_a_48_bit_unit() {
+    let high = Iova::new(1 << 39 | IOVA_A.as_u64());
+    let beyond = Iova::new(1 << 48 | IOVA_A.as_u64());
+    let s =
+        four_level("w48_four_level").read(IOVA_A).write(iova(IOVA_A, 0x20)).read(high).read(beyond);
+    let q = compare_on(WIDE, &s, &[]);
+    assert_eq!(
+        dmas(&q),
+        [
+            (reached(DATA, 0), vec![]),
+            (reached(DATA, 0x20), vec![]),
+            // Level-4 index 1 is empty: not present, read fault.
+            (DmaResult::Blocked, vec![fault(FaultType::Read, 6, high)]),
+            (DmaResult::Blocked, vec![fault(FaultType::Read, 4, beyond)]),
+        ]
+    );
+}
+
+#[test]
+fn three_level_context_on_a_48_bit_unit() {
+    // SAGAW has both widths: a 39-bit context works, and bounds the IOVA.
+    let high = Iova::new(1 << 39 | IOVA_A.as_u64());
+    let s = started("w48_three_level_context", Perm::READ_WRITE).read(IOVA_A).read(high);
+    let q = compare_on(WIDE, &s, &[]);
+    assert_eq!(
+        dmas(&q),
+        [(reached(DATA, 0), vec![]), (DmaResult::Blocked, vec![fault(FaultType::Read, 4, high)])]
+    );
+}
+
+#[test]
+fn leaf_address_beyond_a_48_bit_host_width() {
+    let s = four_level("w48_pte_beyond_haw")
+        .pte(L1, 0, leaf_a() | 1 << 48)
+        .step(Step::InvalidateIotlb(IotlbScope::Global))
+        .read(IOVA_A);
+    let q = compare_on(WIDE, &s, &[]);
+    assert_eq!(dmas(&q), [(DmaResult::Blocked, vec![fault(FaultType::Read, 0xC, IOVA_A)])]);
+}
+
+// ---- Caching mode ----
+
+#[test]
+fn map_after_a_fault_in_caching_mode() {
+    // CAP.CM = 1 allows caching not-present entries, so software must
+    // invalidate after a map (§6.1); this shows what each unit does when
+    // it does not, then that the invalidation makes the map visible.
+    let page_a = IotlbScope::pages(DID, IOVA_A, 0, false).unwrap();
+    let s = Scenario::new("cm_map_after_fault")
+        .mapped(Perm::READ_WRITE)
+        .pte(L1, 0, 0)
+        .start()
+        .read(IOVA_A)
+        .pte(L1, 0, leaf_a())
+        .read(IOVA_A)
+        .step(Step::InvalidateIotlb(page_a))
+        .read(IOVA_A);
+    let q = compare_on(CACHING, &s, &[Quirk::NoNegativeCaching]);
+    assert_eq!(dmas(&q)[0], (DmaResult::Blocked, vec![fault(FaultType::Read, 6, IOVA_A)]));
+    assert_eq!(dmas(&q)[1], (reached(DATA, 0), vec![]), "QEMU: visible without invalidation");
+    assert_eq!(dmas(&q)[2], (reached(DATA, 0), vec![]));
 }
 
 // ---- Stale caches and register-based invalidation ----

@@ -35,8 +35,13 @@ impl<'e> EmuBackend<'e> {
     /// A unit configured as QEMU's default `intel-iommu`
     /// ([`EmuConfig::qemu`]) over `mem`.
     pub fn unit(mem: &EmuMemory) -> Result<EmuUnit<'_>> {
-        Emulator::new(mem, EmuConfig::qemu())
-            .map_err(|_| Error::InvalidArgument { what: "EmuConfig::qemu() rejected" })
+        Self::unit_with(mem, EmuConfig::qemu())
+    }
+
+    /// A unit configured by `config` over `mem`.
+    pub fn unit_with(mem: &EmuMemory, config: EmuConfig) -> Result<EmuUnit<'_>> {
+        Emulator::new(mem, config)
+            .map_err(|_| Error::InvalidArgument { what: "vtd-emu rejected the configuration" })
     }
 
     /// A device behind `emu`.

@@ -29,6 +29,11 @@ pub enum Quirk {
     /// here fails again on the same descriptor). QEMU's own source has a
     /// FIXME for it; the specification has fetching resume (§6.5.2.10).
     ResumeOnTailWriteOnly,
+    /// With CAP.CM = 1 `vtd-emu` caches not-present leaf entries, so a page
+    /// mapped after a fault stays blocked (reason 5h/6h) until it is
+    /// invalidated; QEMU caches no absent entry and sees the map at once.
+    /// Both are allowed (§6.1): software must invalidate after a map.
+    NoNegativeCaching,
     /// QEMU drops a fault from a requester that already has a fault
     /// pending without setting FSTS.PFO (it collapses them); `vtd-emu`,
     /// whose records are full, sets PFO. Both are allowed: §7.3.1 lets
@@ -95,6 +100,7 @@ impl Quirk {
             }
             Quirk::IotlbBeforeContext => silent_reach && reason(e) == Some(2),
             Quirk::EmuRootAddressAboveHaw => silent_reach && reason(e) == Some(8),
+            Quirk::NoNegativeCaching => silent_reach && matches!(reason(e), Some(5 | 6)),
             Quirk::CollapsedSameSourceFaults => matches!(
                 (q, e),
                 (
