@@ -66,7 +66,13 @@ fn drain(faults: &mut RemappingUnit<QtestMmio<'_>>) -> Vec<FaultRecord> {
 }
 
 fn carry_buffers(reuse: Reuse, flush: FlushConfig) {
-    let qemu = start(&IommuOptions::default());
+    carry_buffers_on(&IommuOptions::default(), reuse, flush);
+}
+
+/// [`carry_buffers`] on a unit with `options`, its table as wide as the
+/// unit's MGAW and IOVAs drawn from anywhere below it.
+fn carry_buffers_on(options: &IommuOptions, reuse: Reuse, flush: FlushConfig) {
+    let qemu = start(options);
     let mem = QtestMem::new(&qemu);
     let frames = GuestFrames::default();
     let edu = Edu::probe(&qemu).unwrap();
@@ -75,8 +81,9 @@ fn carry_buffers(reuse: Reuse, flush: FlushConfig) {
     // The domain's table, the device attached, translation on, and queued
     // invalidation (§6.5.2) for the mapper.
     let mut unit = RemappingUnit::new(QtestMmio::new(&qemu)).unwrap();
+    let width = unit.cap().mgaw().bits();
     let table =
-        SlPageTable::new(mem, frames.clone(), TableConfig::from_cap(unit.cap(), 39).unwrap())
+        SlPageTable::new(mem, frames.clone(), TableConfig::from_cap(unit.cap(), width).unwrap())
             .unwrap();
     let mut contexts = ContextManager::new(mem, frames.clone()).unwrap();
     let _attached = contexts.attach(EDU_SID, DID, &table).unwrap();
@@ -91,8 +98,9 @@ fn carry_buffers(reuse: Reuse, flush: FlushConfig) {
     let mut faults = RemappingUnit::new(QtestMmio::new(&qemu)).unwrap();
 
     let clock = StepClock::default();
-    let space = IovaTree::new(Window::from_pages(1, (1 << 27) - 1).unwrap(), Vec::new());
-    let config = MapperConfig { reuse, flush, domain: DID, dma_limit: Iova::new(1 << 32) };
+    let pages = 1u64 << (width - 12);
+    let space = IovaTree::new(Window::from_pages(1, pages - 1).unwrap(), Vec::new());
+    let config = MapperConfig { reuse, flush, domain: DID, dma_limit: Iova::new(1 << width) };
     let mut mapper: Mapper<_, _, _, _, _, _, 256, 64> =
         Mapper::new(table, space, inv, NoPinning, &clock, config);
 
@@ -111,6 +119,9 @@ fn carry_buffers(reuse: Reuse, flush: FlushConfig) {
         assert_eq!(again == iova_in, reuse != Reuse::SingleUse, "buffer {i}");
         let iova_out = mapper.map(at(dst, offset), len as u64, Perm::WRITE).unwrap();
         assert_eq!(iova_in.as_u64() % PAGE_SIZE, (offset as u64) % PAGE_SIZE);
+        // IOVAs come from the top of the space: above 2^39 on a 48-bit
+        // unit, so the fourth level is in use.
+        assert!(iova_in.as_u64() >= 1 << (width - 1), "{iova_in:?}");
 
         edu.read_memory(iova_in, 0, len).unwrap();
         edu.write_memory(0, iova_out, len).unwrap();
@@ -202,4 +213,18 @@ policies! {
     optimistic_strict: OPTIMISTIC, STRICT;
     optimistic_deferred: OPTIMISTIC, DEFERRED;
     optimistic_async: OPTIMISTIC, ASYNC;
+}
+
+#[test]
+fn optimistic_async_on_a_48_bit_unit_in_caching_mode() {
+    // 4-level tables, IOVAs from the top of a 48-bit space, and CAP.CM:
+    // the mapper invalidates after each map too.
+    let options = IommuOptions { aw_bits: 48, caching_mode: true, ..IommuOptions::default() };
+    carry_buffers_on(&options, OPTIMISTIC, ASYNC);
+}
+
+#[test]
+fn single_use_strict_on_a_48_bit_unit() {
+    let options = IommuOptions { aw_bits: 48, ..IommuOptions::default() };
+    carry_buffers_on(&options, Reuse::SingleUse, STRICT);
 }
