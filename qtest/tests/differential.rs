@@ -116,6 +116,7 @@ fn summary(outcomes: &[Outcome]) -> String {
                 Some(format!("F:pfo{}ppf{}fri{index}", u8::from(*overflow), u8::from(*pending)))
             }
             Outcome::Command { result: Err(e), .. } => Some(format!("cmd err {e}")),
+            Outcome::Command { result: Ok(Some(g)), .. } => Some(format!("inv:{g:?}")),
             Outcome::Command { .. } => None,
         })
         .collect();
@@ -571,6 +572,51 @@ fn stale_iotlb_entry_until_page_selective_invalidation() {
     assert_eq!(d[1].0, reached(DATA, 0), "stale");
     assert_eq!(d[2].0, reached(DATA, 0), "another domain's invalidation");
     assert_eq!(d[3], (DmaResult::Blocked, vec![fault(FaultType::Read, 6, IOVA_A)]));
+}
+
+#[test]
+fn page_selective_invalidation_with_an_address_mask() {
+    // AM 1: both pages of the 8 KiB block at IOVA_A in one request.
+    let two = IotlbScope::pages(DID, IOVA_A, 1, false).unwrap();
+    let s = started("register_psi_am1", Perm::READ_WRITE)
+        .read(IOVA_A)
+        .read(IOVA_B)
+        .pte(L1, 0, 0)
+        .pte(L1, 1, 0)
+        .read(IOVA_A)
+        .read(IOVA_B)
+        .step(Step::InvalidateIotlb(two))
+        .read(IOVA_A)
+        .read(IOVA_B);
+    let q = compare(&s, &[]);
+    let d = dmas(&q);
+    assert_eq!((d[2].0, d[3].0), (reached(DATA, 0), reached(DATA + 1, 0)), "stale");
+    assert_eq!(d[4], (DmaResult::Blocked, vec![fault(FaultType::Read, 6, IOVA_A)]));
+    assert_eq!(d[5], (DmaResult::Blocked, vec![fault(FaultType::Read, 6, IOVA_B)]));
+}
+
+#[test]
+fn queued_domain_invalidation() {
+    let domain = |did| {
+        Descriptor::from(IotlbInv { scope: IotlbScope::Domain(did), drain: Drain::empty() })
+            .encode()
+    };
+    let s = started("qi_domain", Perm::READ_WRITE)
+        .step(Step::EnableQueue)
+        .read(IOVA_A)
+        .read(IOVA_B)
+        .pte(L1, 0, 0)
+        .pte(L1, 1, 0)
+        .step(Step::Post(domain(DomainId::new(2))))
+        .read(IOVA_A)
+        .step(Step::Post(domain(DID)))
+        .read(IOVA_A)
+        .read(IOVA_B);
+    let q = compare(&s, &[]);
+    let d = dmas(&q);
+    assert_eq!(d[2].0, reached(DATA, 0), "another domain's invalidation");
+    assert_eq!(d[3], (DmaResult::Blocked, vec![fault(FaultType::Read, 6, IOVA_A)]));
+    assert_eq!(d[4], (DmaResult::Blocked, vec![fault(FaultType::Read, 6, IOVA_B)]));
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! [`Outcome`]: what one step did, observed the same way on every backend.
 
 use vtd_regs::regs::{FaultRecord, FaultType, QueueErrorInfo};
-use vtd_regs::{PhysAddr, SourceId, UnitError};
+use vtd_regs::{Granularity, PhysAddr, SourceId, UnitError};
 use vtd_tables::Access;
 
 /// Where a DMA went.
@@ -45,8 +45,9 @@ pub enum Outcome {
     Command {
         /// The step's index.
         step: usize,
-        /// What `RemappingUnit` reported.
-        result: Result<(), UnitError>,
+        /// What `RemappingUnit` reported: for an invalidation, the
+        /// granularity the unit performed (CCMD.CAIG, IOTLB_REG.IAIG).
+        result: Result<Option<Granularity>, UnitError>,
     },
     /// A DMA and the faults it recorded.
     Dma {

@@ -11,7 +11,7 @@
 use vtd_regs::desc::RawDescriptor;
 use vtd_regs::regs::rtaddr::TranslationTableMode;
 use vtd_regs::regs::{DescriptorWidth, Fsts, Iqa, Iqercd, Iqt, QueueSize};
-use vtd_regs::{Drain, Iova, Mmio, PAGE_SIZE, PhysAddr, PhysMem, RemappingUnit};
+use vtd_regs::{Drain, Granularity, Iova, Mmio, PAGE_SIZE, PhysAddr, PhysMem, RemappingUnit};
 use vtd_tables::Access;
 
 use crate::diff::backend::Backend;
@@ -77,7 +77,10 @@ pub fn run<B: Backend>(backend: &mut B, scenario: &Scenario) -> Result<Vec<Outco
     for (i, step) in scenario.steps.iter().enumerate() {
         let command = |result: core::result::Result<(), vtd_regs::UnitError>| Outcome::Command {
             step: i,
-            result,
+            result: result.map(|()| None),
+        };
+        let performed = |result: core::result::Result<Granularity, vtd_regs::UnitError>| {
+            Outcome::Command { step: i, result: result.map(Some) }
         };
         match *step {
             Step::Write { addr, value } => backend.mem().write_u64(addr, value)?,
@@ -86,10 +89,10 @@ pub fn run<B: Backend>(backend: &mut B, scenario: &Scenario) -> Result<Vec<Outco
             }
             Step::EnableTranslation => outcomes.push(command(unit.enable_translation())),
             Step::InvalidateContext(scope) => {
-                outcomes.push(command(unit.invalidate_context(scope).map(drop)));
+                outcomes.push(performed(unit.invalidate_context(scope)));
             }
             Step::InvalidateIotlb(scope) => {
-                outcomes.push(command(unit.invalidate_iotlb(scope, Drain::empty()).map(drop)));
+                outcomes.push(performed(unit.invalidate_iotlb(scope, Drain::empty())));
             }
             Step::EnableQueue | Step::EnableQueueAt(_) => {
                 let base = match *step {
