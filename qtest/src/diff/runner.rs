@@ -11,7 +11,9 @@
 use vtd_regs::desc::RawDescriptor;
 use vtd_regs::regs::rtaddr::TranslationTableMode;
 use vtd_regs::regs::{DescriptorWidth, Fsts, Iqa, Iqercd, Iqt, QueueSize};
-use vtd_regs::{Drain, Granularity, Iova, Mmio, PAGE_SIZE, PhysAddr, PhysMem, RemappingUnit};
+use vtd_regs::{
+    Drain, Granularity, Iova, Mmio, PAGE_SIZE, PhysAddr, PhysMem, RemappingUnit, UnitError,
+};
 use vtd_tables::Access;
 
 use crate::diff::backend::Backend;
@@ -59,8 +61,8 @@ fn classify_read(slot: &[u8]) -> DmaResult {
     }
 }
 
-/// Plays `scenario` on `backend` and returns one outcome per command, DMA
-/// and queue step (memory writes produce none).
+/// Plays `scenario` on `backend` and returns one outcome per command, DMA,
+/// queue and fault-status step (memory writes produce none).
 ///
 /// Errors are failures of the harness (QEMU gone, memory unreachable), not
 /// of the unit under test, whose refusals are outcomes.
@@ -69,95 +71,168 @@ pub fn run<B: Backend>(backend: &mut B, scenario: &Scenario) -> Result<Vec<Outco
         return Err(Error::InvalidArgument { what: "more DMA steps than buffer slots" });
     }
     prepare(backend)?;
-    let mut unit = RemappingUnit::new(backend.mmio())?;
-    let mut outcomes = Vec::new();
-    let mut tail = 0;
-    let mut reads = Vec::new();
-    let mut slot = 0;
+    let unit = RemappingUnit::new(backend.mmio())?;
+    let mut player =
+        Player { backend, unit, outcomes: Vec::new(), tail: 0, slot: 0, reads: Vec::new() };
     for (i, step) in scenario.steps.iter().enumerate() {
-        let command = |result: core::result::Result<(), vtd_regs::UnitError>| Outcome::Command {
+        if let Some(outcome) = player.play(i, *step)? {
+            player.outcomes.push(outcome);
+        }
+    }
+    player.resolve_reads()?;
+    player.backend.check()?;
+    Ok(player.outcomes)
+}
+
+/// The driver's state while a scenario plays.
+struct Player<'b, B: Backend> {
+    backend: &'b mut B,
+    unit: RemappingUnit<B::Mmio>,
+    outcomes: Vec<Outcome>,
+    /// Software's queue tail.
+    tail: usize,
+    /// The next free buffer slot.
+    slot: usize,
+    /// The reads to resolve at the end: outcome index and buffer offset.
+    reads: Vec<(usize, usize)>,
+}
+
+impl<B: Backend> Player<'_, B> {
+    /// Performs step `i` and observes it.
+    fn play(&mut self, i: usize, step: Step) -> Result<Option<Outcome>> {
+        let command = |result: core::result::Result<(), UnitError>| Outcome::Command {
             step: i,
             result: result.map(|()| None),
         };
-        let performed = |result: core::result::Result<Granularity, vtd_regs::UnitError>| {
-            Outcome::Command { step: i, result: result.map(Some) }
+        let performed = |result: core::result::Result<Granularity, UnitError>| Outcome::Command {
+            step: i,
+            result: result.map(Some),
         };
-        match *step {
-            Step::Write { addr, value } => backend.mem().write_u64(addr, value)?,
+        let unit = &mut self.unit;
+        Ok(Some(match step {
+            Step::Write { addr, value } => {
+                self.backend.mem().write_u64(addr, value)?;
+                return Ok(None);
+            }
             Step::SetRoot { table } => {
-                outcomes.push(command(unit.set_root_table(table, TranslationTableMode::Legacy)))
+                command(unit.set_root_table(table, TranslationTableMode::Legacy))
             }
-            Step::EnableTranslation => outcomes.push(command(unit.enable_translation())),
-            Step::InvalidateContext(scope) => {
-                outcomes.push(performed(unit.invalidate_context(scope)));
-            }
-            Step::InvalidateIotlb(scope) => {
-                outcomes.push(performed(unit.invalidate_iotlb(scope, Drain::empty())));
-            }
-            Step::EnableQueue | Step::EnableQueueAt(_) => {
-                let base = match *step {
-                    Step::EnableQueueAt(base) => base,
-                    _ => page(QUEUE),
-                };
-                let iqa = Iqa::new(base, QUEUE_SIZE, WIDTH);
-                tail = 0;
-                outcomes.push(command(unit.enable_queued_invalidation(iqa)));
-            }
+            Step::EnableTranslation => command(unit.enable_translation()),
+            Step::InvalidateContext(scope) => performed(unit.invalidate_context(scope)),
+            Step::InvalidateIotlb(scope) => performed(unit.invalidate_iotlb(scope, Drain::empty())),
+            Step::EnableQueue => self.enable_queue(i, page(QUEUE)),
+            Step::EnableQueueAt(base) => self.enable_queue(i, base),
             Step::Post(raw) => {
-                post(backend, &mut unit, &mut tail, raw)?;
-                outcomes.push(queue_state(&mut unit, i)?);
+                self.post(raw)?;
+                self.queue_state(i)?
             }
             Step::RawTail(value) => {
-                backend.mmio().write_reg(Iqt(value));
-                outcomes.push(queue_state(&mut unit, i)?);
+                self.backend.mmio().write_reg(Iqt(value));
+                self.queue_state(i)?
             }
             Step::RecoverQueue => {
                 // Drop what was not fetched before clearing IQE: a unit may
                 // resume fetching as soon as IQE is clear.
-                tail = unit.queue_head()?;
-                unit.write_queue_tail(tail)?;
+                self.tail = unit.queue_head()?;
+                unit.write_queue_tail(self.tail)?;
                 let _ = unit.take_queue_error();
-                outcomes.push(queue_state(&mut unit, i)?);
+                self.queue_state(i)?
             }
             Step::ClearQueueError => {
                 let _ = unit.take_queue_error();
-                outcomes.push(queue_state(&mut unit, i)?);
+                self.queue_state(i)?
             }
             Step::FaultStatus => {
                 let fsts: Fsts = unit.mmio().read_reg();
-                outcomes.push(Outcome::FaultStatus {
+                Outcome::FaultStatus {
                     step: i,
                     overflow: fsts.pfo(),
                     pending: fsts.ppf(),
                     index: fsts.fri(),
-                });
+                }
             }
-            Step::Dma { access, iova } | Step::DmaNoDrain { access, iova } => {
-                let offset = slot * SLOT;
-                let result = match access {
-                    Access::Read => {
-                        backend.dma_read(iova, offset, SLOT)?;
-                        reads.push((outcomes.len(), offset));
-                        // Resolved at the end, from the buffer.
-                        DmaResult::Blocked
-                    }
-                    Access::Write => {
-                        backend.dma_write(offset, iova, SLOT)?;
-                        find_write(backend, marks(slot)[0])?
-                    }
-                };
-                slot += 1;
-                let faults = match step {
-                    Step::Dma { .. } => unit.drain_faults().map(FaultSeen::from).collect(),
-                    _ => Vec::new(),
-                };
-                outcomes.push(Outcome::Dma { step: i, access, result, faults });
+            Step::Dma { access, iova } => self.dma(i, access, iova, true)?,
+            Step::DmaNoDrain { access, iova } => self.dma(i, access, iova, false)?,
+        }))
+    }
+
+    fn enable_queue(&mut self, i: usize, base: PhysAddr) -> Outcome {
+        self.tail = 0;
+        let result = self.unit.enable_queued_invalidation(Iqa::new(base, QUEUE_SIZE, WIDTH));
+        Outcome::Command { step: i, result: result.map(|()| None) }
+    }
+
+    /// Writes `raw` into the queue slot at the tail, then moves IQT past it.
+    fn post(&mut self, raw: RawDescriptor) -> Result<()> {
+        let at = PhysAddr::new(page(QUEUE).as_u64() + (self.tail * WIDTH.bytes()) as u64);
+        self.backend.mem().write_bytes(at, &raw.to_le_bytes())?;
+        self.tail = (self.tail + 1) % QUEUE_SIZE.entries(WIDTH);
+        Ok(self.unit.write_queue_tail(self.tail)?)
+    }
+
+    /// IQH and the queue error (FSTS.IQE with IQERCD.IQEI), left set.
+    fn queue_state(&self, step: usize) -> Result<Outcome> {
+        let head = self.unit.queue_head()?;
+        let mmio = self.unit.mmio();
+        let error = mmio.read_reg::<Fsts>().iqe().then(|| mmio.read_reg::<Iqercd>().iqei());
+        Ok(Outcome::Queue { step, head, error })
+    }
+
+    /// A 16-byte DMA through the next buffer slot; the fault records are
+    /// drained if `drain`.
+    fn dma(&mut self, i: usize, access: Access, iova: Iova, drain: bool) -> Result<Outcome> {
+        let offset = self.slot * SLOT;
+        let result = match access {
+            Access::Read => {
+                self.backend.dma_read(iova, offset, SLOT)?;
+                self.reads.push((self.outcomes.len(), offset));
+                // Resolved at the end, from the buffer.
+                DmaResult::Blocked
+            }
+            Access::Write => {
+                self.backend.dma_write(offset, iova, SLOT)?;
+                self.find_write(marks(self.slot)[0])?
+            }
+        };
+        self.slot += 1;
+        let faults = if drain {
+            self.unit.drain_faults().map(FaultSeen::from).collect()
+        } else {
+            Vec::new()
+        };
+        Ok(Outcome::Dma { step: i, access, result, faults })
+    }
+
+    /// Where the word `mark` turned up in the layout's pages, if anywhere.
+    fn find_write(&self, mark: u64) -> Result<DmaResult> {
+        let mut buf = vec![0; PAGE];
+        for n in (0..PAGES).filter(|n| *n != SEED && *n != SCRATCH) {
+            self.backend.mem().read_bytes(page(n), &mut buf)?;
+            if let Some(i) = words(&buf).position(|w| w == mark) {
+                return Ok(DmaResult::Reached(PhysAddr::new(page(n).as_u64() + i as u64 * 8)));
             }
         }
+        Ok(DmaResult::Blocked)
     }
-    resolve_reads(backend, &mut unit, &mut outcomes, &reads)?;
-    backend.check()?;
-    Ok(outcomes)
+
+    /// Turns translation off, copies the buffer out untranslated, and fills
+    /// in what each read fetched.
+    fn resolve_reads(&mut self) -> Result<()> {
+        if self.reads.is_empty() {
+            return Ok(());
+        }
+        self.unit.disable_translation()?;
+        let scratch = page(SCRATCH);
+        self.backend.dma_write(0, Iova::new(scratch.as_u64()), EDU_BUFFER_SIZE)?;
+        let mut buffer = vec![0; PAGE];
+        self.backend.mem().read_bytes(scratch, &mut buffer)?;
+        for &(at, offset) in &self.reads {
+            if let Some(Outcome::Dma { result, .. }) = self.outcomes.get_mut(at) {
+                *result = classify_read(&buffer[offset..offset + SLOT]);
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Zeroes the table pages, fills the data pages, and loads the device
@@ -174,63 +249,6 @@ fn prepare<B: Backend>(backend: &mut B) -> Result<()> {
     mem.write_bytes(page(SEED), &seed)?;
     mem.zero_frame(page(SCRATCH))?;
     backend.dma_read(Iova::new(page(SEED).as_u64()), 0, EDU_BUFFER_SIZE)
-}
-
-/// Writes `raw` into the queue slot at `tail`, then moves IQT past it.
-fn post<B: Backend>(
-    backend: &B,
-    unit: &mut RemappingUnit<B::Mmio>,
-    tail: &mut usize,
-    raw: RawDescriptor,
-) -> Result<()> {
-    let at = PhysAddr::new(page(QUEUE).as_u64() + (*tail * WIDTH.bytes()) as u64);
-    backend.mem().write_bytes(at, &raw.to_le_bytes())?;
-    *tail = (*tail + 1) % QUEUE_SIZE.entries(WIDTH);
-    Ok(unit.write_queue_tail(*tail)?)
-}
-
-/// IQH and the queue error (FSTS.IQE with IQERCD.IQEI), left set.
-fn queue_state<M: Mmio>(unit: &mut RemappingUnit<M>, step: usize) -> Result<Outcome> {
-    let head = unit.queue_head()?;
-    let mmio = unit.mmio();
-    let error = mmio.read_reg::<Fsts>().iqe().then(|| mmio.read_reg::<Iqercd>().iqei());
-    Ok(Outcome::Queue { step, head, error })
-}
-
-/// Where the word `mark` turned up in the layout's pages, if anywhere.
-fn find_write<B: Backend>(backend: &B, mark: u64) -> Result<DmaResult> {
-    let mut buf = vec![0; PAGE];
-    for n in (0..PAGES).filter(|n| *n != SEED && *n != SCRATCH) {
-        backend.mem().read_bytes(page(n), &mut buf)?;
-        if let Some(i) = words(&buf).position(|w| w == mark) {
-            return Ok(DmaResult::Reached(PhysAddr::new(page(n).as_u64() + i as u64 * 8)));
-        }
-    }
-    Ok(DmaResult::Blocked)
-}
-
-/// Turns translation off, copies the buffer out untranslated, and fills
-/// in what each read fetched.
-fn resolve_reads<B: Backend>(
-    backend: &mut B,
-    unit: &mut RemappingUnit<B::Mmio>,
-    outcomes: &mut [Outcome],
-    reads: &[(usize, usize)],
-) -> Result<()> {
-    if reads.is_empty() {
-        return Ok(());
-    }
-    unit.disable_translation()?;
-    let scratch = page(SCRATCH);
-    backend.dma_write(0, Iova::new(scratch.as_u64()), EDU_BUFFER_SIZE)?;
-    let mut buffer = vec![0; PAGE];
-    backend.mem().read_bytes(scratch, &mut buffer)?;
-    for &(at, offset) in reads {
-        if let Some(Outcome::Dma { result, .. }) = outcomes.get_mut(at) {
-            *result = classify_read(&buffer[offset..offset + SLOT]);
-        }
-    }
-    Ok(())
 }
 
 #[cfg(test)]
