@@ -1,0 +1,164 @@
+//! [`Quirk`]: a known disagreement between QEMU and `vtd-emu`, documented
+//! in docs/qemu-vs-vtd-emu.md (one section per quirk, named after it),
+//! masked so that the rest of a run can still be compared, and asserted to
+//! still show: a quirk that QEMU or `vtd-emu` fixes fails its test, which
+//! then points at the section to update.
+
+use vtd_regs::regs::QueueErrorInfo;
+
+use crate::diff::outcome::{DmaResult, Outcome};
+
+/// A documented way QEMU's outcomes differ from `vtd-emu`'s.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Quirk {
+    /// QEMU 7.2 implements no IQERCD: it reads 0 ("no detail") where
+    /// `vtd-emu` gives the reason (§10.4.25). Both are allowed.
+    NoIqercd,
+    /// QEMU blocks a request whose cached (IOTLB) translation lacks the
+    /// permission without recording a fault; §7.1.3 has the fault (reason
+    /// 5h or 6h) recorded, as `vtd-emu` does. QEMU is wrong.
+    SilentCachedPermission,
+    /// QEMU looks a request up in its IOTLB (tagged by source id) before
+    /// the context cache, so a device-selective context-cache invalidation
+    /// alone leaves its translations working until the domain's IOTLB
+    /// invalidation; `vtd-emu` faults (reason 2h) at once. Both are
+    /// allowed: §6.5.3.3 has software invalidate both.
+    IotlbBeforeContext,
+    /// QEMU fetches descriptors only on an IQT write: clearing FSTS.IQE
+    /// with IQH != IQT does not resume the queue; `vtd-emu` resumes (and
+    /// here fails again on the same descriptor). QEMU's own source has a
+    /// FIXME for it; the specification has fetching resume (§6.5.2.10).
+    ResumeOnTailWriteOnly,
+    /// With CAP.CM = 1 `vtd-emu` caches not-present leaf entries, so a page
+    /// mapped after a fault stays blocked (reason 5h/6h) until it is
+    /// invalidated; QEMU caches no absent entry and sees the map at once.
+    /// Both are allowed (§6.1): software must invalidate after a map.
+    NoNegativeCaching,
+    /// QEMU drops a fault from a requester that already has a fault
+    /// pending without setting FSTS.PFO (it collapses them); `vtd-emu`,
+    /// whose records are full, sets PFO. Both are allowed: §7.3.1 lets
+    /// hardware collapse faults of one source.
+    CollapsedSameSourceFaults,
+    /// `vtd-emu` uses RTADDR bits above the host address width, so the
+    /// root table fetch fails (reason 8h); QEMU ignores them, as §10.4.6
+    /// has hardware do ("bits 63:HAW are ignored"). `vtd-emu` is wrong.
+    EmuRootAddressAboveHaw,
+    /// `vtd-emu` accepts a wait descriptor with PD set on a unit without
+    /// ECAP.PDS; QEMU treats the bit as reserved (IQE), as §6.5.2.8 has.
+    /// `vtd-emu` is wrong.
+    EmuWaitDrainWithoutPds,
+}
+
+impl Quirk {
+    /// Masks this quirk in a pair of outcome lists, QEMU's and `vtd-emu`'s,
+    /// by changing the `vtd-emu` side to what QEMU did wherever the two
+    /// differ exactly as the quirk says; returns whether it showed at all.
+    pub fn mask(self, qemu: &[Outcome], emu: &mut [Outcome]) -> bool {
+        let mut showed = false;
+        for (q, e) in qemu.iter().zip(emu.iter_mut()) {
+            if self.shows(q, e) {
+                *e = q.clone();
+                showed = true;
+            }
+        }
+        showed
+    }
+
+    /// Whether `q` (QEMU) and `e` (`vtd-emu`) differ as this quirk says.
+    fn shows(self, q: &Outcome, e: &Outcome) -> bool {
+        use Outcome::{Dma, Queue};
+        let same_step = match (q, e) {
+            (Dma { step: a, .. }, Dma { step: b, .. })
+            | (Queue { step: a, .. }, Queue { step: b, .. })
+            | (Outcome::FaultStatus { step: a, .. }, Outcome::FaultStatus { step: b, .. }) => {
+                a == b
+            }
+            _ => false,
+        };
+        if !same_step {
+            return false;
+        }
+        let reason = |e: &Outcome| match e {
+            Dma { result: DmaResult::Blocked, faults, .. } if faults.len() == 1 => {
+                Some(faults[0].reason)
+            }
+            _ => None,
+        };
+        let silent_reach =
+            matches!(q, Dma { result: DmaResult::Reached(_), faults, .. } if faults.is_empty());
+        match self {
+            Quirk::NoIqercd => matches!(
+                (q, e),
+                (
+                    Queue { head: a, error: Some(QueueErrorInfo::NotAvailable), .. },
+                    Queue { head: b, error: Some(detail), .. },
+                ) if a == b && *detail != QueueErrorInfo::NotAvailable
+            ),
+            Quirk::SilentCachedPermission => {
+                matches!(q, Dma { result: DmaResult::Blocked, faults, .. } if faults.is_empty())
+                    && matches!(reason(e), Some(5 | 6))
+            }
+            Quirk::IotlbBeforeContext => silent_reach && reason(e) == Some(2),
+            Quirk::EmuRootAddressAboveHaw => silent_reach && reason(e) == Some(8),
+            Quirk::NoNegativeCaching => silent_reach && matches!(reason(e), Some(5 | 6)),
+            Quirk::CollapsedSameSourceFaults => matches!(
+                (q, e),
+                (
+                    Outcome::FaultStatus { overflow: false, pending: p, index: i, .. },
+                    Outcome::FaultStatus { overflow: true, pending: pe, index: ie, .. },
+                ) if p == pe && i == ie
+            ),
+            Quirk::ResumeOnTailWriteOnly => matches!(
+                (q, e),
+                (Queue { head: a, error: None, .. }, Queue { head: b, error: Some(_), .. })
+                    if a == b
+            ),
+            Quirk::EmuWaitDrainWithoutPds => matches!(
+                (q, e),
+                (Queue { head: a, error: Some(_), .. }, Queue { head: b, error: None, .. })
+                    if *b == a + 1
+            ),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use vtd_regs::regs::FaultType;
+    use vtd_tables::Access;
+
+    use super::*;
+    use crate::diff::outcome::FaultSeen;
+    use crate::diff::scenario::EDU_SID;
+
+    fn dma(result: DmaResult, reasons: &[u8]) -> Outcome {
+        let faults = reasons
+            .iter()
+            .map(|r| FaultSeen { source: EDU_SID, kind: FaultType::Write, reason: *r, page: 0 })
+            .collect();
+        Outcome::Dma { step: 3, access: Access::Write, result, faults }
+    }
+
+    #[test]
+    fn a_quirk_masks_only_the_difference_it_names() {
+        let qemu = [dma(DmaResult::Blocked, &[]), dma(DmaResult::Blocked, &[])];
+        let mut emu = [dma(DmaResult::Blocked, &[5]), dma(DmaResult::Blocked, &[2])];
+        assert!(Quirk::SilentCachedPermission.mask(&qemu, &mut emu));
+        assert_eq!(emu[0], qemu[0]);
+        assert_eq!(emu[1], dma(DmaResult::Blocked, &[2]), "reason 2 is another difference");
+        assert!(!Quirk::NoIqercd.mask(&qemu, &mut emu));
+    }
+
+    #[test]
+    fn queue_quirks_need_the_same_head() {
+        let q = |head, error| Outcome::Queue { step: 1, head, error };
+        let qemu = [q(0, Some(QueueErrorInfo::NotAvailable))];
+        let mut emu = [q(1, Some(QueueErrorInfo::InvalidType))];
+        assert!(!Quirk::NoIqercd.mask(&qemu, &mut emu));
+        let mut emu = [q(0, Some(QueueErrorInfo::InvalidType))];
+        assert!(Quirk::NoIqercd.mask(&qemu, &mut emu));
+        assert_eq!(emu, qemu);
+        let mut emu = [q(1, None)];
+        assert!(Quirk::EmuWaitDrainWithoutPds.mask(&qemu, &mut emu));
+    }
+}

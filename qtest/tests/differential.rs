@@ -1,0 +1,799 @@
+//! Differential runs: each scenario, well-formed or malformed, played on
+//! QEMU's `intel-iommu` (edu DMA over qtest) and on `vtd-emu`; both must
+//! report the same DMA results, fault records and queue errors, except for
+//! the listed quirks, each documented in docs/qemu-vs-vtd-emu.md and each
+//! asserted to still show.
+
+use viommu_qtest::diff::layout::{self, DATA, L1, L2, L3, QUEUE, page};
+use viommu_qtest::diff::scenario::{DID, EDU_SID, IOVA_A, IOVA_B, IOVA_UNMAPPED};
+use viommu_qtest::diff::{
+    DmaResult, EmuBackend, FaultSeen, Outcome, QemuBackend, Quirk, Scenario, Step, run,
+};
+use viommu_qtest::{IommuOptions, Qemu};
+use vtd_emu::EmuConfig;
+use vtd_regs::desc::{ContextCacheInv, Descriptor, IotlbInv, WaitDesc};
+use vtd_regs::regs::{AddressWidth, Cap};
+use vtd_regs::regs::{FaultType, QueueErrorInfo};
+use vtd_regs::{
+    ContextScope, DomainId, Drain, FunctionMask, IotlbScope, Iova, PhysAddr, RawDescriptor,
+};
+use vtd_tables::pte::index;
+use vtd_tables::{Perm, SlPte};
+
+/// The same unit on both sides: QEMU's options and vtd-emu's configuration.
+#[derive(Clone, Copy)]
+struct Machine {
+    qemu: IommuOptions,
+    emu: EmuConfig,
+}
+
+/// QEMU's default `intel-iommu`: 39-bit, 3-level tables.
+const DEFAULT: Machine = Machine {
+    qemu: IommuOptions { aw_bits: 39, caching_mode: false, device_iotlb: false, intremap: true },
+    emu: EmuConfig::qemu(),
+};
+
+/// `aw-bits=48`: SAGAW 39 and 48 bits, MGAW 48 (CAP 0x00d2008c222f0606),
+/// host address width 48.
+const WIDE: Machine = Machine {
+    qemu: IommuOptions { aw_bits: 48, caching_mode: false, device_iotlb: false, intremap: true },
+    emu: EmuConfig {
+        cap: Cap(0x00d2_008c_222f_0606),
+        host_address_width: AddressWidth(48),
+        ..EmuConfig::qemu()
+    },
+};
+
+/// `caching-mode=on`: CAP.CM, the unit may cache not-present entries.
+const CACHING: Machine = Machine {
+    qemu: IommuOptions { aw_bits: 39, caching_mode: true, device_iotlb: false, intremap: true },
+    emu: EmuConfig::qemu().with_caching_mode(true),
+};
+
+/// Runs `s` on QEMU and on vtd-emu.
+fn run_both(s: &Scenario) -> (Vec<Outcome>, Vec<Outcome>) {
+    run_both_on(DEFAULT, s)
+}
+
+/// Runs `s` on QEMU and on vtd-emu, both configured as `machine`.
+fn run_both_on(machine: Machine, s: &Scenario) -> (Vec<Outcome>, Vec<Outcome>) {
+    let on_qemu = {
+        let qemu = Qemu::start(&machine.qemu).unwrap_or_else(|e| panic!("cannot start QEMU: {e}"));
+        run(&mut QemuBackend::new(&qemu).unwrap(), s).unwrap()
+    };
+    let mem = EmuBackend::memory();
+    let unit = EmuBackend::unit_with(&mem, machine.emu).unwrap();
+    let on_emu = run(&mut EmuBackend::new(&unit), s).unwrap();
+    (on_qemu, on_emu)
+}
+
+/// Runs `s` on both backends, masks and asserts `quirks`, asserts the rest
+/// agrees, and returns QEMU's outcomes for further checks.
+fn compare(s: &Scenario, quirks: &[Quirk]) -> Vec<Outcome> {
+    compare_on(DEFAULT, s, quirks)
+}
+
+/// [`compare`] on `machine`.
+fn compare_on(machine: Machine, s: &Scenario, quirks: &[Quirk]) -> Vec<Outcome> {
+    let (on_qemu, on_emu) = run_both_on(machine, s);
+    let mut masked = on_emu.clone();
+    for q in quirks {
+        assert!(
+            q.mask(&on_qemu, &mut masked),
+            "{}: quirk {q:?} no longer shows; update docs/qemu-vs-vtd-emu.md\n\
+             QEMU: {on_qemu:#?}\nvtd-emu: {on_emu:#?}",
+            s.name
+        );
+    }
+    assert_eq!(on_qemu, masked, "{}: QEMU (left) and vtd-emu (right) disagree", s.name);
+    println!("{} | {} | quirks {quirks:?}", s.name, summary(&on_qemu));
+    on_qemu
+}
+
+/// The DMA and queue outcomes in a line: `R:reached@page+off`,
+/// `W:blocked/FR5`, `Q:head1/IQE`.
+fn summary(outcomes: &[Outcome]) -> String {
+    let parts: Vec<String> = outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Dma { access, result, faults, .. } => {
+                let a = if *access == vtd_tables::Access::Read { "R" } else { "W" };
+                let r = match result {
+                    DmaResult::Reached(p) => format!("{:#x}", p.as_u64()),
+                    DmaResult::Blocked => "blocked".to_owned(),
+                    DmaResult::Other(w) => format!("other {w:#x}"),
+                };
+                let f: Vec<String> = faults.iter().map(|f| format!("FR{:x}", f.reason)).collect();
+                Some(format!(
+                    "{a}:{r}{}",
+                    if f.is_empty() { String::new() } else { format!("/{}", f.join(",")) }
+                ))
+            }
+            Outcome::Queue { head, error, .. } => {
+                Some(format!("Q:head{head}{}", if error.is_some() { "/IQE" } else { "" }))
+            }
+            Outcome::FaultStatus { overflow, pending, index, .. } => {
+                Some(format!("F:pfo{}ppf{}fri{index}", u8::from(*overflow), u8::from(*pending)))
+            }
+            Outcome::Command { result: Err(e), .. } => Some(format!("cmd err {e}")),
+            Outcome::Command { result: Ok(Some(g)), .. } => Some(format!("inv:{g:?}")),
+            Outcome::Command { .. } => None,
+        })
+        .collect();
+    parts.join(" ")
+}
+
+fn iova(base: Iova, offset: u64) -> Iova {
+    Iova::new(base.as_u64() + offset)
+}
+
+fn reached(p: u64, offset: u64) -> DmaResult {
+    DmaResult::Reached(PhysAddr::new(page(p).as_u64() + offset))
+}
+
+fn fault(kind: FaultType, reason: u8, at: Iova) -> FaultSeen {
+    FaultSeen { source: EDU_SID, kind, reason, page: at.as_u64() & !0xfff }
+}
+
+/// The DMA outcomes, as (result, faults).
+fn dmas(outcomes: &[Outcome]) -> Vec<(DmaResult, Vec<FaultSeen>)> {
+    outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Dma { result, faults, .. } => Some((*result, faults.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The queue outcomes, as (head, error).
+fn queues(outcomes: &[Outcome]) -> Vec<(usize, Option<QueueErrorInfo>)> {
+    outcomes
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::Queue { head, error, .. } => Some((*head, *error)),
+            _ => None,
+        })
+        .collect()
+}
+
+/// The well-formed tables with `perm` on `IOVA_A`, translation on.
+fn started(name: &'static str, perm: Perm) -> Scenario {
+    Scenario::new(name).mapped(perm).start()
+}
+
+/// A read and a write of `IOVA_A` on tables changed by `change` after the
+/// well-formed ones were written, translation on.
+fn broken(name: &'static str, change: impl FnOnce(Scenario) -> Scenario) -> Scenario {
+    change(Scenario::new(name).mapped(Perm::READ_WRITE)).start().read(IOVA_A).write(IOVA_A)
+}
+
+/// Asserts that the read and the write of a `broken` scenario faulted with
+/// `reason` (QEMU's outcomes).
+fn assert_blocked(outcomes: &[Outcome], reason: u8) {
+    assert_eq!(
+        dmas(outcomes),
+        [
+            (DmaResult::Blocked, vec![fault(FaultType::Read, reason, IOVA_A)]),
+            (DmaResult::Blocked, vec![fault(FaultType::Write, reason, IOVA_A)]),
+        ]
+    );
+}
+
+fn root() -> vtd_tables::RootEntry {
+    Scenario::good_root()
+}
+
+fn context() -> vtd_tables::ContextEntry {
+    Scenario::good_context()
+}
+
+fn leaf_a() -> u64 {
+    SlPte::leaf(page(DATA), Perm::READ_WRITE, vtd_regs::PageSize::Size4KiB).0
+}
+
+fn psi(at: Iova) -> RawDescriptor {
+    let scope = IotlbScope::pages(DID, at, 0, false).unwrap();
+    Descriptor::from(IotlbInv { scope, drain: Drain::empty() }).encode()
+}
+
+fn global_iotlb() -> RawDescriptor {
+    Descriptor::from(IotlbInv { scope: IotlbScope::Global, drain: Drain::empty() }).encode()
+}
+
+// ---- Well-formed tables ----
+
+#[test]
+fn well_formed_reads_and_writes_reach_their_pages() {
+    let s = started("well_formed", Perm::READ_WRITE)
+        .read(IOVA_A)
+        .write(iova(IOVA_A, 0x100))
+        .read(iova(IOVA_B, 0x8))
+        .write(iova(IOVA_B, 0x40))
+        .read(iova(IOVA_A, 0x100));
+    let q = compare(&s, &[]);
+    let marks = |slot: u64| layout::MARK_MAGIC | slot << 8;
+    assert_eq!(
+        dmas(&q),
+        [
+            (reached(DATA, 0), vec![]),
+            (reached(DATA, 0x100), vec![]),
+            (reached(DATA + 1, 0x8), vec![]),
+            (reached(DATA + 1, 0x40), vec![]),
+            // The write of slot 1 is what is there now.
+            (DmaResult::Other(marks(1)), vec![]),
+        ]
+    );
+}
+
+#[test]
+fn unmapped_iova_faults_with_read_and_write_reasons() {
+    let s =
+        started("unmapped", Perm::READ_WRITE).read(IOVA_UNMAPPED).write(iova(IOVA_UNMAPPED, 0x10));
+    let q = compare(&s, &[]);
+    assert_eq!(
+        dmas(&q),
+        [
+            (DmaResult::Blocked, vec![fault(FaultType::Read, 6, IOVA_UNMAPPED)]),
+            (DmaResult::Blocked, vec![fault(FaultType::Write, 5, IOVA_UNMAPPED)]),
+        ]
+    );
+}
+
+#[test]
+fn read_only_page_refuses_a_cold_write() {
+    let s = started("read_only_cold_write", Perm::READ).write(IOVA_A).read(IOVA_A);
+    let q = compare(&s, &[]);
+    assert_eq!(dmas(&q)[0], (DmaResult::Blocked, vec![fault(FaultType::Write, 5, IOVA_A)]));
+    assert_eq!(dmas(&q)[1], (reached(DATA, 0), vec![]));
+}
+
+#[test]
+fn write_only_page_refuses_a_read() {
+    let s = started("write_only_read", Perm::WRITE).read(IOVA_A).write(IOVA_A);
+    let q = compare(&s, &[]);
+    assert_eq!(dmas(&q)[0], (DmaResult::Blocked, vec![fault(FaultType::Read, 6, IOVA_A)]));
+    assert_eq!(dmas(&q)[1], (reached(DATA, 0), vec![]));
+}
+
+#[test]
+fn cached_read_only_translation_refuses_a_write() {
+    let s = started("cached_read_only_write", Perm::READ).read(IOVA_A).write(IOVA_A);
+    let q = compare(&s, &[Quirk::SilentCachedPermission]);
+    assert_eq!(dmas(&q)[1], (DmaResult::Blocked, vec![]));
+}
+
+#[test]
+fn fault_processing_disable_blocks_silently() {
+    let ce = context().with_fpd(true);
+    let s = broken("fpd_unmapped", |s| s.context_entry(ce.lo, ce.hi)).read(IOVA_UNMAPPED);
+    let q = compare(&s, &[]);
+    assert_eq!(dmas(&q)[2], (DmaResult::Blocked, vec![]));
+}
+
+#[test]
+fn fault_records_fill_and_overflow() {
+    let other = iova(IOVA_UNMAPPED, 0x1000);
+    let s = started("fault_overflow", Perm::READ_WRITE)
+        .step(Step::FaultStatus)
+        .step(Step::DmaNoDrain { access: vtd_tables::Access::Read, iova: IOVA_UNMAPPED })
+        .step(Step::FaultStatus)
+        .step(Step::DmaNoDrain { access: vtd_tables::Access::Write, iova: other })
+        .step(Step::FaultStatus)
+        .read(IOVA_A)
+        .step(Step::FaultStatus);
+    let q = compare(&s, &[Quirk::CollapsedSameSourceFaults]);
+    let status: Vec<_> = q
+        .iter()
+        .filter_map(|o| match o {
+            Outcome::FaultStatus { overflow, pending, index, .. } => {
+                Some((*overflow, *pending, *index))
+            }
+            _ => None,
+        })
+        .collect();
+    // Nothing; the read's record pending; still only it (QEMU collapses the
+    // write's fault); all clear after the drain.
+    assert_eq!(status, [(false, false, 0), (false, true, 0), (false, true, 0), (false, false, 0)]);
+    // The drain returns the first fault, the read.
+    assert_eq!(dmas(&q)[2], (reached(DATA, 0), vec![fault(FaultType::Read, 6, IOVA_UNMAPPED)]));
+}
+
+// ---- Root and context entries ----
+
+#[test]
+fn root_entry_not_present() {
+    let q = compare(&broken("root_not_present", |s| s.root_entry(0, 0)), &[]);
+    assert_blocked(&q, 1);
+}
+
+#[test]
+fn context_entry_not_present() {
+    let q = compare(&broken("context_not_present", |s| s.context_entry(0, 0)), &[]);
+    assert_blocked(&q, 2);
+}
+
+#[test]
+fn root_entry_reserved_low_bit() {
+    let r = root();
+    let q = compare(&broken("root_reserved_lo", |s| s.root_entry(r.lo | 1 << 5, r.hi)), &[]);
+    assert_blocked(&q, 0xA);
+}
+
+#[test]
+fn root_entry_reserved_high_quadword() {
+    let r = root();
+    let q = compare(&broken("root_reserved_hi", |s| s.root_entry(r.lo, 1)), &[]);
+    assert_blocked(&q, 0xA);
+}
+
+#[test]
+fn root_entry_context_table_beyond_host_width() {
+    let r = root();
+    let q = compare(&broken("root_ctp_beyond_haw", |s| s.root_entry(r.lo | 1 << 45, r.hi)), &[]);
+    assert_blocked(&q, 0xA);
+}
+
+#[test]
+fn context_entry_reserved_low_bit() {
+    let c = context();
+    let q = compare(&broken("context_reserved_lo", |s| s.context_entry(c.lo | 1 << 6, c.hi)), &[]);
+    assert_blocked(&q, 0xB);
+}
+
+#[test]
+fn context_entry_reserved_high_bit() {
+    let c = context();
+    let q = compare(&broken("context_reserved_hi", |s| s.context_entry(c.lo, c.hi | 1 << 30)), &[]);
+    assert_blocked(&q, 0xB);
+}
+
+#[test]
+fn context_entry_table_beyond_host_width() {
+    let c = context();
+    let s = broken("context_slptptr_beyond_haw", |s| s.context_entry(c.lo | 1 << 40, c.hi));
+    let q = compare(&s, &[]);
+    assert_blocked(&q, 0xB);
+}
+
+#[test]
+fn context_entry_unsupported_address_width() {
+    // AW 2 (48-bit, 4 levels) on a unit whose SAGAW has only 39-bit.
+    let c = context();
+    let s = broken("context_bad_aw", |s| s.context_entry(c.lo, (c.hi & !7) | 2));
+    let q = compare(&s, &[]);
+    assert_blocked(&q, 3);
+}
+
+#[test]
+fn context_entry_reserved_translation_type() {
+    let c = context();
+    let s = broken("context_reserved_tt", |s| s.context_entry(c.lo | 3 << 2, c.hi));
+    let q = compare(&s, &[]);
+    assert_blocked(&q, 3);
+}
+
+#[test]
+fn pass_through_context_entry() {
+    // TT 2 (ECAP.PT is set on QEMU): requests are not translated.
+    let c = vtd_tables::ContextEntry::pass_through(DID, vtd_regs::regs::cap::Agaw::Bits39);
+    let direct = Iova::new(page(DATA).as_u64() + 0x80);
+    let s = Scenario::new("context_pass_through")
+        .mapped(Perm::READ_WRITE)
+        .context_entry(c.lo, c.hi)
+        .start()
+        .read(direct)
+        .write(direct);
+    let q = compare(&s, &[]);
+    assert_eq!(dmas(&q), [(reached(DATA, 0x80), vec![]), (reached(DATA, 0x80), vec![])]);
+}
+
+// ---- Second-level paging entries ----
+
+#[test]
+fn leaf_address_beyond_host_width() {
+    let s = broken("pte_leaf_beyond_haw", |s| s.pte(L1, 0, leaf_a() | 1 << 40));
+    let q = compare(&s, &[]);
+    assert_blocked(&q, 0xC);
+}
+
+#[test]
+fn non_leaf_address_beyond_host_width() {
+    let l2 = SlPte::table(page(L1)).0 | 1 << 40;
+    let s = broken("pte_nonleaf_beyond_haw", |s| s.pte(L2, index(IOVA_A, 2), l2));
+    let q = compare(&s, &[]);
+    assert_blocked(&q, 0xC);
+}
+
+#[test]
+fn leaf_snoop_bit_without_snoop_control() {
+    // Bit 11 (SNP) is reserved when ECAP.SC is 0, as on QEMU.
+    let s = broken("pte_leaf_snp", |s| s.pte(L1, 0, leaf_a() | 1 << 11));
+    let q = compare(&s, &[]);
+    assert_blocked(&q, 0xC);
+}
+
+#[test]
+fn leaf_page_size_bit_in_a_4k_entry_is_ignored() {
+    // Bit 7 of a level-1 entry is not PS (there is no smaller page): both
+    // units ignore it.
+    let s = broken("pte_leaf_ps", |s| s.pte(L1, 0, leaf_a() | 1 << 7));
+    let q = compare(&s, &[]);
+    assert_eq!(dmas(&q), [(reached(DATA, 0), vec![]), (reached(DATA, 0), vec![])]);
+}
+
+#[test]
+fn leaf_transient_mapping_bit_without_device_tlb() {
+    // TM (bit 62) is reserved when ECAP.DT is 0, as on QEMU by default.
+    let s = broken("pte_leaf_tm", |s| s.pte(L1, 0, leaf_a() | 1 << 62));
+    let q = compare(&s, &[]);
+    assert_blocked(&q, 0xC);
+}
+
+#[test]
+fn top_level_superpage_bit_on_a_table_address() {
+    // PS in the level-3 entry makes it a 1 GiB leaf (CAP.SLLPS has 1 GiB on
+    // QEMU); its address, the L2 table's page, is not 1 GiB aligned, and
+    // address bits 29:12 of a 1 GiB leaf are reserved (§9.8).
+    let l3 = SlPte::table(page(L2)).0 | 1 << 7;
+    let s = broken("pte_l3_ps", |s| s.pte(L3, index(IOVA_A, 3), l3));
+    let q = compare(&s, &[]);
+    assert_blocked(&q, 0xC);
+}
+
+// ---- Addresses beyond the width ----
+
+#[test]
+fn iova_beyond_the_guest_address_width() {
+    let beyond = Iova::new(1 << 39 | IOVA_A.as_u64());
+    let s = started("iova_beyond_agaw", Perm::READ_WRITE).read(beyond).write(beyond);
+    let q = compare(&s, &[]);
+    assert_eq!(
+        dmas(&q),
+        [
+            (DmaResult::Blocked, vec![fault(FaultType::Read, 4, beyond)]),
+            (DmaResult::Blocked, vec![fault(FaultType::Write, 4, beyond)]),
+        ]
+    );
+}
+
+#[test]
+fn root_table_address_beyond_host_width() {
+    let table = PhysAddr::new(page(layout::ROOT).as_u64() | 1 << 45);
+    let s = Scenario::new("rtaddr_beyond_haw")
+        .mapped(Perm::READ_WRITE)
+        .step(Step::SetRoot { table })
+        .step(Step::InvalidateContext(ContextScope::Global))
+        .step(Step::InvalidateIotlb(IotlbScope::Global))
+        .step(Step::EnableTranslation)
+        .read(IOVA_A);
+    let q = compare(&s, &[Quirk::EmuRootAddressAboveHaw]);
+    assert_eq!(dmas(&q), [(reached(DATA, 0), vec![])]);
+}
+
+// ---- A 48-bit unit (aw-bits=48) ----
+
+/// A 4-level context for `IOVA_A`: the level-4 table in the spare page
+/// points at the usual level-3 table.
+fn four_level(name: &'static str) -> Scenario {
+    let c = vtd_tables::ContextEntry::translated(
+        DID,
+        page(layout::SPARE),
+        vtd_regs::regs::cap::Agaw::Bits48,
+        vtd_tables::TranslationType::Untranslated,
+    );
+    Scenario::new(name)
+        .mapped(Perm::READ_WRITE)
+        .context_entry(c.lo, c.hi)
+        .pte(layout::SPARE, index(IOVA_A, 4), SlPte::table(page(L3)).0)
+        .start()
+}
+
+#[test]
+fn four_level_tables_on_a_48_bit_unit() {
+    let high = Iova::new(1 << 39 | IOVA_A.as_u64());
+    let beyond = Iova::new(1 << 48 | IOVA_A.as_u64());
+    let s =
+        four_level("w48_four_level").read(IOVA_A).write(iova(IOVA_A, 0x20)).read(high).read(beyond);
+    let q = compare_on(WIDE, &s, &[]);
+    assert_eq!(
+        dmas(&q),
+        [
+            (reached(DATA, 0), vec![]),
+            (reached(DATA, 0x20), vec![]),
+            // Level-4 index 1 is empty: not present, read fault.
+            (DmaResult::Blocked, vec![fault(FaultType::Read, 6, high)]),
+            (DmaResult::Blocked, vec![fault(FaultType::Read, 4, beyond)]),
+        ]
+    );
+}
+
+#[test]
+fn three_level_context_on_a_48_bit_unit() {
+    // SAGAW has both widths: a 39-bit context works, and bounds the IOVA.
+    let high = Iova::new(1 << 39 | IOVA_A.as_u64());
+    let s = started("w48_three_level_context", Perm::READ_WRITE).read(IOVA_A).read(high);
+    let q = compare_on(WIDE, &s, &[]);
+    assert_eq!(
+        dmas(&q),
+        [(reached(DATA, 0), vec![]), (DmaResult::Blocked, vec![fault(FaultType::Read, 4, high)])]
+    );
+}
+
+#[test]
+fn leaf_address_beyond_a_48_bit_host_width() {
+    let s = four_level("w48_pte_beyond_haw")
+        .pte(L1, 0, leaf_a() | 1 << 48)
+        .step(Step::InvalidateIotlb(IotlbScope::Global))
+        .read(IOVA_A);
+    let q = compare_on(WIDE, &s, &[]);
+    assert_eq!(dmas(&q), [(DmaResult::Blocked, vec![fault(FaultType::Read, 0xC, IOVA_A)])]);
+}
+
+// ---- Caching mode ----
+
+#[test]
+fn map_after_a_fault_in_caching_mode() {
+    // CAP.CM = 1 allows caching not-present entries, so software must
+    // invalidate after a map (§6.1); this shows what each unit does when
+    // it does not, then that the invalidation makes the map visible.
+    let page_a = IotlbScope::pages(DID, IOVA_A, 0, false).unwrap();
+    let s = Scenario::new("cm_map_after_fault")
+        .mapped(Perm::READ_WRITE)
+        .pte(L1, 0, 0)
+        .start()
+        .read(IOVA_A)
+        .pte(L1, 0, leaf_a())
+        .read(IOVA_A)
+        .step(Step::InvalidateIotlb(page_a))
+        .read(IOVA_A);
+    let q = compare_on(CACHING, &s, &[Quirk::NoNegativeCaching]);
+    assert_eq!(dmas(&q)[0], (DmaResult::Blocked, vec![fault(FaultType::Read, 6, IOVA_A)]));
+    assert_eq!(dmas(&q)[1], (reached(DATA, 0), vec![]), "QEMU: visible without invalidation");
+    assert_eq!(dmas(&q)[2], (reached(DATA, 0), vec![]));
+}
+
+// ---- Stale caches and register-based invalidation ----
+
+#[test]
+fn stale_iotlb_entry_until_page_selective_invalidation() {
+    let other = IotlbScope::pages(DomainId::new(2), IOVA_A, 0, false).unwrap();
+    let mine = IotlbScope::pages(DID, IOVA_A, 0, false).unwrap();
+    let s = started("stale_iotlb_register_psi", Perm::READ_WRITE)
+        .read(IOVA_A)
+        .pte(L1, 0, 0)
+        .read(IOVA_A)
+        .step(Step::InvalidateIotlb(other))
+        .read(IOVA_A)
+        .step(Step::InvalidateIotlb(mine))
+        .read(IOVA_A);
+    let q = compare(&s, &[]);
+    let d = dmas(&q);
+    assert_eq!(d[1].0, reached(DATA, 0), "stale");
+    assert_eq!(d[2].0, reached(DATA, 0), "another domain's invalidation");
+    assert_eq!(d[3], (DmaResult::Blocked, vec![fault(FaultType::Read, 6, IOVA_A)]));
+}
+
+#[test]
+fn page_selective_invalidation_with_an_address_mask() {
+    // AM 1: both pages of the 8 KiB block at IOVA_A in one request.
+    let two = IotlbScope::pages(DID, IOVA_A, 1, false).unwrap();
+    let s = started("register_psi_am1", Perm::READ_WRITE)
+        .read(IOVA_A)
+        .read(IOVA_B)
+        .pte(L1, 0, 0)
+        .pte(L1, 1, 0)
+        .read(IOVA_A)
+        .read(IOVA_B)
+        .step(Step::InvalidateIotlb(two))
+        .read(IOVA_A)
+        .read(IOVA_B);
+    let q = compare(&s, &[]);
+    let d = dmas(&q);
+    assert_eq!((d[2].0, d[3].0), (reached(DATA, 0), reached(DATA + 1, 0)), "stale");
+    assert_eq!(d[4], (DmaResult::Blocked, vec![fault(FaultType::Read, 6, IOVA_A)]));
+    assert_eq!(d[5], (DmaResult::Blocked, vec![fault(FaultType::Read, 6, IOVA_B)]));
+}
+
+#[test]
+fn queued_domain_invalidation() {
+    let domain = |did| {
+        Descriptor::from(IotlbInv { scope: IotlbScope::Domain(did), drain: Drain::empty() })
+            .encode()
+    };
+    let s = started("qi_domain", Perm::READ_WRITE)
+        .step(Step::EnableQueue)
+        .read(IOVA_A)
+        .read(IOVA_B)
+        .pte(L1, 0, 0)
+        .pte(L1, 1, 0)
+        .step(Step::Post(domain(DomainId::new(2))))
+        .read(IOVA_A)
+        .step(Step::Post(domain(DID)))
+        .read(IOVA_A)
+        .read(IOVA_B);
+    let q = compare(&s, &[]);
+    let d = dmas(&q);
+    assert_eq!(d[2].0, reached(DATA, 0), "another domain's invalidation");
+    assert_eq!(d[3], (DmaResult::Blocked, vec![fault(FaultType::Read, 6, IOVA_A)]));
+    assert_eq!(d[4], (DmaResult::Blocked, vec![fault(FaultType::Read, 6, IOVA_B)]));
+}
+
+#[test]
+fn stale_context_entry_until_context_and_domain_invalidation() {
+    let device =
+        ContextScope::Device { domain: DID, source: EDU_SID, function_mask: FunctionMask::None };
+    let s = started("stale_context", Perm::READ_WRITE)
+        .read(IOVA_A)
+        .context_entry(0, 0)
+        .read(IOVA_A)
+        .step(Step::InvalidateContext(device))
+        .read(IOVA_A)
+        .step(Step::InvalidateIotlb(IotlbScope::Domain(DID)))
+        .read(IOVA_A);
+    let q = compare(&s, &[Quirk::IotlbBeforeContext]);
+    let d = dmas(&q);
+    assert_eq!(d[1].0, reached(DATA, 0), "stale context");
+    assert_eq!(d[2].0, reached(DATA, 0), "QEMU: the IOTLB still serves");
+    assert_eq!(d[3], (DmaResult::Blocked, vec![fault(FaultType::Read, 2, IOVA_A)]));
+}
+
+// ---- Queued invalidation ----
+
+#[test]
+fn queued_page_invalidation_ends_a_stale_translation() {
+    let s = started("qi_psi_ends_stale", Perm::READ_WRITE)
+        .step(Step::EnableQueue)
+        .read(IOVA_A)
+        .pte(L1, 0, 0)
+        .read(IOVA_A)
+        .step(Step::Post(psi(IOVA_B)))
+        .read(IOVA_A)
+        .step(Step::Post(psi(IOVA_A)))
+        .read(IOVA_A);
+    let q = compare(&s, &[]);
+    assert_eq!(queues(&q), [(1, None), (2, None)]);
+    assert_eq!(dmas(&q)[2].0, reached(DATA, 0));
+    assert_eq!(dmas(&q)[3].1, [fault(FaultType::Read, 6, IOVA_A)]);
+}
+
+#[test]
+fn descriptor_of_unknown_type() {
+    let s = Scenario::new("qi_unknown_type")
+        .step(Step::EnableQueue)
+        .step(Step::Post(RawDescriptor::new(0xF, 0)));
+    let q = compare(&s, &[Quirk::NoIqercd]);
+    assert_eq!(queues(&q), [(0, Some(QueueErrorInfo::NotAvailable))]);
+}
+
+#[test]
+fn iotlb_descriptor_with_reserved_bit() {
+    let good = global_iotlb();
+    let s = Scenario::new("qi_reserved_iotlb")
+        .step(Step::EnableQueue)
+        .step(Step::Post(good))
+        .step(Step::Post(RawDescriptor::new(good.qw0() | 1 << 8, good.qw1())));
+    let q = compare(&s, &[Quirk::NoIqercd]);
+    assert_eq!(queues(&q), [(1, None), (1, Some(QueueErrorInfo::NotAvailable))]);
+}
+
+#[test]
+fn context_descriptor_with_reserved_bit() {
+    let good = Descriptor::from(ContextCacheInv { scope: ContextScope::Global }).encode();
+    let s = Scenario::new("qi_reserved_context")
+        .step(Step::EnableQueue)
+        .step(Step::Post(RawDescriptor::new(good.qw0(), 1)));
+    let q = compare(&s, &[Quirk::NoIqercd]);
+    assert_eq!(queues(&q), [(0, Some(QueueErrorInfo::NotAvailable))]);
+}
+
+fn wait_with_status() -> RawDescriptor {
+    let status = PhysAddr::new(page(QUEUE).as_u64() + 0xff0);
+    Descriptor::from(WaitDesc::NONE.with_status_write(status, 1).unwrap()).encode()
+}
+
+#[test]
+fn wait_descriptor_with_reserved_bit() {
+    let good = wait_with_status();
+    let s = Scenario::new("qi_reserved_wait")
+        .step(Step::EnableQueue)
+        .step(Step::Post(good))
+        .step(Step::Post(RawDescriptor::new(good.qw0() | 1 << 8, good.qw1())));
+    let q = compare(&s, &[Quirk::NoIqercd]);
+    assert_eq!(queues(&q), [(1, None), (1, Some(QueueErrorInfo::NotAvailable))]);
+}
+
+#[test]
+fn wait_descriptor_with_page_drain_on_a_unit_without_it() {
+    // PD (bit 7) is reserved when ECAP.PDS = 0 (QEMU's ECAP has no PDS).
+    let good = wait_with_status();
+    let s = Scenario::new("qi_wait_pd_without_pds")
+        .step(Step::EnableQueue)
+        .step(Step::Post(RawDescriptor::new(good.qw0() | 1 << 7, good.qw1())));
+    let q = compare(&s, &[Quirk::EmuWaitDrainWithoutPds]);
+    assert_eq!(queues(&q), [(0, Some(QueueErrorInfo::NotAvailable))]);
+}
+
+#[test]
+fn clearing_the_queue_error_alone() {
+    let s = Scenario::new("qi_clear_iqe_only")
+        .step(Step::EnableQueue)
+        .step(Step::Post(RawDescriptor::new(0xF, 0)))
+        .step(Step::ClearQueueError);
+    let q = compare(&s, &[Quirk::NoIqercd, Quirk::ResumeOnTailWriteOnly]);
+    assert_eq!(queues(&q), [(0, Some(QueueErrorInfo::NotAvailable)), (0, None)]);
+}
+
+#[test]
+fn device_tlb_descriptor_on_a_unit_without_device_tlbs() {
+    // Type 3 with ECAP.DT = 0 (QEMU's default, device-iotlb=off).
+    let range = vtd_regs::desc::AtsRange::page(IOVA_A);
+    let d = vtd_regs::desc::DevTlbInv { sid: EDU_SID, pfsid: EDU_SID, max_pending: 0, range };
+    let s = Scenario::new("qi_dev_tlb_without_dt")
+        .step(Step::EnableQueue)
+        .step(Step::Post(Descriptor::from(d).encode()));
+    // Both refuse it (IQE); vtd-emu says "invalid type".
+    let q = compare(&s, &[Quirk::NoIqercd]);
+    assert_eq!(queues(&q), [(0, Some(QueueErrorInfo::NotAvailable))]);
+}
+
+#[test]
+fn tail_beyond_the_queue() {
+    let s =
+        Scenario::new("qi_tail_beyond_queue").step(Step::EnableQueue).step(Step::RawTail(300 << 4));
+    compare(&s, &[Quirk::NoIqercd]);
+}
+
+#[test]
+fn queue_address_beyond_host_width() {
+    // IQA bit 45, above the host address width: §10.4.23 has hardware
+    // ignore bits 63:HAW of IQA as of RTADDR.
+    let base = PhysAddr::new(page(QUEUE).as_u64() | 1 << 45);
+    let s = started("iqa_beyond_haw", Perm::READ_WRITE)
+        .step(Step::EnableQueueAt(base))
+        .read(IOVA_A)
+        .pte(L1, 0, 0)
+        .step(Step::Post(psi(IOVA_A)))
+        .read(IOVA_A);
+    // A known disagreement whose effect carries over to the next DMA, so
+    // each side is asserted on its own (docs/qemu-vs-vtd-emu.md,
+    // EmuRootAddressAboveHaw).
+    let (on_qemu, on_emu) = run_both(&s);
+    let fr6 = vec![fault(FaultType::Read, 6, IOVA_A)];
+    assert_eq!(queues(&on_qemu), [(1, None)], "QEMU ignores the high IQA bit");
+    assert_eq!(dmas(&on_qemu)[1], (DmaResult::Blocked, fr6));
+    assert_eq!(queues(&on_emu), [(0, Some(QueueErrorInfo::FetchError))], "vtd-emu fetches there");
+    assert_eq!(dmas(&on_emu)[1], (reached(DATA, 0), vec![]), "so the entry stays stale");
+    println!("iqa_beyond_haw | {} | vtd-emu: {}", summary(&on_qemu), summary(&on_emu));
+}
+
+#[test]
+fn misaligned_tail() {
+    let d = psi(IOVA_A);
+    let s = Scenario::new("qi_misaligned_tail")
+        .step(Step::EnableQueue)
+        .entry(page(QUEUE), d.qw0(), d.qw1())
+        .step(Step::RawTail(1 << 4 | 8));
+    // Bits 3:0 of IQT are reserved with 128-bit descriptors: both units
+    // ignore them and fetch the one descriptor.
+    let q = compare(&s, &[]);
+    assert_eq!(queues(&q), [(1, None)]);
+}
+
+#[test]
+fn queue_recovers_after_an_error() {
+    let bad = RawDescriptor::new(0xF, 0);
+    let s = started("qi_recovery", Perm::READ_WRITE)
+        .step(Step::EnableQueue)
+        .read(IOVA_A)
+        .pte(L1, 0, 0)
+        .step(Step::Post(bad))
+        .step(Step::RecoverQueue)
+        .read(IOVA_A)
+        .step(Step::Post(psi(IOVA_A)))
+        .read(IOVA_A);
+    let q = compare(&s, &[Quirk::NoIqercd]);
+    assert_eq!(queues(&q)[1..], [(0, None), (1, None)]);
+    assert_eq!(dmas(&q)[1].0, reached(DATA, 0));
+    assert_eq!(dmas(&q)[2].1, [fault(FaultType::Read, 6, IOVA_A)]);
+}
