@@ -9,8 +9,23 @@ fn main() {
     let manifest_dir = PathBuf::from(env::var("CARGO_MANIFEST_DIR").expect("set by cargo"));
     let out_dir = PathBuf::from(env::var("OUT_DIR").expect("set by cargo"));
     let guest_dir = manifest_dir.join("guest");
-    for path in ["Cargo.toml", "build.rs", "link.ld", "src"] {
+    for path in ["Cargo.toml", "Cargo.lock", "build.rs", "link.ld", "src"] {
         println!("cargo:rerun-if-changed={}", guest_dir.join(path).display());
+    }
+    // The guest links the driver and the library crates by path.
+    let root = manifest_dir.join("..");
+    for dir in [
+        "eval/driver",
+        "vtd-regs",
+        "vtd-tables",
+        "iova-alloc",
+        "invalidation",
+        "teardown",
+        "vtd-emu",
+    ] {
+        for path in ["Cargo.toml", "src"] {
+            println!("cargo:rerun-if-changed={}", root.join(dir).join(path).display());
+        }
     }
     let target_dir = out_dir.join("guest-target");
     let cargo = env::var("CARGO").unwrap_or_else(|_| "cargo".into());

@@ -8,11 +8,15 @@
 #[path = "../guest/src/abi.rs"]
 pub mod abi;
 pub mod elf;
+pub mod eval;
+pub mod frontend;
 pub mod host;
 pub mod kvm_stats;
 pub mod memory;
+pub mod nic;
 pub mod probe;
 pub mod register_page;
+pub mod sidecore;
 pub mod stats;
 pub mod vm;
 pub mod watchdog;

@@ -9,8 +9,36 @@ use kvm_bindings::{
 use kvm_ioctls::{IoEventAddress, Kvm, VcpuExit, VcpuFd, VmFd};
 use std::{
     io,
+    sync::Arc,
     time::{Duration, Instant},
 };
+
+/// What the VMM does on the guest's exits to the VT-d register page and the
+/// NIC doorbell.
+pub trait ExitHandler {
+    /// A read of `data.len()` bytes at `offset` of the VT-d register page.
+    fn vtd_read(&mut self, offset: u64, data: &mut [u8]);
+    /// A write at `offset` of the VT-d register page.
+    fn vtd_write(&mut self, offset: u64, data: &[u8]);
+    /// The guest rang the NIC's doorbell for ring slots `0..slots`.
+    fn nic_kick(&mut self, slots: u64) -> io::Result<()>;
+    /// The guest entered `phase` (`abi::phase`).
+    fn phase(&mut self, phase: u64) {
+        let _ = phase;
+    }
+}
+
+impl ExitHandler for RegisterPage {
+    fn vtd_read(&mut self, offset: u64, data: &mut [u8]) {
+        self.read(offset, data);
+    }
+    fn vtd_write(&mut self, offset: u64, data: &[u8]) {
+        self.write(offset, data);
+    }
+    fn nic_kick(&mut self, _slots: u64) -> io::Result<()> {
+        Err(io::Error::other("the probe has no NIC"))
+    }
+}
 
 /// Guest-physical location of the GDT.
 const GDT_ADDR: u64 = 0x500;
@@ -128,11 +156,14 @@ pub struct VmConfig {
     /// guest ([`MSR_PVM_VIF`]) so that it runs natively; without it PVM
     /// emulates the guest.
     pub pvm_vif: bool,
+    /// Back the VT-d register page with RAM (a sidecore front end polls
+    /// it) instead of leaving it unbacked (every access exits).
+    pub shared_register_page: bool,
 }
 
 impl Default for VmConfig {
     fn default() -> Self {
-        Self { privilege: Privilege::Kernel, pvm_vif: true }
+        Self { privilege: Privilege::Kernel, pvm_vif: true, shared_register_page: false }
     }
 }
 
@@ -141,7 +172,8 @@ impl Default for VmConfig {
 pub struct Vm {
     vcpu: VcpuFd,
     _vm: VmFd,
-    ram: GuestRam,
+    ram: Arc<GuestRam>,
+    register_page: Option<Arc<GuestRam>>,
     pvm_vif: bool,
     coalesced: bool,
 }
@@ -150,9 +182,9 @@ impl Vm {
     /// Creates the VM, loads `image` and sets the vCPU up in 64-bit mode at
     /// `privilege` with the VMM-built page tables, GDT, IDT and TSS.
     pub fn new(kvm: &Kvm, image: &[u8], config: VmConfig) -> io::Result<Self> {
-        let VmConfig { privilege, pvm_vif } = config;
+        let VmConfig { privilege, pvm_vif, shared_register_page } = config;
         let vm = kvm.create_vm()?;
-        let ram = GuestRam::new(abi::RAM_SIZE as usize)?;
+        let ram = Arc::new(GuestRam::new(abi::RAM_SIZE as usize)?);
         let region = kvm_userspace_memory_region {
             slot: 0,
             flags: 0,
@@ -163,6 +195,22 @@ impl Vm {
         // SAFETY: the region is a live mapping owned by `ram`, which
         // outlives the VM (field order of `Vm`).
         unsafe { vm.set_user_memory_region(region)? };
+        let register_page = if shared_register_page {
+            let page = Arc::new(GuestRam::new(0x1000)?);
+            let region = kvm_userspace_memory_region {
+                slot: 1,
+                flags: 0,
+                guest_phys_addr: abi::VTD_BASE,
+                memory_size: 0x1000,
+                userspace_addr: page.host_addr(),
+            };
+            // SAFETY: a live mapping owned by `page`, which the VM keeps
+            // until it is closed (field order of `Vm`).
+            unsafe { vm.set_user_memory_region(region)? };
+            Some(page)
+        } else {
+            None
+        };
         let entry = elf::load(image, &ram)?;
         write_page_tables(&ram)?;
         write_gdt(&ram)?;
@@ -224,7 +272,31 @@ impl Vm {
         if pvm_vif {
             ram.write_u64(abi::CONFIG, abi::CONFIG_SKIP_PIO)?;
         }
-        Ok(Self { vcpu, _vm: vm, ram, pvm_vif, coalesced })
+        Ok(Self { vcpu, _vm: vm, ram, register_page, pvm_vif, coalesced })
+    }
+
+    /// Guest RAM, shared with the emulator and the device model.
+    #[must_use]
+    pub fn ram(&self) -> Arc<GuestRam> {
+        Arc::clone(&self.ram)
+    }
+
+    /// The RAM page behind the VT-d register page, when
+    /// [`VmConfig::shared_register_page`] asked for one.
+    #[must_use]
+    pub fn register_page(&self) -> Option<Arc<GuestRam>> {
+        self.register_page.clone()
+    }
+
+    /// Tells the guest to run the evaluation with `params` (encoded
+    /// `viommu_eval_driver::Params` words) instead of the probe.
+    pub fn configure_eval(&self, params: &[u64]) -> io::Result<()> {
+        let config = self.ram.read_u64(abi::CONFIG)?;
+        self.ram.write_u64(abi::CONFIG, config | abi::CONFIG_EVAL)?;
+        for (i, w) in params.iter().enumerate() {
+            self.ram.write_u64(abi::EVAL_PARAMS + i as u64 * 8, *w)?;
+        }
+        Ok(())
     }
 
     /// True when KVM PVM accepted the guest's virtual interrupt-flag area
@@ -242,7 +314,16 @@ impl Vm {
 
     /// Runs the guest until it rings DONE, serving the register page.
     pub fn run(&mut self, timeout: Duration) -> io::Result<Outcome> {
-        let mut page = RegisterPage::default();
+        self.run_with(timeout, &mut RegisterPage::default())
+    }
+
+    /// Runs the guest until it rings DONE, passing its VT-d and NIC exits
+    /// to `page`.
+    pub fn run_with(
+        &mut self,
+        timeout: Duration,
+        page: &mut dyn ExitHandler,
+    ) -> io::Result<Outcome> {
         let mut phases: Vec<PhaseTime> = Vec::new();
         let mut phase_start: Option<(u64, Instant, u64)> = None;
         let mut exits: u64 = 0;
@@ -273,10 +354,10 @@ impl Vm {
                 VcpuExit::MmioWrite(addr, _)
                     if page_offset(addr, abi::COALESCED_PAGE).is_some() => {}
                 VcpuExit::MmioRead(addr, data) if page_offset(addr, abi::VTD_BASE).is_some() => {
-                    page.read(addr - abi::VTD_BASE, data);
+                    page.vtd_read(addr - abi::VTD_BASE, data);
                 }
                 VcpuExit::MmioWrite(addr, data) if page_offset(addr, abi::VTD_BASE).is_some() => {
-                    page.write(addr - abi::VTD_BASE, data);
+                    page.vtd_write(addr - abi::VTD_BASE, data);
                 }
                 VcpuExit::MmioWrite(addr, data) if page_offset(addr, abi::DOORBELL).is_some() => {
                     let value = le_u64(data);
@@ -294,6 +375,12 @@ impl Vm {
                                 });
                             }
                             phase_start = Some((value, returned, exits));
+                            page.phase(value);
+                        }
+                        abi::DOORBELL_NIC => {
+                            if let Err(e) = page.nic_kick(value) {
+                                return Err(self.failure(&format!("NIC doorbell: {e}")));
+                            }
                         }
                         abi::DOORBELL_DONE => return self.outcome(phases, exits),
                         abi::DOORBELL_FAULT_RIP => fault.0 = value,

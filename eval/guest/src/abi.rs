@@ -8,7 +8,7 @@
 //! [`DOORBELL_DONE`].
 
 /// Guest RAM size, one memory slot at guest-physical 0.
-pub const RAM_SIZE: u64 = 32 << 20;
+pub const RAM_SIZE: u64 = 64 << 20;
 /// Where the guest image is linked (`link.ld`) and loaded.
 pub const IMAGE_BASE: u64 = 0x20_0000;
 /// Initial stack pointer (grows down, below the image).
@@ -76,6 +76,20 @@ pub const CONFIG: u64 = RESULTS + 0x800;
 /// the host should emulate) ends the VM with a triple fault.
 pub const CONFIG_SKIP_PIO: u64 = 1 << 0;
 
+/// [`CONFIG`] bit: run the evaluation (the DMA driver's receive loop with
+/// the parameters at [`EVAL_PARAMS`]) instead of the probe.
+pub const CONFIG_EVAL: u64 = 1 << 1;
+/// Where the VMM writes the evaluation's parameters
+/// (`viommu_eval_driver::Params::to_words`).
+pub const EVAL_PARAMS: u64 = RESULTS + 0x900;
+/// Where the guest leaves the evaluation's report
+/// (`viommu_eval_driver::Report::to_words`).
+pub const EVAL_REPORT: u64 = RESULTS + 0xA00;
+/// Doorbell offset: the NIC's doorbell; the value is the number of posted
+/// ring slots (from slot 0). The device model completes them before the
+/// guest resumes.
+pub const DOORBELL_NIC: u64 = 0x28;
+
 /// Phases the guest announces through [`DOORBELL_PHASE`].
 pub mod phase {
     /// Back-to-back RDTSC (timer overhead).
@@ -91,6 +105,10 @@ pub mod phase {
     pub const COALESCED: u64 = 5;
     /// Everything done.
     pub const END: u64 = 6;
+    /// Evaluation: unit bring-up.
+    pub const BRINGUP: u64 = 7;
+    /// Evaluation: the receive loop.
+    pub const RECEIVE: u64 = 8;
 }
 
 /// Value of [`Results::magic`] once the guest filled the samples.

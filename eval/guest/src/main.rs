@@ -9,6 +9,9 @@
 
 #[allow(dead_code)] // reason: shared with the VMM, which uses other items
 mod abi;
+mod eval;
+mod libc_shim;
+mod ram;
 
 use core::arch::{asm, global_asm, x86_64::_rdtsc};
 
@@ -63,12 +66,12 @@ extern "C" fn exception_common() -> ! {
 }
 
 /// Writes a 64-bit value to guest-physical `addr` (identity-mapped).
-fn write64(addr: u64, value: u64) {
+pub(crate) fn write64(addr: u64, value: u64) {
     // SAFETY: the VMM maps `addr` (RAM or an MMIO page it emulates) 1:1.
     unsafe { core::ptr::write_volatile(addr as *mut u64, value) }
 }
 
-fn doorbell(offset: u64, value: u64) {
+pub(crate) fn doorbell(offset: u64, value: u64) {
     write64(abi::DOORBELL + offset, value);
 }
 
@@ -103,6 +106,15 @@ fn current_cpl() -> u64 {
 }
 
 extern "C" fn guest_main() -> ! {
+    // SAFETY: RAM; the VMM wrote the word before starting the guest.
+    let config = unsafe { core::ptr::read_volatile(abi::CONFIG as *const u64) };
+    if config & abi::CONFIG_EVAL != 0 {
+        eval::main();
+    }
+    probe_main(config)
+}
+
+fn probe_main(config: u64) -> ! {
     let rdtsc_out = abi::sample_array(0);
     let write_out = abi::sample_array(1);
     let read_out = abi::sample_array(2);
@@ -138,8 +150,6 @@ extern "C" fn guest_main() -> ! {
         write64(read_out + i * 8, t2.wrapping_sub(t1));
     }
 
-    // SAFETY: RAM; the VMM wrote the word before starting the guest.
-    let config = unsafe { core::ptr::read_volatile(abi::CONFIG as *const u64) };
     doorbell(abi::DOORBELL_PHASE, abi::phase::PIO);
     let pio_out = abi::sample_array(4);
     let pio_samples = if config & abi::CONFIG_SKIP_PIO != 0 { 0 } else { abi::SAMPLES };

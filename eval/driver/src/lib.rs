@@ -1,0 +1,77 @@
+//! The evaluation's DMA driver, written as a unikernel would write it with
+//! the viommu crates: bring a VT-d unit up through its registers
+//! (`vtd_regs::RemappingUnit` over any [`Mmio`](vtd_regs::Mmio)), build the
+//! root/context tables and a domain's second-level table
+//! (`vtd_tables`), invalidate through the queue (`invalidation`), and map
+//! every receive buffer through `teardown::Mapper` under the policy being
+//! measured. The NIC's receive loop ([`nic_loop::run`]) times map and unmap
+//! with RDTSC.
+//!
+//! The same code runs in the KVM guest (`eval/guest`: register accesses are
+//! volatile and trap, or land on a sidecore-polled page) and in the host
+//! process against the software unit directly ("bare metal").
+#![no_std]
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod bringup;
+pub mod layout;
+pub mod nic_loop;
+pub mod params;
+pub mod ring;
+pub mod tsc;
+
+pub use bringup::{Driver, DriverMapper};
+pub use params::{Params, Policy, Report};
+
+/// Why the driver stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The remapping unit refused a command (absent, timed out).
+    Unit(vtd_regs::UnitError),
+    /// Building the root/context/second-level tables failed.
+    Table(vtd_tables::Error),
+    /// The invalidation queue failed.
+    Invalidation(invalidation::Error),
+    /// The queue could not be set up.
+    QueueSetup,
+    /// A map or unmap failed.
+    Map(teardown::Error),
+    /// Guest memory access failed.
+    Mem(vtd_regs::MemError),
+    /// The device did not complete a posted buffer (status word).
+    Device {
+        /// Buffer sequence number.
+        seq: u64,
+        /// Status the device left.
+        status: u64,
+    },
+    /// The buffer's contents were not what the device wrote.
+    Data {
+        /// Buffer sequence number.
+        seq: u64,
+    },
+}
+
+impl Error {
+    /// A small code for reporting through a register.
+    #[must_use]
+    pub const fn code(&self) -> u64 {
+        match self {
+            Error::Unit(_) => 1,
+            Error::Table(_) => 2,
+            Error::Invalidation(_) => 3,
+            Error::QueueSetup => 4,
+            Error::Map(_) => 5,
+            Error::Mem(_) => 6,
+            Error::Device { .. } => 7,
+            Error::Data { .. } => 8,
+        }
+    }
+}
+
+impl From<vtd_regs::MemError> for Error {
+    fn from(e: vtd_regs::MemError) -> Self {
+        Error::Mem(e)
+    }
+}

@@ -1,0 +1,148 @@
+//! The sidecore front end: the guest's VT-d register page is a RAM page;
+//! a VMM thread polls it and plays the unit's side of the register
+//! protocol through the emulator. VT-d permits it (the seed, §3 of the
+//! paper): commands are synchronous (write, then poll a status bit), no
+//! register mixes read-only and writable fields, and memory-resident
+//! structures are flushed by explicit commands.
+//!
+//! Each pass compares every 8-byte granule of the page with the value last
+//! seen; a changed granule is forwarded as register writes (both halves of
+//! a 64-bit register, low first, so the side effect bound to the high half
+//! fires, §10.2). After any change, every register is read back from the
+//! emulator and published into the page with a compare-and-swap against
+//! the last-seen value, so a guest write racing the publication is never
+//! lost: it is seen by the next pass.
+//!
+//! Limit: a write-1-to-clear of FSTS that writes the value already shown
+//! cannot be seen by value comparison (none happens in these runs: the
+//! evaluation takes no faults).
+
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+
+use vtd_regs::{Mmio, regs::offset};
+
+use crate::memory::GuestRam;
+
+/// Words in the register page.
+const WORDS: usize = 1024;
+
+/// What the poller did.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SidecoreStats {
+    /// Passes over the page.
+    pub passes: u64,
+    /// Register writes forwarded to the emulator.
+    pub writes: u64,
+}
+
+/// A register page the poller owns.
+pub struct Poller<'a, R> {
+    page: &'a [AtomicU32],
+    regs: R,
+    seen: Vec<u32>,
+    wide: Vec<bool>,
+    /// What it did.
+    pub stats: SidecoreStats,
+}
+
+impl<'a, R: Mmio> Poller<'a, R> {
+    /// A poller publishing `regs` (the emulator) into `page`; the page is
+    /// filled with the unit's current registers. `iotlb_reg` is the
+    /// IOTLB register's offset (ECAP.IRO + 8) and `fault_records` the fault
+    /// recording registers' range, both 64-bit.
+    pub fn new(
+        page: &'a GuestRam,
+        regs: R,
+        iotlb_reg: usize,
+        fault_records: std::ops::Range<usize>,
+    ) -> std::io::Result<Self> {
+        let page = page.atomic_words()?;
+        let mut wide = vec![false; WORDS / 2];
+        let mut mark = |off: usize| {
+            if let Some(w) = wide.get_mut(off / 8) {
+                *w = true;
+            }
+        };
+        for off in
+            [offset::RTADDR, offset::CCMD, offset::IQH, offset::IQT, offset::IQA, offset::IRTA]
+        {
+            mark(off);
+        }
+        mark(iotlb_reg);
+        mark(iotlb_reg - 8);
+        for off in fault_records.step_by(8) {
+            mark(off);
+        }
+        let mut p =
+            Poller { page, regs, seen: vec![0; WORDS], wide, stats: SidecoreStats::default() };
+        p.publish();
+        Ok(p)
+    }
+
+    /// Polls until `stop` is set.
+    pub fn run(&mut self, stop: &AtomicBool) {
+        let mut idle: u32 = 0;
+        while !stop.load(Ordering::Relaxed) {
+            if self.pass() {
+                idle = 0;
+                self.publish();
+            } else {
+                idle = idle.saturating_add(1);
+                // Re-publish now and then: fault records change on DMA.
+                if idle % 4096 == 0 {
+                    self.publish();
+                }
+                std::hint::spin_loop();
+            }
+        }
+    }
+
+    /// One pass: forwards changed granules; true if any changed.
+    fn pass(&mut self) -> bool {
+        self.stats.passes += 1;
+        let mut changed = false;
+        for g in 0..WORDS / 2 {
+            let (lo_i, hi_i) = (2 * g, 2 * g + 1);
+            let lo = self.page[lo_i].load(Ordering::Acquire);
+            let hi = self.page[hi_i].load(Ordering::Acquire);
+            let (lo_changed, hi_changed) = (lo != self.seen[lo_i], hi != self.seen[hi_i]);
+            if !lo_changed && !hi_changed {
+                continue;
+            }
+            changed = true;
+            let off = g * 8;
+            if self.wide[g] {
+                self.regs.write32(off, lo);
+                self.regs.write32(off + 4, hi);
+                self.stats.writes += 2;
+            } else {
+                if lo_changed {
+                    self.regs.write32(off, lo);
+                    self.stats.writes += 1;
+                }
+                if hi_changed {
+                    self.regs.write32(off + 4, hi);
+                    self.stats.writes += 1;
+                }
+            }
+            self.seen[lo_i] = lo;
+            self.seen[hi_i] = hi;
+        }
+        changed
+    }
+
+    /// Copies every register from the emulator into the page, unless the
+    /// guest wrote the word since it was last seen.
+    fn publish(&mut self) {
+        for (i, word) in self.page.iter().enumerate() {
+            let value = self.regs.read32(i * 4);
+            if value != self.seen[i]
+                && word
+                    .compare_exchange(self.seen[i], value, Ordering::AcqRel, Ordering::Acquire)
+                    .is_ok()
+            {
+                self.seen[i] = value;
+            }
+        }
+    }
+}
