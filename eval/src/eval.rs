@@ -148,7 +148,7 @@ fn medians<M: PhysMem>(mem: &M, buffers: u64) -> Result<(u64, u64), String> {
 fn check(report: Report, nic: &NicCounters, settings: &Settings) -> Result<Report, String> {
     if report.error != 0 {
         return Err(format!(
-            "driver error code {} at buffer {} (device: {nic:?})",
+            "driver error code {} detail {} (device: {nic:?})",
             report.error, report.error_seq
         ));
     }

@@ -70,6 +70,29 @@ impl Error {
     }
 }
 
+impl Error {
+    /// A detail for reporting through a register: which invalidation or
+    /// unit failure it was (0 if none applies).
+    #[must_use]
+    pub const fn detail(&self) -> u64 {
+        match self {
+            Error::Invalidation(e) => match e {
+                invalidation::Error::QueueFull => 1,
+                invalidation::Error::Timeout => 2,
+                invalidation::Error::Unsupported(_) => 3,
+                invalidation::Error::OutOfFrames => 4,
+                invalidation::Error::Mem(_) => 5,
+                invalidation::Error::Unit(_) => 6,
+                invalidation::Error::Descriptor(_) => 7,
+                invalidation::Error::Queue(_) => 8,
+                _ => 9,
+            },
+            Error::Device { seq, .. } | Error::Data { seq } => *seq,
+            _ => 0,
+        }
+    }
+}
+
 impl From<vtd_regs::MemError> for Error {
     fn from(e: vtd_regs::MemError) -> Self {
         Error::Mem(e)

@@ -169,7 +169,7 @@ pub struct Report {
     pub waits: u64,
     /// Nonzero: the run failed ([`crate::Error::code`]).
     pub error: u64,
-    /// The failing buffer, if any.
+    /// The failing buffer, or which failure ([`crate::Error::detail`]).
     pub error_seq: u64,
 }
 

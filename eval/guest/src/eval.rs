@@ -32,11 +32,7 @@ fn finish(report: &Report) -> ! {
 
 fn failed(e: viommu_eval_driver::Error, mut report: Report) -> ! {
     report.error = e.code();
-    if let viommu_eval_driver::Error::Device { seq, .. } | viommu_eval_driver::Error::Data { seq } =
-        e
-    {
-        report.error_seq = seq;
-    }
+    report.error_seq = e.detail();
     finish(&report)
 }
 
