@@ -16,6 +16,8 @@ pub mod memory;
 pub mod nic;
 pub mod probe;
 pub mod register_page;
+pub mod report;
+pub mod seed;
 pub mod sidecore;
 pub mod stats;
 pub mod vm;
