@@ -226,20 +226,21 @@ pub fn run_in_process(
     };
     let regs = ChargedMmio { inner: &emu, cost, exits: &exits };
     let clock = TscClock::new(settings.tsc_khz);
+    let mut report = Report::default();
     let (result, loop_exits) = match params.mapper_config() {
         None => {
             let none: Option<&mut DriverMapper<'_, &Emulator<&HeapMemory>, &HeapMemory>> = None;
-            (nic_loop::run(none, mem, &params, kick), 0)
+            (nic_loop::run(none, mem, &params, &mut report, kick), 0)
         }
         Some(config) => {
             let mut driver = Driver::bring_up(regs, mem, &frames, BUDGET, config, clock)
                 .map_err(|e| format!("bring-up: {e:?}"))?;
             let before = exits.get();
-            let r = nic_loop::run(Some(&mut driver.mapper), mem, &params, kick);
+            let r = nic_loop::run(Some(&mut driver.mapper), mem, &params, &mut report, kick);
             (r, exits.get() - before)
         }
     };
-    let report = result.map_err(|(e, _)| format!("driver: {e:?}"))?;
+    result.map_err(|e| format!("driver: {e:?}"))?;
     let report = check(report, &nic, settings)?;
     let exits = if frontend == Frontend::ModelledTrap { loop_exits } else { 0 };
     let median = medians(&mem, report.buffers)?;

@@ -107,7 +107,7 @@ impl GuestRam {
     /// The whole mapping as 32-bit atomic words: the sidecore's view of a
     /// register page the guest writes concurrently.
     pub fn atomic_words(&self) -> io::Result<&[std::sync::atomic::AtomicU32]> {
-        if self.size % 4 != 0 {
+        if !self.size.is_multiple_of(4) {
             return Err(io::Error::other("mapping is not a whole number of words"));
         }
         // SAFETY: the mapping is page-aligned, `size` bytes long and lives

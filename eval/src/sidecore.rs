@@ -115,7 +115,7 @@ impl<'a, R: Mmio> Poller<'a, R> {
             } else {
                 idle = idle.saturating_add(1);
                 // Re-publish now and then: fault records change on DMA.
-                if idle % 4096 == 0 {
+                if idle.is_multiple_of(4096) {
                     self.publish();
                 }
                 std::hint::spin_loop();

@@ -17,14 +17,15 @@ use crate::tsc::{rdtsc, spin_cycles};
 /// for slots `0..n` and returns once it completed them. Without a mapper
 /// (no IOMMU) the device is given physical addresses.
 ///
-/// On failure the report so far comes back with the error.
+/// The measurements accumulate in `r`, which on failure holds what was
+/// measured up to it.
 pub fn run<R: Mmio, M: PhysMem + Copy>(
     mut mapper: Option<&mut DriverMapper<'_, R, M>>,
     mem: M,
     params: &Params,
+    r: &mut Report,
     mut kick: impl FnMut(u64),
-) -> Result<Report, (Error, Report)> {
-    let mut r = Report::default();
+) -> Result<(), Error> {
     let batch = params.batch.clamp(1, ring::SLOTS);
     let mut frame = [0u8; FRAME_LEN as usize];
     let (c0, i0) = match mapper.as_deref_mut() {
@@ -44,12 +45,12 @@ pub fn run<R: Mmio, M: PhysMem + Copy>(
                     let iova = m.map(page, FRAME_LEN, Perm::WRITE);
                     let dt = rdtsc().wrapping_sub(t0);
                     r.map_cycles += dt;
-                    sample(&mem, s, 0, dt).map_err(|e| (e.into(), r))?;
-                    iova.map_err(|e| (Error::Map(e), r))?.as_u64()
+                    sample(&mem, s, 0, dt).map_err(Error::from)?;
+                    iova.map_err(Error::Map)?.as_u64()
                 }
                 None => page.as_u64(),
             };
-            ring::post(&mem, slot, addr, s).map_err(|e| (e.into(), r))?;
+            ring::post(&mem, slot, addr, s).map_err(Error::from)?;
         }
         let t0 = rdtsc();
         kick(n);
@@ -57,15 +58,15 @@ pub fn run<R: Mmio, M: PhysMem + Copy>(
         r.kicks += 1;
         for slot in 0..n {
             let s = seq + slot;
-            let status = mem.read_u64(ring::word(slot, 2)).map_err(|e| (e.into(), r))?;
+            let status = mem.read_u64(ring::word(slot, 2)).map_err(Error::from)?;
             if status != DONE {
-                return Err((Error::Device { seq: s, status }, r));
+                return Err(Error::Device { seq: s, status });
             }
-            let addr = mem.read_u64(ring::word(slot, 0)).map_err(|e| (e.into(), r))?;
+            let addr = mem.read_u64(ring::word(slot, 0)).map_err(Error::from)?;
             let page = PhysAddr::new(BUFFERS + (s % POOL_PAGES) * 4096);
-            mem.read_bytes(page, &mut frame).map_err(|e| (e.into(), r))?;
+            mem.read_bytes(page, &mut frame).map_err(Error::from)?;
             if frame.iter().enumerate().any(|(i, &b)| b != ring::pattern(s, i as u64)) {
-                return Err((Error::Data { seq: s }, r));
+                return Err(Error::Data { seq: s });
             }
             spin_cycles(params.work_cycles);
             if let Some(m) = mapper.as_deref_mut() {
@@ -73,8 +74,8 @@ pub fn run<R: Mmio, M: PhysMem + Copy>(
                 let done = m.unmap(vtd_regs::Iova::new(addr), FRAME_LEN);
                 let dt = rdtsc().wrapping_sub(t0);
                 r.unmap_cycles += dt;
-                sample(&mem, s, 1, dt).map_err(|e| (e.into(), r))?;
-                done.map_err(|e| (Error::Map(e), r))?;
+                sample(&mem, s, 1, dt).map_err(Error::from)?;
+                done.map_err(Error::Map)?;
             }
             r.buffers += 1;
         }
@@ -82,7 +83,7 @@ pub fn run<R: Mmio, M: PhysMem + Copy>(
     }
     r.loop_cycles = rdtsc().wrapping_sub(start).wrapping_sub(r.kick_cycles);
     if let Some(m) = mapper {
-        m.flush().map_err(|e| (Error::Map(e), r))?;
+        m.flush().map_err(Error::Map)?;
         let c = *m.counters();
         r.reuse_hits = c.reuse_hits - c0.reuse_hits;
         r.teardowns = c.teardowns - c0.teardowns;
@@ -91,7 +92,7 @@ pub fn run<R: Mmio, M: PhysMem + Copy>(
         r.descriptors = i.descriptors.iter().sum::<u64>() - i0.descriptors.iter().sum::<u64>();
         r.waits = i.waits - i0.waits;
     }
-    Ok(r)
+    Ok(())
 }
 
 /// Keeps sample `which` (0 map, 1 unmap) of buffer `seq`, if it has room.

@@ -54,10 +54,11 @@ pub(crate) fn main() -> ! {
         failed(e.into(), Report::default())
     }
     doorbell(abi::DOORBELL_PHASE, abi::phase::BRINGUP);
+    let mut report = Report::default();
     let result = match params.mapper_config() {
         None => {
             doorbell(abi::DOORBELL_PHASE, abi::phase::RECEIVE);
-            nic_loop::run::<VolatileMmio, _>(None, mem, &params, kick)
+            nic_loop::run::<VolatileMmio, _>(None, mem, &params, &mut report, kick)
         }
         Some(config) => {
             let Some(base) = NonNull::new(abi::VTD_BASE as *mut u8) else {
@@ -72,12 +73,12 @@ pub(crate) fn main() -> ! {
                 Err(e) => failed(e, Report::default()),
             };
             doorbell(abi::DOORBELL_PHASE, abi::phase::RECEIVE);
-            nic_loop::run(Some(&mut driver.mapper), mem, &params, kick)
+            nic_loop::run(Some(&mut driver.mapper), mem, &params, &mut report, kick)
         }
     };
     doorbell(abi::DOORBELL_PHASE, abi::phase::END);
     match result {
-        Ok(report) => finish(&report),
-        Err((e, report)) => failed(e, report),
+        Ok(()) => finish(&report),
+        Err(e) => failed(e, report),
     }
 }
