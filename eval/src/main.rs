@@ -30,7 +30,7 @@ const USAGE: &str = "usage: viommu-eval [--buffers N] [--quota Q] [--time-limit-
                     and sidecore under the secure, relaxed and optimistic
                     policies, next to the seed's figures; writes DIR/results.csv
                     and DIR/throughput.svg
-  --buffers N       buffers received per run (default 2000)
+  --buffers N       buffers received per run (default 10000)
   --quota Q         optimistic teardown: stale mappings that trigger a reclaim
                     (default 256)
   --time-limit-us T optimistic teardown: oldest a stale mapping may get
@@ -68,7 +68,7 @@ fn main() -> ExitCode {
     let (mut probe, mut bad) = (false, false);
     let mut o = Options {
         settings: Settings {
-            buffers: 2000,
+            buffers: 10_000,
             batch: 32,
             quota: 256,
             time_limit_us: 10_000,
@@ -209,7 +209,7 @@ fn run_eval(mut o: Options) -> ExitCode {
                 done += 1;
                 match r {
                     Ok(r) => {
-                        if best.is_none_or(|b| r.report.loop_cycles < b.report.loop_cycles) {
+                        if best.is_none_or(|b| r.cycles_per_buffer() < b.cycles_per_buffer()) {
                             best = Some(r);
                         }
                     }

@@ -48,25 +48,23 @@ impl Results {
         let m = |f: Frontend| if f == Frontend::ModelledTrap { "  (modelled)" } else { "" };
         let _ = writeln!(
             s,
-            "(a) map + unmap of one page, strict invalidation (policy secure), TSC cycles,\n    median over {} buffers (mean in brackets); seed: Xeon X5570 cycles",
+            "(a) map + unmap of one page, strict invalidation (policy secure), TSC cycles,\n    median of {} buffers; seed: Xeon X5570 cycles",
             self.buffers
         );
         let _ = writeln!(
             s,
-            "    {:<27} {:>17} {:>17} {:>8} | {:>6} {:>6} {:>6}",
-            "", "map", "unmap", "total", "seed", "", ""
+            "    {:<27} {:>8} {:>8} {:>8} | {:>9} {:>6} {:>6}",
+            "", "map", "unmap", "total", "seed map", "unmap", "total"
         );
         for &f in &self.frontends {
             let Some(r) = self.get(f, Policy::Secure) else { continue };
             let (sm, su) = seed::map_unmap(f).unwrap_or((0, 0));
             let _ = writeln!(
                 s,
-                "    {:<27} {:>7} [{:>7.0}] {:>7} [{:>7.0}] {:>8} | {:>6} {:>6} {:>6}{}",
+                "    {:<27} {:>8} {:>8} {:>8} | {:>9} {:>6} {:>6}{}",
                 Self::label(f),
                 r.map_median(),
-                r.map_cycles(),
                 r.unmap_median(),
-                r.unmap_cycles(),
                 r.map_median() + r.unmap_median(),
                 sm,
                 su,
@@ -76,12 +74,12 @@ impl Results {
         }
         let _ = writeln!(
             s,
-            "\n(b) receive throughput relative to the same front end without IOMMU, %\n    (this host: a NIC model, per-buffer cost = driver cycles; seed: netperf TCP, % of 9.3 Gbps)"
+            "\n(b) receive throughput relative to the same front end without IOMMU, %: this host,\n    driver cycles per buffer of a NIC model (mean, preempted buffers dropped);\n    seed: netperf TCP, % of 9.3 Gbps"
         );
         let _ = writeln!(
             s,
             "    {:<27} {:>8} {:>8} {:>10} | {:>6} {:>7} {:>10} | {:>14}",
-            "", "secure", "relaxed", "optimistic", "seed", "", "", "cycles/buffer"
+            "", "secure", "relaxed", "optimistic", "seed", "", "", "none, cycles"
         );
         let pols = [Policy::Secure, Policy::Relaxed, Policy::Optimistic];
         for &f in &self.frontends {
@@ -90,7 +88,7 @@ impl Results {
             let base = self.get(f, Policy::NoIommu).map_or(0.0, RunResult::cycles_per_buffer);
             let _ = writeln!(
                 s,
-                "    {:<27} {:>8} {:>8} {:>10} | {:>6} {:>7} {:>10} | {:>7.0} (none){}",
+                "    {:<27} {:>8} {:>8} {:>10} | {:>6} {:>7} {:>10} | {:>14.0}{}",
                 Self::label(f),
                 pct(pols[0]),
                 pct(pols[1]),
@@ -100,6 +98,55 @@ impl Results {
                 sd(pols[2]),
                 base,
                 m(f)
+            );
+        }
+        let dropped: Vec<String> = self
+            .frontends
+            .iter()
+            .map(|&f| {
+                let n: Vec<String> = Policy::ALL
+                    .iter()
+                    .map(|&p| {
+                        self.get(f, p).map_or("-".into(), |r| r.samples.preempted.to_string())
+                    })
+                    .collect();
+                format!("{} {}", Self::label(f), n.join("/"))
+            })
+            .collect();
+        let _ = writeln!(
+            s,
+            "    buffers dropped as preempted (none/secure/relaxed/optimistic): {}",
+            dropped.join(", ")
+        );
+        for &f in &self.frontends {
+            if f == Frontend::BareMetal {
+                continue;
+            }
+            let (Some(o), Some(r)) =
+                (self.relative(f, Policy::Optimistic), self.relative(f, Policy::Relaxed))
+            else {
+                continue;
+            };
+            let _ = writeln!(
+                s,
+                "    optimistic / relaxed under {}: {:.1}x (seed: \"over 7 times faster than relaxed in guest\"){}",
+                Self::label(f),
+                o / r,
+                m(f)
+            );
+        }
+        let busy: Vec<String> = Policy::ALL
+            .iter()
+            .filter_map(|&p| {
+                let st = self.get(Frontend::Sidecore, p)?.sidecore?;
+                Some(format!("{} {:.1}%", p.name(), st.busy_fraction() * 100.0))
+            })
+            .collect();
+        if !busy.is_empty() {
+            let _ = writeln!(
+                s,
+                "    sidecore busy (forwarding and publishing, not just polling): {} (seed: \"at most 33% of the time\")",
+                busy.join(", ")
             );
         }
         let _ = writeln!(
@@ -131,7 +178,7 @@ impl Results {
         }
         let _ = writeln!(
             s,
-            "    seed: the paper counts one exit per register access under trap & emulate; strict\n    invalidation costs an IQT write per unmap and, in caching mode, per map"
+            "    seed: no per-buffer counts published (\"each mapping change results in VM-exit\");\n    expected: strict = an IQT write per unmap and, in caching mode, per map"
         );
         s
     }
@@ -140,7 +187,7 @@ impl Results {
     #[must_use]
     pub fn csv(&self) -> String {
         let mut s = String::from(
-            "frontend,modelled,policy,buffers,map_median_cycles,unmap_median_cycles,map_mean_cycles,unmap_mean_cycles,cycles_per_buffer,relative_throughput,exits_per_buffer,iqt_writes_per_buffer,reuse_hits,seed_map_cycles,seed_unmap_cycles,seed_netperf_percent\n",
+            "frontend,modelled,policy,buffers,map_median_cycles,unmap_median_cycles,map_mean_cycles,unmap_mean_cycles,cycles_per_buffer,preempted_buffers,loop_cycles_per_buffer,relative_throughput,exits_per_buffer,iqt_writes_per_buffer,reuse_hits,seed_map_cycles,seed_unmap_cycles,seed_netperf_percent\n",
         );
         for r in &self.runs {
             let (sm, su) = match r.policy {
@@ -149,7 +196,7 @@ impl Results {
             };
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{},{:.1},{:.1},{:.1},{:.4},{:.3},{:.3},{},{},{},{}",
+                "{},{},{},{},{},{},{:.1},{:.1},{:.1},{},{:.1},{:.4},{:.3},{:.3},{},{},{},{}",
                 r.frontend.name(),
                 r.frontend == Frontend::ModelledTrap,
                 r.policy.name(),
@@ -159,6 +206,8 @@ impl Results {
                 r.map_cycles(),
                 r.unmap_cycles(),
                 r.cycles_per_buffer(),
+                r.samples.preempted,
+                r.loop_cycles_per_buffer(),
                 self.relative(r.frontend, r.policy).unwrap_or(0.0),
                 r.exits_per_buffer(),
                 r.iqt_per_buffer(),

@@ -44,6 +44,19 @@ pub struct SidecoreStats {
     pub passes: u64,
     /// Register writes forwarded to the emulator.
     pub writes: u64,
+    /// Time spent forwarding writes and publishing registers (the work a
+    /// sidecore does beyond looking), nanoseconds.
+    pub busy_ns: u64,
+    /// Time the poller ran, nanoseconds.
+    pub total_ns: u64,
+}
+
+impl SidecoreStats {
+    /// Fraction of its time the sidecore was busy (not merely polling).
+    #[must_use]
+    pub fn busy_fraction(&self) -> f64 {
+        self.busy_ns as f64 / self.total_ns.max(1) as f64
+    }
 }
 
 /// A register page the poller owns.
@@ -108,10 +121,13 @@ impl<'a, R: Mmio> Poller<'a, R> {
     /// Polls until `stop` is set.
     pub fn run(&mut self, stop: &AtomicBool) {
         let mut idle: u32 = 0;
+        let started = std::time::Instant::now();
         while !stop.load(Ordering::Relaxed) {
+            let t0 = std::time::Instant::now();
             if self.pass() {
                 idle = 0;
                 self.publish();
+                self.stats.busy_ns += u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
             } else {
                 idle = idle.saturating_add(1);
                 // Re-publish now and then: fault records change on DMA.
@@ -121,6 +137,7 @@ impl<'a, R: Mmio> Poller<'a, R> {
                 std::hint::spin_loop();
             }
         }
+        self.stats.total_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
     }
 
     /// One pass: forwards changed granules, commands last; true if any

@@ -16,11 +16,14 @@ pub const BUFFERS: u64 = 0x200_0000;
 /// Buffer pages the driver cycles through (the pages a NIC driver's
 /// receive ring keeps recycling).
 pub const POOL_PAGES: u64 = 64;
-/// Per-buffer samples: map cycles and unmap cycles, two words per buffer,
-/// for the first [`MAX_SAMPLES`] buffers.
+/// Per-buffer samples, for the first [`MAX_SAMPLES`] buffers: three words
+/// per buffer, the cycles of its map, of its unmap, and from its
+/// completion to the end of its unmap (check, work, unmap).
 pub const SAMPLES: u64 = 0x300_0000;
+/// Bytes of samples per buffer.
+pub const SAMPLE_BYTES: u64 = 24;
 /// Buffers with samples kept.
-pub const MAX_SAMPLES: u64 = (RAM_SIZE - SAMPLES) / 16;
+pub const MAX_SAMPLES: u64 = (RAM_SIZE - SAMPLES) / SAMPLE_BYTES;
 /// Bytes the device writes per buffer (an Ethernet frame).
 pub const FRAME_LEN: u64 = 1500;
 /// The NIC: 00:01.0.

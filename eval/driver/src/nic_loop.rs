@@ -8,7 +8,7 @@ use vtd_tables::Perm;
 
 use crate::Error;
 use crate::bringup::DriverMapper;
-use crate::layout::{BUFFERS, FRAME_LEN, MAX_SAMPLES, POOL_PAGES, SAMPLES};
+use crate::layout::{BUFFERS, FRAME_LEN, MAX_SAMPLES, POOL_PAGES, SAMPLE_BYTES, SAMPLES};
 use crate::params::{Params, Report};
 use crate::ring::{self, DONE};
 use crate::tsc::{rdtsc, spin_cycles};
@@ -58,6 +58,7 @@ pub fn run<R: Mmio, M: PhysMem + Copy>(
         r.kicks += 1;
         for slot in 0..n {
             let s = seq + slot;
+            let received = rdtsc();
             let status = mem.read_u64(ring::word(slot, 2)).map_err(Error::from)?;
             if status != DONE {
                 return Err(Error::Device { seq: s, status });
@@ -77,6 +78,7 @@ pub fn run<R: Mmio, M: PhysMem + Copy>(
                 sample(&mem, s, 1, dt).map_err(Error::from)?;
                 done.map_err(Error::Map)?;
             }
+            sample(&mem, s, 2, rdtsc().wrapping_sub(received)).map_err(Error::from)?;
             r.buffers += 1;
         }
         seq += n;
@@ -95,7 +97,8 @@ pub fn run<R: Mmio, M: PhysMem + Copy>(
     Ok(())
 }
 
-/// Keeps sample `which` (0 map, 1 unmap) of buffer `seq`, if it has room.
+/// Keeps sample `which` of buffer `seq` ([`crate::layout::SAMPLES`]), if
+/// it has room.
 fn sample<M: PhysMem>(
     mem: &M,
     seq: u64,
@@ -105,5 +108,5 @@ fn sample<M: PhysMem>(
     if seq >= MAX_SAMPLES {
         return Ok(());
     }
-    mem.write_u64(PhysAddr::new(SAMPLES + seq * 16 + which * 8), cycles)
+    mem.write_u64(PhysAddr::new(SAMPLES + seq * SAMPLE_BYTES + which * 8), cycles)
 }
