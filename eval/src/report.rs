@@ -220,6 +220,10 @@ impl Results {
         s
     }
 
+    fn svg_label(f: Frontend) -> String {
+        Self::label(f).replace('&', "&amp;")
+    }
+
     /// A grouped bar chart of (b): one group per front end, one bar per
     /// policy, the seed's figure as a tick on each bar.
     #[must_use]
@@ -263,7 +267,7 @@ impl Results {
                         bar_w - 4.0,
                         top + plot_h - y(pct),
                         colors[pi],
-                        Self::label(f),
+                        Self::svg_label(f),
                         p.name()
                     );
                     let _ = writeln!(
@@ -289,7 +293,7 @@ impl Results {
                 r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
                 gx + 1.5 * bar_w,
                 top + plot_h + 18.0,
-                Self::label(f)
+                Self::svg_label(f)
             );
         }
         for (pi, &p) in pols.iter().enumerate() {

@@ -144,3 +144,31 @@ fn without_kvm_the_evaluation_is_modelled_and_says_so() {
     }
     assert!(!stdout.contains("sidecore   "), "{stdout}");
 }
+
+#[test]
+fn chart_and_csv_are_well_formed() {
+    use viommu_eval::report::Results;
+    let s = settings(80);
+    let runs: Vec<_> = Policy::ALL
+        .iter()
+        .flat_map(|&p| {
+            [Frontend::BareMetal, Frontend::ModelledTrap]
+                .map(|f| eval::run_in_process(&s, p, f).expect("run"))
+        })
+        .collect();
+    let results = Results {
+        frontends: vec![Frontend::BareMetal, Frontend::ModelledTrap],
+        runs,
+        modelled_exit_cycles: s.modelled_exit_cycles,
+        buffers: s.buffers,
+    };
+    let csv = results.csv();
+    let header_fields = csv.lines().next().expect("header").split(',').count();
+    assert_eq!(csv.lines().count(), 1 + 8);
+    assert!(csv.lines().all(|l| l.split(',').count() == header_fields), "{csv}");
+    let svg = results.svg();
+    assert!(svg.starts_with("<svg") && svg.trim_end().ends_with("</svg>"));
+    // Text is escaped: "trap & emulate" must appear as "trap &amp; emulate".
+    assert!(!svg.contains("& "), "unescaped ampersand");
+    assert_eq!(svg.matches("<rect").count(), svg.matches("</rect>").count() + 3);
+}
