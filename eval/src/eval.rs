@@ -3,7 +3,7 @@
 
 use std::{
     cell::Cell,
-    sync::atomic::AtomicBool,
+    sync::atomic::{AtomicBool, AtomicU32, Ordering},
     time::{Duration, Instant},
 };
 
@@ -239,14 +239,52 @@ fn emu_config(frontend: Frontend) -> EmuConfig {
     EmuConfig::qemu().with_caching_mode(frontend.virtual_unit())
 }
 
+/// Register access to a page of shared memory (the in-process sidecore's
+/// register page), by atomic 32-bit accesses. A 64-bit write stores the
+/// high half first, so that a poller that sees the low half (IQT's tail)
+/// change sees the whole value.
+struct SharedPageMmio<'a> {
+    words: &'a [AtomicU32],
+}
+
+impl Mmio for SharedPageMmio<'_> {
+    fn read32(&self, offset: usize) -> u32 {
+        self.words.get(offset / 4).map_or(u32::MAX, |w| w.load(Ordering::Acquire))
+    }
+    fn write32(&mut self, offset: usize, value: u32) {
+        if let Some(w) = self.words.get(offset / 4) {
+            w.store(value, Ordering::Release);
+        }
+    }
+    fn write64(&mut self, offset: usize, value: u64) {
+        self.write32(offset + 4, (value >> 32) as u32);
+        self.write32(offset, value as u32);
+    }
+}
+
+/// The poller for `emu`'s registers on `page`.
+fn poller<'a, M: PhysMem>(
+    page: &'a GuestRam,
+    emu: &'a Emulator<M>,
+) -> Result<Poller<'a, &'a Emulator<M>>, String> {
+    let (cap, ecap) = (emu.config().cap, emu.config().ecap);
+    let fro = cap.fro().byte_offset();
+    let records = fro..fro + 16 * usize::from(cap.nfr().count());
+    Poller::new(page, emu, ecap.iro().iotlb(), records).map_err(|e| e.to_string())
+}
+
 /// Runs the driver in this process on the software unit: bare metal, or
 /// with every register access charged `settings.modelled_exit_cycles`
-/// ([`Frontend::ModelledTrap`]).
+/// ([`Frontend::ModelledTrap`]), or through a register page a polling
+/// thread serves ([`Frontend::SidecoreNoVm`]).
 pub fn run_in_process(
     settings: &Settings,
     policy: Policy,
     frontend: Frontend,
 ) -> Result<RunResult, String> {
+    if frontend == Frontend::SidecoreNoVm {
+        return run_sidecore_in_process(settings, policy);
+    }
     let started = Instant::now();
     let heap = HeapMemory::new(layout::RAM_SIZE as usize);
     let mem = &heap;
@@ -290,6 +328,62 @@ pub fn run_in_process(
         exits,
         nic,
         sidecore: None,
+        wall: started.elapsed(),
+        samples,
+    })
+}
+
+fn run_sidecore_in_process(settings: &Settings, policy: Policy) -> Result<RunResult, String> {
+    let started = Instant::now();
+    let frontend = Frontend::SidecoreNoVm;
+    let heap = HeapMemory::new(layout::RAM_SIZE as usize);
+    let mem = &heap;
+    let frames =
+        Frames::new(mem, PhysAddr::new(layout::FRAMES_START), PhysAddr::new(layout::FRAMES_END));
+    let emu: Emulator<_> = Emulator::new(mem, emu_config(frontend)).map_err(|e| e.to_string())?;
+    layout::warm_up(&mem).map_err(|e| e.to_string())?;
+    let page = GuestRam::new(0x1000).map_err(|e| e.to_string())?;
+    let words = page.atomic_words().map_err(|e| e.to_string())?;
+    let mut poller = poller(&page, &emu)?;
+    let params = settings.params(policy);
+    let mut nic = NicCounters::default();
+    let mut report = Report::default();
+    let stop = AtomicBool::new(false);
+    let (result, stats) = std::thread::scope(|s| {
+        let polling = s.spawn(|| {
+            poller.run(&stop);
+            poller.stats
+        });
+        let translate = |iova| emu.translate(NIC, iova, Access::Write).ok();
+        let kick = |n| nic::receive(&mem, n, &mut nic, translate);
+        let clock = TscClock::new(settings.tsc_khz);
+        let result = match params.mapper_config() {
+            None => {
+                let none: Option<&mut DriverMapper<'_, SharedPageMmio<'_>, &HeapMemory>> = None;
+                nic_loop::run(none, mem, &params, &mut report, kick).map_err(|e| format!("{e:?}"))
+            }
+            Some(config) => {
+                Driver::bring_up(SharedPageMmio { words }, mem, &frames, BUDGET, config, clock)
+                    .map_err(|e| format!("bring-up: {e:?}"))
+                    .and_then(|mut d| {
+                        nic_loop::run(Some(&mut d.mapper), mem, &params, &mut report, kick)
+                            .map_err(|e| format!("driver: {e:?}"))
+                    })
+            }
+        };
+        stop.store(true, Ordering::Relaxed);
+        (result, polling.join().ok())
+    });
+    result?;
+    let report = check(report, &nic, settings)?;
+    let samples = buffer_stats(&mem, report.buffers)?;
+    Ok(RunResult {
+        frontend,
+        policy,
+        report,
+        exits: 0,
+        nic,
+        sidecore: stats,
         wall: started.elapsed(),
         samples,
     })
@@ -387,7 +481,7 @@ pub fn run_kvm(
                     poller.stats
                 });
                 let outcome = vm.run_with(RUN_TIMEOUT, &mut handler);
-                stop.store(true, std::sync::atomic::Ordering::Relaxed);
+                stop.store(true, Ordering::Relaxed);
                 side_stats = poll.join().ok();
                 outcome
             })

@@ -19,6 +19,10 @@ pub enum Frontend {
     /// The driver in-process; every register access charged the measured
     /// exit cost by busy-waiting (no KVM on this host).
     ModelledTrap,
+    /// The driver in-process; its register page is shared memory served
+    /// by the same polling thread as [`Frontend::Sidecore`], without a VM
+    /// (no KVM on this host).
+    SidecoreNoVm,
 }
 
 impl Frontend {
@@ -30,6 +34,7 @@ impl Frontend {
             Frontend::Trap => "trap & emulate",
             Frontend::Sidecore => "sidecore",
             Frontend::ModelledTrap => "trap & emulate (modelled)",
+            Frontend::SidecoreNoVm => "sidecore (no VM)",
         }
     }
 

@@ -177,10 +177,16 @@ fn run_eval(mut o: Options) -> ExitCode {
         }
         None => {
             println!(
-                "MODELLED: trap & emulate runs in-process, every register access charged {} TSC cycles (the exit cost --probe measured under KVM); no sidecore without KVM",
+                "MODELLED: trap & emulate runs in-process, every register access charged {} TSC cycles (the exit cost --probe measured under KVM)",
                 o.settings.modelled_exit_cycles
             );
             frontends.push(Frontend::ModelledTrap);
+            if o.sidecore {
+                println!(
+                    "sidecore without a VM: the driver runs in-process on a shared register page served by the polling thread"
+                );
+                frontends.push(Frontend::SidecoreNoVm);
+            }
         }
     }
     let s = o.settings;

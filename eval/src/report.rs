@@ -37,6 +37,7 @@ impl Results {
     fn label(f: Frontend) -> String {
         match f {
             Frontend::ModelledTrap => "trap & emulate [modelled]".into(),
+            Frontend::SidecoreNoVm => "sidecore [in-process, no VM]".into(),
             f => f.name().into(),
         }
     }
@@ -53,7 +54,7 @@ impl Results {
         );
         let _ = writeln!(
             s,
-            "    {:<27} {:>8} {:>8} {:>8} | {:>9} {:>6} {:>6}",
+            "    {:<30} {:>8} {:>8} {:>8} | {:>9} {:>6} {:>6}",
             "", "map", "unmap", "total", "seed map", "unmap", "total"
         );
         for &f in &self.frontends {
@@ -61,7 +62,7 @@ impl Results {
             let (sm, su) = seed::map_unmap(f).unwrap_or((0, 0));
             let _ = writeln!(
                 s,
-                "    {:<27} {:>8} {:>8} {:>8} | {:>9} {:>6} {:>6}{}",
+                "    {:<30} {:>8} {:>8} {:>8} | {:>9} {:>6} {:>6}{}",
                 Self::label(f),
                 r.map_median(),
                 r.unmap_median(),
@@ -78,7 +79,7 @@ impl Results {
         );
         let _ = writeln!(
             s,
-            "    {:<27} {:>8} {:>8} {:>10} | {:>6} {:>7} {:>10} | {:>14}",
+            "    {:<30} {:>8} {:>8} {:>10} | {:>6} {:>7} {:>10} | {:>14}",
             "", "secure", "relaxed", "optimistic", "seed", "", "", "none, cycles"
         );
         let pols = [Policy::Secure, Policy::Relaxed, Policy::Optimistic];
@@ -88,7 +89,7 @@ impl Results {
             let base = self.get(f, Policy::NoIommu).map_or(0.0, RunResult::cycles_per_buffer);
             let _ = writeln!(
                 s,
-                "    {:<27} {:>8} {:>8} {:>10} | {:>6} {:>7} {:>10} | {:>14.0}{}",
+                "    {:<30} {:>8} {:>8} {:>10} | {:>6} {:>7} {:>10} | {:>14.0}{}",
                 Self::label(f),
                 pct(pols[0]),
                 pct(pols[1]),
@@ -138,7 +139,10 @@ impl Results {
         let busy: Vec<String> = Policy::ALL
             .iter()
             .filter_map(|&p| {
-                let st = self.get(Frontend::Sidecore, p)?.sidecore?;
+                let st = self
+                    .get(Frontend::Sidecore, p)
+                    .or_else(|| self.get(Frontend::SidecoreNoVm, p))?
+                    .sidecore?;
                 Some(format!("{} {:.1}%", p.name(), st.busy_fraction() * 100.0))
             })
             .collect();
@@ -154,7 +158,7 @@ impl Results {
             "\n(c) per buffer: register exits (trap: KVM MMIO exits to the VMM; modelled: charged\n    accesses; sidecore: none, the page is polled) / IQT writes / mappings reused"
         );
         let _ =
-            writeln!(s, "    {:<27} {:>22} {:>22} {:>22}", "", "secure", "relaxed", "optimistic");
+            writeln!(s, "    {:<30} {:>22} {:>22} {:>22}", "", "secure", "relaxed", "optimistic");
         for &f in &self.frontends {
             let cell = |p| {
                 self.get(f, p).map_or("-".into(), |r: &RunResult| {
@@ -168,7 +172,7 @@ impl Results {
             };
             let _ = writeln!(
                 s,
-                "    {:<27} {:>22} {:>22} {:>22}{}",
+                "    {:<30} {:>22} {:>22} {:>22}{}",
                 Self::label(f),
                 cell(pols[0]),
                 cell(pols[1]),

@@ -10,7 +10,7 @@ pub const fn map_unmap(frontend: Frontend) -> Option<(u64, u64)> {
     match frontend {
         Frontend::BareMetal => Some((2316, 4593)),
         Frontend::Trap | Frontend::ModelledTrap => Some((30645, 4324)),
-        Frontend::Sidecore => Some((7321, 1904)),
+        Frontend::Sidecore | Frontend::SidecoreNoVm => Some((7321, 1904)),
     }
 }
 
@@ -20,7 +20,7 @@ pub const fn netperf(frontend: Frontend, policy: Policy) -> Option<u32> {
     let row = match frontend {
         Frontend::BareMetal => [43, 91, 100],
         Frontend::Trap | Frontend::ModelledTrap => [10, 11, 82],
-        Frontend::Sidecore => [30, 49, 100],
+        Frontend::Sidecore | Frontend::SidecoreNoVm => [30, 49, 100],
     };
     match policy {
         Policy::NoIommu => Some(100),
