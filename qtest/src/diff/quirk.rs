@@ -39,6 +39,10 @@ pub enum Quirk {
     /// whose records are full, sets PFO. Both are allowed: §7.3.1 lets
     /// hardware collapse faults of one source.
     CollapsedSameSourceFaults,
+    /// QEMU treats bit 11 of a non-leaf second-level entry as reserved
+    /// (fault Ch); `vtd-emu` (the `vtd-tables` walker) ignores it and
+    /// translates. See the documentation for the specification's word.
+    NonLeafBit11,
     /// `vtd-emu` uses RTADDR bits above the host address width, so the
     /// root table fetch fails (reason 8h); QEMU ignores them, as §10.4.6
     /// has hardware do ("bits 63:HAW are ignored"). `vtd-emu` is wrong.
@@ -100,6 +104,10 @@ impl Quirk {
             }
             Quirk::IotlbBeforeContext => silent_reach && reason(e) == Some(2),
             Quirk::EmuRootAddressAboveHaw => silent_reach && reason(e) == Some(8),
+            Quirk::NonLeafBit11 => {
+                reason(q) == Some(0xC)
+                    && matches!(e, Dma { result: DmaResult::Reached(_), faults, .. } if faults.is_empty())
+            }
             Quirk::NoNegativeCaching => silent_reach && matches!(reason(e), Some(5 | 6)),
             Quirk::CollapsedSameSourceFaults => matches!(
                 (q, e),

@@ -10,9 +10,10 @@
 
 use vtd_regs::desc::RawDescriptor;
 use vtd_regs::regs::rtaddr::TranslationTableMode;
-use vtd_regs::regs::{DescriptorWidth, Fsts, Iqa, Iqercd, Iqt, QueueSize};
+use vtd_regs::regs::{DescriptorWidth, Fsts, GlobalBits, Iqa, Iqercd, Iqh, Iqt, QueueSize};
 use vtd_regs::{
-    Drain, Granularity, Iova, Mmio, PAGE_SIZE, PhysAddr, PhysMem, RemappingUnit, UnitError,
+    ContextScope, Drain, Granularity, IotlbScope, Iova, Mmio, PAGE_SIZE, PhysAddr, PhysMem,
+    RemappingUnit, UnitError,
 };
 use vtd_tables::Access;
 
@@ -70,8 +71,9 @@ pub fn run<B: Backend>(backend: &mut B, scenario: &Scenario) -> Result<Vec<Outco
     if scenario.dma_count() > MAX_DMA_STEPS {
         return Err(Error::InvalidArgument { what: "more DMA steps than buffer slots" });
     }
+    let mut unit = RemappingUnit::new(backend.mmio())?;
+    reset(&mut unit)?;
     prepare(backend)?;
-    let unit = RemappingUnit::new(backend.mmio())?;
     let mut player =
         Player { backend, unit, outcomes: Vec::new(), tail: 0, slot: 0, reads: Vec::new() };
     for (i, step) in scenario.steps.iter().enumerate() {
@@ -235,8 +237,30 @@ impl<B: Backend> Player<'_, B> {
     }
 }
 
+/// Brings a unit a scenario ran on back to its reset state as far as the
+/// next scenario can tell: translation and queued invalidation off (a
+/// stopped queue emptied first), context cache and IOTLB invalidated
+/// globally, fault records and FSTS.PFO cleared. A fresh unit is left as
+/// it was.
+fn reset<M: Mmio + Copy>(unit: &mut RemappingUnit<M>) -> Result<()> {
+    unit.disable_translation()?;
+    if unit.status().contains(GlobalBits::QIE) {
+        // This handle did not enable the queue: IQT = IQH through the
+        // registers, then IQE cleared, so that the queue is empty.
+        let mut mmio = *unit.mmio();
+        let head: Iqh = mmio.read_reg();
+        mmio.write_reg(Iqt(head.0));
+        let _ = unit.take_queue_error();
+        unit.disable_queued_invalidation()?;
+    }
+    unit.invalidate_context(ContextScope::Global)?;
+    unit.invalidate_iotlb(IotlbScope::Global, Drain::empty())?;
+    unit.drain_faults().for_each(drop);
+    Ok(())
+}
+
 /// Zeroes the table pages, fills the data pages, and loads the device
-/// buffer with the slot markers while translation is still off.
+/// buffer with the slot markers while translation is off.
 fn prepare<B: Backend>(backend: &mut B) -> Result<()> {
     let mem = backend.mem();
     for n in 0..DATA {
