@@ -43,6 +43,30 @@ pub enum Quirk {
     /// (fault Ch); `vtd-emu` (the `vtd-tables` walker) ignores it and
     /// translates. See the documentation for the specification's word.
     NonLeafBit11,
+    /// QEMU refuses (IQE) a wait descriptor with neither SW nor IF set;
+    /// `vtd-emu` completes it. §6.5.2.8 gives both flags as options, so
+    /// such a wait (a plain fence) is valid: QEMU is stricter than the
+    /// specification.
+    WaitNeedsSwOrIf,
+    /// QEMU keeps GSTS.QIES set when software clears GCMD.QIE unless the
+    /// last descriptor it processed was a wait descriptor (the disable
+    /// times out); `vtd-emu` disables once IQH = IQT. §10.4.4 has software
+    /// drain the queue (with a wait) before disabling; QEMU enforces it.
+    DisableQueueNeedsWait,
+    /// QEMU stops the queue (IQE) when a wait descriptor's status write
+    /// fails (an address outside RAM); `vtd-emu` drops the write and
+    /// completes the wait. The specification defines no queue error for
+    /// it (§6.5.2.8, §6.5.2.10): QEMU is stricter.
+    WaitStatusWriteFails,
+    /// QEMU 7.2 completes PASID-based descriptors (types 6 and 7) on a
+    /// unit without scalable mode; `vtd-emu` refuses them (IQE: invalid
+    /// type, or a reserved field), as §6.5.2 has for types the unit does
+    /// not support.
+    ScalableDescriptorsWithoutSmts,
+    /// QEMU 7.2 does not check the reserved bits of an interrupt entry
+    /// cache descriptor (type 4); `vtd-emu` refuses one with a reserved bit
+    /// set (IQE), as §6.5.2.6 and §6.5.2.10 have.
+    IecReservedUnchecked,
     /// `vtd-emu` uses RTADDR bits above the host address width, so the
     /// root table fetch fails (reason 8h); QEMU ignores them, as §10.4.6
     /// has hardware do ("bits 63:HAW are ignored"). `vtd-emu` is wrong.
@@ -51,6 +75,18 @@ pub enum Quirk {
     /// ECAP.PDS; QEMU treats the bit as reserved (IQE), as §6.5.2.8 has.
     /// `vtd-emu` is wrong.
     EmuWaitDrainWithoutPds,
+}
+
+/// Whether `refuser` stopped the queue (IQE) on the descriptor `other`
+/// completed.
+fn refused_by(refuser: &Outcome, other: &Outcome) -> bool {
+    matches!(
+        (refuser, other),
+        (
+            Outcome::Queue { head: a, error: Some(_), .. },
+            Outcome::Queue { head: b, error: None, .. },
+        ) if *b == a + 1
+    )
 }
 
 impl Quirk {
@@ -72,7 +108,8 @@ impl Quirk {
     fn shows(self, q: &Outcome, e: &Outcome) -> bool {
         use Outcome::{Dma, Queue};
         let same_step = match (q, e) {
-            (Dma { step: a, .. }, Dma { step: b, .. })
+            (Outcome::Command { step: a, .. }, Outcome::Command { step: b, .. })
+            | (Dma { step: a, .. }, Dma { step: b, .. })
             | (Queue { step: a, .. }, Queue { step: b, .. })
             | (Outcome::FaultStatus { step: a, .. }, Outcome::FaultStatus { step: b, .. }) => {
                 a == b
@@ -116,15 +153,18 @@ impl Quirk {
                     Outcome::FaultStatus { overflow: true, pending: pe, index: ie, .. },
                 ) if p == pe && i == ie
             ),
+            Quirk::WaitNeedsSwOrIf
+            | Quirk::WaitStatusWriteFails
+            | Quirk::EmuWaitDrainWithoutPds => refused_by(q, e),
+            Quirk::ScalableDescriptorsWithoutSmts | Quirk::IecReservedUnchecked => refused_by(e, q),
+            Quirk::DisableQueueNeedsWait => matches!(
+                (q, e),
+                (Outcome::Command { result: Err(_), .. }, Outcome::Command { result: Ok(_), .. })
+            ),
             Quirk::ResumeOnTailWriteOnly => matches!(
                 (q, e),
                 (Queue { head: a, error: None, .. }, Queue { head: b, error: Some(_), .. })
                     if a == b
-            ),
-            Quirk::EmuWaitDrainWithoutPds => matches!(
-                (q, e),
-                (Queue { head: a, error: Some(_), .. }, Queue { head: b, error: None, .. })
-                    if *b == a + 1
             ),
         }
     }

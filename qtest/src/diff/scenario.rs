@@ -52,6 +52,9 @@ pub enum Step {
     /// Like [`EnableQueue`](Step::EnableQueue), with IQA's address field
     /// as given (software still writes descriptors to [`layout::QUEUE`]).
     EnableQueueAt(PhysAddr),
+    /// Queued invalidation off: waits for IQH = IQT, clears GCMD.QIE and
+    /// waits for GSTS.QIES to clear (§10.4.4).
+    DisableQueue,
     /// Writes a raw descriptor into the next queue slot and moves IQT past
     /// it (§6.5.2).
     Post(RawDescriptor),
