@@ -16,7 +16,7 @@
 use vtd_regs::PhysMem;
 use vtd_regs::desc::{DescError, Descriptor};
 use vtd_regs::regs::iq::QueueErrorInfo;
-use vtd_regs::regs::{Fsts, GlobalBits, Iqh, Iqt};
+use vtd_regs::regs::{GlobalBits, Iqh, Iqt};
 
 use crate::counters::DESCRIPTOR_TYPES;
 use crate::emulator::{DevTlbResponse, Emulator, State};
@@ -104,7 +104,7 @@ impl<const I: usize, const C: usize> State<I, C> {
         let code = usize::from(d.ty().code());
         match d {
             Descriptor::ContextCache(inv) => {
-                self.contexts.invalidate(inv.scope);
+                self.flush_contexts(inv.scope);
             }
             Descriptor::Iotlb(inv) => {
                 self.flush_iotlb(inv.scope).ok_or(QueueErrorInfo::ReservedField)?;
@@ -160,10 +160,5 @@ impl<M: PhysMem, const I: usize, const C: usize> Emulator<M, I, C> {
         let mut st = self.state.lock();
         st.process_queue(&self.mem);
         st.iqh
-    }
-
-    /// FSTS as software would read it (without counting a register read).
-    pub fn fault_status(&self) -> Fsts {
-        self.state.lock().fsts()
     }
 }

@@ -1,0 +1,82 @@
+//! Runs the guest under KVM when this host has a usable `/dev/kvm`;
+//! elsewhere the test says why it skips and passes.
+
+use viommu_eval::{
+    abi,
+    probe::{self, Error, Execution},
+    vm::{Privilege, VmConfig},
+};
+
+fn run_or_skip(config: VmConfig) -> Option<probe::ProbeReport> {
+    match probe::run(config) {
+        Ok(report) => Some(report),
+        Err(e @ (Error::NoKvm | Error::Open(_))) => {
+            eprintln!("skipped: {e}");
+            None
+        }
+        Err(e) => panic!("{e}"),
+    }
+}
+
+#[test]
+fn guest_times_its_register_accesses() {
+    for privilege in [Privilege::Kernel, Privilege::User] {
+        let Some(r) = run_or_skip(VmConfig { privilege, pvm_vif: true }) else { return };
+        // Every MMIO write and read exited and was served by the VMM's
+        // register page, which read back the last value written.
+        assert_eq!(r.last_read, abi::SAMPLES - 1);
+        assert!(r.exits >= 2 * abi::SAMPLES);
+        assert!(r.mmio_write.median > r.rdtsc.median);
+        assert!(r.mmio_read.median > r.rdtsc.median);
+        if r.execution == Execution::Native {
+            // A native loop iteration costs a few cycles, not thousands.
+            assert!(r.loop_iteration_cycles() < 50.0, "{}", r.loop_iteration_cycles());
+        }
+    }
+}
+
+#[test]
+fn missing_kvm_is_a_clear_error_with_exit_status_3() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_viommu-eval"))
+        .arg("--probe")
+        .env(viommu_eval::host::KVM_DEV_ENV, "/nonexistent/kvm")
+        .output()
+        .expect("run viommu-eval");
+    assert_eq!(out.status.code(), Some(3));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stdout.contains("host: no KVM"), "{stdout}");
+    assert!(stderr.contains("/nonexistent/kvm does not exist"), "{stderr}");
+}
+
+#[test]
+fn bad_arguments_print_usage_with_exit_status_2() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_viommu-eval"))
+        .args(["--probe", "--bogus"])
+        .output()
+        .expect("run viommu-eval");
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("usage: viommu-eval"));
+}
+
+#[test]
+fn a_guest_that_never_exits_times_out() {
+    use std::time::{Duration, Instant};
+    use viommu_eval::{host::KvmKind, probe::GUEST, vm::Vm};
+    if KvmKind::detect() == KvmKind::None {
+        eprintln!("skipped: no KVM");
+        return;
+    }
+    let Ok(kvm) = kvm_ioctls::Kvm::new() else {
+        eprintln!("skipped: cannot open /dev/kvm");
+        return;
+    };
+    let mut vm = Vm::new(&kvm, GUEST, VmConfig::default()).expect("vm");
+    vm.run(Duration::from_secs(60)).expect("first run");
+    // After DONE the guest spins without exiting: only the watchdog's
+    // signal gets KVM_RUN back.
+    let started = Instant::now();
+    let err = vm.run(Duration::from_millis(300)).expect_err("must time out");
+    assert!(err.to_string().contains("timed out"), "{err}");
+    assert!(started.elapsed() < Duration::from_secs(5));
+}
