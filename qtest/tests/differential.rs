@@ -112,6 +112,7 @@ fn summary(outcomes: &[Outcome]) -> String {
             Outcome::Queue { head, error, .. } => {
                 Some(format!("Q:head{head}{}", if error.is_some() { "/IQE" } else { "" }))
             }
+            Outcome::Register { offset, value, .. } => Some(format!("[{offset:#x}]={value:#x}")),
             Outcome::FaultStatus { overflow, pending, index, .. } => {
                 Some(format!("F:pfo{}ppf{}fri{index}", u8::from(*overflow), u8::from(*pending)))
             }
@@ -648,6 +649,51 @@ fn wait_descriptor_with_status_write_and_interrupt() {
     let unit = EmuBackend::unit(&mem).unwrap();
     let e = run(&mut EmuBackend::new(&unit), &s).unwrap();
     assert_eq!(queues(&e), [(1, None)]);
+}
+
+// ---- Registers ----
+
+/// The 32-bit registers of the legacy register set and the fault recording
+/// and IOTLB registers QEMU's CAP/ECAP place (0x220, 0xF0).
+const REGISTERS: [usize; 36] = [
+    0x00, 0x08, 0x0C, 0x10, 0x14, 0x18, 0x1C, 0x20, 0x24, 0x28, 0x2C, 0x34, 0x38, 0x3C, 0x40, 0x44,
+    0x58, 0x5C, 0x80, 0x84, 0x88, 0x8C, 0x90, 0x94, 0x9C, 0xA0, 0xA4, 0xA8, 0xAC, 0xB0, 0xB8, 0xBC,
+    0xF0, 0xF8, 0x220, 0x22C,
+];
+
+#[test]
+fn registers_after_reset() {
+    let s = REGISTERS
+        .iter()
+        .fold(Scenario::new("registers_reset"), |s, &offset| s.step(Step::ReadRegister { offset }));
+    compare(&s, &[]);
+}
+
+#[test]
+fn register_writes_of_all_ones() {
+    // Every register that is not a command (GCMD, CCMD, IOTLB_REG, IQT,
+    // which act): all ones written, then read back; each in its own
+    // scenario on one QEMU.
+    let commands = [0x18, 0x28, 0x2C, 0x88, 0xF8, 0xFC];
+    let all: Vec<Scenario> = REGISTERS
+        .iter()
+        .filter(|o| !commands.contains(o))
+        .map(|&offset| {
+            let name: &'static str = Box::leak(format!("write_ones_{offset:#x}").into_boxed_str());
+            Scenario::new(name)
+                .step(Step::WriteRegister { offset, value: u32::MAX })
+                .step(Step::ReadRegister { offset })
+        })
+        .collect();
+    let name = |offset: usize| format!("write_ones_{offset:#x}");
+    assert_sweep(
+        &all,
+        &[
+            (Quirk::IqaReadsLatchedAddress, vec![name(0x90), name(0x94)]),
+            (Quirk::IedataUpperHalfWritable, vec![name(0xA4)]),
+            (Quirk::IrtaEimeWritable, vec![name(0xB8)]),
+        ],
+    );
 }
 
 // ---- Addresses beyond the width ----

@@ -67,6 +67,18 @@ pub enum Quirk {
     /// cache descriptor (type 4); `vtd-emu` refuses one with a reserved bit
     /// set (IQE), as §6.5.2.6 and §6.5.2.10 have.
     IecReservedUnchecked,
+    /// QEMU reads IQA back as the queue address latched by the last
+    /// GCMD.QIE (0 before) with only QS from the register: what software
+    /// wrote to the address (and DW) does not read back. §10.4.23 has
+    /// IQA's fields read back as written; `vtd-emu` does.
+    IqaReadsLatchedAddress,
+    /// QEMU lets software set IRTA.EIME (bit 11) although its ECAP.EIM is
+    /// 0; `vtd-emu` keeps it 0, as §10.4.29 has for such units.
+    IrtaEimeWritable,
+    /// QEMU keeps all 32 bits of IEDATA writable (its FEDATA has 16);
+    /// `vtd-emu` keeps 16, treating EIMD (31:16) as reserved, as
+    /// §10.4.26 allows for units with 16-bit interrupt data.
+    IedataUpperHalfWritable,
     /// `vtd-emu` uses RTADDR bits above the host address width, so the
     /// root table fetch fails (reason 8h); QEMU ignores them, as §10.4.6
     /// has hardware do ("bits 63:HAW are ignored"). `vtd-emu` is wrong.
@@ -111,6 +123,7 @@ impl Quirk {
             (Outcome::Command { step: a, .. }, Outcome::Command { step: b, .. })
             | (Dma { step: a, .. }, Dma { step: b, .. })
             | (Queue { step: a, .. }, Queue { step: b, .. })
+            | (Outcome::Register { step: a, .. }, Outcome::Register { step: b, .. })
             | (Outcome::FaultStatus { step: a, .. }, Outcome::FaultStatus { step: b, .. }) => {
                 a == b
             }
@@ -160,6 +173,35 @@ impl Quirk {
             Quirk::DisableQueueNeedsWait => matches!(
                 (q, e),
                 (Outcome::Command { result: Err(_), .. }, Outcome::Command { result: Ok(_), .. })
+            ),
+            Quirk::IqaReadsLatchedAddress => {
+                matches!(
+                    (q, e),
+                    (
+                        Outcome::Register { offset: 0x90, value: a, .. },
+                        Outcome::Register { offset: 0x90, value: b, .. },
+                    ) if *a == b & 0x7
+                ) || matches!(
+                    (q, e),
+                    (
+                        Outcome::Register { offset: 0x94, value: 0, .. },
+                        Outcome::Register { offset: 0x94, .. }
+                    )
+                )
+            }
+            Quirk::IrtaEimeWritable => matches!(
+                (q, e),
+                (
+                    Outcome::Register { offset: 0xB8, value: a, .. },
+                    Outcome::Register { offset: 0xB8, value: b, .. },
+                ) if *a == b | 1 << 11
+            ),
+            Quirk::IedataUpperHalfWritable => matches!(
+                (q, e),
+                (
+                    Outcome::Register { offset: 0xA4, value: a, .. },
+                    Outcome::Register { offset: 0xA4, value: b, .. },
+                ) if a & 0xFFFF == *b && a >> 16 != 0
             ),
             Quirk::ResumeOnTailWriteOnly => matches!(
                 (q, e),

@@ -158,6 +158,13 @@ impl<B: Backend> Player<'_, B> {
                     index: fsts.fri(),
                 }
             }
+            Step::ReadRegister { offset } => {
+                Outcome::Register { step: i, offset, value: self.backend.mmio().read32(offset) }
+            }
+            Step::WriteRegister { offset, value } => {
+                self.backend.mmio().write32(offset, value);
+                return Ok(None);
+            }
             Step::Dma { access, iova } => self.dma(i, access, iova, true)?,
             Step::DmaNoDrain { access, iova } => self.dma(i, access, iova, false)?,
         }))

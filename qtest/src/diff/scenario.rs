@@ -75,6 +75,18 @@ pub enum Step {
     },
     /// Reads FSTS's fault-logging fields (PFO, PPF, FRI), leaving them.
     FaultStatus,
+    /// Reads the 32-bit register at `offset` (§10.4).
+    ReadRegister {
+        /// Byte offset in the register page (4-byte aligned).
+        offset: usize,
+    },
+    /// Writes the 32-bit register at `offset`, raw.
+    WriteRegister {
+        /// Byte offset in the register page (4-byte aligned).
+        offset: usize,
+        /// What.
+        value: u32,
+    },
     /// The device reads (`Access::Read`) or writes 16 bytes at `iova`;
     /// then the fault records are read and cleared.
     Dma {
