@@ -79,14 +79,6 @@ pub enum Quirk {
     /// `vtd-emu` keeps 16, treating EIMD (31:16) as reserved, as
     /// §10.4.26 allows for units with 16-bit interrupt data.
     IedataUpperHalfWritable,
-    /// `vtd-emu` uses RTADDR bits above the host address width, so the
-    /// root table fetch fails (reason 8h); QEMU ignores them, as §10.4.6
-    /// has hardware do ("bits 63:HAW are ignored"). `vtd-emu` is wrong.
-    EmuRootAddressAboveHaw,
-    /// `vtd-emu` accepts a wait descriptor with PD set on a unit without
-    /// ECAP.PDS; QEMU treats the bit as reserved (IQE), as §6.5.2.8 has.
-    /// `vtd-emu` is wrong.
-    EmuWaitDrainWithoutPds,
 }
 
 /// Whether `refuser` stopped the queue (IQE) on the descriptor `other`
@@ -153,7 +145,6 @@ impl Quirk {
                     && matches!(reason(e), Some(5 | 6))
             }
             Quirk::IotlbBeforeContext => silent_reach && reason(e) == Some(2),
-            Quirk::EmuRootAddressAboveHaw => silent_reach && reason(e) == Some(8),
             Quirk::NonLeafBit11 => {
                 reason(q) == Some(0xC)
                     && matches!(e, Dma { result: DmaResult::Reached(_), faults, .. } if faults.is_empty())
@@ -166,9 +157,7 @@ impl Quirk {
                     Outcome::FaultStatus { overflow: true, pending: pe, index: ie, .. },
                 ) if p == pe && i == ie
             ),
-            Quirk::WaitNeedsSwOrIf
-            | Quirk::WaitStatusWriteFails
-            | Quirk::EmuWaitDrainWithoutPds => refused_by(q, e),
+            Quirk::WaitNeedsSwOrIf | Quirk::WaitStatusWriteFails => refused_by(q, e),
             Quirk::ScalableDescriptorsWithoutSmts | Quirk::IecReservedUnchecked => refused_by(e, q),
             Quirk::DisableQueueNeedsWait => matches!(
                 (q, e),
@@ -249,6 +238,6 @@ mod tests {
         assert!(Quirk::NoIqercd.mask(&qemu, &mut emu));
         assert_eq!(emu, qemu);
         let mut emu = [q(1, None)];
-        assert!(Quirk::EmuWaitDrainWithoutPds.mask(&qemu, &mut emu));
+        assert!(Quirk::WaitNeedsSwOrIf.mask(&qemu, &mut emu));
     }
 }
