@@ -98,6 +98,13 @@ impl SlPte {
         self.0 & Perm::READ_WRITE.bits() as u64 != 0
     }
 
+    /// Present and not a superpage: above the last level, a pointer to
+    /// the next table.
+    #[inline]
+    pub const fn is_table(self) -> bool {
+        matches!(self.0 & (Perm::READ_WRITE.bits() as u64 | SlPteFlags::SUPERPAGE.bits()), 1..=3)
+    }
+
     /// PS set.
     #[inline]
     pub const fn is_superpage(self) -> bool {
@@ -183,6 +190,12 @@ mod tests {
         assert!(g.is_present() && g.is_superpage());
         assert_eq!(g.address(), PhysAddr::new(0x8000_0000));
         assert!(!SlPte::EMPTY.is_present());
+        assert!(
+            SlPte::table(PhysAddr::new(0x1000)).is_table()
+                && !g.is_table()
+                && !SlPte::EMPTY.is_table()
+        );
+        assert!(SlPte(0x1001).is_table() && SlPte(0x1002).is_table() && !SlPte(0x1080).is_table());
         assert_eq!(SlPte::table(PhysAddr::new(0x1000)).with_count(512).count(), 512);
         assert_eq!(
             SlPte::table(PhysAddr::new(0x1000)).with_count(512).address(),

@@ -262,7 +262,7 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
             Agaw::Bits57 => self.level2_entry::<5>(iova)?,
         };
         let Some((slot, e)) = found else { return Ok(false) };
-        self.flush_cache()?;
+        self.write_back_cache()?;
         self.cache.fill(iova, slot, e);
         Ok(true)
     }
@@ -276,7 +276,7 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         for level in (2..=LEVELS).rev() {
             let slot = entry_address(table, index(iova, level));
             let e = SlPte(self.mem.read_u64(slot)?);
-            if !e.is_present() || e.is_superpage() {
+            if !e.is_table() {
                 return Ok(None);
             }
             if level == 2 {
@@ -287,14 +287,22 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         Ok(None)
     }
 
-    /// Writes the walk cache's level-2 entry back and empties the cache:
-    /// the general paths call it before they read or change counts.
+    /// Writes the walk cache's level-2 entry back to memory.
     #[inline]
-    pub(crate) fn flush_cache(&mut self) -> Result<()> {
-        match self.cache.take() {
+    fn write_back_cache(&mut self) -> Result<()> {
+        match self.cache.dirty() {
             Some((slot, e)) => self.write_pte(slot, e),
             None => Ok(()),
         }
+    }
+
+    /// Writes the walk cache back and empties it: the general paths call it
+    /// before they read or change counts.
+    #[inline]
+    pub(crate) fn flush_cache(&mut self) -> Result<()> {
+        self.write_back_cache()?;
+        self.cache.clear();
+        Ok(())
     }
 
     /// Maps the 4 KiB page at `iova` into the cached last-level table.
@@ -304,14 +312,14 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         if perm.is_empty() {
             return Err(Error::NoPermission);
         }
-        let slot = entry_address(self.cache.parent.address(), index(iova, 1));
+        let slot = entry_address(self.cache.table, index(iova, 1));
         if SlPte(self.mem.read_u64(slot)?).is_present() {
             return Err(Error::AlreadyMapped { iova });
         }
         let leaf = SlPte::leaf(phys, perm, PageSize::Size4KiB)
             .with_flags(SlPteFlags::SNOOP, self.config.snoop);
         self.write_pte(slot, leaf)?;
-        self.cache.parent = self.cache.parent.with_count(self.cache.parent.count() + 1);
+        self.cache.count += 1;
         Ok(())
     }
 

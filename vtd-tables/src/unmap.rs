@@ -149,18 +149,15 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     #[inline(always)]
     fn unmap_in_cached_table(&mut self, iova: Iova) -> Result<bool> {
         // The last page of a table takes the general path, which detaches it.
-        if !iova.is_aligned(PAGE_SIZE)
-            || !self.cache_leaf_table(iova)?
-            || self.cache.parent.count() <= 1
-        {
+        if !iova.is_aligned(PAGE_SIZE) || !self.cache_leaf_table(iova)? || self.cache.count <= 1 {
             return Ok(false);
         }
-        let slot = entry_address(self.cache.parent.address(), index(iova, 1));
+        let slot = entry_address(self.cache.table, index(iova, 1));
         if !SlPte(self.mem.read_u64(slot)?).is_present() {
             return Err(Error::NotMapped { iova });
         }
         self.write_pte(slot, SlPte::EMPTY)?;
-        self.cache.parent = self.cache.parent.with_count(self.cache.parent.count() - 1);
+        self.cache.count -= 1;
         Ok(true)
     }
 
