@@ -182,21 +182,30 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         if iova.as_u64() >= self.width_limit() {
             return None;
         }
+        match self.config.agaw {
+            Agaw::Bits39 => self.translate_in::<3>(iova),
+            Agaw::Bits48 => self.translate_in::<4>(iova),
+            Agaw::Bits57 => self.translate_in::<5>(iova),
+        }
+    }
+
+    /// [`translate`](Self::translate) in a `LEVELS`-deep table (a constant,
+    /// so the compiler unrolls the walk).
+    #[inline]
+    fn translate_in<const LEVELS: u8>(&self, iova: Iova) -> Option<Translation> {
         let mut table = self.root;
-        let mut level = self.config.agaw.levels();
-        loop {
+        for level in (1..=LEVELS).rev() {
             let e = SlPte(self.mem.read_u64(entry_address(table, index(iova, level))).ok()?);
             if !e.is_present() {
                 return None;
             }
             if let Some(size) = leaf_size(level).filter(|_| level == 1 || e.is_superpage()) {
-                let phys =
-                    PhysAddr::new(e.address().as_u64() | (iova.as_u64() & (size.bytes() - 1)));
+                let phys = PhysAddr::new(e.address().as_u64() | (iova.as_u64() & (size.bytes() - 1)));
                 return Some(Translation { phys, perm: e.perm(), size });
             }
             table = e.address();
-            level -= 1;
         }
+        None
     }
 
     /// Frees every frame of the table and gives back the memory and the
