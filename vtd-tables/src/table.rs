@@ -64,7 +64,10 @@ impl TableConfig {
 /// Non-leaf entries are always R+W, so a leaf's permission is the page's.
 /// Each non-leaf entry also holds, in its ignored bits 61:52 (§9.8), the
 /// number of present entries of the table it points at, so unmapping the
-/// last page of a table detaches that table without scanning it.
+/// last page of a table detaches that table without scanning it. For the
+/// last-level table the 4 KiB fast path last used, the count is kept in a
+/// one-entry walk cache and written back lazily; the unit ignores those
+/// bits, so what it reads is the same either way.
 ///
 /// Dropping the table leaks its frames (the unit may still walk them): call
 /// [`destroy`](Self::destroy) once no context entry uses it any more and
