@@ -48,10 +48,12 @@ impl LeafTableCache {
         self.region == iova.as_u64() >> REGION_SHIFT
     }
 
-    /// The level-2 entry to write back (with the current count), if any.
+    /// The level-2 entry to write back (with the current count), if the
+    /// count changed since it was read.
     #[inline]
     pub(crate) fn dirty(&self) -> Option<(PhysAddr, SlPte)> {
-        (self.region != u64::MAX).then(|| (self.parent_slot, self.parent.with_count(self.count)))
+        (self.region != u64::MAX && self.count != self.parent.count())
+            .then(|| (self.parent_slot, self.parent.with_count(self.count)))
     }
 
     /// Forgets the cached table (after writing it back).

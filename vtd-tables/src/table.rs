@@ -203,7 +203,8 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
                 return None;
             }
             if let Some(size) = leaf_size(level).filter(|_| level == 1 || e.is_superpage()) {
-                let phys = PhysAddr::new(e.address().as_u64() | (iova.as_u64() & (size.bytes() - 1)));
+                let phys =
+                    PhysAddr::new(e.address().as_u64() | (iova.as_u64() & (size.bytes() - 1)));
                 return Some(Translation { phys, perm: e.perm(), size });
             }
             table = e.address();
@@ -320,7 +321,13 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     /// Maps the 4 KiB page at `iova` into the cached last-level table.
     #[inline(always)]
     fn map_in_cached_table(&mut self, iova: Iova, phys: PhysAddr, perm: Perm) -> Result<()> {
-        self.check(iova, phys, PageSize::Size4KiB)?;
+        // The width was checked on the way to the cache.
+        if !iova.is_aligned(PAGE_SIZE) || !phys.is_aligned(PAGE_SIZE) {
+            return Err(Error::Misaligned { iova, phys, size: PageSize::Size4KiB });
+        }
+        if phys.as_u64() & !ADDR_MASK != 0 {
+            return Err(Error::PhysBeyondWidth { phys });
+        }
         if perm.is_empty() {
             return Err(Error::NoPermission);
         }
