@@ -11,8 +11,6 @@ use crate::perm::Perm;
 pub const PTES_PER_TABLE: usize = 512;
 /// Index bits per level.
 const LEVEL_BITS: u32 = 9;
-/// Frame bits 11:0 of an address.
-const FRAME_OFFSET: u64 = 0xfff;
 
 bitflags::bitflags! {
     /// The single-bit fields of a second-level entry (§9.8).
@@ -151,12 +149,11 @@ pub const fn index(iova: Iova, level: u8) -> usize {
 }
 
 /// The address of entry `index` (taken modulo 512) in the table frame
-/// `table` (taken 4 KiB aligned), so it never overflows whatever the input.
+/// `table` (4 KiB aligned: table pointers read from entries always are).
+/// The entry's offset is OR-ed in, never added, so no input overflows.
 #[inline]
 pub const fn entry_address(table: PhysAddr, index: usize) -> PhysAddr {
-    PhysAddr::new(
-        (table.as_u64() & !FRAME_OFFSET) | ((index as u64 & (PTES_PER_TABLE as u64 - 1)) * 8),
-    )
+    PhysAddr::new(table.as_u64() | ((index as u64 & (PTES_PER_TABLE as u64 - 1)) * 8))
 }
 
 /// The page size of a leaf at `level`, if a leaf can sit there.
