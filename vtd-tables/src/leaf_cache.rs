@@ -30,6 +30,8 @@ pub(crate) struct LeafTableCache {
     pub(crate) table: PhysAddr,
     /// The table's present-entry count: newer than the entry in memory.
     pub(crate) count: u16,
+    /// The count the entry in memory holds.
+    stored_count: u16,
 }
 
 impl LeafTableCache {
@@ -40,6 +42,7 @@ impl LeafTableCache {
         parent: SlPte::EMPTY,
         table: PhysAddr::ZERO,
         count: 0,
+        stored_count: 0,
     };
 
     /// Whether `iova`'s region is cached.
@@ -52,7 +55,7 @@ impl LeafTableCache {
     /// count changed since it was read.
     #[inline]
     pub(crate) fn dirty(&self) -> Option<(PhysAddr, SlPte)> {
-        (self.region != u64::MAX && self.count != self.parent.count())
+        (self.region != u64::MAX && self.count != self.stored_count)
             .then(|| (self.parent_slot, self.parent.with_count(self.count)))
     }
 
@@ -72,6 +75,7 @@ impl LeafTableCache {
             parent,
             table: parent.address(),
             count: parent.count(),
+            stored_count: parent.count(),
         };
     }
 }
