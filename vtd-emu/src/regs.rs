@@ -45,6 +45,15 @@ const IQA_WRITABLE: u64 = match QueueSize::from_order(7) {
 /// The bits of FEADDR/IEADDR: the message address, bits 31:2.
 const EVENT_ADDRESS_WRITABLE: u32 = !3;
 
+impl<const I: usize, const C: usize> State<I, C> {
+    /// The address bits below the host address width: bits above it in
+    /// RTADDR and IQA are reserved and ignored (§10.4.6, §10.4.23).
+    pub(crate) fn host_width_mask(&self) -> u64 {
+        let haw = u32::from(self.cfg.host_address_width.bits());
+        1u64.checked_shl(haw).map_or(u64::MAX, |b| b - 1)
+    }
+}
+
 /// `old` with its `hi`gh or low half replaced by `value`, keeping the bits
 /// outside `writable` as they were.
 fn merge(old: u64, hi: bool, value: u32, writable: u64) -> u64 {
@@ -225,7 +234,11 @@ impl<const I: usize, const C: usize> State<I, C> {
             self.iqh = vtd_regs::regs::Iqh(0);
         }
         if want.contains(GlobalBits::SRTP) {
-            self.root = self.rtaddr;
+            // Address bits at and above the host address width are
+            // reserved (§10.4.6): they read back as written, as on QEMU,
+            // and the unit ignores them.
+            let table = self.rtaddr.table().as_u64() & self.host_width_mask();
+            self.root = self.rtaddr.with_table(PhysAddr::new(table));
             self.gsts = self.gsts.with(GlobalBits::SRTP, true);
             if cap.esrtps() {
                 self.flush_contexts(vtd_regs::ContextScope::Global);

@@ -23,15 +23,27 @@ pub(crate) struct LeafTableCache {
     /// below 2^57, so no region has that number).
     region: u64,
     /// Where the level-2 entry that points at the table lives.
-    pub(crate) parent_slot: PhysAddr,
-    /// That entry, with the current count: newer than memory.
-    pub(crate) parent: SlPte,
+    parent_slot: PhysAddr,
+    /// That entry as in memory, but for its count.
+    parent: SlPte,
+    /// The table: the entry's address field.
+    pub(crate) table: PhysAddr,
+    /// The table's present-entry count: newer than the entry in memory.
+    pub(crate) count: u16,
+    /// The count the entry in memory holds.
+    stored_count: u16,
 }
 
 impl LeafTableCache {
     /// Nothing cached.
-    pub(crate) const EMPTY: Self =
-        Self { region: u64::MAX, parent_slot: PhysAddr::ZERO, parent: SlPte::EMPTY };
+    pub(crate) const EMPTY: Self = Self {
+        region: u64::MAX,
+        parent_slot: PhysAddr::ZERO,
+        parent: SlPte::EMPTY,
+        table: PhysAddr::ZERO,
+        count: 0,
+        stored_count: 0,
+    };
 
     /// Whether `iova`'s region is cached.
     #[inline]
@@ -39,17 +51,31 @@ impl LeafTableCache {
         self.region == iova.as_u64() >> REGION_SHIFT
     }
 
-    /// The entry to write back, if any, leaving the cache empty.
+    /// The level-2 entry to write back (with the current count), if the
+    /// count changed since it was read.
     #[inline]
-    pub(crate) fn take(&mut self) -> Option<(PhysAddr, SlPte)> {
-        let old = core::mem::replace(self, Self::EMPTY);
-        (old.region != u64::MAX).then_some((old.parent_slot, old.parent))
+    pub(crate) fn dirty(&self) -> Option<(PhysAddr, SlPte)> {
+        (self.region != u64::MAX && self.count != self.stored_count)
+            .then(|| (self.parent_slot, self.parent.with_count(self.count)))
+    }
+
+    /// Forgets the cached table (after writing it back).
+    #[inline]
+    pub(crate) fn clear(&mut self) {
+        self.region = u64::MAX;
     }
 
     /// Caches `iova`'s region, whose last-level table the level-2 entry
     /// `parent` at `parent_slot` points at.
     #[inline]
     pub(crate) fn fill(&mut self, iova: Iova, parent_slot: PhysAddr, parent: SlPte) {
-        *self = Self { region: iova.as_u64() >> REGION_SHIFT, parent_slot, parent };
+        *self = Self {
+            region: iova.as_u64() >> REGION_SHIFT,
+            parent_slot,
+            parent,
+            table: parent.address(),
+            count: parent.count(),
+            stored_count: parent.count(),
+        };
     }
 }

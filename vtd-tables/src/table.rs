@@ -64,7 +64,10 @@ impl TableConfig {
 /// Non-leaf entries are always R+W, so a leaf's permission is the page's.
 /// Each non-leaf entry also holds, in its ignored bits 61:52 (§9.8), the
 /// number of present entries of the table it points at, so unmapping the
-/// last page of a table detaches that table without scanning it.
+/// last page of a table detaches that table without scanning it. For the
+/// last-level table the 4 KiB fast path last used, the count is kept in a
+/// one-entry walk cache and written back lazily; the unit ignores those
+/// bits, so what it reads is the same either way.
 ///
 /// Dropping the table leaks its frames (the unit may still walk them): call
 /// [`destroy`](Self::destroy) once no context entry uses it any more and
@@ -182,9 +185,19 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         if iova.as_u64() >= self.width_limit() {
             return None;
         }
+        match self.config.agaw {
+            Agaw::Bits39 => self.translate_in::<3>(iova),
+            Agaw::Bits48 => self.translate_in::<4>(iova),
+            Agaw::Bits57 => self.translate_in::<5>(iova),
+        }
+    }
+
+    /// [`translate`](Self::translate) in a `LEVELS`-deep table (a constant,
+    /// so the compiler unrolls the walk).
+    #[inline]
+    fn translate_in<const LEVELS: u8>(&self, iova: Iova) -> Option<Translation> {
         let mut table = self.root;
-        let mut level = self.config.agaw.levels();
-        loop {
+        for level in (1..=LEVELS).rev() {
             let e = SlPte(self.mem.read_u64(entry_address(table, index(iova, level))).ok()?);
             if !e.is_present() {
                 return None;
@@ -195,8 +208,8 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
                 return Some(Translation { phys, perm: e.perm(), size });
             }
             table = e.address();
-            level -= 1;
         }
+        None
     }
 
     /// Frees every frame of the table and gives back the memory and the
@@ -262,7 +275,7 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
             Agaw::Bits57 => self.level2_entry::<5>(iova)?,
         };
         let Some((slot, e)) = found else { return Ok(false) };
-        self.flush_cache()?;
+        self.write_back_cache()?;
         self.cache.fill(iova, slot, e);
         Ok(true)
     }
@@ -276,7 +289,7 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         for level in (2..=LEVELS).rev() {
             let slot = entry_address(table, index(iova, level));
             let e = SlPte(self.mem.read_u64(slot)?);
-            if !e.is_present() || e.is_superpage() {
+            if !e.is_table() {
                 return Ok(None);
             }
             if level == 2 {
@@ -287,31 +300,45 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         Ok(None)
     }
 
-    /// Writes the walk cache's level-2 entry back and empties the cache:
-    /// the general paths call it before they read or change counts.
+    /// Writes the walk cache's level-2 entry back to memory.
     #[inline]
-    pub(crate) fn flush_cache(&mut self) -> Result<()> {
-        match self.cache.take() {
+    fn write_back_cache(&mut self) -> Result<()> {
+        match self.cache.dirty() {
             Some((slot, e)) => self.write_pte(slot, e),
             None => Ok(()),
         }
     }
 
+    /// Writes the walk cache back and empties it: the general paths call it
+    /// before they read or change counts.
+    #[inline]
+    pub(crate) fn flush_cache(&mut self) -> Result<()> {
+        self.write_back_cache()?;
+        self.cache.clear();
+        Ok(())
+    }
+
     /// Maps the 4 KiB page at `iova` into the cached last-level table.
     #[inline(always)]
     fn map_in_cached_table(&mut self, iova: Iova, phys: PhysAddr, perm: Perm) -> Result<()> {
-        self.check(iova, phys, PageSize::Size4KiB)?;
+        // The width was checked on the way to the cache.
+        if !iova.is_aligned(PAGE_SIZE) || !phys.is_aligned(PAGE_SIZE) {
+            return Err(Error::Misaligned { iova, phys, size: PageSize::Size4KiB });
+        }
+        if phys.as_u64() & !ADDR_MASK != 0 {
+            return Err(Error::PhysBeyondWidth { phys });
+        }
         if perm.is_empty() {
             return Err(Error::NoPermission);
         }
-        let slot = entry_address(self.cache.parent.address(), index(iova, 1));
+        let slot = entry_address(self.cache.table, index(iova, 1));
         if SlPte(self.mem.read_u64(slot)?).is_present() {
             return Err(Error::AlreadyMapped { iova });
         }
         let leaf = SlPte::leaf(phys, perm, PageSize::Size4KiB)
             .with_flags(SlPteFlags::SNOOP, self.config.snoop);
         self.write_pte(slot, leaf)?;
-        self.cache.parent = self.cache.parent.with_count(self.cache.parent.count() + 1);
+        self.cache.count += 1;
         Ok(())
     }
 

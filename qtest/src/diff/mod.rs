@@ -4,12 +4,16 @@
 //!
 //! A [`Scenario`] is a list of [`Step`]s: raw 64-bit writes of root,
 //! context and second-level entries into a fixed page [`layout`], register
-//! commands (set root, enable translation, register-based invalidation),
-//! raw invalidation descriptors and raw tail writes, and DMA reads and
-//! writes at an IOVA. [`run`] plays it on a [`Backend`] ([`QemuBackend`] or
+//! commands (set root, enable translation, register-based invalidation,
+//! queued invalidation on and off), raw invalidation descriptors and raw
+//! tail writes, raw register reads and writes, and DMA reads and writes at
+//! an IOVA. [`run`] plays it on a [`Backend`] ([`QemuBackend`] or
 //! [`EmuBackend`]) and observes what happened the same way on both: where
-//! each DMA landed, the fault records (§7.1.3, §10.4.14) and the queue
-//! errors (FSTS.IQE, IQH, IQERCD; §6.5.2.10, §10.4.25). [`Quirk`]s name the
+//! each DMA landed, the fault records and fault status (§7.3, §10.4.9,
+//! §10.4.14), the granularity invalidations report, the queue errors
+//! (FSTS.IQE, IQH, IQERCD; §6.5.2.10, §10.4.25) and register values. A
+//! unit can be reused for many scenarios: [`run`] first brings it back to
+//! its reset state. [`Quirk`]s name the
 //! known, documented disagreements (docs/qemu-vs-vtd-emu.md), so that a
 //! test asserts each one still shows and that everything else agrees.
 

@@ -72,6 +72,15 @@ pub enum Outcome {
         /// FRI: the record the first pending fault is in.
         index: u8,
     },
+    /// A register's value.
+    Register {
+        /// The step's index.
+        step: usize,
+        /// Its offset.
+        offset: usize,
+        /// What it read.
+        value: u32,
+    },
     /// The queue after a tail write.
     Queue {
         /// The step's index.

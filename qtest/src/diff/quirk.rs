@@ -39,14 +39,58 @@ pub enum Quirk {
     /// whose records are full, sets PFO. Both are allowed: §7.3.1 lets
     /// hardware collapse faults of one source.
     CollapsedSameSourceFaults,
-    /// `vtd-emu` uses RTADDR bits above the host address width, so the
-    /// root table fetch fails (reason 8h); QEMU ignores them, as §10.4.6
-    /// has hardware do ("bits 63:HAW are ignored"). `vtd-emu` is wrong.
-    EmuRootAddressAboveHaw,
-    /// `vtd-emu` accepts a wait descriptor with PD set on a unit without
-    /// ECAP.PDS; QEMU treats the bit as reserved (IQE), as §6.5.2.8 has.
-    /// `vtd-emu` is wrong.
-    EmuWaitDrainWithoutPds,
+    /// QEMU treats bit 11 of a non-leaf second-level entry as reserved
+    /// (fault Ch); `vtd-emu` (the `vtd-tables` walker) ignores it and
+    /// translates. See the documentation for the specification's word.
+    NonLeafBit11,
+    /// QEMU refuses (IQE) a wait descriptor with neither SW nor IF set;
+    /// `vtd-emu` completes it. §6.5.2.8 gives both flags as options, so
+    /// such a wait (a plain fence) is valid: QEMU is stricter than the
+    /// specification.
+    WaitNeedsSwOrIf,
+    /// QEMU keeps GSTS.QIES set when software clears GCMD.QIE unless the
+    /// last descriptor it processed was a wait descriptor (the disable
+    /// times out); `vtd-emu` disables once IQH = IQT. §10.4.4 has software
+    /// drain the queue (with a wait) before disabling; QEMU enforces it.
+    DisableQueueNeedsWait,
+    /// QEMU stops the queue (IQE) when a wait descriptor's status write
+    /// fails (an address outside RAM); `vtd-emu` drops the write and
+    /// completes the wait. The specification defines no queue error for
+    /// it (§6.5.2.8, §6.5.2.10): QEMU is stricter.
+    WaitStatusWriteFails,
+    /// QEMU 7.2 completes PASID-based descriptors (types 6 and 7) on a
+    /// unit without scalable mode; `vtd-emu` refuses them (IQE: invalid
+    /// type, or a reserved field), as §6.5.2 has for types the unit does
+    /// not support.
+    ScalableDescriptorsWithoutSmts,
+    /// QEMU 7.2 does not check the reserved bits of an interrupt entry
+    /// cache descriptor (type 4); `vtd-emu` refuses one with a reserved bit
+    /// set (IQE), as §6.5.2.6 and §6.5.2.10 have.
+    IecReservedUnchecked,
+    /// QEMU reads IQA back as the queue address latched by the last
+    /// GCMD.QIE (0 before) with only QS from the register: what software
+    /// wrote to the address (and DW) does not read back. §10.4.23 has
+    /// IQA's fields read back as written; `vtd-emu` does.
+    IqaReadsLatchedAddress,
+    /// QEMU lets software set IRTA.EIME (bit 11) although its ECAP.EIM is
+    /// 0; `vtd-emu` keeps it 0, as §10.4.29 has for such units.
+    IrtaEimeWritable,
+    /// QEMU keeps all 32 bits of IEDATA writable (its FEDATA has 16);
+    /// `vtd-emu` keeps 16, treating EIMD (31:16) as reserved, as
+    /// §10.4.26 allows for units with 16-bit interrupt data.
+    IedataUpperHalfWritable,
+}
+
+/// Whether `refuser` stopped the queue (IQE) on the descriptor `other`
+/// completed.
+fn refused_by(refuser: &Outcome, other: &Outcome) -> bool {
+    matches!(
+        (refuser, other),
+        (
+            Outcome::Queue { head: a, error: Some(_), .. },
+            Outcome::Queue { head: b, error: None, .. },
+        ) if *b == a + 1
+    )
 }
 
 impl Quirk {
@@ -68,8 +112,10 @@ impl Quirk {
     fn shows(self, q: &Outcome, e: &Outcome) -> bool {
         use Outcome::{Dma, Queue};
         let same_step = match (q, e) {
-            (Dma { step: a, .. }, Dma { step: b, .. })
+            (Outcome::Command { step: a, .. }, Outcome::Command { step: b, .. })
+            | (Dma { step: a, .. }, Dma { step: b, .. })
             | (Queue { step: a, .. }, Queue { step: b, .. })
+            | (Outcome::Register { step: a, .. }, Outcome::Register { step: b, .. })
             | (Outcome::FaultStatus { step: a, .. }, Outcome::FaultStatus { step: b, .. }) => {
                 a == b
             }
@@ -99,7 +145,10 @@ impl Quirk {
                     && matches!(reason(e), Some(5 | 6))
             }
             Quirk::IotlbBeforeContext => silent_reach && reason(e) == Some(2),
-            Quirk::EmuRootAddressAboveHaw => silent_reach && reason(e) == Some(8),
+            Quirk::NonLeafBit11 => {
+                reason(q) == Some(0xC)
+                    && matches!(e, Dma { result: DmaResult::Reached(_), faults, .. } if faults.is_empty())
+            }
             Quirk::NoNegativeCaching => silent_reach && matches!(reason(e), Some(5 | 6)),
             Quirk::CollapsedSameSourceFaults => matches!(
                 (q, e),
@@ -108,15 +157,45 @@ impl Quirk {
                     Outcome::FaultStatus { overflow: true, pending: pe, index: ie, .. },
                 ) if p == pe && i == ie
             ),
+            Quirk::WaitNeedsSwOrIf | Quirk::WaitStatusWriteFails => refused_by(q, e),
+            Quirk::ScalableDescriptorsWithoutSmts | Quirk::IecReservedUnchecked => refused_by(e, q),
+            Quirk::DisableQueueNeedsWait => matches!(
+                (q, e),
+                (Outcome::Command { result: Err(_), .. }, Outcome::Command { result: Ok(_), .. })
+            ),
+            Quirk::IqaReadsLatchedAddress => {
+                matches!(
+                    (q, e),
+                    (
+                        Outcome::Register { offset: 0x90, value: a, .. },
+                        Outcome::Register { offset: 0x90, value: b, .. },
+                    ) if *a == b & 0x7
+                ) || matches!(
+                    (q, e),
+                    (
+                        Outcome::Register { offset: 0x94, value: 0, .. },
+                        Outcome::Register { offset: 0x94, .. }
+                    )
+                )
+            }
+            Quirk::IrtaEimeWritable => matches!(
+                (q, e),
+                (
+                    Outcome::Register { offset: 0xB8, value: a, .. },
+                    Outcome::Register { offset: 0xB8, value: b, .. },
+                ) if *a == b | 1 << 11
+            ),
+            Quirk::IedataUpperHalfWritable => matches!(
+                (q, e),
+                (
+                    Outcome::Register { offset: 0xA4, value: a, .. },
+                    Outcome::Register { offset: 0xA4, value: b, .. },
+                ) if a & 0xFFFF == *b && a >> 16 != 0
+            ),
             Quirk::ResumeOnTailWriteOnly => matches!(
                 (q, e),
                 (Queue { head: a, error: None, .. }, Queue { head: b, error: Some(_), .. })
                     if a == b
-            ),
-            Quirk::EmuWaitDrainWithoutPds => matches!(
-                (q, e),
-                (Queue { head: a, error: Some(_), .. }, Queue { head: b, error: None, .. })
-                    if *b == a + 1
             ),
         }
     }
@@ -159,6 +238,6 @@ mod tests {
         assert!(Quirk::NoIqercd.mask(&qemu, &mut emu));
         assert_eq!(emu, qemu);
         let mut emu = [q(1, None)];
-        assert!(Quirk::EmuWaitDrainWithoutPds.mask(&qemu, &mut emu));
+        assert!(Quirk::WaitNeedsSwOrIf.mask(&qemu, &mut emu));
     }
 }

@@ -8,11 +8,12 @@
 //! and the whole buffer is copied to [`layout::SCRATCH`], where each read
 //! slot shows which data page word it fetched (or zeros).
 
-use vtd_regs::desc::RawDescriptor;
+use vtd_regs::desc::{Descriptor, RawDescriptor, WaitDesc};
 use vtd_regs::regs::rtaddr::TranslationTableMode;
-use vtd_regs::regs::{DescriptorWidth, Fsts, Iqa, Iqercd, Iqt, QueueSize};
+use vtd_regs::regs::{DescriptorWidth, Fsts, GlobalBits, Iqa, Iqercd, Iqh, Iqt, QueueSize};
 use vtd_regs::{
-    Drain, Granularity, Iova, Mmio, PAGE_SIZE, PhysAddr, PhysMem, RemappingUnit, UnitError,
+    ContextScope, Drain, Granularity, IotlbScope, Iova, Mmio, PAGE_SIZE, PhysAddr, PhysMem,
+    PollBudget, RemappingUnit, UnitError,
 };
 use vtd_tables::Access;
 
@@ -29,6 +30,10 @@ use crate::error::{Error, Result};
 const SLOT: usize = 16;
 /// How many DMA steps a scenario may have.
 pub const MAX_DMA_STEPS: usize = EDU_BUFFER_SIZE / SLOT;
+/// How many status reads a register protocol may take: both units answer
+/// at once, so a command not done after this many will never be (over
+/// qtest the default budget would take a minute to run out).
+const POLLS: PollBudget = PollBudget::new(1000);
 /// The queue's descriptor width.
 const WIDTH: DescriptorWidth = DescriptorWidth::Bits128;
 /// The queue's size: one page.
@@ -70,8 +75,9 @@ pub fn run<B: Backend>(backend: &mut B, scenario: &Scenario) -> Result<Vec<Outco
     if scenario.dma_count() > MAX_DMA_STEPS {
         return Err(Error::InvalidArgument { what: "more DMA steps than buffer slots" });
     }
+    let mut unit = RemappingUnit::with_budget(backend.mmio(), POLLS)?;
+    reset(backend, &mut unit)?;
     prepare(backend)?;
-    let unit = RemappingUnit::new(backend.mmio())?;
     let mut player =
         Player { backend, unit, outcomes: Vec::new(), tail: 0, slot: 0, reads: Vec::new() };
     for (i, step) in scenario.steps.iter().enumerate() {
@@ -122,6 +128,7 @@ impl<B: Backend> Player<'_, B> {
             Step::InvalidateIotlb(scope) => performed(unit.invalidate_iotlb(scope, Drain::empty())),
             Step::EnableQueue => self.enable_queue(i, page(QUEUE)),
             Step::EnableQueueAt(base) => self.enable_queue(i, base),
+            Step::DisableQueue => command(unit.disable_queued_invalidation()),
             Step::Post(raw) => {
                 self.post(raw)?;
                 self.queue_state(i)?
@@ -150,6 +157,13 @@ impl<B: Backend> Player<'_, B> {
                     pending: fsts.ppf(),
                     index: fsts.fri(),
                 }
+            }
+            Step::ReadRegister { offset } => {
+                Outcome::Register { step: i, offset, value: self.backend.mmio().read32(offset) }
+            }
+            Step::WriteRegister { offset, value } => {
+                self.backend.mmio().write32(offset, value);
+                return Ok(None);
             }
             Step::Dma { access, iova } => self.dma(i, access, iova, true)?,
             Step::DmaNoDrain { access, iova } => self.dma(i, access, iova, false)?,
@@ -235,8 +249,40 @@ impl<B: Backend> Player<'_, B> {
     }
 }
 
+/// Brings a unit a scenario ran on back to its reset state as far as the
+/// next scenario can tell: translation and queued invalidation off (a
+/// stopped queue emptied, then a wait descriptor run, which QEMU wants
+/// last before QIE may clear; its status lands in the scratch page), context cache and IOTLB invalidated
+/// globally, fault records and FSTS.PFO cleared. A fresh unit is left as
+/// it was.
+fn reset<B: Backend>(backend: &B, unit: &mut RemappingUnit<B::Mmio>) -> Result<()> {
+    unit.disable_translation()?;
+    if unit.status().contains(GlobalBits::QIE) {
+        // This handle did not enable the queue, so it goes through the
+        // registers: IQT = IQH drops what is left, IQE is cleared, then a
+        // wait descriptor at IQH is handed over and run.
+        let mut mmio = backend.mmio();
+        let head = mmio.read_reg::<Iqh>().index(WIDTH);
+        mmio.write_reg(Iqt::from_index(head, WIDTH));
+        let _ = unit.take_queue_error();
+        let slot = PhysAddr::new(page(QUEUE).as_u64() + (head * WIDTH.bytes()) as u64);
+        // With a status write: QEMU refuses a wait with neither SW nor IF.
+        let status = WaitDesc::NONE
+            .with_status_write(page(SCRATCH), 1)
+            .map_err(|_| Error::InvalidArgument { what: "scratch page is not a status address" })?;
+        let wait = Descriptor::from(status).encode();
+        backend.mem().write_bytes(slot, &wait.to_le_bytes())?;
+        mmio.write_reg(Iqt::from_index((head + 1) % QUEUE_SIZE.entries(WIDTH), WIDTH));
+        unit.disable_queued_invalidation()?;
+    }
+    unit.invalidate_context(ContextScope::Global)?;
+    unit.invalidate_iotlb(IotlbScope::Global, Drain::empty())?;
+    unit.drain_faults().for_each(drop);
+    Ok(())
+}
+
 /// Zeroes the table pages, fills the data pages, and loads the device
-/// buffer with the slot markers while translation is still off.
+/// buffer with the slot markers while translation is off.
 fn prepare<B: Backend>(backend: &mut B) -> Result<()> {
     let mem = backend.mem();
     for n in 0..DATA {

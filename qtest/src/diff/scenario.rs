@@ -52,6 +52,9 @@ pub enum Step {
     /// Like [`EnableQueue`](Step::EnableQueue), with IQA's address field
     /// as given (software still writes descriptors to [`layout::QUEUE`]).
     EnableQueueAt(PhysAddr),
+    /// Queued invalidation off: waits for IQH = IQT, clears GCMD.QIE and
+    /// waits for GSTS.QIES to clear (§10.4.4).
+    DisableQueue,
     /// Writes a raw descriptor into the next queue slot and moves IQT past
     /// it (§6.5.2).
     Post(RawDescriptor),
@@ -72,6 +75,18 @@ pub enum Step {
     },
     /// Reads FSTS's fault-logging fields (PFO, PPF, FRI), leaving them.
     FaultStatus,
+    /// Reads the 32-bit register at `offset` (§10.4).
+    ReadRegister {
+        /// Byte offset in the register page (4-byte aligned).
+        offset: usize,
+    },
+    /// Writes the 32-bit register at `offset`, raw.
+    WriteRegister {
+        /// Byte offset in the register page (4-byte aligned).
+        offset: usize,
+        /// What.
+        value: u32,
+    },
     /// The device reads (`Access::Read`) or writes 16 bytes at `iova`;
     /// then the fault records are read and cleared.
     Dma {
