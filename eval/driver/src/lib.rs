@@ -10,7 +10,7 @@
 //! The same code runs in the KVM guest (`eval/guest`: register accesses are
 //! volatile and trap, or land on a sidecore-polled page) and in the host
 //! process against the software unit directly ("bare metal").
-#![no_std]
+#![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code)]
 #![deny(missing_docs)]
 

@@ -217,3 +217,49 @@ impl Report {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn params_and_reports_survive_their_word_encoding() {
+        for policy in Policy::ALL {
+            let p = Params {
+                policy,
+                buffers: 10_000,
+                batch: 32,
+                quota: 256,
+                time_limit_us: 10_000,
+                work_cycles: 3800,
+                tsc_khz: 2_596_000,
+            };
+            assert_eq!(Params::from_words(&p.to_words()), Some(p));
+        }
+        let mut words = Params::from_words(&[0; PARAM_WORDS]).expect("no IOMMU").to_words();
+        words[0] = 4;
+        assert_eq!(Params::from_words(&words), None, "unknown policy");
+        let words: [u64; REPORT_WORDS] = core::array::from_fn(|i| i as u64 * 7 + 1);
+        assert_eq!(Report::from_words(&words).to_words(), words);
+    }
+
+    #[test]
+    fn each_policy_maps_to_the_seeds_configuration() {
+        let p = |policy| Params {
+            policy,
+            quota: 64,
+            time_limit_us: 500,
+            ..Params::from_words(&[0; PARAM_WORDS]).expect("valid")
+        };
+        assert_eq!(p(Policy::NoIommu).mapper_config(), None);
+        let secure = p(Policy::Secure).mapper_config().expect("iommu");
+        assert_eq!((secure.reuse, secure.flush), (Reuse::SingleUse, FlushConfig::strict()));
+        let relaxed = p(Policy::Relaxed).mapper_config().expect("iommu");
+        assert_eq!(relaxed.reuse, Reuse::SingleUse);
+        assert_eq!(relaxed.flush, FlushConfig::deferred(DEFERRED_BATCH, DEFERRED_DEADLINE));
+        let optimistic = p(Policy::Optimistic).mapper_config().expect("iommu");
+        let limit = Duration::from_micros(500);
+        assert_eq!(optimistic.reuse, Reuse::Optimistic { quota: 64, time_limit: limit });
+        assert_eq!(optimistic.flush, FlushConfig::deferred(DEFERRED_BATCH, limit));
+    }
+}

@@ -37,3 +37,19 @@ pub fn post<M: PhysMem>(mem: &M, slot: u64, addr: u64, seq: u64) -> Result<(), M
 pub const fn pattern(seq: u64, offset: u64) -> u8 {
     (seq.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 56) as u8 ^ (offset as u8)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_of_neighbouring_buffers_differ_everywhere() {
+        for seq in 0..256 {
+            for offset in 0..1500 {
+                assert_ne!(pattern(seq, offset), pattern(seq + 1, offset), "{seq} {offset}");
+            }
+        }
+        // Slots do not overlap.
+        assert_eq!(word(1, 0).as_u64() - word(0, 2).as_u64(), SLOT_BYTES - 16);
+    }
+}
