@@ -311,13 +311,13 @@ pub fn run_in_process(
         }
         Some(config) => {
             let mut driver = Driver::bring_up(regs, mem, &frames, BUDGET, config, clock)
-                .map_err(|e| format!("bring-up: {e:?}"))?;
+                .map_err(|e| format!("bring-up: {e}"))?;
             let before = exits.get();
             let r = nic_loop::run(Some(&mut driver.mapper), mem, &params, &mut report, kick);
             (r, exits.get() - before)
         }
     };
-    result.map_err(|e| format!("driver: {e:?}"))?;
+    result.map_err(|e| format!("driver: {e}"))?;
     let report = check(report, &nic, settings)?;
     let exits = if frontend == Frontend::ModelledTrap { loop_exits } else { 0 };
     let samples = buffer_stats(&mem, report.buffers)?;
@@ -360,14 +360,15 @@ fn run_sidecore_in_process(settings: &Settings, policy: Policy) -> Result<RunRes
         let result = match params.mapper_config() {
             None => {
                 let none: Option<&mut DriverMapper<'_, SharedPageMmio<'_>, &HeapMemory>> = None;
-                nic_loop::run(none, mem, &params, &mut report, kick).map_err(|e| format!("{e:?}"))
+                nic_loop::run(none, mem, &params, &mut report, kick)
+                    .map_err(|e| format!("driver: {e}"))
             }
             Some(config) => {
                 Driver::bring_up(SharedPageMmio { words }, mem, &frames, BUDGET, config, clock)
-                    .map_err(|e| format!("bring-up: {e:?}"))
+                    .map_err(|e| format!("bring-up: {e}"))
                     .and_then(|mut d| {
                         nic_loop::run(Some(&mut d.mapper), mem, &params, &mut report, kick)
-                            .map_err(|e| format!("driver: {e:?}"))
+                            .map_err(|e| format!("driver: {e}"))
                     })
             }
         };

@@ -93,6 +93,25 @@ impl Error {
     }
 }
 
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Error::Unit(e) => write!(f, "remapping unit: {e}"),
+            Error::Table(e) => write!(f, "tables: {e}"),
+            Error::Invalidation(e) => write!(f, "invalidation: {e}"),
+            Error::QueueSetup => f.write_str("invalidation queue setup"),
+            Error::Map(e) => write!(f, "mapping: {e}"),
+            Error::Mem(e) => write!(f, "memory: {e}"),
+            Error::Device { seq, status } => {
+                write!(f, "the device left buffer {seq} with status {status}")
+            }
+            Error::Data { seq } => write!(f, "buffer {seq} does not hold the device's frame"),
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
 impl From<vtd_regs::MemError> for Error {
     fn from(e: vtd_regs::MemError) -> Self {
         Error::Mem(e)
