@@ -186,8 +186,21 @@ fn buffer_stats<M: PhysMem>(mem: &M, buffers: u64) -> Result<BufferStats, String
 
 fn check(report: Report, nic: &NicCounters, settings: &Settings) -> Result<Report, String> {
     if report.error != 0 {
+        let what = match report.error {
+            1 => "remapping unit",
+            2 => "tables",
+            3 => {
+                "invalidation (detail: 1 queue full, 2 timeout, 3 unsupported, 4 out of frames, 5 memory, 6 unit, 7 descriptor, 8 queue error)"
+            }
+            4 => "queue setup",
+            5 => "mapping",
+            6 => "memory",
+            7 => "device did not complete (detail: buffer)",
+            8 => "wrong data (detail: buffer)",
+            _ => "unknown",
+        };
         return Err(format!(
-            "driver error code {} detail {} (device: {nic:?})",
+            "driver error {} [{what}], detail {} (device: {nic:?})",
             report.error, report.error_seq
         ));
     }
