@@ -28,4 +28,6 @@ harnesses! {
     emu_registers;
     /// The vtd-emu queued invalidation engine: arbitrary queue contents.
     emu_queue;
+    /// The vtd-tables walker: arbitrary table memory.
+    walk;
 }
