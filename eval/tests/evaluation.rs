@@ -16,7 +16,9 @@ fn settings(buffers: u64) -> Settings {
         buffers,
         batch: 16,
         quota: 128,
-        time_limit_us: 10_000,
+        // Long enough that only the quota reclaims, however loaded the
+        // host (a starved sidecore makes a map take milliseconds).
+        time_limit_us: 60_000_000,
         work_cycles: 0,
         tsc_khz: 2_000_000,
         modelled_exit_cycles: 1000,
@@ -56,12 +58,12 @@ fn check_policies(runs: &[RunResult], buffers: u64) {
     assert_eq!(secure.report.reuse_hits, 0);
     // Deferred: batched.
     assert!(relaxed.report.iqt_writes < secure.report.iqt_writes, "{:?}", relaxed.report);
-    // Optimistic: the buffer pool comes back while its mappings are stale
-    // (fewer hits when a slow run reaches the time limit first).
+    // Optimistic: the buffer pool comes back while its mappings are stale;
+    // the quota (128) exceeds the pool (64), so every map after the first
+    // round is a hit and nothing is torn down before the final flush.
     let pool = viommu_eval_driver::layout::POOL_PAGES;
-    assert!(optimistic.report.reuse_hits > 0, "{:?}", optimistic.report);
-    assert!(optimistic.report.reuse_hits <= buffers - pool, "{:?}", optimistic.report);
-    assert!(optimistic.report.iqt_writes < relaxed.report.iqt_writes.max(1) + buffers - pool);
+    assert_eq!(optimistic.report.reuse_hits, buffers - pool, "{:?}", optimistic.report);
+    assert!(optimistic.report.iqt_writes <= pool + 1, "{:?}", optimistic.report);
 }
 
 #[test]
