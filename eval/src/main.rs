@@ -40,7 +40,7 @@ const USAGE: &str = "usage: viommu-eval [--buffers N] [--quota Q] [--time-limit-
                     2.93 GHz X5570)
   --batch B         buffers per NIC doorbell (default 32, at most 64)
   --repeat R        runs per configuration; the fastest is kept (default 3)
-  --out DIR         where the CSV and SVG go (default eval-results)
+  --out DIR         where the CSV and SVG go (default eval/results)
   --modelled        do not use KVM: model trap & emulate in-process
   --no-sidecore     skip the sidecore front end
   --probe           detect the KVM flavour, run the probe guest, print its loop
@@ -77,7 +77,7 @@ fn main() -> ExitCode {
             modelled_exit_cycles: MODELLED_EXIT_CYCLES,
         },
         repeat: 3,
-        out: PathBuf::from("eval-results"),
+        out: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/results")),
         modelled: false,
         sidecore: true,
     };
