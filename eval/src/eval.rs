@@ -295,6 +295,30 @@ pub fn run_in_process(
     policy: Policy,
     frontend: Frontend,
 ) -> Result<RunResult, String> {
+    // The driver keeps its tables, IOVA tree and mapper inline (no heap, as
+    // in the guest): tens of KiB per value, which an unoptimised build
+    // copies between stack frames. A thread with a large stack runs it the
+    // same way in every profile.
+    std::thread::scope(|scope| {
+        std::thread::Builder::new()
+            .name("bare-metal driver".into())
+            .stack_size(DRIVER_STACK)
+            .spawn_scoped(scope, || run_on_this_thread(settings, policy, frontend))
+            .map_err(|e| e.to_string())?
+            .join()
+            .map_err(|_| "the in-process driver panicked".to_string())?
+    })
+}
+
+/// Stack of the in-process driver thread.
+const DRIVER_STACK: usize = 64 << 20;
+
+/// [`run_in_process`] on the calling thread.
+fn run_on_this_thread(
+    settings: &Settings,
+    policy: Policy,
+    frontend: Frontend,
+) -> Result<RunResult, String> {
     if frontend == Frontend::SidecoreNoVm {
         return run_sidecore_in_process(settings, policy);
     }
