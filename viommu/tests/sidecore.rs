@@ -1,0 +1,1 @@
+//! The sidecore front end under threads.
