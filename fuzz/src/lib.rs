@@ -28,4 +28,6 @@ harnesses! {
     emu_registers;
     /// The vtd-emu queued invalidation engine: arbitrary queue contents.
     emu_queue;
+    /// The vIOMMU under an arbitrary guest's registers, tables and queue.
+    viommu_guest;
 }
