@@ -471,3 +471,22 @@ where
         self.write_register(offset, value)
     }
 }
+
+/// The sidecore's access to the unit: reads without side effects (and
+/// without counting an access), writes as the guest's.
+impl<G, M, A, I, P> crate::sidecore::Registers for Viommu<'_, G, M, A, I, P>
+where
+    G: PhysMem,
+    M: PhysMem + Clone,
+    A: FrameAllocator + Clone,
+    I: Invalidator,
+    P: PagePinner,
+{
+    fn read(&self, off: usize) -> u32 {
+        self.emu.read32(off)
+    }
+
+    fn write(&self, off: usize, value: u32) {
+        self.write_register(off, value)
+    }
+}

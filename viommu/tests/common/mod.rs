@@ -23,9 +23,12 @@ pub type TheHost = Host<Mem, Frames, HostInv>;
 pub type GMem = GuestMemory<Mem>;
 pub type GFrames = &'static SimFrameAllocator<GMem>;
 pub type Vmmu = Viommu<'static, GMem, Mem, Frames, HostInv, GuestPinner>;
-pub type GuestInv = QueuedInvalidator<&'static Vmmu, GMem>;
-pub type GuestMapper =
-    Mapper<GMem, GFrames, IovaTree<Vec<Node>>, GuestInv, NoClock, NoPinning, 1024, 64>;
+pub type GuestInv<X> = QueuedInvalidator<X, GMem>;
+pub type GuestMapper<X = &'static Vmmu> =
+    Mapper<GMem, GFrames, IovaTree<Vec<Node>>, GuestInv<X>, NoClock, NoPinning, 1024, 64>;
+/// The guest's register page under the sidecore.
+pub type SidecoreRegs =
+    viommu::sidecore::SidecoreMmio<'static, viommu::sidecore::RegisterPage, Vmmu>;
 
 /// Host RAM: guest windows below `HOST_FRAMES`, host tables above.
 pub const HOST_RAM: u64 = 96 << 20;
@@ -90,12 +93,12 @@ impl HostRig {
 
 /// A guest's driver: the guest's own tables in its RAM, programmed through
 /// its vIOMMU.
-pub struct Guest {
+pub struct Guest<X: vtd_regs::Mmio = &'static Vmmu> {
     pub n: u64,
     pub viommu: &'static Vmmu,
     pub mem: GMem,
     pub frames: GFrames,
-    pub mapper: GuestMapper,
+    pub mapper: GuestMapper<X>,
 }
 
 impl Guest {
@@ -108,13 +111,26 @@ impl Guest {
 
     pub fn with_config(rig: &HostRig, n: u64, dma_limit: u64, config: ViommuConfig) -> Self {
         let viommu = rig.viommu(n, config);
+        Guest::with_mmio(n, rig, viommu, viommu, dma_limit)
+    }
+}
+
+impl<X: vtd_regs::Mmio> Guest<X> {
+    /// Guest `n` on `viommu`, reaching its registers through `mmio`.
+    pub fn with_mmio(
+        n: u64,
+        rig: &HostRig,
+        viommu: &'static Vmmu,
+        mmio: X,
+        dma_limit: u64,
+    ) -> Self {
         let mem = GuestMemory::new(rig.mem, HostRig::layout(n));
         let frames: GFrames = leak(SimFrameAllocator::new(
             mem,
             PhysAddr::new(GUEST_FRAMES),
             PhysAddr::new(GUEST_LOW),
         ));
-        let mut unit = RemappingUnit::new(viommu).unwrap();
+        let mut unit = RemappingUnit::new(mmio).unwrap();
         assert!(unit.cap().caching_mode());
         let table =
             SlPageTable::new(mem, frames, TableConfig::from_cap(unit.cap(), 39).unwrap()).unwrap();
