@@ -30,4 +30,6 @@ harnesses! {
     emu_queue;
     /// The vtd-tables walker: arbitrary table memory.
     walk;
+    /// The vIOMMU under an arbitrary guest's registers, tables and queue.
+    viommu_guest;
 }

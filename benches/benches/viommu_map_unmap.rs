@@ -1,0 +1,235 @@
+//! `viommu_map_unmap`: a guest maps and unmaps one page (strict
+//! invalidation, single-use IOVAs) through its vIOMMU, as in the paper's
+//! map/unmap breakdown (Amit et al. 2011, Table 1): `bare_metal` (the same
+//! driver on the host's unit directly), `trap` (every register access of
+//! the guest calls the vIOMMU synchronously, as a VM exit would) and
+//! `sidecore` (the guest writes a shared register page; a second thread
+//! polls it and shadows). The time is the guest-visible latency of one
+//! map+unmap pair. Printed next to it, per pair: the register accesses the
+//! vIOMMU emulated (each a VM exit under trap-and-emulate, and this
+//! emulation has no VM: add the platform's exit cost per access to `trap`),
+//! the host time spent emulating, and the host unit's invalidations.
+#![allow(missing_docs)] // reason: criterion's macros generate undocumented items
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use invalidation::{FlushConfig, Invalidation, Invalidator, NoClock, QueuedInvalidator};
+use iova_alloc::{IovaTree, Node, Window};
+use teardown::{Mapper, MapperConfig, NoPinning, Reuse};
+use viommu::sidecore::{RegisterPage, Registers, Sidecore, SidecoreMmio};
+use viommu::{Assignment, GuestLayout, GuestMemory, GuestPinner, Host, Viommu, ViommuConfig};
+use viommu_benches::{DOMAIN, Testbed};
+use vtd_emu::mem::HeapMemory;
+use vtd_emu::{EmuConfig, Emulator, SimFrameAllocator};
+use vtd_regs::regs::QueueSize;
+use vtd_regs::regs::rtaddr::TranslationTableMode;
+use vtd_regs::{ContextScope, DomainId, Iova, Mmio, PAGE_SIZE, PhysAddr, RemappingUnit, SourceId};
+use vtd_tables::{ContextManager, Perm, SlPageTable, TableConfig};
+
+type Mem = &'static HeapMemory;
+type Frames = &'static SimFrameAllocator<Mem>;
+type Emu = Emulator<Mem>;
+type HostInv = QueuedInvalidator<&'static Emu, Mem>;
+type TheHost = Host<Mem, Frames, HostInv>;
+type GMem = GuestMemory<Mem>;
+type GFrames = &'static SimFrameAllocator<GMem>;
+type Vmmu = Viommu<'static, GMem, Mem, Frames, HostInv, GuestPinner>;
+type GuestMapper<X> = Mapper<
+    GMem,
+    GFrames,
+    IovaTree<Vec<Node>>,
+    QueuedInvalidator<X, GMem>,
+    NoClock,
+    NoPinning,
+    1024,
+    64,
+>;
+
+const HOST_RAM: u64 = 64 << 20;
+const HOST_FRAMES: u64 = 32 << 20;
+const GUEST_RAM: u64 = 16 << 20;
+const GUEST_FRAMES: u64 = 8 << 20;
+const DEVICE: SourceId = SourceId::from_raw(0x0008);
+const BUFFER: PhysAddr = PhysAddr::new(0x10_0000);
+/// Pairs run to count the host's work.
+const COUNTED: u64 = 2000;
+
+fn leak<T>(t: T) -> &'static T {
+    Box::leak(Box::new(t))
+}
+
+/// The host (its unit over its RAM) and a guest vIOMMU in the RAM's first
+/// 16 MiB.
+fn host_and_viommu() -> (&'static Vmmu, &'static spin::Mutex<TheHost>) {
+    let mem: Mem = leak(HeapMemory::new(HOST_RAM as usize));
+    let frames: Frames =
+        leak(SimFrameAllocator::new(mem, PhysAddr::new(HOST_FRAMES), PhysAddr::new(HOST_RAM)));
+    let emu: &'static Emu = leak(Emulator::new(mem, EmuConfig::qemu()).expect("config"));
+    let mut unit = RemappingUnit::new(emu).expect("unit");
+    let tables = TableConfig::from_cap(unit.cap(), 39).expect("39-bit");
+    let contexts = ContextManager::new(mem, frames).expect("frames");
+    unit.set_root_table(contexts.root_table(), TranslationTableMode::Legacy).expect("SRTP");
+    unit.enable_translation().expect("TE");
+    let mut inv = QueuedInvalidator::new(unit, mem, frames, QueueSize::from_order(0).expect("1"))
+        .map_err(|(e, _)| e)
+        .expect("QI");
+    inv.invalidate([Invalidation::Context(ContextScope::Global)]).expect("flush");
+    let host = leak(spin::Mutex::new(Host::new(mem, frames, contexts, inv, tables, DOMAIN)));
+    let layout = GuestLayout::new(PhysAddr::ZERO, GUEST_RAM);
+    let dev = Assignment { guest: DEVICE, host: DEVICE };
+    let gmem = GuestMemory::new(mem, layout);
+    let v = Viommu::new(gmem, host, GuestPinner::new(layout), &[dev], ViommuConfig::qemu());
+    (leak(v.expect("vIOMMU")), host)
+}
+
+/// The guest's driver over `mmio`.
+fn guest<X: Mmio>(v: &'static Vmmu, mmio: X) -> GuestMapper<X> {
+    let mem = *v.unit().memory();
+    let frames: GFrames =
+        leak(SimFrameAllocator::new(mem, PhysAddr::new(GUEST_FRAMES), PhysAddr::new(GUEST_RAM)));
+    let mut unit = RemappingUnit::new(mmio).expect("unit");
+    let table =
+        SlPageTable::new(mem, frames, TableConfig::from_cap(unit.cap(), 39).expect("39-bit"))
+            .expect("frames");
+    let mut contexts = ContextManager::new(mem, frames).expect("frames");
+    let _ = contexts.attach(DEVICE, DomainId::new(1), &table).expect("attach");
+    unit.set_root_table(contexts.root_table(), TranslationTableMode::Legacy).expect("SRTP");
+    unit.enable_translation().expect("TE");
+    let mut inv = QueuedInvalidator::new(unit, mem, frames, QueueSize::from_order(0).expect("1"))
+        .map_err(|(e, _)| e)
+        .expect("QI");
+    inv.invalidate([Invalidation::Context(ContextScope::Global)]).expect("flush");
+    let space = IovaTree::new(Window::from_pages(1, (1 << 27) - 1).expect("window"), Vec::new());
+    let config = MapperConfig {
+        reuse: Reuse::SingleUse,
+        flush: FlushConfig::strict(),
+        domain: DomainId::new(1),
+        dma_limit: Iova::new(1 << 39),
+    };
+    Mapper::new(table, space, inv, NoPinning, NoClock, config)
+}
+
+/// Times the emulation the vIOMMU does (the host's work).
+struct Timed {
+    v: &'static Vmmu,
+    ns: AtomicU64,
+}
+
+impl Timed {
+    fn time<R>(&self, f: impl FnOnce() -> R) -> R {
+        let t = Instant::now();
+        let r = f();
+        self.ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        r
+    }
+}
+
+impl Mmio for &Timed {
+    fn read32(&self, off: usize) -> u32 {
+        self.time(|| self.v.read_register(off))
+    }
+    fn write32(&mut self, off: usize, value: u32) {
+        self.time(|| self.v.write_register(off, value))
+    }
+}
+
+impl Registers for Timed {
+    fn read(&self, off: usize) -> u32 {
+        self.v.read(off)
+    }
+    fn write(&self, off: usize, value: u32) {
+        self.time(|| self.v.write(off, value))
+    }
+}
+
+trait MapUnmap {
+    fn pair(&mut self);
+}
+
+impl<X: Mmio> MapUnmap for GuestMapper<X> {
+    fn pair(&mut self) {
+        let iova = self.map(BUFFER, PAGE_SIZE, Perm::READ_WRITE).expect("map");
+        self.unmap(iova, PAGE_SIZE).expect("unmap");
+    }
+}
+
+/// Runs [`COUNTED`] pairs and prints the host's work per pair.
+fn report<M: MapUnmap>(
+    name: &str,
+    m: &mut M,
+    v: &Vmmu,
+    host: &spin::Mutex<TheHost>,
+    timed: &Timed,
+) {
+    let (c0, h0, t0) =
+        (v.counters(), host.lock().invalidations(), timed.ns.load(Ordering::Relaxed));
+    let start = Instant::now();
+    for _ in 0..COUNTED {
+        m.pair();
+    }
+    let wall = start.elapsed().as_nanos() as u64;
+    let (c1, h1, t1) =
+        (v.counters(), host.lock().invalidations(), timed.ns.load(Ordering::Relaxed));
+    let per = |a: u64, b: u64| (b - a) as f64 / COUNTED as f64;
+    println!(
+        "viommu_map_unmap/{name}: per pair {:.0} ns guest-visible, {:.0} ns host emulation, \
+         {:.1} register accesses emulated, {:.1} guest invalidations shadowed, \
+         {:.1} host invalidations, {:.1} pins",
+        wall as f64 / COUNTED as f64,
+        per(t0, t1),
+        per(c0.register_accesses, c1.register_accesses),
+        per(c0.invalidations_shadowed, c1.invalidations_shadowed),
+        per(h0, h1),
+        per(c0.pins, c1.pins),
+    );
+}
+
+fn viommu_map_unmap(c: &mut Criterion) {
+    let mut group = c.benchmark_group("viommu_map_unmap");
+
+    // Bare metal: the same driver on the host's unit.
+    let bed = Testbed::new(EmuConfig::qemu());
+    let space = IovaTree::new(Window::from_pages(1, (1 << 27) - 1).expect("window"), Vec::new());
+    let config = MapperConfig {
+        reuse: Reuse::SingleUse,
+        flush: FlushConfig::strict(),
+        domain: DOMAIN,
+        dma_limit: Iova::new(1 << 39),
+    };
+    let mut native: Mapper<_, _, _, _, _, _, 1024, 64> =
+        Mapper::new(bed.table, space, bed.inv, NoPinning, NoClock, config);
+    group.bench_function("bare_metal", |b| {
+        b.iter(|| {
+            let iova = native.map(BUFFER, PAGE_SIZE, Perm::READ_WRITE).expect("map");
+            native.unmap(iova, PAGE_SIZE).expect("unmap");
+        })
+    });
+
+    // Trap-and-emulate.
+    let (v, host) = host_and_viommu();
+    let timed: &'static Timed = leak(Timed { v, ns: AtomicU64::new(0) });
+    let mut trap = guest(v, timed);
+    group.bench_function("trap", |b| b.iter(|| trap.pair()));
+    report("trap", &mut trap, v, host, timed);
+
+    // Sidecore: a second thread serves the shared page.
+    let (v, host) = host_and_viommu();
+    let timed: &'static Timed = leak(Timed { v, ns: AtomicU64::new(0) });
+    let page: &'static RegisterPage = leak(RegisterPage::new());
+    let cfg = v.unit().config();
+    let mut sidecore = Sidecore::new(page, timed, &cfg);
+    let stop = AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| sidecore.run(timed, &stop));
+        let mut side = guest(v, SidecoreMmio::new(page, timed, &cfg));
+        group.bench_function("sidecore", |b| b.iter(|| side.pair()));
+        report("sidecore", &mut side, v, host, timed);
+        stop.store(true, Ordering::Release);
+    });
+    group.finish();
+}
+
+criterion_group!(benches, viommu_map_unmap);
+criterion_main!(benches);
