@@ -7,6 +7,7 @@ use std::{
     time::{Duration, Instant},
 };
 
+use viommu::ViommuCounters;
 use viommu_eval_driver::{
     Driver, DriverMapper, Params, Policy, Report,
     bringup::Frames,
@@ -21,6 +22,7 @@ use vtd_regs::{Mmio, PhysAddr, PhysMem, PollBudget};
 use crate::{
     abi,
     frontend::Frontend,
+    guest_viommu::{self, Rig},
     memory::GuestRam,
     nic::{self, NicCounters},
     probe::GUEST,
@@ -85,10 +87,36 @@ pub struct RunResult {
     pub nic: NicCounters,
     /// The sidecore's work, for sidecore runs.
     pub sidecore: Option<SidecoreStats>,
+    /// Pins and unpins of guest pages by the vIOMMU during the receive
+    /// loop, for runs on a vIOMMU.
+    pub pins: Option<PinCounts>,
     /// Wall time of the run, setup included.
     pub wall: Duration,
     /// Per-buffer statistics from the driver's samples.
     pub samples: BufferStats,
+}
+
+/// Guest pages the vIOMMU pinned and unpinned (its `GuestPinner`'s work,
+/// as `viommu::ViommuCounters` counts it).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct PinCounts {
+    /// Pins taken.
+    pub pins: u64,
+    /// Pins dropped (each after the physical unit's invalidation).
+    pub unpins: u64,
+}
+
+impl PinCounts {
+    fn of(c: ViommuCounters) -> Self {
+        Self { pins: c.pins, unpins: c.unpins }
+    }
+
+    fn since(self, start: Self) -> Self {
+        Self {
+            pins: self.pins.saturating_sub(start.pins),
+            unpins: self.unpins.saturating_sub(start.unpins),
+        }
+    }
 }
 
 /// Statistics of the per-buffer samples the driver leaves.
@@ -155,6 +183,12 @@ impl RunResult {
     #[must_use]
     pub fn iqt_per_buffer(&self) -> f64 {
         self.per_buffer(self.report.iqt_writes)
+    }
+    /// Guest pages pinned and unpinned by the vIOMMU per buffer, for runs
+    /// on a vIOMMU.
+    #[must_use]
+    pub fn pins_per_buffer(&self) -> Option<(f64, f64)> {
+        self.pins.map(|p| (self.per_buffer(p.pins), self.per_buffer(p.unpins)))
     }
 }
 
@@ -332,7 +366,7 @@ fn run_on_this_thread(
     let params = settings.params(policy);
     let mut nic = NicCounters::default();
     let translate = |iova| emu.translate(NIC, iova, Access::Write).ok();
-    let kick = |n| nic::receive(&mem, n, &mut nic, translate);
+    let kick = |n| nic::receive(&mem, &mem, n, &mut nic, translate);
     let exits = Cell::new(0);
     let cost = match frontend {
         Frontend::ModelledTrap => settings.modelled_exit_cycles,
@@ -365,6 +399,7 @@ fn run_on_this_thread(
         exits,
         nic,
         sidecore: None,
+        pins: None,
         wall: started.elapsed(),
         samples,
     })
@@ -392,7 +427,7 @@ fn run_sidecore_in_process(settings: &Settings, policy: Policy) -> Result<RunRes
             poller.stats
         });
         let translate = |iova| emu.translate(NIC, iova, Access::Write).ok();
-        let kick = |n| nic::receive(&mem, n, &mut nic, translate);
+        let kick = |n| nic::receive(&mem, &mem, n, &mut nic, translate);
         let clock = TscClock::new(settings.tsc_khz);
         let result = match params.mapper_config() {
             None => {
@@ -422,27 +457,33 @@ fn run_sidecore_in_process(settings: &Settings, policy: Policy) -> Result<RunRes
         exits: 0,
         nic,
         sidecore: stats,
+        pins: None,
         wall: started.elapsed(),
         samples,
     })
 }
 
-/// The VMM's side of the guest's exits: the VT-d page goes to the
-/// emulator, the NIC doorbell to the device model.
-struct VmmHandler<'a> {
-    emu: &'a Emulator<&'a GuestRam>,
-    ram: &'a GuestRam,
+/// The VMM's side of the guest's exits: the VT-d page goes to the guest's
+/// vIOMMU, the NIC doorbell to the device model, whose DMA the physical
+/// unit translates.
+struct VmmHandler<'r, 'a, R: PhysMem> {
+    rig: Rig<'r, 'a, R>,
+    ram: &'r GuestRam,
+    /// The policy *none*: the NIC is assigned without an IOMMU.
+    untranslated: bool,
     nic: NicCounters,
     vtd_exits: u64,
     receive_start: u64,
     receive_exits: u64,
+    pins_start: PinCounts,
+    pins: PinCounts,
 }
 
-impl ExitHandler for VmmHandler<'_> {
+impl<R: PhysMem> ExitHandler for VmmHandler<'_, '_, R> {
     fn vtd_read(&mut self, offset: u64, data: &mut [u8]) {
         self.vtd_exits += 1;
         let Ok(off) = usize::try_from(offset) else { return data.fill(0xff) };
-        let regs = self.emu;
+        let regs = self.rig.viommu;
         match data.len() {
             4 => data.copy_from_slice(&regs.read32(off).to_le_bytes()),
             8 => data.copy_from_slice(&regs.read64(off).to_le_bytes()),
@@ -453,7 +494,7 @@ impl ExitHandler for VmmHandler<'_> {
     fn vtd_write(&mut self, offset: u64, data: &[u8]) {
         self.vtd_exits += 1;
         let Ok(off) = usize::try_from(offset) else { return };
-        let mut regs = self.emu;
+        let mut regs = self.rig.viommu;
         if let Ok(b) = <[u8; 4]>::try_from(data) {
             regs.write32(off, u32::from_le_bytes(b));
         } else if let Ok(b) = <[u8; 8]>::try_from(data) {
@@ -462,23 +503,30 @@ impl ExitHandler for VmmHandler<'_> {
     }
 
     fn nic_kick(&mut self, slots: u64) -> std::io::Result<()> {
-        let emu = self.emu;
-        nic::receive(&self.ram, slots, &mut self.nic, |iova| {
-            emu.translate(NIC, iova, Access::Write).ok()
+        let (rig, untranslated) = (self.rig, self.untranslated);
+        nic::receive(&self.ram, rig.mem, slots, &mut self.nic, |iova| {
+            if untranslated { rig.untranslated(iova) } else { rig.dma(iova) }
         });
         Ok(())
     }
 
     fn phase(&mut self, phase: u64) {
         match phase {
-            abi::phase::RECEIVE => self.receive_start = self.vtd_exits,
-            abi::phase::END => self.receive_exits = self.vtd_exits - self.receive_start,
+            abi::phase::RECEIVE => {
+                self.receive_start = self.vtd_exits;
+                self.pins_start = PinCounts::of(self.rig.viommu.counters());
+            }
+            abi::phase::END => {
+                self.receive_exits = self.vtd_exits - self.receive_start;
+                self.pins = PinCounts::of(self.rig.viommu.counters()).since(self.pins_start);
+            }
             _ => {}
         }
     }
 }
 
-/// Runs the driver in a KVM guest: trap-and-emulate, or with the register
+/// Runs the driver in a KVM guest whose VT-d unit is a vIOMMU shadowing
+/// into a physical software unit: trap-and-emulate, or with the register
 /// page served by a sidecore thread.
 pub fn run_kvm(
     kvm: &kvm_ioctls::Kvm,
@@ -493,52 +541,59 @@ pub fn run_kvm(
     let params = settings.params(policy);
     vm.configure_eval(&params.to_words()).map_err(|e| e.to_string())?;
     let ram = vm.ram();
-    let emu: Emulator<&GuestRam> =
-        Emulator::new(&*ram, emu_config(frontend)).map_err(|e| e.to_string())?;
-    let mut handler = VmmHandler {
-        emu: &emu,
-        ram: &ram,
-        nic: NicCounters::default(),
-        vtd_exits: 0,
-        receive_start: 0,
-        receive_exits: 0,
-    };
-    let mut side_stats = None;
-    let outcome = match vm.register_page() {
-        Some(page) if sidecore => {
-            let cap = emu.config().cap;
-            let ecap = emu.config().ecap;
-            let fro = cap.fro().byte_offset();
-            let records = fro..fro + 16 * usize::from(cap.nfr().count());
-            let mut poller =
-                Poller::new(&page, &emu, ecap.iro().iotlb(), records).map_err(|e| e.to_string())?;
-            let stop = AtomicBool::new(false);
-            std::thread::scope(|s| {
-                let poll = s.spawn(|| {
-                    poller.run(&stop);
-                    poller.stats
-                });
-                let outcome = vm.run_with(RUN_TIMEOUT, &mut handler);
-                stop.store(true, Ordering::Relaxed);
-                side_stats = poll.join().ok();
-                outcome
-            })
-        }
-        _ => vm.run_with(RUN_TIMEOUT, &mut handler),
-    };
-    outcome.map_err(|e| format!("guest run: {e}"))?;
+    let page = vm.register_page().filter(|_| sidecore);
+    let (nic, receive_exits, pins, side_stats) =
+        guest_viommu::with_viommu(&*ram, layout::RAM_SIZE, |rig| {
+            let mut handler = VmmHandler {
+                rig,
+                ram: &ram,
+                untranslated: policy == Policy::NoIommu,
+                nic: NicCounters::default(),
+                vtd_exits: 0,
+                receive_start: 0,
+                receive_exits: 0,
+                pins_start: PinCounts::default(),
+                pins: PinCounts::default(),
+            };
+            let mut side_stats = None;
+            let outcome = match &page {
+                Some(page) => {
+                    let unit = rig.viommu.unit().config();
+                    let (cap, ecap) = (unit.cap, unit.ecap);
+                    let fro = cap.fro().byte_offset();
+                    let records = fro..fro + 16 * usize::from(cap.nfr().count());
+                    let mut poller = Poller::new(page, rig.viommu, ecap.iro().iotlb(), records)
+                        .map_err(|e| e.to_string())?;
+                    let stop = AtomicBool::new(false);
+                    std::thread::scope(|s| {
+                        let poll = s.spawn(|| {
+                            poller.run(&stop);
+                            poller.stats
+                        });
+                        let outcome = vm.run_with(RUN_TIMEOUT, &mut handler);
+                        stop.store(true, Ordering::Relaxed);
+                        side_stats = poll.join().ok();
+                        outcome
+                    })
+                }
+                None => vm.run_with(RUN_TIMEOUT, &mut handler),
+            };
+            outcome.map_err(|e| format!("guest run: {e}"))?;
+            Ok::<_, String>((handler.nic, handler.receive_exits, handler.pins, side_stats))
+        })??;
     let mut words = [0u64; REPORT_WORDS];
     for (i, w) in words.iter_mut().enumerate() {
         *w = ram.read_u64(abi::EVAL_REPORT + i as u64 * 8).map_err(|e| e.to_string())?;
     }
-    let report = check(Report::from_words(&words), &handler.nic, settings)?;
+    let report = check(Report::from_words(&words), &nic, settings)?;
     Ok(RunResult {
         frontend,
         policy,
         report,
-        exits: handler.receive_exits,
-        nic: handler.nic,
+        exits: receive_exits,
+        nic,
         sidecore: side_stats,
+        pins: Some(pins),
         wall: started.elapsed(),
         samples: buffer_stats(&*ram, report.buffers)?,
     })

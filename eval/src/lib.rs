@@ -10,6 +10,7 @@ pub mod abi;
 pub mod elf;
 pub mod eval;
 pub mod frontend;
+pub mod guest_viommu;
 pub mod host;
 pub mod kvm_stats;
 pub mod memory;

@@ -1,9 +1,10 @@
 //! The NIC model: a directly assigned receive device. On its doorbell it
 //! reads the posted slots of the ring in the driver's memory, translates
-//! each buffer's DMA address through the IOMMU (the software VT-d:
-//! `vtd_emu::Emulator::translate` for source [`layout::NIC`]), writes a
-//! frame there and completes the slot; a blocked DMA completes it as
-//! faulted. It never trusts the ring: every access is a checked
+//! each buffer's DMA address through the IOMMU (bare metal: the software
+//! VT-d's `translate` for source [`layout::NIC`]; in a guest: the physical
+//! unit the vIOMMU shadows into, for the NIC's host source id), writes a
+//! frame at the physical address it gives and completes the slot; a
+//! blocked DMA completes it as faulted. It never trusts the ring: every access is a checked
 //! [`PhysMem`] access.
 
 use viommu_eval_driver::{layout, ring};
@@ -20,10 +21,13 @@ pub struct NicCounters {
     pub translations: u64,
 }
 
-/// Fills ring slots `0..slots` of `mem`. `translate` maps a DMA address
-/// to a physical one (the identity without an IOMMU), `None` if blocked.
-pub fn receive<M: PhysMem>(
+/// Fills ring slots `0..slots` of the driver's memory `mem`. `translate`
+/// maps a DMA address to an address of `dma` (the physical memory the
+/// device writes: `mem` itself on bare metal, host memory in a guest),
+/// `None` if blocked.
+pub fn receive<M: PhysMem, D: PhysMem>(
     mem: &M,
+    dma: &D,
     slots: u64,
     counters: &mut NicCounters,
     mut translate: impl FnMut(Iova) -> Option<PhysAddr>,
@@ -38,7 +42,7 @@ pub fn receive<M: PhysMem>(
         for (i, b) in frame.iter_mut().enumerate() {
             *b = ring::pattern(seq, i as u64);
         }
-        let status = if dma_write(mem, addr, &frame, counters, &mut translate) {
+        let status = if dma_write(dma, addr, &frame, counters, &mut translate) {
             counters.frames += 1;
             ring::DONE
         } else {

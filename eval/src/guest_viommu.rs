@@ -1,0 +1,200 @@
+//! The VMM's vIOMMU for the trap-and-emulate and sidecore front ends: a
+//! [`viommu::Viommu`] (the guest-visible unit, caching mode on, over the
+//! guest's RAM) shadowing the guest's invalidations into a physical
+//! software unit ([`viommu::Host`] over a `vtd_emu::Emulator`, caching
+//! mode off) on simulated host memory.
+//!
+//! Host-physical memory ([`HostMemory`]) is the host's table memory
+//! (`[0, HOST_TABLES)`, a [`HeapMemory`]) and the guest's RAM, placed at
+//! host-physical [`GUEST_RAM_HPA`] by a [`GuestLayout`]: the vIOMMU reads
+//! the guest's tables and queue through that layout, pins guest pages
+//! (GPA -> HPA) with a counting [`GuestPinner`], and the NIC's DMA is
+//! translated by the physical unit for the NIC's host-side source id
+//! ([`HOST_NIC`]) and written at the host-physical address it gives.
+
+use invalidation::{Invalidation, Invalidator, QueuedInvalidator};
+use viommu::{Assignment, GuestLayout, GuestMemory, GuestPinner, Host, Viommu, ViommuConfig};
+use viommu_eval_driver::layout::NIC;
+use vtd_emu::{Access, EmuConfig, Emulator, SimFrameAllocator, mem::HeapMemory};
+use vtd_regs::regs::{QueueSize, rtaddr::TranslationTableMode};
+use vtd_regs::{
+    ContextScope, DomainId, Iova, MemError, PhysAddr, PhysMem, RemappingUnit, SourceId,
+};
+use vtd_tables::{ContextManager, TableConfig};
+
+/// Host-physical address of guest-physical 0.
+pub const GUEST_RAM_HPA: u64 = 1 << 30;
+/// The host's table memory: `[0, HOST_TABLES)` host-physical (the root
+/// table, context tables, domain tables and the host's invalidation
+/// queue; the frames come from 4 KiB up).
+pub const HOST_TABLES: u64 = 4 << 20;
+/// The NIC's source id on the host (the guest sees it as
+/// [`viommu_eval_driver::layout::NIC`], 00:01.0).
+pub const HOST_NIC: SourceId = SourceId::from_raw(0x0300);
+
+/// Host-physical memory: the host's table memory, and the guest's RAM at
+/// [`GUEST_RAM_HPA`]. An access must lie wholly in one of them.
+pub struct HostMemory<R> {
+    tables: HeapMemory,
+    ram: R,
+    ram_size: u64,
+}
+
+impl<R: PhysMem> HostMemory<R> {
+    /// Host memory around the guest RAM `ram` of `ram_size` bytes.
+    #[must_use]
+    pub fn new(ram: R, ram_size: u64) -> Self {
+        Self { tables: HeapMemory::new(HOST_TABLES as usize), ram, ram_size }
+    }
+
+    /// Where `[addr, addr + len)` is: in the tables (`Ok(None)`) or in the
+    /// guest RAM at that guest-physical address.
+    fn route(&self, addr: PhysAddr, len: usize) -> Result<Option<PhysAddr>, MemError> {
+        let err = MemError::OutOfRange { addr, len };
+        let end = addr.as_u64().checked_add(len as u64).ok_or(err)?;
+        if end <= HOST_TABLES {
+            Ok(None)
+        } else if addr.as_u64() >= GUEST_RAM_HPA && end - GUEST_RAM_HPA <= self.ram_size {
+            Ok(Some(PhysAddr::new(addr.as_u64() - GUEST_RAM_HPA)))
+        } else {
+            Err(err)
+        }
+    }
+}
+
+impl<R: PhysMem> PhysMem for HostMemory<R> {
+    fn read_u64(&self, addr: PhysAddr) -> Result<u64, MemError> {
+        match self.route(addr, 8)? {
+            None => self.tables.read_u64(addr),
+            Some(gpa) => self.ram.read_u64(gpa),
+        }
+    }
+
+    fn write_u64(&self, addr: PhysAddr, value: u64) -> Result<(), MemError> {
+        match self.route(addr, 8)? {
+            None => self.tables.write_u64(addr, value),
+            Some(gpa) => self.ram.write_u64(gpa, value),
+        }
+    }
+
+    fn read_u32(&self, addr: PhysAddr) -> Result<u32, MemError> {
+        match self.route(addr, 4)? {
+            None => self.tables.read_u32(addr),
+            Some(gpa) => self.ram.read_u32(gpa),
+        }
+    }
+
+    fn write_u32(&self, addr: PhysAddr, value: u32) -> Result<(), MemError> {
+        match self.route(addr, 4)? {
+            None => self.tables.write_u32(addr, value),
+            Some(gpa) => self.ram.write_u32(gpa, value),
+        }
+    }
+
+    fn read_bytes(&self, addr: PhysAddr, buf: &mut [u8]) -> Result<(), MemError> {
+        match self.route(addr, buf.len())? {
+            None => self.tables.read_bytes(addr, buf),
+            Some(gpa) => self.ram.read_bytes(gpa, buf),
+        }
+    }
+
+    fn write_bytes(&self, addr: PhysAddr, data: &[u8]) -> Result<(), MemError> {
+        match self.route(addr, data.len())? {
+            None => self.tables.write_bytes(addr, data),
+            Some(gpa) => self.ram.write_bytes(gpa, data),
+        }
+    }
+}
+
+/// The physical unit.
+pub type HostEmu<'a, R> = Emulator<&'a HostMemory<R>>;
+/// The host's table frames.
+pub type HostFrames<'a, R> = SimFrameAllocator<&'a HostMemory<R>>;
+/// The physical unit's invalidator.
+pub type HostInv<'a, R> = QueuedInvalidator<&'a HostEmu<'a, R>, &'a HostMemory<R>>;
+/// The host side the vIOMMU shadows into.
+pub type PhysicalHost<'a, R> = Host<&'a HostMemory<R>, &'a HostFrames<'a, R>, HostInv<'a, R>>;
+/// The guest's vIOMMU.
+pub type Vmmu<'a, R> = Viommu<
+    'a,
+    GuestMemory<&'a HostMemory<R>>,
+    &'a HostMemory<R>,
+    &'a HostFrames<'a, R>,
+    HostInv<'a, R>,
+    GuestPinner,
+>;
+
+/// What a front end gets: the vIOMMU (its register interface, counters and
+/// pinner), the physical unit and host memory (for the NIC's DMA).
+pub struct Rig<'r, 'a, R: PhysMem> {
+    /// The guest's vIOMMU.
+    pub viommu: &'r Vmmu<'a, R>,
+    /// The physical unit.
+    pub host_unit: &'r HostEmu<'a, R>,
+    /// Host-physical memory.
+    pub mem: &'a HostMemory<R>,
+}
+
+impl<R: PhysMem> Clone for Rig<'_, '_, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<R: PhysMem> Copy for Rig<'_, '_, R> {}
+
+impl<R: PhysMem> Rig<'_, '_, R> {
+    /// The NIC writing at `iova`: the physical unit's translation for the
+    /// NIC's host source id (a fault is also reported to the guest's unit).
+    #[must_use]
+    pub fn dma(&self, iova: Iova) -> Option<PhysAddr> {
+        self.viommu.dma(self.host_unit, NIC, iova, Access::Write).ok()
+    }
+
+    /// The host-physical address of guest-physical `gpa` (a device
+    /// assigned without an IOMMU: the policy *none*).
+    #[must_use]
+    pub fn untranslated(&self, gpa: Iova) -> Option<PhysAddr> {
+        layout(self.mem.ram_size).host_address(PhysAddr::new(gpa.as_u64()), 1).ok()
+    }
+}
+
+fn layout(ram_size: u64) -> GuestLayout {
+    GuestLayout::new(PhysAddr::new(GUEST_RAM_HPA), ram_size)
+}
+
+/// Builds the physical unit and the guest's vIOMMU around the guest RAM
+/// `ram` of `ram_size` bytes and runs `f` with them.
+pub fn with_viommu<R: PhysMem, T>(
+    ram: R,
+    ram_size: u64,
+    f: impl for<'r, 'a> FnOnce(Rig<'r, 'a, R>) -> T,
+) -> Result<T, String> {
+    let mem = HostMemory::new(ram, ram_size);
+    let m = &mem;
+    let frames = SimFrameAllocator::new(m, PhysAddr::new(0x1000), PhysAddr::new(HOST_TABLES));
+    let emu: HostEmu<'_, R> = Emulator::new(m, EmuConfig::qemu()).map_err(|e| e.to_string())?;
+    let mut unit = RemappingUnit::new(&emu).map_err(|e| format!("host unit: {e}"))?;
+    let tables = TableConfig::from_cap(unit.cap(), 39).map_err(|e| e.to_string())?;
+    let contexts = ContextManager::new(m, &frames).map_err(|e| e.to_string())?;
+    unit.set_root_table(contexts.root_table(), TranslationTableMode::Legacy)
+        .map_err(|e| format!("host unit: {e}"))?;
+    unit.enable_translation().map_err(|e| format!("host unit: {e}"))?;
+    let qs = QueueSize::from_order(0).ok_or("queue size")?;
+    let mut inv = QueuedInvalidator::new(unit, m, &frames, qs)
+        .map_err(|(e, _)| format!("host queue: {e}"))?;
+    inv.invalidate([Invalidation::Context(ContextScope::Global)])
+        .map_err(|e| format!("host invalidation: {e}"))?;
+    let host = spin::Mutex::new(Host::new(m, &frames, contexts, inv, tables, DomainId::new(1)));
+    let layout = layout(ram_size);
+    let devices = [Assignment { guest: NIC, host: HOST_NIC }];
+    let viommu = Viommu::new(
+        GuestMemory::new(m, layout),
+        &host,
+        GuestPinner::new(layout),
+        &devices,
+        ViommuConfig::qemu(),
+    )
+    .map_err(|e| format!("vIOMMU: {e}"))?;
+    Ok(f(Rig { viommu: &viommu, host_unit: &emu, mem: m }))
+}
