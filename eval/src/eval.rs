@@ -17,12 +17,12 @@ use viommu_eval_driver::{
     tsc::{TscClock, spin_cycles},
 };
 use vtd_emu::{Access, EmuConfig, Emulator, mem::HeapMemory};
-use vtd_regs::{Mmio, PhysAddr, PhysMem, PollBudget};
+use vtd_regs::{Iova, Mmio, PhysAddr, PhysMem, PollBudget};
 
 use crate::{
     abi,
     frontend::Frontend,
-    guest_viommu::{self, Rig},
+    guest_viommu::{self, Rig, Vmmu},
     memory::GuestRam,
     nic::{self, NicCounters},
     probe::GUEST,
@@ -309,20 +309,22 @@ impl Mmio for SharedPageMmio<'_> {
     }
 }
 
-/// The poller for `emu`'s registers on `page`.
-fn poller<'a, M: PhysMem>(
-    page: &'a GuestRam,
-    emu: &'a Emulator<M>,
-) -> Result<Poller<'a, &'a Emulator<M>>, String> {
-    let (cap, ecap) = (emu.config().cap, emu.config().ecap);
+/// The poller for the vIOMMU's registers on `page`.
+fn poller<'p, 'r, 'a, R: PhysMem>(
+    page: &'p GuestRam,
+    rig: Rig<'r, 'a, R>,
+) -> Result<Poller<'p, &'r Vmmu<'a, R>>, String> {
+    let unit = rig.viommu.unit().config();
+    let (cap, ecap) = (unit.cap, unit.ecap);
     let fro = cap.fro().byte_offset();
     let records = fro..fro + 16 * usize::from(cap.nfr().count());
-    Poller::new(page, emu, ecap.iro().iotlb(), records).map_err(|e| e.to_string())
+    Poller::new(page, rig.viommu, ecap.iro().iotlb(), records).map_err(|e| e.to_string())
 }
 
-/// Runs the driver in this process on the software unit: bare metal, or
-/// with every register access charged `settings.modelled_exit_cycles`
-/// ([`Frontend::ModelledTrap`]), or through a register page a polling
+/// Runs the driver in this process: bare metal (the native driver on the
+/// software unit), or, where KVM is missing, on a vIOMMU with every
+/// register access charged `settings.modelled_exit_cycles`
+/// ([`Frontend::ModelledTrap`]) or through a register page a polling
 /// thread serves ([`Frontend::SidecoreNoVm`]).
 pub fn run_in_process(
     settings: &Settings,
@@ -353,8 +355,10 @@ fn run_on_this_thread(
     policy: Policy,
     frontend: Frontend,
 ) -> Result<RunResult, String> {
-    if frontend == Frontend::SidecoreNoVm {
-        return run_sidecore_in_process(settings, policy);
+    match frontend {
+        Frontend::SidecoreNoVm => return run_sidecore_in_process(settings, policy),
+        Frontend::ModelledTrap => return run_modelled_trap(settings, policy),
+        _ => {}
     }
     let started = Instant::now();
     let heap = HeapMemory::new(layout::RAM_SIZE as usize);
@@ -367,30 +371,23 @@ fn run_on_this_thread(
     let mut nic = NicCounters::default();
     let translate = |iova| emu.translate(NIC, iova, Access::Write).ok();
     let kick = |n| nic::receive(&mem, &mem, n, &mut nic, translate);
-    let exits = Cell::new(0);
-    let cost = match frontend {
-        Frontend::ModelledTrap => settings.modelled_exit_cycles,
-        _ => 0,
-    };
-    let regs = ChargedMmio { inner: &emu, cost, exits: &exits };
     let clock = TscClock::new(settings.tsc_khz);
     let mut report = Report::default();
-    let (result, loop_exits) = match params.mapper_config() {
+    let result = match params.mapper_config() {
         None => {
             let none: Option<&mut DriverMapper<'_, &Emulator<&HeapMemory>, &HeapMemory>> = None;
-            (nic_loop::run(none, mem, &params, &mut report, kick), 0)
+            nic_loop::run(none, mem, &params, &mut report, kick)
         }
         Some(config) => {
-            let mut driver = Driver::bring_up(regs, mem, &frames, BUDGET, config, clock)
+            let mut driver = Driver::bring_up(&emu, mem, &frames, BUDGET, config, clock)
                 .map_err(|e| format!("bring-up: {e}"))?;
-            let before = exits.get();
-            let r = nic_loop::run(Some(&mut driver.mapper), mem, &params, &mut report, kick);
-            (r, exits.get() - before)
+            nic_loop::run(Some(&mut driver.mapper), mem, &params, &mut report, kick)
         }
     };
     result.map_err(|e| format!("driver: {e}"))?;
     let report = check(report, &nic, settings)?;
-    let exits = if frontend == Frontend::ModelledTrap { loop_exits } else { 0 };
+    // Bare metal: register accesses are function calls, not exits.
+    let exits = 0;
     let samples = buffer_stats(&mem, report.buffers)?;
     Ok(RunResult {
         frontend,
@@ -405,6 +402,68 @@ fn run_on_this_thread(
     })
 }
 
+/// The NIC's DMA on a vIOMMU: through the physical unit, or (policy
+/// *none*) at the host address of the guest-physical one.
+fn vmmu_dma<R: PhysMem>(rig: Rig<'_, '_, R>, policy: Policy) -> impl Fn(Iova) -> Option<PhysAddr> {
+    move |iova| if policy == Policy::NoIommu { rig.untranslated(iova) } else { rig.dma(iova) }
+}
+
+/// The in-process stand-in for trap & emulate: the driver on a vIOMMU, as in
+/// the guest, with every register access charged
+/// `settings.modelled_exit_cycles`.
+fn run_modelled_trap(settings: &Settings, policy: Policy) -> Result<RunResult, String> {
+    let started = Instant::now();
+    let frontend = Frontend::ModelledTrap;
+    let heap = HeapMemory::new(layout::RAM_SIZE as usize);
+    let mem = &heap;
+    let frames =
+        Frames::new(mem, PhysAddr::new(layout::FRAMES_START), PhysAddr::new(layout::FRAMES_END));
+    layout::warm_up(&mem).map_err(|e| e.to_string())?;
+    let params = settings.params(policy);
+    let clock = TscClock::new(settings.tsc_khz);
+    let (report, nic, exits, pins) = guest_viommu::with_viommu(mem, layout::RAM_SIZE, |rig| {
+        let mut nic = NicCounters::default();
+        let dma = vmmu_dma(rig, policy);
+        let kick = |n| nic::receive(&mem, rig.mem, n, &mut nic, &dma);
+        let exits = Cell::new(0);
+        let regs =
+            ChargedMmio { inner: rig.viommu, cost: settings.modelled_exit_cycles, exits: &exits };
+        let mut report = Report::default();
+        let (result, loop_exits, pins) = match params.mapper_config() {
+            None => {
+                let none: Option<&mut DriverMapper<'_, &Emulator<&HeapMemory>, &HeapMemory>> = None;
+                (nic_loop::run(none, mem, &params, &mut report, kick), 0, PinCounts::default())
+            }
+            Some(config) => {
+                let mut driver = Driver::bring_up(regs, mem, &frames, BUDGET, config, clock)
+                    .map_err(|e| format!("bring-up: {e}"))?;
+                let (before, pins) = (exits.get(), PinCounts::of(rig.viommu.counters()));
+                let r = nic_loop::run(Some(&mut driver.mapper), mem, &params, &mut report, kick);
+                let pins = PinCounts::of(rig.viommu.counters()).since(pins);
+                (r, exits.get() - before, pins)
+            }
+        };
+        result.map_err(|e| format!("driver: {e}"))?;
+        Ok::<_, String>((report, nic, loop_exits, pins))
+    })??;
+    let report = check(report, &nic, settings)?;
+    let samples = buffer_stats(&mem, report.buffers)?;
+    Ok(RunResult {
+        frontend,
+        policy,
+        report,
+        exits,
+        nic,
+        sidecore: None,
+        pins: Some(pins),
+        wall: started.elapsed(),
+        samples,
+    })
+}
+
+/// The in-process stand-in for the sidecore: the driver's register page is
+/// shared memory the same poller serves, forwarding to a vIOMMU as in the
+/// guest.
 fn run_sidecore_in_process(settings: &Settings, policy: Policy) -> Result<RunResult, String> {
     let started = Instant::now();
     let frontend = Frontend::SidecoreNoVm;
@@ -412,42 +471,46 @@ fn run_sidecore_in_process(settings: &Settings, policy: Policy) -> Result<RunRes
     let mem = &heap;
     let frames =
         Frames::new(mem, PhysAddr::new(layout::FRAMES_START), PhysAddr::new(layout::FRAMES_END));
-    let emu: Emulator<_> = Emulator::new(mem, emu_config(frontend)).map_err(|e| e.to_string())?;
     layout::warm_up(&mem).map_err(|e| e.to_string())?;
     let page = GuestRam::new(0x1000).map_err(|e| e.to_string())?;
     let words = page.atomic_words().map_err(|e| e.to_string())?;
-    let mut poller = poller(&page, &emu)?;
     let params = settings.params(policy);
-    let mut nic = NicCounters::default();
-    let mut report = Report::default();
-    let stop = AtomicBool::new(false);
-    let (result, stats) = std::thread::scope(|s| {
-        let polling = s.spawn(|| {
-            poller.run(&stop);
-            poller.stats
+    let (report, nic, pins, stats) = guest_viommu::with_viommu(mem, layout::RAM_SIZE, |rig| {
+        let mut poller = poller(&page, rig)?;
+        let mut nic = NicCounters::default();
+        let mut report = Report::default();
+        let stop = AtomicBool::new(false);
+        let (result, stats) = std::thread::scope(|s| {
+            let polling = s.spawn(|| {
+                poller.run(&stop);
+                poller.stats
+            });
+            let dma = vmmu_dma(rig, policy);
+            let kick = |n| nic::receive(&mem, rig.mem, n, &mut nic, &dma);
+            let clock = TscClock::new(settings.tsc_khz);
+            let result = match params.mapper_config() {
+                None => {
+                    let none: Option<&mut DriverMapper<'_, SharedPageMmio<'_>, &HeapMemory>> = None;
+                    nic_loop::run(none, mem, &params, &mut report, kick)
+                        .map(|()| PinCounts::default())
+                        .map_err(|e| format!("driver: {e}"))
+                }
+                Some(config) => {
+                    Driver::bring_up(SharedPageMmio { words }, mem, &frames, BUDGET, config, clock)
+                        .map_err(|e| format!("bring-up: {e}"))
+                        .and_then(|mut d| {
+                            let pins = PinCounts::of(rig.viommu.counters());
+                            nic_loop::run(Some(&mut d.mapper), mem, &params, &mut report, kick)
+                                .map(|()| PinCounts::of(rig.viommu.counters()).since(pins))
+                                .map_err(|e| format!("driver: {e}"))
+                        })
+                }
+            };
+            stop.store(true, Ordering::Relaxed);
+            (result, polling.join().ok())
         });
-        let translate = |iova| emu.translate(NIC, iova, Access::Write).ok();
-        let kick = |n| nic::receive(&mem, &mem, n, &mut nic, translate);
-        let clock = TscClock::new(settings.tsc_khz);
-        let result = match params.mapper_config() {
-            None => {
-                let none: Option<&mut DriverMapper<'_, SharedPageMmio<'_>, &HeapMemory>> = None;
-                nic_loop::run(none, mem, &params, &mut report, kick)
-                    .map_err(|e| format!("driver: {e}"))
-            }
-            Some(config) => {
-                Driver::bring_up(SharedPageMmio { words }, mem, &frames, BUDGET, config, clock)
-                    .map_err(|e| format!("bring-up: {e}"))
-                    .and_then(|mut d| {
-                        nic_loop::run(Some(&mut d.mapper), mem, &params, &mut report, kick)
-                            .map_err(|e| format!("driver: {e}"))
-                    })
-            }
-        };
-        stop.store(true, Ordering::Relaxed);
-        (result, polling.join().ok())
-    });
-    result?;
+        Ok::<_, String>((report, nic, result?, stats))
+    })??;
     let report = check(report, &nic, settings)?;
     let samples = buffer_stats(&mem, report.buffers)?;
     Ok(RunResult {
@@ -457,7 +520,7 @@ fn run_sidecore_in_process(settings: &Settings, policy: Policy) -> Result<RunRes
         exits: 0,
         nic,
         sidecore: stats,
-        pins: None,
+        pins: Some(pins),
         wall: started.elapsed(),
         samples,
     })
@@ -558,12 +621,7 @@ pub fn run_kvm(
             let mut side_stats = None;
             let outcome = match &page {
                 Some(page) => {
-                    let unit = rig.viommu.unit().config();
-                    let (cap, ecap) = (unit.cap, unit.ecap);
-                    let fro = cap.fro().byte_offset();
-                    let records = fro..fro + 16 * usize::from(cap.nfr().count());
-                    let mut poller = Poller::new(page, rig.viommu, ecap.iro().iotlb(), records)
-                        .map_err(|e| e.to_string())?;
+                    let mut poller = poller(page, rig)?;
                     let stop = AtomicBool::new(false);
                     std::thread::scope(|s| {
                         let poll = s.spawn(|| {

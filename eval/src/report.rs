@@ -155,15 +155,18 @@ impl Results {
         }
         let _ = writeln!(
             s,
-            "\n(c) per buffer: register exits (trap: KVM MMIO exits to the VMM; modelled: charged\n    accesses; sidecore: none, the page is polled) / IQT writes / mappings reused"
+            "\n(c) per buffer: register exits (trap: KVM MMIO exits to the VMM; modelled: charged\n    accesses; sidecore: none, the page is polled) / IQT writes / mappings reused\n    / guest pages pinned / unpinned by the vIOMMU (- : no vIOMMU)"
         );
         let _ =
-            writeln!(s, "    {:<30} {:>22} {:>22} {:>22}", "", "secure", "relaxed", "optimistic");
+            writeln!(s, "    {:<30} {:>34} {:>34} {:>34}", "", "secure", "relaxed", "optimistic");
         for &f in &self.frontends {
             let cell = |p| {
                 self.get(f, p).map_or("-".into(), |r: &RunResult| {
+                    let pins = r
+                        .pins_per_buffer()
+                        .map_or("- / -".into(), |(p, u)| format!("{p:.2} / {u:.2}"));
                     format!(
-                        "{:.2} / {:.2} / {:.2}",
+                        "{:.2} / {:.2} / {:.2} / {pins}",
                         r.exits_per_buffer(),
                         r.iqt_per_buffer(),
                         r.report.reuse_hits as f64 / r.report.buffers.max(1) as f64
@@ -172,7 +175,7 @@ impl Results {
             };
             let _ = writeln!(
                 s,
-                "    {:<30} {:>22} {:>22} {:>22}{}",
+                "    {:<30} {:>34} {:>34} {:>34}{}",
                 Self::label(f),
                 cell(pols[0]),
                 cell(pols[1]),
@@ -182,7 +185,7 @@ impl Results {
         }
         let _ = writeln!(
             s,
-            "    seed: no per-buffer counts published (\"each mapping change results in VM-exit\");\n    expected: strict = an IQT write per unmap and, in caching mode, per map"
+            "    seed: no per-buffer counts published (\"each mapping change results in VM-exit\");\n    expected: strict = an IQT write per unmap and, in caching mode, per map; the vIOMMU\n    pins a page when the guest's map is invalidated and unpins it after the host\n    invalidation that follows the guest's unmap"
         );
         s
     }
@@ -191,7 +194,7 @@ impl Results {
     #[must_use]
     pub fn csv(&self) -> String {
         let mut s = String::from(
-            "frontend,modelled,policy,buffers,map_median_cycles,unmap_median_cycles,map_mean_cycles,unmap_mean_cycles,cycles_per_buffer,preempted_buffers,loop_cycles_per_buffer,relative_throughput,exits_per_buffer,iqt_writes_per_buffer,reuse_hits,seed_map_cycles,seed_unmap_cycles,seed_netperf_percent\n",
+            "frontend,modelled,policy,buffers,map_median_cycles,unmap_median_cycles,map_mean_cycles,unmap_mean_cycles,cycles_per_buffer,preempted_buffers,loop_cycles_per_buffer,relative_throughput,exits_per_buffer,iqt_writes_per_buffer,reuse_hits,pins,unpins,seed_map_cycles,seed_unmap_cycles,seed_netperf_percent\n",
         );
         for r in &self.runs {
             let (sm, su) = match r.policy {
@@ -200,7 +203,7 @@ impl Results {
             };
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{},{:.1},{:.1},{:.1},{},{:.1},{:.4},{:.3},{:.3},{},{},{},{}",
+                "{},{},{},{},{},{},{:.1},{:.1},{:.1},{},{:.1},{:.4},{:.3},{:.3},{},{},{},{},{},{}",
                 r.frontend.name(),
                 r.frontend == Frontend::ModelledTrap,
                 r.policy.name(),
@@ -216,6 +219,8 @@ impl Results {
                 r.exits_per_buffer(),
                 r.iqt_per_buffer(),
                 r.report.reuse_hits,
+                r.pins.map_or(String::new(), |p| p.pins.to_string()),
+                r.pins.map_or(String::new(), |p| p.unpins.to_string()),
                 sm,
                 su,
                 seed::netperf(r.frontend, r.policy).unwrap_or(0),

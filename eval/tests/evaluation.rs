@@ -79,6 +79,8 @@ fn bare_metal_runs_every_policy() {
     let secure = runs.iter().find(|r| r.policy == Policy::Secure).expect("ran");
     assert!(secure.report.iqt_writes < 2 * 300);
     assert!(runs.iter().all(|r| r.exits == 0));
+    // Native driver, physical unit: no vIOMMU, nothing pinned.
+    assert!(runs.iter().all(|r| r.pins.is_none()));
 }
 
 #[test]
@@ -95,6 +97,7 @@ fn modelled_trap_charges_every_register_access() {
     assert!(secure.report.iqt_writes >= 200, "{:?}", secure.report);
     assert!(secure.exits >= secure.report.iqt_writes);
     assert!(secure.map_median() >= s.modelled_exit_cycles);
+    check_pins(&runs, 100);
 }
 
 #[test]
@@ -110,6 +113,28 @@ fn trap_and_emulate_guest_runs_every_policy() {
     // Every IQT write of the guest exited to the VMM.
     assert!(secure.exits >= secure.report.iqt_writes, "{secure:?}");
     assert!(runs.iter().find(|r| r.policy == Policy::NoIommu).expect("ran").exits == 0);
+    check_pins(&runs, 200);
+}
+
+/// The vIOMMU pinned each buffer page while the guest had it mapped, and
+/// unpinned every page it pinned (the NIC's DMA, translated by the
+/// physical unit, never faulted: `check_policies`).
+fn check_pins(runs: &[RunResult], buffers: u64) {
+    let pins = |p| runs.iter().find(|r| r.policy == p).expect("ran").pins.expect("a vIOMMU run");
+    assert_eq!(pins(Policy::NoIommu).pins, 0);
+    for p in [Policy::Secure, Policy::Relaxed] {
+        // Single-use: one pin per buffer (the map's invalidation), and one
+        // unpin per buffer by the end of the loop (strict: at each unmap;
+        // deferred: at the batched flushes and the final one).
+        assert_eq!(pins(p).pins, buffers, "{p:?}");
+        assert_eq!(pins(p).unpins, buffers, "{p:?}");
+    }
+    // Optimistic: the pool's pages are pinned once and stay mapped until
+    // the final flush.
+    let pool = viommu_eval_driver::layout::POOL_PAGES;
+    let o = pins(Policy::Optimistic);
+    assert_eq!(o.pins, pool, "{o:?}");
+    assert!(o.unpins <= pool, "{o:?}");
 }
 
 #[test]
@@ -126,6 +151,7 @@ fn sidecore_guest_runs_every_policy_without_register_exits() {
     }
     let secure = runs.iter().find(|r| r.policy == Policy::Secure).expect("ran");
     assert!(secure.sidecore.expect("poller stats").writes >= secure.report.iqt_writes);
+    check_pins(&runs, 200);
 }
 
 #[test]
@@ -140,6 +166,7 @@ fn sidecore_without_a_vm_runs_every_policy() {
     let stats = secure.sidecore.expect("poller stats");
     assert!(stats.writes >= secure.report.iqt_writes, "{stats:?}");
     assert!(stats.busy_fraction() > 0.0 && stats.busy_fraction() < 1.0, "{stats:?}");
+    check_pins(&runs, 200);
 }
 
 #[test]
