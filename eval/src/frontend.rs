@@ -1,7 +1,9 @@
-//! How the driver reaches the VT-d unit: in-process ("bare metal"), by
-//! trap-and-emulate (each register access a KVM MMIO exit the VMM forwards
-//! to the emulator), by a sidecore (the register page is RAM a VMM thread
-//! polls), or in-process with a modelled exit cost where KVM is missing.
+//! How the driver reaches the VT-d unit: in-process ("bare metal", the
+//! native driver on the software unit), by trap-and-emulate (each register
+//! access a KVM MMIO exit the VMM forwards to the guest's vIOMMU,
+//! [`crate::guest_viommu`]), by a sidecore (the register page is RAM a VMM
+//! thread polls, forwarding to the vIOMMU), or in-process on the vIOMMU
+//! with a modelled exit cost where KVM is missing.
 
 use std::fmt;
 
@@ -39,7 +41,8 @@ impl Frontend {
     }
 
     /// Whether the unit is a vIOMMU (caching mode on: the guest
-    /// invalidates after every map, §6.1).
+    /// invalidates after every map, §6.1; shadowed into a physical unit,
+    /// [`crate::guest_viommu`]).
     #[must_use]
     pub const fn virtual_unit(self) -> bool {
         !matches!(self, Frontend::BareMetal)

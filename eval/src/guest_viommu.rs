@@ -219,10 +219,9 @@ mod tests {
     }
 
     #[test]
-    fn the_nic_reaches_only_what_the_guest_mapped_and_invalidated() {
+    fn before_the_guest_attaches_it_the_nic_is_blocked() {
         let ram = HeapMemory::new(1 << 20);
         with_viommu(&ram, 1 << 20, |rig| {
-            // Nothing attached: blocked, and reported to the guest's unit.
             assert_eq!(rig.dma(Iova::new(0x5000)), None);
             assert_eq!(
                 rig.untranslated(Iova::new(0x5000)),
@@ -231,5 +230,61 @@ mod tests {
             assert_eq!(rig.viommu.counters().pins, 0);
         })
         .unwrap();
+    }
+
+    /// The evaluation's driver on the vIOMMU: a mapped buffer is reachable
+    /// through the physical unit at its host address, pinned; after the
+    /// strict unmap it is blocked, unpinned, and the fault is recorded in
+    /// the guest's unit.
+    #[test]
+    fn the_nic_reaches_through_the_physical_unit_what_the_guest_mapped() {
+        use viommu_eval_driver::{Driver, Params, Policy, bringup::Frames, layout, tsc::TscClock};
+        use vtd_regs::PollBudget;
+        use vtd_tables::Perm;
+        // The driver's inline tables want a big stack in a debug build.
+        let run = || {
+            let ram = HeapMemory::new(layout::RAM_SIZE as usize);
+            let frames = Frames::new(
+                &ram,
+                PhysAddr::new(layout::FRAMES_START),
+                PhysAddr::new(layout::FRAMES_END),
+            );
+            let params = Params {
+                policy: Policy::Secure,
+                buffers: 1,
+                batch: 1,
+                quota: 1,
+                time_limit_us: 1,
+                work_cycles: 0,
+                tsc_khz: 2_000_000,
+            };
+            with_viommu(&ram, layout::RAM_SIZE, |rig| {
+                let config = params.mapper_config().expect("an IOMMU policy");
+                let clock = TscClock::new(params.tsc_khz);
+                let budget = PollBudget::new(1 << 20);
+                let mut d = Driver::bring_up(rig.viommu, &ram, &frames, budget, config, clock)
+                    .expect("bring-up");
+                let buf = PhysAddr::new(layout::BUFFERS + 0x3000);
+                let iova = d.mapper.map(buf, 4096, Perm::WRITE).expect("map");
+                let hpa = PhysAddr::new(GUEST_RAM_HPA + buf.as_u64());
+                assert_eq!(rig.dma(iova), Some(hpa));
+                let c = rig.viommu.counters();
+                assert_eq!((c.pins, c.unpins), (1, 0));
+                assert_eq!(rig.viommu.with_pinner(|p| p.pins(buf)), 1);
+                d.mapper.unmap(iova, 4096).expect("unmap");
+                assert_eq!(rig.dma(iova), None);
+                let c = rig.viommu.counters();
+                assert_eq!((c.pins, c.unpins), (1, 1));
+                assert_eq!(rig.viommu.with_pinner(|p| p.pinned_pages()), 0);
+                assert!(rig.viommu.unit().fault_status().ppf(), "fault recorded in the guest unit");
+            })
+            .expect("rig");
+        };
+        std::thread::Builder::new()
+            .stack_size(64 << 20)
+            .spawn(run)
+            .expect("thread")
+            .join()
+            .expect("the test thread");
     }
 }

@@ -26,10 +26,12 @@ const USAGE: &str = "usage: viommu-eval [--buffers N] [--quota Q] [--time-limit-
                    [--modelled] [--no-sidecore]
        viommu-eval --probe [--cpl3 | --no-pvm-vif]
   (no flags)        run the evaluation: map/unmap cost, throughput relative to
-                    no IOMMU and exits per buffer for bare metal, trap & emulate
-                    and sidecore under the secure, relaxed and optimistic
-                    policies, next to the seed's figures; writes DIR/results.csv
-                    and DIR/throughput.svg
+                    no IOMMU, exits and vIOMMU pins per buffer for bare metal,
+                    trap & emulate and sidecore (the guest's unit a vIOMMU
+                    shadowing into a physical software unit) under the
+                    secure, relaxed and optimistic policies, next to the
+                    seed's figures; writes DIR/results.csv and
+                    DIR/throughput.svg
   --buffers N       buffers received per run (default 10000)
   --quota Q         optimistic teardown: stale mappings that trigger a reclaim
                     (default 256)

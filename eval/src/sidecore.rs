@@ -1,6 +1,7 @@
 //! The sidecore front end: the guest's VT-d register page is a RAM page;
 //! a VMM thread polls it and plays the unit's side of the register
-//! protocol through the emulator. VT-d permits it (the seed, §3 of the
+//! protocol through the guest's vIOMMU (any [`Mmio`]: the evaluation
+//! passes a `&viommu::Viommu`). VT-d permits it (the seed, §3 of the
 //! paper): commands are synchronous (write, then poll a status bit), no
 //! register mixes read-only and writable fields, and memory-resident
 //! structures are flushed by explicit commands.
@@ -16,7 +17,7 @@
 //! seen too), then forwards the others first and the commands last. A
 //! guest writes nothing after a command until its status says it is done
 //! (the synchronous protocol), except further IQT writes. After any change, every register is read back from the
-//! emulator and published into the page with a compare-and-swap against
+//! unit and published into the page with a compare-and-swap against
 //! the last-seen value, so a guest write racing the publication is never
 //! lost: it is seen by the next pass.
 //!
@@ -42,7 +43,7 @@ const REGISTER_BLOCK: usize = 0x100;
 pub struct SidecoreStats {
     /// Passes over the page.
     pub passes: u64,
-    /// Register writes forwarded to the emulator.
+    /// Register writes forwarded to the unit.
     pub writes: u64,
     /// Time spent forwarding writes and publishing registers (the work a
     /// sidecore does beyond looking), nanoseconds.
@@ -74,7 +75,7 @@ pub struct Poller<'a, R> {
 }
 
 impl<'a, R: Mmio> Poller<'a, R> {
-    /// A poller publishing `regs` (the emulator) into `page`; the page is
+    /// A poller publishing `regs` (the vIOMMU) into `page`; the page is
     /// filled with the unit's current registers. `iotlb_reg` is the
     /// IOTLB register's offset (ECAP.IRO + 8) and `fault_records` the fault
     /// recording registers' range, both 64-bit.
@@ -191,7 +192,7 @@ impl<'a, R: Mmio> Poller<'a, R> {
         true
     }
 
-    /// Copies every register from the emulator into the page, unless the
+    /// Copies every register from the unit into the page, unless the
     /// guest wrote the word since it was last seen.
     fn publish(&mut self) {
         for &g in &self.active {
