@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use invalidation::{FlushConfig, FlushQueue};
-use viommu_benches::{DOMAIN, Inv, Testbed, Tsc};
+use viommu_examples::{DOMAIN, Inv, Testbed, Tsc};
 use vtd_emu::EmuConfig;
 use vtd_regs::{Iova, PAGE_SIZE};
 
@@ -33,7 +33,7 @@ fn invalidate(c: &mut Criterion) {
     let policies = [
         ("strict", FlushConfig::strict()),
         ("deferred", FlushConfig::deferred(256, Duration::from_millis(10))),
-        ("async", FlushConfig::asynchronous(32, Duration::from_millis(10))),
+        ("async", FlushConfig::asynchronous(64, Duration::from_millis(10))),
     ];
     let mut group = c.benchmark_group("invalidate");
     group.sample_size(10);

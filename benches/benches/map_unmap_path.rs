@@ -12,7 +12,7 @@ use invalidation::FlushConfig;
 use iova_alloc::{CpuHandle, Magazine, Node, VecIovaCache, Window};
 use std::sync::atomic::AtomicU8;
 use teardown::{Mapper, MapperConfig, NoPinning, Reuse};
-use viommu_benches::{DOMAIN, Frames, Inv, Mem, Testbed, Tsc};
+use viommu_examples::{DOMAIN, Frames, Inv, Mem, Testbed, Tsc};
 use vtd_emu::EmuConfig;
 use vtd_regs::{Iova, PhysAddr};
 use vtd_tables::Perm;

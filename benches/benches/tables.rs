@@ -38,35 +38,45 @@ fn keepers() -> impl Iterator<Item = u64> {
     (0..PAGES.div_ceil(511)).map(|r| ((r * 512 + 511) as u64) << 12)
 }
 
-/// A fixed pseudo-random order of the workload pages (xorshift64).
-fn order() -> Vec<usize> {
+/// The workload IOVAs in a fixed pseudo-random order (xorshift64),
+/// precomputed so the measurement is the mapper's work.
+fn order() -> Vec<u64> {
     let mut x = 0x9e37_79b9_7f4a_7c15u64;
     (0..PAGES)
         .map(|_| {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            (x % PAGES as u64) as usize
+            iova_of((x % PAGES as u64) as usize)
         })
         .collect()
 }
 
-/// A 4 KiB frame of the arena.
-#[repr(C, align(4096))]
-struct Frame([Cell<u64>; 512]);
+/// Bytes in each arena.
+const ARENA_BYTES: usize = ARENA_FRAMES * 4096;
 
-/// Physical memory `[0, ARENA_FRAMES * 4 KiB)` over a Vec of frames.
+/// A zeroed, 4 KiB-aligned, leaked arena: both mappers get one of these.
+fn arena_bytes() -> *mut u8 {
+    let layout = std::alloc::Layout::from_size_align(ARENA_BYTES, 4096).expect("arena layout");
+    // SAFETY: the layout has a non-zero size.
+    let p = unsafe { std::alloc::alloc_zeroed(layout) };
+    assert!(!p.is_null(), "arena allocation failed");
+    p
+}
+
+/// Physical memory `[0, ARENA_BYTES)` over an arena of 64-bit cells.
 struct Arena {
-    frames: Vec<Frame>,
+    words: &'static [Cell<u64>],
 }
 
 impl Arena {
     fn new() -> Self {
-        Self {
-            frames: (0..ARENA_FRAMES)
-                .map(|_| Frame(std::array::from_fn(|_| Cell::new(0))))
-                .collect(),
-        }
+        let p = arena_bytes();
+        // SAFETY: `p` is a leaked, zeroed, 8-aligned allocation of
+        // ARENA_BYTES bytes, and all-zero bytes are a valid `Cell<u64>`;
+        // nothing else refers to it.
+        let words = unsafe { std::slice::from_raw_parts(p.cast::<Cell<u64>>(), ARENA_BYTES / 8) };
+        Self { words }
     }
 
     #[inline]
@@ -75,10 +85,7 @@ impl Arena {
         if a & 7 != 0 {
             return Err(MemError::Misaligned { addr });
         }
-        self.frames
-            .get((a >> 12) as usize)
-            .map(|f| &f.0[((a >> 3) & 511) as usize])
-            .ok_or(MemError::OutOfRange { addr, len: 8 })
+        self.words.get((a >> 3) as usize).ok_or(MemError::OutOfRange { addr, len: 8 })
     }
 }
 
@@ -108,11 +115,12 @@ impl PhysMem for Arena {
         Ok(())
     }
     fn zero_frame(&self, frame: PhysAddr) -> Result<(), MemError> {
+        let start = (frame.as_u64() >> 3) as usize;
         let f = self
-            .frames
-            .get(frame.page_number() as usize)
+            .words
+            .get(start..start + 512)
             .ok_or(MemError::OutOfRange { addr: frame, len: 4096 })?;
-        f.0.iter().for_each(|c| c.set(0));
+        f.iter().for_each(|c| c.set(0));
         Ok(())
     }
 }
@@ -168,13 +176,11 @@ fn viommu_table() -> SlPageTable<&'static Arena, &'static ArenaFrames> {
 /// A warm `x86_64` mapper over its own arena, at the arena's address as
 /// physical offset, with a frame allocator of the same kind.
 fn x86_table() -> (OffsetPageTable<'static>, ArenaFrames) {
-    let arena: &'static mut [PageTable] = Box::leak(
-        (0..ARENA_FRAMES).map(|_| PageTable::new()).collect::<Vec<_>>().into_boxed_slice(),
-    );
-    let base = arena.as_mut_ptr();
-    // SAFETY: the arena is leaked, so it lives forever, and from here on it
-    // is reached only through this mapper, at `base + physical address`:
-    // frame 0 is the level-4 table, the allocator hands out the others.
+    let base = arena_bytes().cast::<PageTable>();
+    // SAFETY: the arena is leaked, zeroed (an empty `PageTable`) and 4 KiB
+    // aligned, and from here on it is reached only through this mapper, at
+    // `base + physical address`: frame 0 is the level-4 table, the allocator
+    // hands out the others.
     let mut mapper = unsafe { OffsetPageTable::new(&mut *base, VirtAddr::new(base as u64)) };
     let mut frames = ArenaFrames::new();
     for k in keepers() {
@@ -201,7 +207,7 @@ fn sl_map_unmap_4k(c: &mut Criterion) {
     let mut i = 0;
     g.bench_function("viommu", |b| {
         b.iter(|| {
-            let iova = iova_of(order[i % PAGES]);
+            let iova = order[i % PAGES];
             i += 1;
             let (iova, phys) = (Iova::new(iova), PhysAddr::new(TARGET_BASE + iova));
             t.map(black_box(iova), phys, PageSize::Size4KiB, Perm::READ_WRITE).expect("map");
@@ -214,7 +220,7 @@ fn sl_map_unmap_4k(c: &mut Criterion) {
     let mut i = 0;
     g.bench_function("x86_64_offset_page_table", |b| {
         b.iter(|| {
-            let iova = iova_of(order[i % PAGES]);
+            let iova = order[i % PAGES];
             i += 1;
             x86_map(&mut mapper, &mut frames, black_box(iova));
             let page = Page::<Size4KiB>::containing_address(VirtAddr::new(black_box(iova)));
@@ -242,7 +248,7 @@ fn translate_4k(c: &mut Criterion) {
     }
     g.bench_function("viommu", |b| {
         b.iter(|| {
-            let iova = Iova::new(iova_of(order[i % PAGES]) + 0x123);
+            let iova = Iova::new(order[i % PAGES] + 0x123);
             i += 1;
             black_box(t.translate(black_box(iova)))
         })
@@ -268,7 +274,7 @@ fn translate_4k(c: &mut Criterion) {
     let mem = *t.mem();
     g.bench_function("viommu_walker", |b| {
         b.iter(|| {
-            let iova = Iova::new(iova_of(order[i % PAGES]) + 0x123);
+            let iova = Iova::new(order[i % PAGES] + 0x123);
             i += 1;
             black_box(walk_second_level(mem, &ctx, black_box(iova), Access::Read, &limits)).ok()
         })
@@ -280,7 +286,7 @@ fn translate_4k(c: &mut Criterion) {
     }
     g.bench_function("x86_64_offset_page_table", |b| {
         b.iter(|| {
-            let va = VirtAddr::new(iova_of(order[i % PAGES]) + 0x123);
+            let va = VirtAddr::new(order[i % PAGES] + 0x123);
             i += 1;
             black_box(mapper.translate_addr(black_box(va)))
         })

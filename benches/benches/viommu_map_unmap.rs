@@ -21,7 +21,7 @@ use iova_alloc::{IovaTree, Node, Window};
 use teardown::{Mapper, MapperConfig, NoPinning, Reuse};
 use viommu::sidecore::{RegisterPage, Registers, Sidecore, SidecoreMmio};
 use viommu::{Assignment, GuestLayout, GuestMemory, GuestPinner, Host, Viommu, ViommuConfig};
-use viommu_benches::{DOMAIN, Testbed};
+use viommu_examples::{DOMAIN, Testbed};
 use vtd_emu::mem::HeapMemory;
 use vtd_emu::{EmuConfig, Emulator, SimFrameAllocator};
 use vtd_regs::regs::QueueSize;

@@ -50,14 +50,15 @@ pub fn emu_queue(data: &[u8]) {
     // Every slot the engine went past decodes (the queue started at 0 and
     // the engine never wraps past the tail), unless a wait descriptor's
     // status write landed in the queue and changed what it holds.
-    let mut now = [0u8; 8192];
-    mem.read_bytes(PhysAddr::new(QUEUE), &mut now[..n]).unwrap();
     let slot = width.bytes();
-    if now[..n] == contents[..n] {
-        for i in 0..done {
-            let mut b = [0u8; 32];
-            mem.read_bytes(PhysAddr::new(QUEUE + (i * slot) as u64), &mut b[..slot]).unwrap();
-            assert!(Descriptor::read(width, &b[..slot]).is_ok(), "went past bad slot {i}");
+    let seen = done * slot;
+    let mut before = [0u8; 8192];
+    before[..n].copy_from_slice(&contents[..n]);
+    let mut now = [0u8; 8192];
+    mem.read_bytes(PhysAddr::new(QUEUE), &mut now[..seen]).unwrap();
+    if now[..seen] == before[..seen] {
+        for (i, b) in now[..seen].chunks_exact(slot).enumerate() {
+            assert!(Descriptor::read(width, b).is_ok(), "went past bad slot {i}");
         }
     }
     let c = emu.counters();

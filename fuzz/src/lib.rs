@@ -28,6 +28,8 @@ harnesses! {
     emu_registers;
     /// The vtd-emu queued invalidation engine: arbitrary queue contents.
     emu_queue;
+    /// The vtd-tables walker: arbitrary table memory.
+    walk;
     /// The vIOMMU under an arbitrary guest's registers, tables and queue.
     viommu_guest;
 }

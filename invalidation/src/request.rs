@@ -1,7 +1,7 @@
 //! What to invalidate, independent of how: the same request is a queued
 //! descriptor (VT-d §6.5.2) or a register command (§10.4.7, §10.4.8).
 
-use vtd_regs::{ContextScope, Drain, IotlbScope};
+use vtd_regs::{ContextScope, DomainId, Drain, FunctionMask, IotlbScope, SourceId};
 
 /// One invalidation request.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -18,6 +18,24 @@ pub enum Invalidation {
         /// drains the unit supports (CAP.DRD, CAP.DWD) are honoured.
         drain: Drain,
     },
+}
+
+impl Invalidation {
+    /// What software owes after changing or clearing the present context
+    /// entry of `source`, which was programmed with `domain` (VT-d §6.5.3.3,
+    /// §6.2.3.1): a device-selective context-cache invalidation, then a
+    /// domain-selective IOTLB invalidation of the old domain, in this
+    /// order, as one batch. Attach and detach both end here.
+    pub const fn context_changed(source: SourceId, domain: DomainId) -> [Invalidation; 2] {
+        [
+            Invalidation::Context(ContextScope::Device {
+                domain,
+                source,
+                function_mask: FunctionMask::None,
+            }),
+            Invalidation::Iotlb { scope: IotlbScope::Domain(domain), drain: Drain::empty() },
+        ]
+    }
 }
 
 /// A token for posted invalidations: they have completed once the

@@ -187,3 +187,35 @@ fn a_rejected_descriptor_is_reported_and_the_queue_recovers_covered() {
     assert_eq!(inv.counters().queue_errors, 1);
     inv.invalidate([dsi(3)]).unwrap();
 }
+
+#[test]
+fn a_changed_context_entry_stops_being_used_after_its_invalidation() {
+    use vtd_regs::SourceId;
+    use vtd_regs::regs::rtaddr::TranslationTableMode;
+    use vtd_tables::{Access, ContextManager, Perm, SlPageTable, TableConfig};
+
+    let (mem, frames, emu) = rig(EmuConfig::qemu());
+    let mut unit = RemappingUnit::new(emu).unwrap();
+    let sid = SourceId::new(0, 2, 0).unwrap();
+    let d = DomainId::new(4);
+    let mut table =
+        SlPageTable::new(mem, &frames, TableConfig::from_cap(unit.cap(), 39).unwrap()).unwrap();
+    table
+        .map(Iova::new(0x1000), PhysAddr::new(0x5000), vtd_regs::PageSize::Size4KiB, Perm::READ)
+        .unwrap();
+    let mut contexts = ContextManager::new(mem, &frames).unwrap();
+    let _ = contexts.attach(sid, d, &table).unwrap();
+    unit.set_root_table(contexts.root_table(), TranslationTableMode::Legacy).unwrap();
+    unit.enable_translation().unwrap();
+    let mut inv = QueuedInvalidator::new(unit, mem, &frames, QueueSize::from_order(0).unwrap())
+        .map_err(|(e, _)| e)
+        .unwrap();
+    assert!(emu.translate(sid, Iova::new(0x1000), Access::Read).is_ok());
+    let change = contexts.detach(sid).unwrap();
+    assert_eq!(change.previous, Some(d));
+    // The unit still uses its cached context entry and translation...
+    assert!(emu.translate(sid, Iova::new(0x1000), Access::Read).is_ok());
+    // ...until the invalidation a context change owes completes.
+    inv.invalidate(Invalidation::context_changed(sid, d)).unwrap();
+    assert!(emu.translate(sid, Iova::new(0x1000), Access::Read).is_err());
+}

@@ -8,8 +8,9 @@
 //! the loaded magazine is full (or empty) the handle swaps it with the
 //! previous one, and only when both are full (or empty) does it take the
 //! shared [`spin::Mutex`] to trade a whole magazine with the depot, or to go
-//! to the tree. So at most one lock acquisition in [`MAG_SIZE`](crate::MAG_SIZE) operations
-//! of a steady alloc/free mix, and none in the common case.
+//! to the tree. So at most one lock acquisition in
+//! [`MAG_SIZE`](crate::MAG_SIZE) operations of a steady alloc/free mix, and
+//! none in the common case.
 //!
 //! Cached ranges stay allocated in the tree. What tells a live range from a
 //! cached one is a map of atomic bytes over the top of the window (one per
@@ -22,8 +23,9 @@
 //!
 //! Costs: alloc and free are O(1) on the fast path (a magazine pop or push;
 //! a plain byte store on alloc and one compare-exchange on free); the slow
-//! path is one tree operation, O(log n). Sizes of more than 2^(`CACHED_ORDERS`-1) pages and
-//! ranges below the live map go to the tree directly.
+//! path is one tree operation, O(log n). Sizes of more than
+//! 2^(`CACHED_ORDERS`-1) pages and ranges below the live map go to the tree
+//! directly.
 
 use core::sync::atomic::AtomicU8;
 
@@ -490,6 +492,27 @@ mod tests {
         // Two free pages sit in h's magazine: a 2-page request flushes them
         // back to the tree and succeeds.
         assert_eq!(h.alloc(2, NO_LIMIT).unwrap().start_page(), 30);
+    }
+
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn heap_backed_cache_grows_past_fixed_sizes() {
+        let window = Window::new(Iova::new(0), Iova::new((1 << 32) - 1)).unwrap();
+        let c = VecIovaCache::with_tracked_pages(window, 1 << 16);
+        let mut h = c.handle();
+        // 100k ranges: far beyond the map's 64 Ki pages, so the lower ones
+        // are untracked and go through the tree.
+        let live: std::vec::Vec<_> = (0..100_000).map(|_| h.alloc(1, NO_LIMIT).unwrap()).collect();
+        assert_eq!(live[0].start_page(), (1 << 20) - 1);
+        assert_eq!(live[99_999].start_page(), (1 << 20) - 100_000);
+        for r in live.iter().rev() {
+            h.free(*r).unwrap();
+        }
+        assert_eq!(h.free(live[5]), Err(AllocError::NotAllocated));
+        assert_eq!(h.free(live[99_000]), Err(AllocError::NotAllocated));
+        drop(h);
+        c.flush_depot();
+        assert_eq!(c.with_tree(|t| t.allocated()), 0);
     }
 
     #[test]

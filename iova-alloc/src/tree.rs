@@ -22,6 +22,10 @@
 //!   just too short once aligned.
 //! - `free`, `reserve` (per range it overlaps), `owner_of`: O(log n).
 //!
+//! `alloc` and `free` each make one pass down the tree: the search inserts
+//! the new node below the gap it found and rebalances on the way back up,
+//! and a free checks the node it reaches before unlinking it.
+//!
 //! Linux keeps an rbtree of allocations and scans it linearly from a cached
 //! node for a gap (O(n) when the space is fragmented); the per-subtree gap
 //! summaries make the search logarithmic instead.
@@ -105,6 +109,13 @@ struct Request {
 }
 
 impl Request {
+    fn new(pages: u64, hi: u64) -> Self {
+        let order = order_of(pages);
+        let align = 1u64 << order;
+        let min_fit = if pages == align { order as u8 + 1 } else { order as u8 };
+        Self { pages, align, hi, min_fit }
+    }
+
     /// Whether a subtree with this summary can possibly hold the request.
     fn may_fit(&self, max_gap: u64, fit: u8) -> bool {
         max_gap >= self.pages && fit >= self.min_fit
@@ -211,10 +222,17 @@ impl<S: Store<Node>> IovaTree<S> {
             return Err(AllocError::Exhausted);
         }
         let hi = self.window.last_page_below(dma_limit).ok_or(AllocError::Exhausted)?;
-        let start = self.find(pages, hi).ok_or(AllocError::Exhausted)?;
-        self.insert(start, start + pages - 1, false)?;
-        self.allocated += 1;
-        Ok(IovaRange::from_parts(start, pages))
+        let new = self.new_node(Node::new(0, 0, false))?;
+        match self.place(&Request::new(pages, hi), new) {
+            Some(start) => {
+                self.allocated += 1;
+                Ok(IovaRange::from_parts(start, pages))
+            }
+            None => {
+                self.release_node(new);
+                Err(AllocError::Exhausted)
+            }
+        }
     }
 
     /// Returns an allocation. `range` must be exactly what [`Self::alloc`]
@@ -225,15 +243,7 @@ impl<S: Store<Node>> IovaTree<S> {
     /// out or one of another length; [`AllocError::Reserved`] for a
     /// reservation. The allocator is unchanged on error.
     pub fn free(&mut self, range: IovaRange) -> Result<()> {
-        let i = self.find_start(range.start_page()).ok_or(AllocError::NotAllocated)?;
-        let node = self.node(i);
-        if node.end != range.last_page() {
-            return Err(AllocError::NotAllocated);
-        }
-        if node.reserved {
-            return Err(AllocError::Reserved);
-        }
-        self.root = self.delete(self.root, range.start_page());
+        self.root = self.remove(self.root, range.start_page(), Some(range.last_page()))?;
         self.allocated -= 1;
         Ok(())
     }
@@ -279,7 +289,7 @@ impl<S: Store<Node>> IovaTree<S> {
             for _ in 0..overlaps {
                 if let Some(i) = self.floor(range.last_page()) {
                     let start = self.node(i).start;
-                    self.root = self.delete(self.root, start);
+                    self.root = self.remove(self.root, start, None)?;
                 }
             }
             self.insert(lo, hi, true)?;
@@ -304,24 +314,38 @@ impl<S: Store<Node>> IovaTree<S> {
 
     // ---- search -------------------------------------------------------
 
-    /// The highest aligned placement of `pages` pages ending at or below `hi`.
-    fn find(&self, pages: u64, hi: u64) -> Option<u64> {
-        let order = order_of(pages);
-        let align = 1u64 << order;
-        let min_fit = if pages == align { order as u8 + 1 } else { order as u8 };
-        let req = Request { pages, align, hi, min_fit };
+    /// Places `req` at its highest fitting position and records it in the
+    /// free node `new`, in one pass down the tree; the start page, or `None`
+    /// (tree unchanged) if nothing fits.
+    fn place(&mut self, req: &Request, new: u32) -> Option<u64> {
         let (base, top) = (self.window.base(), self.window.limit() + 1);
         if self.root == NIL {
-            return req.place(base, top);
+            let start = req.place(base, top)?;
+            *self.node_mut(new) = Node::new(start, start + req.pages - 1, false);
+            self.root = new;
+            return Some(start);
         }
         let root = self.node(self.root);
-        req.place(root.max_end + 1, top)
-            .or_else(|| self.search(self.root, &req))
-            .or_else(|| req.place(base, root.min_start))
+        let (min_start, max_end) = (root.min_start, root.max_end);
+        let (start, root) = match req.place(max_end + 1, top) {
+            Some(start) => (start, self.insert_at(self.root, new, start, req.pages)),
+            None => match self.search_insert(self.root, req, new) {
+                Some(found) => found,
+                None => {
+                    let start = req.place(base, min_start)?;
+                    (start, self.insert_at(self.root, new, start, req.pages))
+                }
+            },
+        };
+        self.root = root;
+        Some(start)
     }
 
-    /// The highest placement in the gaps between the ranges of subtree `i`.
-    fn search(&self, i: u32, req: &Request) -> Option<u64> {
+    /// Finds the highest placement in the gaps between the ranges of
+    /// subtree `i` and inserts `new` there: (start, new subtree root). Only
+    /// the path to the gap is rebalanced; subtrees that cannot hold the
+    /// request are skipped by their summaries.
+    fn search_insert(&mut self, i: u32, req: &Request, new: u32) -> Option<(u64, u32)> {
         if i == NIL {
             return None;
         }
@@ -329,33 +353,25 @@ impl<S: Store<Node>> IovaTree<S> {
         if node.min_start > req.hi || !req.may_fit(node.max_gap, node.fit) {
             return None;
         }
-        if node.right != NIL {
-            if let Some(s) = self.search(node.right, req) {
-                return Some(s);
+        let (start, end, left, right) = (node.start, node.end, node.left, node.right);
+        if right != NIL {
+            if let Some((s, r)) = self.search_insert(right, req, new) {
+                self.node_mut(i).right = r;
+                return Some((s, self.rebalance(i)));
             }
-            if let Some(s) = req.place(node.end + 1, self.node(node.right).min_start) {
-                return Some(s);
+            if let Some(s) = req.place(end + 1, self.node(right).min_start) {
+                return Some((s, self.insert_at(i, new, s, req.pages)));
             }
         }
-        if node.left == NIL {
+        if left == NIL {
             return None;
         }
-        req.place(self.node(node.left).max_end + 1, node.start)
-            .or_else(|| self.search(node.left, req))
-    }
-
-    /// The node whose range starts exactly at `pfn`.
-    fn find_start(&self, pfn: u64) -> Option<u32> {
-        let mut i = self.root;
-        while i != NIL {
-            let node = self.node(i);
-            i = match pfn.cmp(&node.start) {
-                core::cmp::Ordering::Less => node.left,
-                core::cmp::Ordering::Greater => node.right,
-                core::cmp::Ordering::Equal => return Some(i),
-            };
+        if let Some(s) = req.place(self.node(left).max_end + 1, start) {
+            return Some((s, self.insert_at(i, new, s, req.pages)));
         }
-        None
+        let (s, l) = self.search_insert(left, req, new)?;
+        self.node_mut(i).left = l;
+        Some((s, self.rebalance(i)))
     }
 
     /// The node with the highest start at or below `pfn`.
@@ -488,53 +504,71 @@ impl<S: Store<Node>> IovaTree<S> {
     /// Records the occupied range `start..=end` (free of overlap).
     fn insert(&mut self, start: u64, end: u64, reserved: bool) -> Result<()> {
         let new = self.new_node(Node::new(start, end, reserved))?;
-        self.root = self.insert_at(self.root, new, start);
+        self.root = self.link(self.root, new, start);
         Ok(())
     }
 
-    fn insert_at(&mut self, i: u32, new: u32, start: u64) -> u32 {
+    /// Records `pages` pages at `start` (free of overlap) as an allocation
+    /// in the free node `new`, inside subtree `i`; returns its new root.
+    fn insert_at(&mut self, i: u32, new: u32, start: u64, pages: u64) -> u32 {
+        *self.node_mut(new) = Node::new(start, start + pages - 1, false);
+        self.link(i, new, start)
+    }
+
+    /// Links the node `new`, starting at `start`, into subtree `i`.
+    fn link(&mut self, i: u32, new: u32, start: u64) -> u32 {
         if i == NIL {
             return new;
         }
         if start < self.node(i).start {
-            let l = self.insert_at(self.node(i).left, new, start);
+            let l = self.link(self.node(i).left, new, start);
             self.node_mut(i).left = l;
         } else {
-            let r = self.insert_at(self.node(i).right, new, start);
+            let r = self.link(self.node(i).right, new, start);
             self.node_mut(i).right = r;
         }
         self.rebalance(i)
     }
 
-    /// Removes the node starting at `start` from subtree `i`; returns the
-    /// subtree's new root.
-    fn delete(&mut self, i: u32, start: u64) -> u32 {
+    /// Removes the node starting at `start` from subtree `i`, in one pass;
+    /// returns the subtree's new root. With `last` set, the node must be an
+    /// allocation ending at page `last`; otherwise nothing changes and the
+    /// error says why.
+    fn remove(&mut self, i: u32, start: u64, last: Option<u64>) -> Result<u32> {
         if i == NIL {
-            return NIL;
+            return Err(AllocError::NotAllocated);
         }
         let node = self.node(i);
         let (here, left, right) = (node.start, node.left, node.right);
         if start < here {
-            let l = self.delete(left, start);
+            let l = self.remove(left, start, last)?;
             self.node_mut(i).left = l;
         } else if start > here {
-            let r = self.delete(right, start);
+            let r = self.remove(right, start, last)?;
             self.node_mut(i).right = r;
         } else {
+            if let Some(last) = last {
+                if node.end != last {
+                    return Err(AllocError::NotAllocated);
+                }
+                if node.reserved {
+                    return Err(AllocError::Reserved);
+                }
+            }
             self.release_node(i);
             if left == NIL {
-                return right;
+                return Ok(right);
             }
             if right == NIL {
-                return left;
+                return Ok(left);
             }
             let (right, succ) = self.take_min(right);
             let s = self.node_mut(succ);
             s.left = left;
             s.right = right;
-            return self.rebalance(succ);
+            return Ok(self.rebalance(succ));
         }
-        self.rebalance(i)
+        Ok(self.rebalance(i))
     }
 
     /// Unlinks the lowest node of subtree `i`: (new subtree root, that node).

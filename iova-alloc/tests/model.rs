@@ -108,10 +108,14 @@ fn ops(base: u64, limit: u64) -> impl Strategy<Value = Vec<Op>> {
     let pages = prop_oneof![4 => 1u64..=4, 2 => 1u64..=40, 1 => 1u64..=200];
     let lim = prop_oneof![3 => Just(NO_LIMIT), 1 => base..=limit];
     let op = prop_oneof![
-        12 => (0..3usize, pages.clone(), lim).prop_map(|(h, pages, limit)| Op::Alloc { h, pages, limit }),
-        8 => (0..3usize, any::<usize>(), prop::bool::weighted(0.2)).prop_map(|(h, sel, twice)| Op::Free { h, sel, twice }),
-        2 => (0..3usize, 0..limit + 8, pages.clone()).prop_map(|(h, start, pages)| Op::Bogus { h, start, pages }),
-        1 => (base - 4..limit + 4, 1u64..=64).prop_map(|(start, pages)| Op::Reserve { start, pages }),
+        12 => (0..3usize, pages.clone(), lim)
+            .prop_map(|(h, pages, limit)| Op::Alloc { h, pages, limit }),
+        8 => (0..3usize, any::<usize>(), prop::bool::weighted(0.2))
+            .prop_map(|(h, sel, twice)| Op::Free { h, sel, twice }),
+        2 => (0..3usize, 0..limit + 8, pages.clone())
+            .prop_map(|(h, start, pages)| Op::Bogus { h, start, pages }),
+        1 => (base - 4..limit + 4, 1u64..=64)
+            .prop_map(|(start, pages)| Op::Reserve { start, pages }),
         2 => (0..limit + 8).prop_map(|pfn| Op::Owner { pfn }),
         1 => (0..3usize).prop_map(|h| Op::Flush { h }),
         1 => Just(Op::FlushDepot),
@@ -137,7 +141,7 @@ proptest! {
     #[test]
     fn tree_matches_model(ops in ops(BASE, LIMIT)) {
         let window = Window::from_pages(BASE, LIMIT).unwrap();
-        let mut tree: IovaTree<heapless::Vec<Node, 1024>> = IovaTree::new(window, heapless::Vec::new());
+        let mut tree = IovaTree::<heapless::Vec<Node, 1024>>::new_fixed(window);
         let mut model = Model::default();
         for op in ops {
             match op {
@@ -200,7 +204,8 @@ proptest! {
     /// returned; after flushing, the tree holds exactly the live ranges.
     #[test]
     fn cache_matches_model(ops in ops(BASE, 4 * LIMIT + 3)) {
-        const TOP: u64 = 4 * LIMIT + 3; // 4095: the live map covers 2048..4096, the rest is untracked
+        // 4095: the live map covers 2048..4096, the rest is untracked.
+        const TOP: u64 = 4 * LIMIT + 3;
         let window = Window::from_pages(BASE, TOP).unwrap();
         let cache = FixedIovaCache::<1024, 2, 2048>::new_fixed(window);
         let mut hs: Vec<_> = (0..3).map(|_| cache.handle()).collect();
@@ -224,7 +229,8 @@ proptest! {
                         prop_assert_eq!(r.pages(), given);
                         prop_assert!(window.contains(r) && r.last_page() <= hi);
                         prop_assert_eq!(r.start_page() % given.next_power_of_two(), 0);
-                        prop_assert!(model.is_free(r.start_page(), r.last_page()), "{:?} overlaps", r);
+                        let free = model.is_free(r.start_page(), r.last_page());
+                        prop_assert!(free, "{:?} overlaps", r);
                         model.ranges.insert(r.start_page(), (r.last_page(), false));
                     }
                 }

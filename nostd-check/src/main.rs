@@ -5,7 +5,10 @@
 use core::panic::PanicInfo;
 
 #[allow(unused_imports)]
-use {invalidation as _, iova_alloc as _, teardown as _, viommu as _, vtd_emu as _, vtd_regs as _, vtd_tables as _};
+use {
+    invalidation as _, iova_alloc as _, teardown as _, viommu as _, viommu_eval_driver as _,
+    vtd_emu as _, vtd_regs as _, vtd_tables as _,
+};
 
 #[cfg(feature = "alloc")]
 extern crate alloc;

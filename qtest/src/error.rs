@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 
-use vtd_regs::PhysAddr;
+use vtd_regs::{MemError, PhysAddr, UnitError};
 
 /// The Debian package that provides the QEMU binary the tests drive.
 pub const QEMU_PACKAGE: &str = "qemu-system-x86";
@@ -73,6 +73,22 @@ pub enum Error {
         /// What was waited for.
         what: &'static str,
     },
+    /// A remapping unit operation the test needed failed.
+    Unit(UnitError),
+    /// A guest memory access the test needed failed.
+    Memory(MemError),
+}
+
+impl From<UnitError> for Error {
+    fn from(e: UnitError) -> Self {
+        Error::Unit(e)
+    }
+}
+
+impl From<MemError> for Error {
+    fn from(e: MemError) -> Self {
+        Error::Memory(e)
+    }
 }
 
 impl Error {
@@ -108,6 +124,8 @@ impl fmt::Display for Error {
                 write!(f, "no PCI device {vendor:04x}:{device:04x} on bus 0")
             }
             Error::DeviceTimeout { what } => write!(f, "timed out waiting for {what}"),
+            Error::Unit(e) => write!(f, "remapping unit: {e}"),
+            Error::Memory(e) => write!(f, "guest memory: {e}"),
         }
     }
 }

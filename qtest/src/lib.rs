@@ -9,6 +9,9 @@
 //! device copy through IOVAs ([`Edu`]). A missing QEMU binary is an error
 //! ([`Error::QemuNotFound`], naming the Debian package), never a skip.
 //!
+//! [`diff`] plays one scripted scenario on QEMU and on `vtd-emu` and
+//! compares what each did (docs/qemu-vs-vtd-emu.md has the results).
+//!
 //! ```no_run
 //! use viommu_qtest::{Edu, IommuOptions, Qemu, QtestMmio};
 //! use vtd_regs::{Mmio, regs::Cap};
@@ -24,6 +27,7 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks, missing_docs)]
 
 pub mod client;
+pub mod diff;
 pub mod edu;
 pub mod error;
 pub mod frames;

@@ -79,6 +79,10 @@ struct State<M: PhysMem, A: FrameAllocator, P> {
     counters: ViommuCounters,
     /// Pages this guest may still install.
     room: usize,
+    /// IVA_REG as the guest last wrote it: the register is write-only
+    /// (§10.4.8.2), so the vIOMMU keeps its own copy for the page-selective
+    /// invalidation IOTLB_REG starts.
+    iva: u64,
 }
 
 /// An emulated VT-d for one guest, shadowing into the host unit `Host`.
@@ -134,6 +138,7 @@ where
                 domains: Vec::new(),
                 counters: ViommuCounters::default(),
                 room: config.max_pages,
+                iva: 0,
             }),
             limits,
             config: ViommuConfig { unit, ..config },
@@ -237,9 +242,11 @@ where
                     self.sync_contexts(&mut st);
                 }
             }
+            o if o == iva => st.iva = st.iva & !0xffff_ffff | u64::from(value),
+            o if o == iva + 4 => st.iva = st.iva & 0xffff_ffff | u64::from(value) << 32,
             o if o == iotlb + 4 && !qie => {
                 let cmd = IotlbInv(u64::from(value) << 32 | u64::from(self.emu_read32(iotlb)));
-                if let Some(scope) = cmd.ivt().then(|| cmd.scope(Iva(self.emu_read64(iva)))) {
+                if let Some(scope) = cmd.ivt().then(|| cmd.scope(Iva(st.iva))) {
                     st.counters.invalidations_shadowed += 1;
                     if let Some(scope) = scope {
                         self.sync_iotlb(&mut st, scope);

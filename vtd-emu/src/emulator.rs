@@ -10,7 +10,7 @@
 use vtd_regs::regs::{
     Ccmd, EventMessage, Fsts, Gsts, Ics, IotlbInv, Iqa, Iqercd, Iqh, Iqt, Irta, Iva, Rtaddr,
 };
-use vtd_regs::{PhysMem, SourceId};
+use vtd_regs::{ContextScope, DomainId, PhysMem, SourceId};
 use vtd_tables::{ContextInfo, Translation, WalkLimits};
 
 use crate::config::{ConfigError, EmuConfig};
@@ -99,6 +99,27 @@ impl<const I: usize, const C: usize> State<I, C> {
         }
     }
 
+    /// The domain id `d` as the unit sees it: only the low 4 + 2 x CAP.ND
+    /// bits are implemented, the rest are ignored (§10.4.7, §10.4.8.1).
+    pub(crate) fn domain(&self, d: DomainId) -> DomainId {
+        match self.cfg.cap.nd().id_bits() {
+            Some(bits) if bits < 16 => DomainId::new(d.raw() & ((1 << bits) - 1)),
+            _ => d,
+        }
+    }
+
+    /// Drops the cached contexts `scope` covers.
+    pub(crate) fn flush_contexts(&mut self, scope: ContextScope) {
+        let scope = match scope {
+            ContextScope::Global => ContextScope::Global,
+            ContextScope::Domain(d) => ContextScope::Domain(self.domain(d)),
+            ContextScope::Device { domain, source, function_mask } => {
+                ContextScope::Device { domain: self.domain(domain), source, function_mask }
+            }
+        };
+        self.contexts.invalidate(scope);
+    }
+
     /// The response `sid`'s device-TLB gives.
     pub(crate) fn ats_response(&self, sid: SourceId) -> DevTlbResponse {
         self.ats
@@ -117,6 +138,11 @@ impl<const I: usize, const C: usize> State<I, C> {
 /// Register accesses go through [`Mmio`](vtd_regs::Mmio), implemented for
 /// `Emulator` and for `&Emulator`; DMA goes through
 /// [`translate`](Self::translate).
+///
+/// The caches are stored inline, about 40 bytes per IOTLB entry: with the
+/// default capacities an `Emulator` is about 45 KiB, built on the stack by
+/// [`new`](Self::new). On small kernel stacks choose smaller `IOTLB` and
+/// `CONTEXTS`, or place the value in a `static` or on the heap.
 #[derive(Debug)]
 pub struct Emulator<M, const IOTLB: usize = 1024, const CONTEXTS: usize = 64> {
     pub(crate) mem: M,
@@ -163,6 +189,11 @@ impl<M: PhysMem, const I: usize, const C: usize> Emulator<M, I, C> {
         st.inv_event.reset_delivered();
     }
 
+    /// FSTS as software would read it (without counting a register read).
+    pub fn fault_status(&self) -> Fsts {
+        self.state.lock().fsts()
+    }
+
     /// Translations held in the IOTLB.
     pub fn iotlb_entries(&self) -> usize {
         self.state.lock().iotlb.len()
@@ -200,5 +231,18 @@ impl<M: PhysMem, const I: usize, const C: usize> Emulator<M, I, C> {
             }
             None => false,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::StaticMemory;
+
+    #[test]
+    fn size_is_as_documented() {
+        let size = core::mem::size_of::<Emulator<&StaticMemory>>();
+        assert!((40 << 10..=48 << 10).contains(&size), "{size}");
+        assert!(core::mem::size_of::<Emulator<&StaticMemory, 16, 4>>() < 4 << 10);
     }
 }

@@ -9,7 +9,7 @@
 //! software clears PFO. PPF is the OR of the F bits, and FRI names the
 //! register the fault that set PPF went to.
 
-use vtd_regs::regs::{FaultType, Frcd};
+use vtd_regs::regs::{FaultRecords, FaultType, Frcd};
 use vtd_regs::{FaultReason, Iova, SourceId};
 
 /// The most fault recording registers the model provides (CAP.NFR + 1).
@@ -102,7 +102,9 @@ impl FaultLog {
         Logged::Recorded { index, first_pending }
     }
 
-    /// The contents of register `index` (all zero once freed).
+    /// The contents of register `index` (F clear once software freed it; the
+    /// other fields keep the last fault, as the register is read-only but
+    /// for F).
     pub fn get(&self, index: u16) -> Frcd {
         if index >= self.count {
             return Frcd::default();
@@ -112,8 +114,8 @@ impl FaultLog {
 
     /// Software wrote 1 to register `index`'s F bit: the register is free.
     pub fn clear(&mut self, index: u16) {
-        if index < self.count {
-            self.records[usize::from(index)] = Frcd::default();
+        if let Some(r) = self.records[..usize::from(self.count)].get_mut(usize::from(index)) {
+            r.hi &= !(u64::from(FaultRecords::F_CLEAR) << 32);
         }
     }
 
@@ -173,6 +175,8 @@ mod tests {
         log.clear(0);
         log.clear(1);
         assert!(!log.ppf());
+        assert!(!log.get(0).f());
+        assert_eq!(log.get(0).decode(0).fault_info, 5 << 12);
         // FRI follows the register that set PPF again.
         assert_eq!(log.record(&fault(6)), Logged::Recorded { index: 1, first_pending: true });
         assert_eq!(log.fri(), 1);

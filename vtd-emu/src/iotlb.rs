@@ -155,3 +155,92 @@ mod tests {
         assert_eq!(t.stats().invalidated, 18);
     }
 }
+
+#[cfg(test)]
+mod model {
+    //! The IOTLB against a reference model: an unbounded map of everything
+    //! inserted and not yet invalidated. The bounded IOTLB may have evicted
+    //! entries, but never returns one the model does not hold (a translation
+    //! that an invalidation should have dropped), and holds no more than its
+    //! capacity.
+
+    use std::collections::BTreeMap;
+
+    use proptest::prelude::*;
+
+    use super::*;
+
+    #[derive(Clone, Debug)]
+    enum Op {
+        Insert { domain: u16, page: u64, size: PageSize, value: u32 },
+        Lookup { domain: u16, addr: u64 },
+        Invalidate(IotlbScope),
+    }
+
+    fn size() -> impl Strategy<Value = PageSize> {
+        prop::sample::select(PageSize::ALL.to_vec())
+    }
+
+    /// Small domain and address spaces so operations collide.
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            (0..3u16, 0..8u64, size(), any::<u32>())
+                .prop_map(|(domain, page, size, value)| Op::Insert { domain, page, size, value }),
+            (0..3u16, 0..8u64, size(), any::<u64>()).prop_map(|(domain, page, size, off)| {
+                Op::Lookup { domain, addr: (page << size.shift()) + off % size.bytes() }
+            }),
+            Just(Op::Invalidate(IotlbScope::Global)),
+            (0..3u16).prop_map(|d| Op::Invalidate(IotlbScope::Domain(DomainId::new(d)))),
+            (0..3u16, 0..8u64, size(), 0..20u8, any::<bool>()).prop_map(
+                |(d, page, size, order, ih)| {
+                    let addr = Iova::new(page << size.shift()).align_down(1 << (12 + order));
+                    Op::Invalidate(IotlbScope::pages(DomainId::new(d), addr, order, ih).unwrap())
+                }
+            ),
+        ]
+    }
+
+    /// Whether a page of `size` at `base` in `domain` overlaps `scope`.
+    fn overlaps(scope: IotlbScope, domain: DomainId, base: u64, size: PageSize) -> bool {
+        match scope {
+            IotlbScope::Global => true,
+            IotlbScope::Domain(d) => d == domain,
+            IotlbScope::Pages { domain: d, addr, order, .. } => {
+                let (s, e) = (addr.as_u64(), addr.as_u64() + (1u64 << (12 + order)));
+                d == domain && base < e && s < base + size.bytes()
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn never_stale_never_over_capacity(
+            ops in prop::collection::vec(op(), 1..200),
+            entries in 0..16usize,
+            ways in 1..5usize,
+        ) {
+            let mut t = Iotlb::<u32, 16>::new(entries, ways);
+            let mut model: BTreeMap<(u16, u64, PageSize), u32> = BTreeMap::new();
+            for op in ops {
+                match op {
+                    Op::Insert { domain, page, size, value } => {
+                        let base = page << size.shift();
+                        t.insert(DomainId::new(domain), Iova::new(base), size, value);
+                        model.insert((domain, base, size), value);
+                    }
+                    Op::Lookup { domain, addr } => {
+                        if let Some((size, v)) = t.lookup(DomainId::new(domain), Iova::new(addr)) {
+                            let base = addr & !(size.bytes() - 1);
+                            prop_assert_eq!(model.get(&(domain, base, size)), Some(&v));
+                        }
+                    }
+                    Op::Invalidate(scope) => {
+                        t.invalidate(scope);
+                        model.retain(|&(d, base, size), _| !overlaps(scope, DomainId::new(d), base, size));
+                    }
+                }
+                prop_assert!(t.len() <= t.capacity() && t.capacity() <= entries);
+            }
+        }
+    }
+}

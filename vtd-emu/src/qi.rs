@@ -13,10 +13,10 @@
 //! loop, and every fetch goes through `PhysMem`, so none reads outside the
 //! memory the unit was given.
 
-use vtd_regs::PhysMem;
 use vtd_regs::desc::{DescError, Descriptor};
 use vtd_regs::regs::iq::QueueErrorInfo;
-use vtd_regs::regs::{Fsts, GlobalBits, Iqh, Iqt};
+use vtd_regs::regs::{GlobalBits, Iqh, Iqt};
+use vtd_regs::{PhysAddr, PhysMem};
 
 use crate::counters::DESCRIPTOR_TYPES;
 use crate::emulator::{DevTlbResponse, Emulator, State};
@@ -59,7 +59,9 @@ impl<const I: usize, const C: usize> State<I, C> {
         if !self.gsts.contains(GlobalBits::QIE) || self.queue_halted() {
             return;
         }
-        let iqa = self.iqa;
+        // Address bits at and above the host width are ignored (§10.4.23).
+        let iqa =
+            self.iqa.with_base(PhysAddr::new(self.iqa.base().as_u64() & self.host_width_mask()));
         let width = iqa.width();
         let entries = iqa.entries();
         let tail = self.iqt.index(width);
@@ -104,7 +106,7 @@ impl<const I: usize, const C: usize> State<I, C> {
         let code = usize::from(d.ty().code());
         match d {
             Descriptor::ContextCache(inv) => {
-                self.contexts.invalidate(inv.scope);
+                self.flush_contexts(inv.scope);
             }
             Descriptor::Iotlb(inv) => {
                 self.flush_iotlb(inv.scope).ok_or(QueueErrorInfo::ReservedField)?;
@@ -127,6 +129,10 @@ impl<const I: usize, const C: usize> State<I, C> {
             // The model has no interrupt entry cache to drop.
             Descriptor::Iec(_) if ecap.ir() => {}
             Descriptor::Wait(w) => {
+                // PD without ECAP.PDS is a reserved field (§6.5.2.8).
+                if w.page_request_drain && !ecap.pds() {
+                    return Err(QueueErrorInfo::ReservedField);
+                }
                 // Everything before has completed (processing is in order
                 // and synchronous), so the fence (FN) holds by construction.
                 if let Some((addr, data)) = w.status_write {
@@ -160,10 +166,5 @@ impl<M: PhysMem, const I: usize, const C: usize> Emulator<M, I, C> {
         let mut st = self.state.lock();
         st.process_queue(&self.mem);
         st.iqh
-    }
-
-    /// FSTS as software would read it (without counting a register read).
-    pub fn fault_status(&self) -> Fsts {
-        self.state.lock().fsts()
     }
 }

@@ -23,23 +23,18 @@ use crate::emulator::{Emulator, State};
 /// The bits of RTADDR software can write: RTA and TTM.
 const RTADDR_WRITABLE: u64 = Rtaddr(0).with_table(PhysAddr::new(u64::MAX)).0
     | Rtaddr(0).with_mode(TranslationTableMode::AbortDma).0;
-/// The bits of CCMD software can write (CAIG is read-only).
+/// The bits of CCMD software can write besides DID (CAIG is read-only).
 const CCMD_WRITABLE: u64 = Ccmd(0)
     .with_icc(true)
     .with_cirg(Granularity::Selective)
     .with_fm(FunctionMask::Bits2To0)
     .with_sid(SourceId::from_raw(u16::MAX))
-    .with_did(DomainId::new(u16::MAX))
     .0;
 /// The bits of IVA_REG software can write.
 const IVA_WRITABLE: u64 = Iva(0).with_addr(Iova::new(u64::MAX)).with_ih(true).with_am(u8::MAX).0;
-/// The bits of IOTLB_REG software can write, without the drain hints (IAIG
-/// is read-only).
-const IOTLB_WRITABLE: u64 = IotlbInv(0)
-    .with_ivt(true)
-    .with_iirg(Granularity::Selective)
-    .with_did(DomainId::new(u16::MAX))
-    .0;
+/// The bits of IOTLB_REG software can write, without DID and the drain
+/// hints (IAIG is read-only).
+const IOTLB_WRITABLE: u64 = IotlbInv(0).with_ivt(true).with_iirg(Granularity::Selective).0;
 /// The bits of IQT: QT.
 const IQT_WRITABLE: u64 = Iqt::from_index(usize::MAX, DescriptorWidth::Bits128).0;
 /// The bits of IQA: IQA, DW and QS.
@@ -49,6 +44,15 @@ const IQA_WRITABLE: u64 = match QueueSize::from_order(7) {
 };
 /// The bits of FEADDR/IEADDR: the message address, bits 31:2.
 const EVENT_ADDRESS_WRITABLE: u32 = !3;
+
+impl<const I: usize, const C: usize> State<I, C> {
+    /// The address bits below the host address width: bits above it in
+    /// RTADDR and IQA are reserved and ignored (§10.4.6, §10.4.23).
+    pub(crate) fn host_width_mask(&self) -> u64 {
+        let haw = u32::from(self.cfg.host_address_width.bits());
+        1u64.checked_shl(haw).map_or(u64::MAX, |b| b - 1)
+    }
+}
 
 /// `old` with its `hi`gh or low half replaced by `value`, keeping the bits
 /// outside `writable` as they were.
@@ -106,7 +110,6 @@ impl<const I: usize, const C: usize> State<I, C> {
             RegisterName::Ieuaddr => self.inv_event.upper,
             RegisterName::Iqercd => half(self.iqercd.0, hi),
             RegisterName::Irta if ir => half(self.irta.0, hi),
-            RegisterName::Iva => half(self.iva.0, hi),
             RegisterName::Iotlb => half(self.iotlb_reg.0, hi),
             RegisterName::Frcd => {
                 let (index, word) = self.frcd_slot(off);
@@ -118,7 +121,8 @@ impl<const I: usize, const C: usize> State<I, C> {
                     _ => (r.hi >> 32) as u32,
                 }
             }
-            // GCMD is write-only; the rest is reserved or not implemented.
+            // GCMD and IVA_REG (§10.4.8.2) are write-only; the rest is
+            // reserved or not implemented.
             _ => 0,
         }
     }
@@ -145,7 +149,9 @@ impl<const I: usize, const C: usize> State<I, C> {
                 self.rtaddr = Rtaddr(merge(self.rtaddr.0, hi, value, RTADDR_WRITABLE));
             }
             RegisterName::Ccmd => {
-                self.ccmd = Ccmd(merge(self.ccmd.0, hi, value, CCMD_WRITABLE));
+                let did = self.domain(DomainId::new(u16::MAX));
+                let writable = CCMD_WRITABLE | Ccmd(0).with_did(did).0;
+                self.ccmd = Ccmd(merge(self.ccmd.0, hi, value, writable));
                 if hi && self.ccmd.icc() {
                     self.context_command();
                 }
@@ -184,7 +190,9 @@ impl<const I: usize, const C: usize> State<I, C> {
             }
             RegisterName::Iva => self.iva = Iva(merge(self.iva.0, hi, value, IVA_WRITABLE)),
             RegisterName::Iotlb => {
-                let writable = IOTLB_WRITABLE | IotlbInv(0).with_dr(cap.drd()).with_dw(cap.dwd()).0;
+                let did = self.domain(DomainId::new(u16::MAX));
+                let writable = IOTLB_WRITABLE
+                    | IotlbInv(0).with_did(did).with_dr(cap.drd()).with_dw(cap.dwd()).0;
                 self.iotlb_reg = IotlbInv(merge(self.iotlb_reg.0, hi, value, writable));
                 if hi && self.iotlb_reg.ivt() {
                     self.iotlb_command();
@@ -226,10 +234,14 @@ impl<const I: usize, const C: usize> State<I, C> {
             self.iqh = vtd_regs::regs::Iqh(0);
         }
         if want.contains(GlobalBits::SRTP) {
-            self.root = self.rtaddr;
+            // Address bits at and above the host address width are
+            // reserved (§10.4.6): they read back as written, as on QEMU,
+            // and the unit ignores them.
+            let table = self.rtaddr.table().as_u64() & self.host_width_mask();
+            self.root = self.rtaddr.with_table(PhysAddr::new(table));
             self.gsts = self.gsts.with(GlobalBits::SRTP, true);
             if cap.esrtps() {
-                self.contexts.invalidate(vtd_regs::ContextScope::Global);
+                self.flush_contexts(vtd_regs::ContextScope::Global);
                 self.iotlb.invalidate(IotlbScope::Global);
             }
         }
@@ -271,7 +283,7 @@ impl<const I: usize, const C: usize> State<I, C> {
         self.counters.register_invalidations += 1;
         let scope = self.ccmd.scope().filter(|_| !self.gsts.contains(GlobalBits::QIE));
         if let Some(s) = scope {
-            self.contexts.invalidate(s);
+            self.flush_contexts(s);
         }
         self.ccmd = self.ccmd.with_icc(false).with_caig(scope.map(|s| s.granularity()));
     }
@@ -294,9 +306,15 @@ impl<const I: usize, const C: usize> State<I, C> {
     pub(crate) fn flush_iotlb(&mut self, scope: IotlbScope) -> Option<Granularity> {
         let cap = self.cfg.cap;
         let scope = match scope {
-            IotlbScope::Pages { domain, .. } if !cap.psi() => IotlbScope::Domain(domain),
+            IotlbScope::Global => IotlbScope::Global,
+            IotlbScope::Domain(d) => IotlbScope::Domain(self.domain(d)),
+            IotlbScope::Pages { domain, .. } if !cap.psi() => {
+                IotlbScope::Domain(self.domain(domain))
+            }
             IotlbScope::Pages { order, .. } if order > cap.mamv().max_order() => return None,
-            s => s,
+            IotlbScope::Pages { domain, addr, order, leaf_only } => {
+                IotlbScope::Pages { domain: self.domain(domain), addr, order, leaf_only }
+            }
         };
         self.iotlb.invalidate(scope);
         Some(scope.granularity())

@@ -70,7 +70,8 @@ impl<const I: usize, const C: usize> State<I, C> {
             return Err(FaultReason::InvalidTableMode);
         }
         self.counters.walks += 1;
-        let ctx = lookup_context(mem, self.root.table(), source, &self.limits)?;
+        let mut ctx = lookup_context(mem, self.root.table(), source, &self.limits)?;
+        ctx.domain = self.domain(ctx.domain);
         self.contexts.insert(source, ctx.domain, ctx);
         Ok(ctx)
     }

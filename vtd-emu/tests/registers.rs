@@ -4,8 +4,10 @@
 
 mod common;
 
-use common::Rig;
-use vtd_emu::{EmuConfig, RegisterName};
+use common::{Rig, sid};
+use vtd_emu::{Access, EmuConfig, RegisterName};
+use vtd_regs::regs::DomainBits;
+use vtd_regs::regs::cap::Agaw;
 use vtd_regs::regs::iq::{DescriptorWidth, QueueSize};
 use vtd_regs::regs::offset;
 use vtd_regs::regs::rtaddr::TranslationTableMode;
@@ -14,7 +16,10 @@ use vtd_regs::regs::{
     Ver,
 };
 use vtd_regs::unit::UnitError;
-use vtd_regs::{ContextScope, DomainId, Drain, Granularity, IotlbScope, Iova, Mmio, PhysAddr};
+use vtd_regs::{
+    ContextScope, DomainId, Drain, Granularity, IotlbScope, Iova, Mmio, PageSize, PhysAddr,
+};
+use vtd_tables::Perm;
 
 #[test]
 fn reset_values_and_read_only_registers() {
@@ -76,8 +81,9 @@ fn reserved_bits_read_as_zero() {
     e.write32(offset::FEUADDR, u32::MAX);
     assert_eq!(e.read32(offset::FEUADDR), 0);
     let iva = rig.emu.config().ecap.iro().iva();
+    // IVA_REG is write-only (§10.4.8.2), as in QEMU.
     e.write64(iva, u64::MAX);
-    assert_eq!(Iva(e.read64(iva)), Iva(0).with_addr(Iova::new(u64::MAX)).with_ih(true).with_am(63));
+    assert_eq!(e.read64(iva), 0);
     // IRTA exists with ECAP.IR; EIME needs ECAP.EIM.
     e.write64(offset::IRTA, u64::MAX);
     assert_eq!(e.read_reg::<Irta>(), Irta(0).with_table(PhysAddr::new(u64::MAX)).with_size(0xf));
@@ -239,4 +245,30 @@ fn rtaddr_write_alone_does_not_set_rtps() {
     let c = rig.emu.counters();
     assert_eq!(c.writes_of(RegisterName::Rtaddr), 4);
     assert_eq!(c.writes_of(RegisterName::Gcmd), 1);
+}
+
+#[test]
+fn domain_ids_have_cap_nd_bits() {
+    // ND = 0: 4-bit domain ids; higher bits are not implemented.
+    let mut cfg = EmuConfig::qemu();
+    cfg.cap = cfg.cap.with_nd(DomainBits::from_field(0));
+    let rig = Rig::new(cfg);
+    let mut e = &rig.emu;
+    e.write_reg(Ccmd(0).with_did(DomainId::new(0x1234)));
+    assert_eq!(e.read_reg::<Ccmd>().did(), DomainId::new(0x4));
+    let iotlb = cfg.ecap.iro().iotlb();
+    e.write64(iotlb, IotlbInv(0).with_did(DomainId::new(0xfff3)).0);
+    assert_eq!(IotlbInv(e.read64(iotlb)).did(), DomainId::new(0x3));
+    // A context entry's DID 0x15 is domain 5 to the caches.
+    let dev = sid(0, 1, 0);
+    let slpt = rig.attach(dev, 0x15, Agaw::Bits39);
+    rig.map(slpt, Agaw::Bits39, 0, 0x10_0000, Perm::READ, PageSize::Size4KiB);
+    rig.enable();
+    let read = || rig.emu.translate(dev, Iova::new(0), Access::Read);
+    assert!(read().is_ok());
+    rig.unmap(slpt, Agaw::Bits39, 0, PageSize::Size4KiB);
+    assert!(read().is_ok());
+    let mut u = rig.unit();
+    u.invalidate_iotlb(IotlbScope::Domain(DomainId::new(5)), Drain::empty()).unwrap();
+    assert!(read().is_err());
 }

@@ -22,13 +22,16 @@ pub(crate) fn alloc_table<M: PhysMem, A: FrameAllocator>(mem: &M, alloc: &A) -> 
 /// (every entry R = W = 0), and a frame address has bits 11:0 clear, so the
 /// link is a not-present entry to a unit that still walks the table. No
 /// capacity limit and no heap.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) struct FrameChain {
     head: Option<PhysAddr>,
     len: u32,
 }
 
 impl FrameChain {
+    /// No frames.
+    pub(crate) const EMPTY: Self = Self { head: None, len: 0 };
+
     /// Prepends the empty table frame `frame`.
     #[inline]
     pub(crate) fn push<M: PhysMem>(&mut self, mem: &M, frame: PhysAddr) -> Result<()> {

@@ -11,8 +11,6 @@ use crate::perm::Perm;
 pub const PTES_PER_TABLE: usize = 512;
 /// Index bits per level.
 const LEVEL_BITS: u32 = 9;
-/// Frame bits 11:0 of an address.
-const FRAME_OFFSET: u64 = 0xfff;
 
 bitflags::bitflags! {
     /// The single-bit fields of a second-level entry (§9.8).
@@ -98,6 +96,13 @@ impl SlPte {
         self.0 & Perm::READ_WRITE.bits() as u64 != 0
     }
 
+    /// Present and not a superpage: above the last level, a pointer to
+    /// the next table.
+    #[inline]
+    pub const fn is_table(self) -> bool {
+        matches!(self.0 & (Perm::READ_WRITE.bits() as u64 | SlPteFlags::SUPERPAGE.bits()), 1..=3)
+    }
+
     /// PS set.
     #[inline]
     pub const fn is_superpage(self) -> bool {
@@ -144,12 +149,11 @@ pub const fn index(iova: Iova, level: u8) -> usize {
 }
 
 /// The address of entry `index` (taken modulo 512) in the table frame
-/// `table` (taken 4 KiB aligned), so it never overflows whatever the input.
+/// `table` (4 KiB aligned: table pointers read from entries always are).
+/// The entry's offset is OR-ed in, never added, so no input overflows.
 #[inline]
 pub const fn entry_address(table: PhysAddr, index: usize) -> PhysAddr {
-    PhysAddr::new(
-        (table.as_u64() & !FRAME_OFFSET) | ((index as u64 & (PTES_PER_TABLE as u64 - 1)) * 8),
-    )
+    PhysAddr::new(table.as_u64() | ((index as u64 & (PTES_PER_TABLE as u64 - 1)) * 8))
 }
 
 /// The page size of a leaf at `level`, if a leaf can sit there.
@@ -183,6 +187,12 @@ mod tests {
         assert!(g.is_present() && g.is_superpage());
         assert_eq!(g.address(), PhysAddr::new(0x8000_0000));
         assert!(!SlPte::EMPTY.is_present());
+        assert!(
+            SlPte::table(PhysAddr::new(0x1000)).is_table()
+                && !g.is_table()
+                && !SlPte::EMPTY.is_table()
+        );
+        assert!(SlPte(0x1001).is_table() && SlPte(0x1002).is_table() && !SlPte(0x1080).is_table());
         assert_eq!(SlPte::table(PhysAddr::new(0x1000)).with_count(512).count(), 512);
         assert_eq!(
             SlPte::table(PhysAddr::new(0x1000)).with_count(512).address(),

@@ -64,7 +64,10 @@ impl TableConfig {
 /// Non-leaf entries are always R+W, so a leaf's permission is the page's.
 /// Each non-leaf entry also holds, in its ignored bits 61:52 (§9.8), the
 /// number of present entries of the table it points at, so unmapping the
-/// last page of a table detaches that table without scanning it.
+/// last page of a table detaches that table without scanning it. For the
+/// last-level table the 4 KiB fast path last used, the count is kept in a
+/// one-entry walk cache and written back lazily; the unit ignores those
+/// bits, so what it reads is the same either way.
 ///
 /// Dropping the table leaks its frames (the unit may still walk them): call
 /// [`destroy`](Self::destroy) once no context entry uses it any more and
@@ -121,12 +124,10 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     /// `PhysBeyondWidth`, `NoPermission`, `AlreadyMapped` (a translation,
     /// or a table of smaller pages, is in the page's place), `OutOfFrames`.
     /// On error nothing changed.
-    #[inline]
+    #[inline(always)]
     pub fn map(&mut self, iova: Iova, phys: PhysAddr, size: PageSize, perm: Perm) -> Result<()> {
-        if size == PageSize::Size4KiB
-            && let Some(tables) = self.leaf_table(iova)?
-        {
-            return self.map_in_leaf_table(iova, phys, perm, tables);
+        if size == PageSize::Size4KiB && self.cache_leaf_table(iova)? {
+            return self.map_in_cached_table(iova, phys, perm);
         }
         match self.map_one(iova, phys, size, perm)? {
             true => Ok(()),
@@ -184,9 +185,19 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         if iova.as_u64() >= self.width_limit() {
             return None;
         }
+        match self.config.agaw {
+            Agaw::Bits39 => self.translate_in::<3>(iova),
+            Agaw::Bits48 => self.translate_in::<4>(iova),
+            Agaw::Bits57 => self.translate_in::<5>(iova),
+        }
+    }
+
+    /// [`translate`](Self::translate) in a `LEVELS`-deep table (a constant,
+    /// so the compiler unrolls the walk).
+    #[inline]
+    fn translate_in<const LEVELS: u8>(&self, iova: Iova) -> Option<Translation> {
         let mut table = self.root;
-        let mut level = self.config.agaw.levels();
-        loop {
+        for level in (1..=LEVELS).rev() {
             let e = SlPte(self.mem.read_u64(entry_address(table, index(iova, level))).ok()?);
             if !e.is_present() {
                 return None;
@@ -197,8 +208,8 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
                 return Some(Translation { phys, perm: e.perm(), size });
             }
             table = e.address();
-            level -= 1;
         }
+        None
     }
 
     /// Frees every frame of the table and gives back the memory and the
@@ -246,67 +257,101 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         Ok(())
     }
 
-    /// The fast path's walk: the last-level table of `iova` and the address
-    /// of the level-2 entry pointing at it, from the walk cache or a
-    /// read-only descent; `None` when some level is missing or a superpage
-    /// (or `iova` is beyond the width), for the general path to handle.
-    #[inline]
-    pub(crate) fn leaf_table(&mut self, iova: Iova) -> Result<Option<(PhysAddr, PhysAddr)>> {
+    /// The fast path's walk: makes the walk cache hold `iova`'s last-level
+    /// table, from a read-only descent on a miss. `false` when some level
+    /// is missing or a superpage (or `iova` is beyond the width), for the
+    /// general path to handle.
+    #[inline(always)]
+    pub(crate) fn cache_leaf_table(&mut self, iova: Iova) -> Result<bool> {
         if iova.as_u64() >= self.width_limit() {
-            return Ok(None);
+            return Ok(false);
         }
-        if let Some(hit) = self.cache.lookup(iova) {
-            return Ok(Some(hit));
+        if self.cache.hit(iova) {
+            return Ok(true);
         }
+        let found = match self.config.agaw {
+            Agaw::Bits39 => self.level2_entry::<3>(iova)?,
+            Agaw::Bits48 => self.level2_entry::<4>(iova)?,
+            Agaw::Bits57 => self.level2_entry::<5>(iova)?,
+        };
+        let Some((slot, e)) = found else { return Ok(false) };
+        self.write_back_cache()?;
+        self.cache.fill(iova, slot, e);
+        Ok(true)
+    }
+
+    /// The level-2 entry on `iova`'s path in a `LEVELS`-deep table, and
+    /// where it is, if it and every entry above it point at tables. A
+    /// constant depth lets the compiler unroll the descent.
+    #[inline]
+    fn level2_entry<const LEVELS: u8>(&self, iova: Iova) -> Result<Option<(PhysAddr, SlPte)>> {
         let mut table = self.root;
-        let mut level = self.config.agaw.levels();
-        loop {
+        for level in (2..=LEVELS).rev() {
             let slot = entry_address(table, index(iova, level));
             let e = SlPte(self.mem.read_u64(slot)?);
-            if !e.is_present() || e.is_superpage() {
+            if !e.is_table() {
                 return Ok(None);
             }
             if level == 2 {
-                self.cache.fill(iova, e.address(), slot);
-                return Ok(Some((e.address(), slot)));
+                return Ok(Some((slot, e)));
             }
             table = e.address();
-            level -= 1;
+        }
+        Ok(None)
+    }
+
+    /// Writes the walk cache's level-2 entry back to memory.
+    #[inline]
+    fn write_back_cache(&mut self) -> Result<()> {
+        match self.cache.dirty() {
+            Some((slot, e)) => self.write_pte(slot, e),
+            None => Ok(()),
         }
     }
 
-    /// Maps the 4 KiB page at `iova` into its existing last-level `table`,
-    /// pointed at from `parent_slot`.
+    /// Writes the walk cache back and empties it: the general paths call it
+    /// before they read or change counts.
     #[inline]
-    fn map_in_leaf_table(
-        &mut self,
-        iova: Iova,
-        phys: PhysAddr,
-        perm: Perm,
-        (table, parent_slot): (PhysAddr, PhysAddr),
-    ) -> Result<()> {
-        self.check(iova, phys, PageSize::Size4KiB)?;
+    pub(crate) fn flush_cache(&mut self) -> Result<()> {
+        self.write_back_cache()?;
+        self.cache.clear();
+        Ok(())
+    }
+
+    /// Maps the 4 KiB page at `iova` into the cached last-level table.
+    #[inline(always)]
+    fn map_in_cached_table(&mut self, iova: Iova, phys: PhysAddr, perm: Perm) -> Result<()> {
+        // The width was checked on the way to the cache.
+        if !iova.is_aligned(PAGE_SIZE) || !phys.is_aligned(PAGE_SIZE) {
+            return Err(Error::Misaligned { iova, phys, size: PageSize::Size4KiB });
+        }
+        if phys.as_u64() & !ADDR_MASK != 0 {
+            return Err(Error::PhysBeyondWidth { phys });
+        }
         if perm.is_empty() {
             return Err(Error::NoPermission);
         }
-        let slot = entry_address(table, index(iova, 1));
+        let slot = entry_address(self.cache.table, index(iova, 1));
         if SlPte(self.mem.read_u64(slot)?).is_present() {
             return Err(Error::AlreadyMapped { iova });
         }
-        let parent = SlPte(self.mem.read_u64(parent_slot)?);
-        let leaf = SlPte::leaf(phys, perm, PageSize::Size4KiB).with_flags(SlPteFlags::SNOOP, self.config.snoop);
+        let leaf = SlPte::leaf(phys, perm, PageSize::Size4KiB)
+            .with_flags(SlPteFlags::SNOOP, self.config.snoop);
         self.write_pte(slot, leaf)?;
-        self.write_pte(parent_slot, parent.with_count(parent.count() + 1))
+        self.cache.count += 1;
+        Ok(())
     }
 
     /// Maps one page; `Ok(false)` when a table of smaller pages is where the
-    /// leaf would go (nothing changed).
-    #[inline]
+    /// leaf would go (nothing changed). The general path, kept out of line
+    /// so the 4 KiB fast path stays small.
+    #[inline(never)]
     fn map_one(&mut self, iova: Iova, phys: PhysAddr, size: PageSize, perm: Perm) -> Result<bool> {
         self.check(iova, phys, size)?;
         if perm.is_empty() {
             return Err(Error::NoPermission);
         }
+        self.flush_cache()?;
         let leaf = SlPte::leaf(phys, perm, size).with_flags(SlPteFlags::SNOOP, self.config.snoop);
         let target = size.level();
         let mut table = self.root;

@@ -31,8 +31,9 @@ pub struct Unmapped {
 }
 
 impl Unmapped {
-    fn new(table: PhysAddr, iova: Iova) -> Self {
-        Self { table, iova, len: 0, leaf_only: true, frames: FrameChain::default() }
+    #[inline(always)]
+    const fn new(table: PhysAddr, iova: Iova) -> Self {
+        Self { table, iova, len: 0, leaf_only: true, frames: FrameChain::EMPTY }
     }
 
     /// The first IOVA whose translation was removed.
@@ -84,12 +85,14 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     /// unsupported intermediate size), `Misaligned`, `BeyondWidth`,
     /// `NotMapped`, `MappedWithSmallerPages`, `OutOfFrames` (for a split).
     /// On error nothing changed.
-    #[inline]
+    #[inline(always)]
     pub fn unmap(&mut self, iova: Iova, size: PageSize) -> Result<Unmapped> {
-        let mut token = Unmapped::new(self.root, iova);
-        if size != PageSize::Size4KiB || !self.unmap_in_leaf_table(iova, &mut token)? {
-            self.unmap_one(iova, size, &mut token)?;
+        if size == PageSize::Size4KiB && self.unmap_in_cached_table(iova)? {
+            // Built whole, not field by field, so it moves without stalls.
+            return Ok(Unmapped { len: PAGE_SIZE, ..Unmapped::new(self.root, iova) });
         }
+        let mut token = Unmapped::new(self.root, iova);
+        self.unmap_one(iova, size, &mut token)?;
         Ok(token)
     }
 
@@ -143,31 +146,27 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     /// The fast path of a 4 KiB unmap: when `iova`'s last-level table is
     /// reachable and keeps other pages, clears the leaf and counts it.
     /// `Ok(false)`: not applicable, nothing changed.
-    #[inline]
-    fn unmap_in_leaf_table(&mut self, iova: Iova, token: &mut Unmapped) -> Result<bool> {
-        if !iova.is_aligned(PAGE_SIZE) {
+    #[inline(always)]
+    fn unmap_in_cached_table(&mut self, iova: Iova) -> Result<bool> {
+        // The last page of a table takes the general path, which detaches it.
+        if !iova.is_aligned(PAGE_SIZE) || !self.cache_leaf_table(iova)? || self.cache.count <= 1 {
             return Ok(false);
         }
-        let Some((table, parent_slot)) = self.leaf_table(iova)? else { return Ok(false) };
-        let parent = SlPte(self.mem.read_u64(parent_slot)?);
-        // The last page of the table takes the general path, which detaches it.
-        if parent.count() <= 1 {
-            return Ok(false);
-        }
-        let slot = entry_address(table, index(iova, 1));
+        let slot = entry_address(self.cache.table, index(iova, 1));
         if !SlPte(self.mem.read_u64(slot)?).is_present() {
             return Err(Error::NotMapped { iova });
         }
         self.write_pte(slot, SlPte::EMPTY)?;
-        self.write_pte(parent_slot, parent.with_count(parent.count() - 1))?;
-        token.len += PAGE_SIZE;
+        self.cache.count -= 1;
         Ok(true)
     }
 
-    /// Unmaps one page into `token` (whose range it extends).
-    #[inline]
+    /// Unmaps one page into `token` (whose range it extends): the general
+    /// path, kept out of line so the 4 KiB fast path stays small.
+    #[inline(never)]
     fn unmap_one(&mut self, iova: Iova, size: PageSize, token: &mut Unmapped) -> Result<()> {
         self.check(iova, PhysAddr::ZERO, size)?;
+        self.flush_cache()?;
         let target = size.level();
         let levels = self.config.agaw().levels();
         // path[l - 1]: the entry read at level l, and where it is.
@@ -190,7 +189,6 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
             }
             if leaf {
                 self.split(iova, e, level, target, slot)?;
-                self.cache.clear();
                 token.leaf_only = false;
                 token.len += size.bytes();
                 return Ok(());
@@ -208,7 +206,6 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
             if n == 0 {
                 self.write_pte(slot, SlPte::EMPTY)?;
                 token.frames.push(&self.mem, e.address())?;
-                self.cache.clear();
                 token.leaf_only = false;
             } else {
                 self.write_pte(slot, e.with_count(n))?;

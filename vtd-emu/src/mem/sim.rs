@@ -8,7 +8,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use vtd_regs::{MemError, PhysAddr, PhysMem};
+use vtd_regs::{MemError, PAGE_SIZE, PhysAddr, PhysMem};
 
 /// Physical memory `[0, size)` backed by words of storage `S`.
 ///
@@ -116,6 +116,19 @@ impl<S: AsRef<[AtomicU64]>> PhysMem for SimMemory<S> {
         Ok(())
     }
 
+    /// One store per word (the default goes through `write_bytes`).
+    fn zero_frame(&self, frame: PhysAddr) -> Result<(), MemError> {
+        if !frame.is_aligned(PAGE_SIZE) {
+            return Err(MemError::Misaligned { addr: frame });
+        }
+        let start = self.range(frame, PAGE_SIZE as usize)? / 8;
+        for w in &self.words.as_ref()[start..start + PAGE_SIZE as usize / 8] {
+            w.store(0, Ordering::Relaxed);
+        }
+        core::sync::atomic::fence(Ordering::Release);
+        Ok(())
+    }
+
     fn write_bytes(&self, addr: PhysAddr, data: &[u8]) -> Result<(), MemError> {
         let start = self.range(addr, data.len())?;
         let mut done = 0;
@@ -135,6 +148,18 @@ mod tests {
     use super::*;
 
     static RAM: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+    static PAGES: [AtomicU64; 1024] = [const { AtomicU64::new(u64::MAX) }; 1024];
+
+    #[test]
+    fn zero_frame_clears_exactly_one_frame() {
+        let m = StaticMemory::from_words(&PAGES);
+        m.zero_frame(PhysAddr::new(0x1000)).unwrap();
+        assert_eq!(m.read_u64(PhysAddr::new(0xff8)).unwrap(), u64::MAX);
+        assert_eq!(m.read_u64(PhysAddr::new(0x1000)).unwrap(), 0);
+        assert_eq!(m.read_u64(PhysAddr::new(0x1ff8)).unwrap(), 0);
+        assert!(m.zero_frame(PhysAddr::new(0x2000)).is_err());
+        assert!(m.zero_frame(PhysAddr::new(0x800)).is_err());
+    }
 
     #[test]
     fn words_bytes_and_bounds() {

@@ -47,7 +47,13 @@ impl<M: Mmio> RemappingUnit<M> {
 
     /// Disables queued invalidation: waits until the unit has fetched every
     /// submitted descriptor (IQH = IQT), then clears GCMD.QIE and waits for
-    /// GSTS.QIES to clear. Does nothing if it is already disabled. A queue
+    /// GSTS.QIES to clear. Does nothing if it is already disabled.
+    ///
+    /// §6.5.2.9 has software end the queue with an invalidation wait
+    /// descriptor before disabling it; QEMU's intel-iommu refuses (QIES
+    /// stays set, so this times out) when the last descriptor it processed
+    /// was not a wait. The `invalidation` crate's batches always end with
+    /// one. A queue
     /// stopped by an invalidation queue error (see
     /// [`take_queue_error`](Self::take_queue_error)) does not drain, and this
     /// gives [`UnitError::Timeout`] with [`Operation::QueueDrain`].

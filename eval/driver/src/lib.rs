@@ -1,0 +1,119 @@
+//! The evaluation's DMA driver, written as a unikernel would write it with
+//! the viommu crates: bring a VT-d unit up through its registers
+//! (`vtd_regs::RemappingUnit` over any [`Mmio`](vtd_regs::Mmio)), build the
+//! root/context tables and a domain's second-level table
+//! (`vtd_tables`), invalidate through the queue (`invalidation`), and map
+//! every receive buffer through `teardown::Mapper` under the policy being
+//! measured. The NIC's receive loop ([`nic_loop::run`]) times map and unmap
+//! with RDTSC.
+//!
+//! The same code runs in the KVM guest (`eval/guest`: register accesses are
+//! volatile and trap, or land on a sidecore-polled page) and in the host
+//! process against the software unit directly ("bare metal").
+#![cfg_attr(not(test), no_std)]
+#![deny(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod bringup;
+pub mod layout;
+pub mod nic_loop;
+pub mod params;
+pub mod ring;
+pub mod tsc;
+
+pub use bringup::{Driver, DriverMapper};
+pub use params::{Params, Policy, Report};
+
+/// Why the driver stopped.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Error {
+    /// The remapping unit refused a command (absent, timed out).
+    Unit(vtd_regs::UnitError),
+    /// Building the root/context/second-level tables failed.
+    Table(vtd_tables::Error),
+    /// The invalidation queue failed.
+    Invalidation(invalidation::Error),
+    /// The queue could not be set up.
+    QueueSetup,
+    /// A map or unmap failed.
+    Map(teardown::Error),
+    /// Guest memory access failed.
+    Mem(vtd_regs::MemError),
+    /// The device did not complete a posted buffer (status word).
+    Device {
+        /// Buffer sequence number.
+        seq: u64,
+        /// Status the device left.
+        status: u64,
+    },
+    /// The buffer's contents were not what the device wrote.
+    Data {
+        /// Buffer sequence number.
+        seq: u64,
+    },
+}
+
+impl Error {
+    /// A small code for reporting through a register.
+    #[must_use]
+    pub const fn code(&self) -> u64 {
+        match self {
+            Error::Unit(_) => 1,
+            Error::Table(_) => 2,
+            Error::Invalidation(_) => 3,
+            Error::QueueSetup => 4,
+            Error::Map(_) => 5,
+            Error::Mem(_) => 6,
+            Error::Device { .. } => 7,
+            Error::Data { .. } => 8,
+        }
+    }
+}
+
+impl Error {
+    /// A detail for reporting through a register: which invalidation or
+    /// unit failure it was (0 if none applies).
+    #[must_use]
+    pub const fn detail(&self) -> u64 {
+        match self {
+            Error::Invalidation(e) => match e {
+                invalidation::Error::QueueFull => 1,
+                invalidation::Error::Timeout => 2,
+                invalidation::Error::Unsupported(_) => 3,
+                invalidation::Error::OutOfFrames => 4,
+                invalidation::Error::Mem(_) => 5,
+                invalidation::Error::Unit(_) => 6,
+                invalidation::Error::Descriptor(_) => 7,
+                invalidation::Error::Queue(_) => 8,
+                _ => 9,
+            },
+            Error::Device { seq, .. } | Error::Data { seq } => *seq,
+            _ => 0,
+        }
+    }
+}
+
+impl core::fmt::Display for Error {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        match self {
+            Error::Unit(e) => write!(f, "remapping unit: {e}"),
+            Error::Table(e) => write!(f, "tables: {e}"),
+            Error::Invalidation(e) => write!(f, "invalidation: {e}"),
+            Error::QueueSetup => f.write_str("invalidation queue setup"),
+            Error::Map(e) => write!(f, "mapping: {e}"),
+            Error::Mem(e) => write!(f, "memory: {e}"),
+            Error::Device { seq, status } => {
+                write!(f, "the device left buffer {seq} with status {status}")
+            }
+            Error::Data { seq } => write!(f, "buffer {seq} does not hold the device's frame"),
+        }
+    }
+}
+
+impl core::error::Error for Error {}
+
+impl From<vtd_regs::MemError> for Error {
+    fn from(e: vtd_regs::MemError) -> Self {
+        Error::Mem(e)
+    }
+}

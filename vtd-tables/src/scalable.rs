@@ -1,0 +1,257 @@
+//! Scalable-mode structures (VT-d §9.4, §9.5, §9.6): the context entry that
+//! points at a PASID directory, the directory's entries, and the PASID
+//! table entries that select a domain and its translation per PASID. Typed
+//! encodings only; the mapper and walker use legacy mode.
+
+use static_assertions::const_assert_eq;
+use vtd_regs::regs::cap::Agaw;
+use vtd_regs::{DomainId, PhysAddr};
+use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
+
+/// P, bit 0 of every scalable-mode entry.
+const PRESENT: u64 = 1 << 0;
+/// FPD, bit 1.
+const FPD: u64 = 1 << 1;
+/// A 4 KiB-aligned pointer in bits 63:12.
+const PTR_MASK: u64 = !0xfff;
+
+/// A scalable-mode context entry (§9.4), 256 bits; a context table holds
+/// 128 of them, found through [`ScalableRootEntry`](crate::root::ScalableRootEntry).
+#[derive(
+    Clone, Copy, PartialEq, Eq, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct ScalableContextEntry {
+    /// Bits 255:0 as four 64-bit words, lowest first.
+    pub qw: [u64; 4],
+}
+const_assert_eq!(core::mem::size_of::<ScalableContextEntry>(), 32);
+const_assert_eq!(core::mem::align_of::<ScalableContextEntry>(), 8);
+
+/// DTE, bit 2: device-TLB (ATS) requests allowed.
+const DTE: u64 = 1 << 2;
+/// PASIDE, bit 3: requests with a PASID allowed.
+const PASIDE: u64 = 1 << 3;
+/// PDTS, bits 11:9: the PASID directory has 2^(PDTS + 7) entries.
+const PDTS_SHIFT: u32 = 9;
+/// RID_PASID, bits 83:64: the PASID used for requests without one.
+const RID_PASID_MASK: u64 = (1 << 20) - 1;
+
+impl ScalableContextEntry {
+    /// A present entry whose PASID directory at `pasid_dir` has
+    /// 2^(`pdts` + 7) entries (`pdts` ≤ 7); requests without a PASID use
+    /// `rid_pasid` (20 bits).
+    pub const fn new(pasid_dir: PhysAddr, pdts: u8, rid_pasid: u32) -> Self {
+        Self {
+            qw: [
+                (pasid_dir.as_u64() & PTR_MASK) | (((pdts & 7) as u64) << PDTS_SHIFT) | PRESENT,
+                rid_pasid as u64 & RID_PASID_MASK,
+                0,
+                0,
+            ],
+        }
+    }
+
+    /// This entry with DTE (device-TLB) and PASIDE (PASID-tagged requests)
+    /// set as given.
+    #[must_use]
+    pub const fn with_features(self, device_tlb: bool, pasid: bool) -> Self {
+        let mut qw = self.qw;
+        qw[0] = (qw[0] & !(DTE | PASIDE))
+            | if device_tlb { DTE } else { 0 }
+            | if pasid { PASIDE } else { 0 };
+        Self { qw }
+    }
+
+    /// P.
+    pub const fn present(&self) -> bool {
+        self.qw[0] & PRESENT != 0
+    }
+
+    /// The PASID directory.
+    pub const fn pasid_dir(&self) -> PhysAddr {
+        PhysAddr::new(self.qw[0] & PTR_MASK)
+    }
+
+    /// The number of PASID directory entries.
+    pub const fn pasid_dir_entries(&self) -> u32 {
+        1 << (((self.qw[0] >> PDTS_SHIFT) & 7) + 7)
+    }
+
+    /// RID_PASID.
+    pub const fn rid_pasid(&self) -> u32 {
+        (self.qw[1] & RID_PASID_MASK) as u32
+    }
+}
+
+/// A PASID directory entry (§9.5): 64 bits, each covering 64 PASIDs
+/// (index = PASID >> 6) through one PASID table.
+#[derive(
+    Clone, Copy, PartialEq, Eq, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(transparent)]
+pub struct PasidDirEntry(pub u64);
+const_assert_eq!(core::mem::size_of::<PasidDirEntry>(), 8);
+
+impl PasidDirEntry {
+    /// A present entry pointing at the PASID table `table`.
+    pub const fn new(table: PhysAddr) -> Self {
+        Self((table.as_u64() & PTR_MASK) | PRESENT)
+    }
+
+    /// P.
+    pub const fn present(self) -> bool {
+        self.0 & PRESENT != 0
+    }
+
+    /// FPD.
+    pub const fn fpd(self) -> bool {
+        self.0 & FPD != 0
+    }
+
+    /// The PASID table.
+    pub const fn table(self) -> PhysAddr {
+        PhysAddr::new(self.0 & PTR_MASK)
+    }
+}
+
+/// The PASID-granular translation type of a PASID table entry (PGTT, §9.6).
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum PasidTranslationType {
+    /// 001b: first-stage only.
+    FirstStage,
+    /// 010b: second-stage only (the legacy-mode tables of this crate).
+    SecondStage,
+    /// 011b: nested.
+    Nested,
+    /// 100b: pass-through.
+    PassThrough,
+}
+
+impl PasidTranslationType {
+    /// The PGTT encoding.
+    pub const fn field(self) -> u8 {
+        match self {
+            PasidTranslationType::FirstStage => 0b001,
+            PasidTranslationType::SecondStage => 0b010,
+            PasidTranslationType::Nested => 0b011,
+            PasidTranslationType::PassThrough => 0b100,
+        }
+    }
+
+    /// Decodes PGTT; other values are reserved.
+    pub const fn from_field(f: u8) -> Option<Self> {
+        match f {
+            0b001 => Some(PasidTranslationType::FirstStage),
+            0b010 => Some(PasidTranslationType::SecondStage),
+            0b011 => Some(PasidTranslationType::Nested),
+            0b100 => Some(PasidTranslationType::PassThrough),
+            _ => None,
+        }
+    }
+}
+
+/// A PASID table entry (§9.6), 512 bits; a table holds 64.
+#[derive(
+    Clone, Copy, PartialEq, Eq, Debug, Default, FromBytes, IntoBytes, Immutable, KnownLayout,
+)]
+#[repr(C)]
+pub struct PasidEntry {
+    /// Bits 511:0 as eight 64-bit words, lowest first.
+    pub qw: [u64; 8],
+}
+const_assert_eq!(core::mem::size_of::<PasidEntry>(), 64);
+const_assert_eq!(core::mem::align_of::<PasidEntry>(), 8);
+
+/// AW, bits 4:2.
+const AW_SHIFT: u32 = 2;
+/// PGTT, bits 8:6.
+const PGTT_SHIFT: u32 = 6;
+
+impl PasidEntry {
+    /// A present second-stage-only entry (PGTT = 010b): domain `did`,
+    /// second-stage table at `sl_table`, `agaw` deep.
+    pub const fn second_stage(did: DomainId, sl_table: PhysAddr, agaw: Agaw) -> Self {
+        let mut qw = [0; 8];
+        qw[0] = (sl_table.as_u64() & PTR_MASK)
+            | ((PasidTranslationType::SecondStage.field() as u64) << PGTT_SHIFT)
+            | ((agaw.aw_field() as u64) << AW_SHIFT)
+            | PRESENT;
+        qw[1] = did.raw() as u64;
+        Self { qw }
+    }
+
+    /// A present pass-through entry (PGTT = 100b) in domain `did`.
+    pub const fn pass_through(did: DomainId) -> Self {
+        let mut qw = [0; 8];
+        qw[0] = ((PasidTranslationType::PassThrough.field() as u64) << PGTT_SHIFT) | PRESENT;
+        qw[1] = did.raw() as u64;
+        Self { qw }
+    }
+
+    /// P.
+    pub const fn present(&self) -> bool {
+        self.qw[0] & PRESENT != 0
+    }
+
+    /// PGTT, decoded.
+    pub const fn translation_type(&self) -> Option<PasidTranslationType> {
+        PasidTranslationType::from_field(((self.qw[0] >> PGTT_SHIFT) & 7) as u8)
+    }
+
+    /// AW, decoded.
+    pub const fn agaw(&self) -> Option<Agaw> {
+        Agaw::from_aw_field(((self.qw[0] >> AW_SHIFT) & 7) as u8)
+    }
+
+    /// The second-stage table pointer (SSPTPTR, bits 63:12).
+    pub const fn sl_table(&self) -> PhysAddr {
+        PhysAddr::new(self.qw[0] & PTR_MASK)
+    }
+
+    /// DID, bits 79:64.
+    pub const fn domain_id(&self) -> DomainId {
+        DomainId::new(self.qw[1] as u16)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn context_known_answers() {
+        // §9.4: P (0), DTE (2), PASIDE (3), PDTS (11:9), PASIDDIRPTR (63:12);
+        // RID_PASID in bits 83:64. PDTS = 0 means 128 directory entries.
+        let c = ScalableContextEntry::new(PhysAddr::new(0x7000), 0, 0).with_features(true, true);
+        assert_eq!(c.qw, [0x700d, 0, 0, 0]);
+        assert_eq!(c.pasid_dir_entries(), 128);
+        let c = ScalableContextEntry::new(PhysAddr::new(0x7000), 7, 0xf_ffff);
+        assert_eq!(c.qw, [0x7e01, 0xf_ffff, 0, 0]);
+        assert_eq!(c.pasid_dir_entries(), 1 << 14);
+        assert_eq!((c.pasid_dir(), c.rid_pasid()), (PhysAddr::new(0x7000), 0xf_ffff));
+        assert!(c.present());
+    }
+
+    #[test]
+    fn pasid_known_answers() {
+        // §9.5: P (0), FPD (1), SMPTBLPTR (63:12).
+        let d = PasidDirEntry::new(PhysAddr::new(0x8000));
+        assert_eq!(d.0, 0x8001);
+        assert!(d.present() && !d.fpd());
+        assert_eq!(d.table(), PhysAddr::new(0x8000));
+        // §9.6: second-stage only (PGTT 010b = 0x80), AW 010b (4-level) =
+        // 0x8, table 0x9000; DID 0x42 in bits 79:64.
+        let e = PasidEntry::second_stage(DomainId::new(0x42), PhysAddr::new(0x9000), Agaw::Bits48);
+        assert_eq!((e.qw[0], e.qw[1]), (0x9089, 0x42));
+        assert_eq!(e.translation_type(), Some(PasidTranslationType::SecondStage));
+        assert_eq!(
+            (e.agaw(), e.sl_table(), e.domain_id()),
+            (Some(Agaw::Bits48), PhysAddr::new(0x9000), DomainId::new(0x42))
+        );
+        let p = PasidEntry::pass_through(DomainId::new(1));
+        assert_eq!((p.qw[0], p.qw[1]), (0x101, 1));
+        assert_eq!(PasidTranslationType::from_field(0), None);
+        assert_eq!(PasidTranslationType::from_field(5), None);
+    }
+}
