@@ -2,13 +2,14 @@
 //! invalidation, single-use IOVAs) through its vIOMMU, as in the paper's
 //! map/unmap breakdown (Amit et al. 2011, Table 1): `bare_metal` (the same
 //! driver on the host's unit directly), `trap` (every register access of
-//! the guest calls the vIOMMU synchronously, as a VM exit would) and
-//! `sidecore` (the guest writes a shared register page; a second thread
-//! polls it and shadows). The time is the guest-visible latency of one
-//! map+unmap pair. Printed next to it, per pair: the register accesses the
-//! vIOMMU emulated (each a VM exit under trap-and-emulate, and this
-//! emulation has no VM: add the platform's exit cost per access to `trap`),
-//! the host time spent emulating, and the host unit's invalidations.
+//! the guest calls the vIOMMU synchronously, without the VM exit),
+//! `trap_kvm` (the same, each access preceded by a real VM exit and entry:
+//! a KVM vCPU runs one MMIO store and exits), and `sidecore` (the guest
+//! writes a shared register page; a second thread polls it and shadows).
+//! The time is the guest-visible latency of one map+unmap pair. Printed
+//! next to it, per pair: the register accesses the vIOMMU emulated (each a
+//! VM exit under trap-and-emulate), the host time spent emulating, and the
+//! host unit's invalidations; and the cost of one KVM exit round trip.
 #![allow(missing_docs)] // reason: criterion's macros generate undocumented items
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -25,7 +26,9 @@ use vtd_emu::mem::HeapMemory;
 use vtd_emu::{EmuConfig, Emulator, SimFrameAllocator};
 use vtd_regs::regs::QueueSize;
 use vtd_regs::regs::rtaddr::TranslationTableMode;
-use vtd_regs::{ContextScope, DomainId, Iova, Mmio, PAGE_SIZE, PhysAddr, RemappingUnit, SourceId};
+use vtd_regs::{
+    ContextScope, DomainId, Iova, Mmio, PAGE_SIZE, PhysAddr, PollBudget, RemappingUnit, SourceId,
+};
 use vtd_tables::{ContextManager, Perm, SlPageTable, TableConfig};
 
 type Mem = &'static HeapMemory;
@@ -89,7 +92,8 @@ fn guest<X: Mmio>(v: &'static Vmmu, mmio: X) -> GuestMapper<X> {
     let mem = *v.unit().memory();
     let frames: GFrames =
         leak(SimFrameAllocator::new(mem, PhysAddr::new(GUEST_FRAMES), PhysAddr::new(GUEST_RAM)));
-    let mut unit = RemappingUnit::new(mmio).expect("unit");
+    // A driver waits as long as it takes (a sidecore may be descheduled).
+    let mut unit = RemappingUnit::with_budget(mmio, PollBudget::new(u32::MAX)).expect("unit");
     let table =
         SlPageTable::new(mem, frames, TableConfig::from_cap(unit.cap(), 39).expect("39-bit"))
             .expect("frames");
@@ -186,6 +190,79 @@ fn report<M: MapUnmap>(
     );
 }
 
+/// A KVM vCPU whose guest code stores to an MMIO address in a loop: each
+/// `KVM_RUN` is one VM entry and one MMIO exit, the cost a trapped register
+/// access pays before it is emulated.
+struct VmExit {
+    vcpu: std::cell::RefCell<kvm_ioctls::VcpuFd>,
+    _vm: kvm_ioctls::VmFd,
+    _code: &'static mut [u8],
+}
+
+impl VmExit {
+    /// `None` without a usable /dev/kvm.
+    fn new() -> Option<Self> {
+        use kvm_bindings::kvm_userspace_memory_region;
+        let kvm = kvm_ioctls::Kvm::new().ok()?;
+        let vm = kvm.create_vm().ok()?;
+        let layout = std::alloc::Layout::from_size_align(0x1000, 0x1000).ok()?;
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        if ptr.is_null() {
+            return None;
+        }
+        // SAFETY: `ptr` is a fresh, zeroed, 4 KiB allocation, leaked (never
+        // freed) so the VM may use it for the program's lifetime.
+        let code: &'static mut [u8] = unsafe { std::slice::from_raw_parts_mut(ptr, 0x1000) };
+        // Real mode at 0x1000: `movb $0, (0x8000)` (an MMIO exit: no memory
+        // there), then `jmp` back to it.
+        code[..7].copy_from_slice(&[0xc6, 0x06, 0x00, 0x80, 0x00, 0xeb, 0xf9]);
+        let region = kvm_userspace_memory_region {
+            slot: 0,
+            guest_phys_addr: 0x1000,
+            memory_size: 0x1000,
+            userspace_addr: code.as_ptr() as u64,
+            flags: 0,
+        };
+        // SAFETY: the region is a valid, leaked allocation of its size.
+        unsafe { vm.set_user_memory_region(region).ok()? };
+        let vcpu = vm.create_vcpu(0).ok()?;
+        let mut sregs = vcpu.get_sregs().ok()?;
+        sregs.cs.base = 0;
+        sregs.cs.selector = 0;
+        vcpu.set_sregs(&sregs).ok()?;
+        let mut regs = vcpu.get_regs().ok()?;
+        regs.rip = 0x1000;
+        regs.rflags = 2;
+        vcpu.set_regs(&regs).ok()?;
+        let exit = VmExit { vcpu: std::cell::RefCell::new(vcpu), _vm: vm, _code: code };
+        exit.round_trip().then_some(exit)
+    }
+
+    /// One VM entry and MMIO exit; `false` if the exit was not the store.
+    fn round_trip(&self) -> bool {
+        let mut vcpu = self.vcpu.borrow_mut();
+        matches!(vcpu.run(), Ok(kvm_ioctls::VcpuExit::MmioWrite(0x8000, _)))
+    }
+}
+
+/// Trap-and-emulate with a real VM exit per register access.
+struct KvmTrap {
+    exit: VmExit,
+    timed: &'static Timed,
+}
+
+impl Mmio for &KvmTrap {
+    fn read32(&self, off: usize) -> u32 {
+        self.exit.round_trip();
+        self.timed.time(|| self.timed.v.read_register(off))
+    }
+    fn write32(&mut self, off: usize, value: u32) {
+        self.exit.round_trip();
+        self.timed.time(|| self.timed.v.write_register(off, value))
+    }
+}
+
 fn viommu_map_unmap(c: &mut Criterion) {
     let mut group = c.benchmark_group("viommu_map_unmap");
 
@@ -214,6 +291,25 @@ fn viommu_map_unmap(c: &mut Criterion) {
     group.bench_function("trap", |b| b.iter(|| trap.pair()));
     report("trap", &mut trap, v, host, timed);
 
+    // Trap-and-emulate with real VM exits.
+    match VmExit::new() {
+        Some(exit) => {
+            let start = Instant::now();
+            for _ in 0..COUNTED {
+                exit.round_trip();
+            }
+            let ns = start.elapsed().as_nanos() as f64 / COUNTED as f64;
+            println!("viommu_map_unmap: one KVM MMIO exit round trip {ns:.0} ns");
+            let (v, host) = host_and_viommu();
+            let timed: &'static Timed = leak(Timed { v, ns: AtomicU64::new(0) });
+            let kvm: &'static KvmTrap = leak(KvmTrap { exit, timed });
+            let mut trap_kvm = guest(v, kvm);
+            group.bench_function("trap_kvm", |b| b.iter(|| trap_kvm.pair()));
+            report("trap_kvm", &mut trap_kvm, v, host, timed);
+        }
+        None => println!("viommu_map_unmap/trap_kvm: skipped, no usable /dev/kvm"),
+    }
+
     // Sidecore: a second thread serves the shared page.
     let (v, host) = host_and_viommu();
     let timed: &'static Timed = leak(Timed { v, ns: AtomicU64::new(0) });
@@ -221,8 +317,17 @@ fn viommu_map_unmap(c: &mut Criterion) {
     let cfg = v.unit().config();
     let mut sidecore = Sidecore::new(page, timed, &cfg);
     let stop = AtomicBool::new(false);
+    // The sidecore spins on a dedicated core; where cores are shared (as on
+    // a CI machine), `VIOMMU_SIDECORE_YIELD=1` makes it yield when idle.
+    let yield_idle = std::env::var_os("VIOMMU_SIDECORE_YIELD").is_some();
     std::thread::scope(|s| {
-        s.spawn(|| sidecore.run(timed, &stop));
+        s.spawn(|| {
+            if yield_idle {
+                sidecore.run_with(timed, &stop, std::thread::yield_now)
+            } else {
+                sidecore.run(timed, &stop)
+            }
+        });
         let mut side = guest(v, SidecoreMmio::new(page, timed, &cfg));
         group.bench_function("sidecore", |b| b.iter(|| side.pair()));
         report("sidecore", &mut side, v, host, timed);

@@ -292,11 +292,22 @@ impl<'p, W: SharedWords + ?Sized> Sidecore<'p, W> {
         }
     }
 
-    /// Polls until `stop` is set.
+    /// Polls until `stop` is set, spinning while idle (a dedicated core).
     pub fn run<R: Registers + ?Sized>(&mut self, regs: &R, stop: &AtomicBool) {
+        self.run_with(regs, stop, core::hint::spin_loop)
+    }
+
+    /// Polls until `stop` is set, calling `idle` after each pass that found
+    /// nothing to do (e.g. to yield a core the sidecore shares).
+    pub fn run_with<R: Registers + ?Sized>(
+        &mut self,
+        regs: &R,
+        stop: &AtomicBool,
+        mut idle: impl FnMut(),
+    ) {
         while !stop.load(Ordering::Acquire) {
             if !self.poll(regs) {
-                core::hint::spin_loop();
+                idle();
             }
         }
     }

@@ -56,7 +56,7 @@ fn stress() {
     std::thread::scope(|s| {
         let _stop_on_exit = Stop(&stop);
         let sc = s.spawn(|| {
-            sidecore.run(va, &stop);
+            sidecore.run_with(va, &stop, std::thread::yield_now);
             sidecore.served()
         });
         // A device of each guest, hammering IOVAs the guests use.

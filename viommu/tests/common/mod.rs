@@ -130,7 +130,9 @@ impl<X: vtd_regs::Mmio> Guest<X> {
             PhysAddr::new(GUEST_FRAMES),
             PhysAddr::new(GUEST_LOW),
         ));
-        let mut unit = RemappingUnit::new(mmio).unwrap();
+        // A driver waits as long as it takes (a sidecore may be descheduled).
+        let budget = vtd_regs::PollBudget::new(u32::MAX);
+        let mut unit = RemappingUnit::with_budget(mmio, budget).unwrap();
         assert!(unit.cap().caching_mode());
         let table =
             SlPageTable::new(mem, frames, TableConfig::from_cap(unit.cap(), 39).unwrap()).unwrap();
