@@ -14,7 +14,7 @@ use viommu_eval_driver::{
     layout::{self, NIC},
     nic_loop,
     params::REPORT_WORDS,
-    tsc::{TscClock, spin_cycles},
+    tsc::{TscClock, rdtsc, spin_cycles},
 };
 use vtd_emu::{Access, EmuConfig, Emulator, mem::HeapMemory};
 use vtd_regs::{Iova, Mmio, PhysAddr, PhysMem, PollBudget};
@@ -90,6 +90,10 @@ pub struct RunResult {
     /// Pins and unpins of guest pages by the vIOMMU during the receive
     /// loop, for runs on a vIOMMU.
     pub pins: Option<PinCounts>,
+    /// TSC cycles the VMM spent serving register exits (the vIOMMU's
+    /// emulation and shadowing, not the exit itself) during the receive
+    /// loop, for trap-and-emulate runs in a VM.
+    pub vmm_cycles: Option<u64>,
     /// Wall time of the run, setup included.
     pub wall: Duration,
     /// Per-buffer statistics from the driver's samples.
@@ -173,6 +177,11 @@ impl RunResult {
     #[must_use]
     pub fn loop_cycles_per_buffer(&self) -> f64 {
         self.per_buffer(self.report.loop_cycles)
+    }
+    /// VMM cycles per register exit serving it (trap & emulate in a VM).
+    #[must_use]
+    pub fn vmm_cycles_per_exit(&self) -> Option<f64> {
+        self.vmm_cycles.map(|c| c as f64 / self.exits.max(1) as f64)
     }
     /// Exits (or charged accesses) per buffer.
     #[must_use]
@@ -397,6 +406,7 @@ fn run_on_this_thread(
         nic,
         sidecore: None,
         pins: None,
+        vmm_cycles: None,
         wall: started.elapsed(),
         samples,
     })
@@ -456,6 +466,7 @@ fn run_modelled_trap(settings: &Settings, policy: Policy) -> Result<RunResult, S
         nic,
         sidecore: None,
         pins: Some(pins),
+        vmm_cycles: None,
         wall: started.elapsed(),
         samples,
     })
@@ -521,6 +532,7 @@ fn run_sidecore_in_process(settings: &Settings, policy: Policy) -> Result<RunRes
         nic,
         sidecore: stats,
         pins: Some(pins),
+        vmm_cycles: None,
         wall: started.elapsed(),
         samples,
     })
@@ -540,29 +552,38 @@ struct VmmHandler<'r, 'a, R: PhysMem> {
     receive_exits: u64,
     pins_start: PinCounts,
     pins: PinCounts,
+    /// TSC cycles spent serving register exits: in all, at the start of
+    /// the receive loop, and during it.
+    serve_cycles: u64,
+    serve_start: u64,
+    receive_serve_cycles: u64,
 }
 
 impl<R: PhysMem> ExitHandler for VmmHandler<'_, '_, R> {
     fn vtd_read(&mut self, offset: u64, data: &mut [u8]) {
         self.vtd_exits += 1;
-        let Ok(off) = usize::try_from(offset) else { return data.fill(0xff) };
+        let t0 = rdtsc();
         let regs = self.rig.viommu;
-        match data.len() {
-            4 => data.copy_from_slice(&regs.read32(off).to_le_bytes()),
-            8 => data.copy_from_slice(&regs.read64(off).to_le_bytes()),
+        match (usize::try_from(offset), data.len()) {
+            (Ok(off), 4) => data.copy_from_slice(&regs.read32(off).to_le_bytes()),
+            (Ok(off), 8) => data.copy_from_slice(&regs.read64(off).to_le_bytes()),
             _ => data.fill(0xff),
         }
+        self.serve_cycles += rdtsc().saturating_sub(t0);
     }
 
     fn vtd_write(&mut self, offset: u64, data: &[u8]) {
         self.vtd_exits += 1;
-        let Ok(off) = usize::try_from(offset) else { return };
+        let t0 = rdtsc();
         let mut regs = self.rig.viommu;
-        if let Ok(b) = <[u8; 4]>::try_from(data) {
-            regs.write32(off, u32::from_le_bytes(b));
-        } else if let Ok(b) = <[u8; 8]>::try_from(data) {
-            regs.write64(off, u64::from_le_bytes(b));
+        if let Ok(off) = usize::try_from(offset) {
+            if let Ok(b) = <[u8; 4]>::try_from(data) {
+                regs.write32(off, u32::from_le_bytes(b));
+            } else if let Ok(b) = <[u8; 8]>::try_from(data) {
+                regs.write64(off, u64::from_le_bytes(b));
+            }
         }
+        self.serve_cycles += rdtsc().saturating_sub(t0);
     }
 
     fn nic_kick(&mut self, slots: u64) -> std::io::Result<()> {
@@ -577,10 +598,12 @@ impl<R: PhysMem> ExitHandler for VmmHandler<'_, '_, R> {
         match phase {
             abi::phase::RECEIVE => {
                 self.receive_start = self.vtd_exits;
+                self.serve_start = self.serve_cycles;
                 self.pins_start = PinCounts::of(self.rig.viommu.counters());
             }
             abi::phase::END => {
                 self.receive_exits = self.vtd_exits - self.receive_start;
+                self.receive_serve_cycles = self.serve_cycles - self.serve_start;
                 self.pins = PinCounts::of(self.rig.viommu.counters()).since(self.pins_start);
             }
             _ => {}
@@ -605,7 +628,7 @@ pub fn run_kvm(
     vm.configure_eval(&params.to_words()).map_err(|e| e.to_string())?;
     let ram = vm.ram();
     let page = vm.register_page().filter(|_| sidecore);
-    let (nic, receive_exits, pins, side_stats) =
+    let (nic, receive_exits, pins, serve_cycles, side_stats) =
         guest_viommu::with_viommu(&*ram, layout::RAM_SIZE, |rig| {
             let mut handler = VmmHandler {
                 rig,
@@ -617,6 +640,9 @@ pub fn run_kvm(
                 receive_exits: 0,
                 pins_start: PinCounts::default(),
                 pins: PinCounts::default(),
+                serve_cycles: 0,
+                serve_start: 0,
+                receive_serve_cycles: 0,
             };
             let mut side_stats = None;
             let outcome = match &page {
@@ -637,7 +663,8 @@ pub fn run_kvm(
                 None => vm.run_with(RUN_TIMEOUT, &mut handler),
             };
             outcome.map_err(|e| format!("guest run: {e}"))?;
-            Ok::<_, String>((handler.nic, handler.receive_exits, handler.pins, side_stats))
+            let serve = handler.receive_serve_cycles;
+            Ok::<_, String>((handler.nic, handler.receive_exits, handler.pins, serve, side_stats))
         })??;
     let mut words = [0u64; REPORT_WORDS];
     for (i, w) in words.iter_mut().enumerate() {
@@ -652,6 +679,7 @@ pub fn run_kvm(
         nic,
         sidecore: side_stats,
         pins: Some(pins),
+        vmm_cycles: (!sidecore).then_some(serve_cycles),
         wall: started.elapsed(),
         samples: buffer_stats(&*ram, report.buffers)?,
     })
