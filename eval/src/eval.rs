@@ -26,7 +26,7 @@ use crate::{
     memory::GuestRam,
     nic::{self, NicCounters},
     probe::GUEST,
-    sidecore::{Poller, SidecoreStats},
+    sidecore::{Polled, Poller, SidecoreStats},
     stats::Summary,
     vm::{ExitHandler, Vm, VmConfig},
 };
@@ -322,12 +322,12 @@ impl Mmio for SharedPageMmio<'_> {
 fn poller<'p, 'r, 'a, R: PhysMem>(
     page: &'p GuestRam,
     rig: Rig<'r, 'a, R>,
-) -> Result<Poller<'p, &'r Vmmu<'a, R>>, String> {
+) -> Result<Poller<'p, Polled<'r, Vmmu<'a, R>>>, String> {
     let unit = rig.viommu.unit().config();
     let (cap, ecap) = (unit.cap, unit.ecap);
     let fro = cap.fro().byte_offset();
     let records = fro..fro + 16 * usize::from(cap.nfr().count());
-    Poller::new(page, rig.viommu, ecap.iro().iotlb(), records).map_err(|e| e.to_string())
+    Poller::new(page, Polled(rig.viommu), ecap.iro().iotlb(), records).map_err(|e| e.to_string())
 }
 
 /// Runs the driver in this process: bare metal (the native driver on the

@@ -1,7 +1,7 @@
 //! The sidecore front end: the guest's VT-d register page is a RAM page;
 //! a VMM thread polls it and plays the unit's side of the register
 //! protocol through the guest's vIOMMU (any [`Mmio`]: the evaluation
-//! passes a `&viommu::Viommu`). VT-d permits it (the seed, §3 of the
+//! passes the `viommu::Viommu` as [`Polled`], its sidecore interface). VT-d permits it (the seed, §3 of the
 //! paper): commands are synchronous (write, then poll a status bit), no
 //! register mixes read-only and writable fields, and memory-resident
 //! structures are flushed by explicit commands.
@@ -27,6 +27,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 
+use viommu::sidecore::Registers;
 use vtd_regs::{Mmio, regs::offset};
 
 use crate::memory::GuestRam;
@@ -37,6 +38,30 @@ const WORDS: usize = 1024;
 /// here, the IOTLB registers (ECAP.IRO = 0xF0); fault recording
 /// registers are added from CAP.FRO.
 const REGISTER_BLOCK: usize = 0x100;
+
+/// A unit as a sidecore drives it (`viommu::sidecore::Registers`, which
+/// `viommu::Viommu` implements): reads without side effects and without
+/// counting a register access, writes as the guest's.
+#[derive(Debug)]
+pub struct Polled<'r, U: ?Sized>(pub &'r U);
+
+impl<U: ?Sized> Clone for Polled<'_, U> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<U: ?Sized> Copy for Polled<'_, U> {}
+
+impl<U: Registers + ?Sized> Mmio for Polled<'_, U> {
+    fn read32(&self, offset: usize) -> u32 {
+        self.0.read(offset)
+    }
+
+    fn write32(&mut self, offset: usize, value: u32) {
+        self.0.write(offset, value);
+    }
+}
 
 /// What the poller did.
 #[derive(Clone, Copy, Debug, Default)]
