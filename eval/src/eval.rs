@@ -370,30 +370,15 @@ fn run_on_this_thread(
         _ => {}
     }
     let started = Instant::now();
-    let heap = HeapMemory::new(layout::RAM_SIZE as usize);
+    let heap = simulated_ram()?;
     let mem = &heap;
-    let frames =
-        Frames::new(mem, PhysAddr::new(layout::FRAMES_START), PhysAddr::new(layout::FRAMES_END));
     let emu: Emulator<_> = Emulator::new(mem, emu_config(frontend)).map_err(|e| e.to_string())?;
-    layout::warm_up(&mem).map_err(|e| e.to_string())?;
     let params = settings.params(policy);
     let mut nic = NicCounters::default();
     let translate = |iova| emu.translate(NIC, iova, Access::Write).ok();
     let kick = |n| nic::receive(&mem, &mem, n, &mut nic, translate);
-    let clock = TscClock::new(settings.tsc_khz);
     let mut report = Report::default();
-    let result = match params.mapper_config() {
-        None => {
-            let none: Option<&mut DriverMapper<'_, &Emulator<&HeapMemory>, &HeapMemory>> = None;
-            nic_loop::run(none, mem, &params, &mut report, kick)
-        }
-        Some(config) => {
-            let mut driver = Driver::bring_up(&emu, mem, &frames, BUDGET, config, clock)
-                .map_err(|e| format!("bring-up: {e}"))?;
-            nic_loop::run(Some(&mut driver.mapper), mem, &params, &mut report, kick)
-        }
-    };
-    result.map_err(|e| format!("driver: {e}"))?;
+    drive(&emu, mem, settings, &params, &mut report, kick, || (0, PinCounts::default()))?;
     let report = check(report, &nic, settings)?;
     // Bare metal: register accesses are function calls, not exits.
     let exits = 0;
@@ -412,6 +397,44 @@ fn run_on_this_thread(
     })
 }
 
+/// Simulated RAM for an in-process run, laid out and warmed up as the
+/// guest's.
+fn simulated_ram() -> Result<HeapMemory, String> {
+    let heap = HeapMemory::new(layout::RAM_SIZE as usize);
+    layout::warm_up(&&heap).map_err(|e| e.to_string())?;
+    Ok(heap)
+}
+
+/// The driver's receive loop in-process, with registers `regs`: without an
+/// IOMMU under policy *none*, else on the unit brought up through `regs`.
+/// `snapshot` reads (exits, pins) so that what the receive loop alone cost
+/// comes back (zero without an IOMMU).
+fn drive<R: Mmio>(
+    regs: R,
+    mem: &HeapMemory,
+    settings: &Settings,
+    params: &Params,
+    report: &mut Report,
+    kick: impl FnMut(u64),
+    snapshot: impl Fn() -> (u64, PinCounts),
+) -> Result<(u64, PinCounts), String> {
+    let driver_error = |e| format!("driver: {e}");
+    let Some(config) = params.mapper_config() else {
+        let none: Option<&mut DriverMapper<'_, R, &HeapMemory>> = None;
+        nic_loop::run(none, mem, params, report, kick).map_err(driver_error)?;
+        return Ok((0, PinCounts::default()));
+    };
+    let frames =
+        Frames::new(mem, PhysAddr::new(layout::FRAMES_START), PhysAddr::new(layout::FRAMES_END));
+    let clock = TscClock::new(settings.tsc_khz);
+    let mut driver = Driver::bring_up(regs, mem, &frames, BUDGET, config, clock)
+        .map_err(|e| format!("bring-up: {e}"))?;
+    let (exits, pins) = snapshot();
+    nic_loop::run(Some(&mut driver.mapper), mem, params, report, kick).map_err(driver_error)?;
+    let (exits_after, pins_after) = snapshot();
+    Ok((exits_after - exits, pins_after.since(pins)))
+}
+
 /// The NIC's DMA on a vIOMMU: through the physical unit, or (policy
 /// *none*) at the host address of the guest-physical one.
 fn vmmu_dma<R: PhysMem>(rig: Rig<'_, '_, R>, policy: Policy) -> impl Fn(Iova) -> Option<PhysAddr> {
@@ -424,13 +447,9 @@ fn vmmu_dma<R: PhysMem>(rig: Rig<'_, '_, R>, policy: Policy) -> impl Fn(Iova) ->
 fn run_modelled_trap(settings: &Settings, policy: Policy) -> Result<RunResult, String> {
     let started = Instant::now();
     let frontend = Frontend::ModelledTrap;
-    let heap = HeapMemory::new(layout::RAM_SIZE as usize);
+    let heap = simulated_ram()?;
     let mem = &heap;
-    let frames =
-        Frames::new(mem, PhysAddr::new(layout::FRAMES_START), PhysAddr::new(layout::FRAMES_END));
-    layout::warm_up(&mem).map_err(|e| e.to_string())?;
     let params = settings.params(policy);
-    let clock = TscClock::new(settings.tsc_khz);
     let (report, nic, exits, pins) = guest_viommu::with_viommu(mem, layout::RAM_SIZE, |rig| {
         let mut nic = NicCounters::default();
         let dma = vmmu_dma(rig, policy);
@@ -439,21 +458,8 @@ fn run_modelled_trap(settings: &Settings, policy: Policy) -> Result<RunResult, S
         let regs =
             ChargedMmio { inner: rig.viommu, cost: settings.modelled_exit_cycles, exits: &exits };
         let mut report = Report::default();
-        let (result, loop_exits, pins) = match params.mapper_config() {
-            None => {
-                let none: Option<&mut DriverMapper<'_, &Emulator<&HeapMemory>, &HeapMemory>> = None;
-                (nic_loop::run(none, mem, &params, &mut report, kick), 0, PinCounts::default())
-            }
-            Some(config) => {
-                let mut driver = Driver::bring_up(regs, mem, &frames, BUDGET, config, clock)
-                    .map_err(|e| format!("bring-up: {e}"))?;
-                let (before, pins) = (exits.get(), PinCounts::of(rig.viommu.counters()));
-                let r = nic_loop::run(Some(&mut driver.mapper), mem, &params, &mut report, kick);
-                let pins = PinCounts::of(rig.viommu.counters()).since(pins);
-                (r, exits.get() - before, pins)
-            }
-        };
-        result.map_err(|e| format!("driver: {e}"))?;
+        let snapshot = || (exits.get(), PinCounts::of(rig.viommu.counters()));
+        let (loop_exits, pins) = drive(regs, mem, settings, &params, &mut report, kick, snapshot)?;
         Ok::<_, String>((report, nic, loop_exits, pins))
     })??;
     let report = check(report, &nic, settings)?;
@@ -478,11 +484,8 @@ fn run_modelled_trap(settings: &Settings, policy: Policy) -> Result<RunResult, S
 fn run_sidecore_in_process(settings: &Settings, policy: Policy) -> Result<RunResult, String> {
     let started = Instant::now();
     let frontend = Frontend::SidecoreNoVm;
-    let heap = HeapMemory::new(layout::RAM_SIZE as usize);
+    let heap = simulated_ram()?;
     let mem = &heap;
-    let frames =
-        Frames::new(mem, PhysAddr::new(layout::FRAMES_START), PhysAddr::new(layout::FRAMES_END));
-    layout::warm_up(&mem).map_err(|e| e.to_string())?;
     let page = GuestRam::new(0x1000).map_err(|e| e.to_string())?;
     let words = page.atomic_words().map_err(|e| e.to_string())?;
     let params = settings.params(policy);
@@ -498,29 +501,14 @@ fn run_sidecore_in_process(settings: &Settings, policy: Policy) -> Result<RunRes
             });
             let dma = vmmu_dma(rig, policy);
             let kick = |n| nic::receive(&mem, rig.mem, n, &mut nic, &dma);
-            let clock = TscClock::new(settings.tsc_khz);
-            let result = match params.mapper_config() {
-                None => {
-                    let none: Option<&mut DriverMapper<'_, SharedPageMmio<'_>, &HeapMemory>> = None;
-                    nic_loop::run(none, mem, &params, &mut report, kick)
-                        .map(|()| PinCounts::default())
-                        .map_err(|e| format!("driver: {e}"))
-                }
-                Some(config) => {
-                    Driver::bring_up(SharedPageMmio { words }, mem, &frames, BUDGET, config, clock)
-                        .map_err(|e| format!("bring-up: {e}"))
-                        .and_then(|mut d| {
-                            let pins = PinCounts::of(rig.viommu.counters());
-                            nic_loop::run(Some(&mut d.mapper), mem, &params, &mut report, kick)
-                                .map(|()| PinCounts::of(rig.viommu.counters()).since(pins))
-                                .map_err(|e| format!("driver: {e}"))
-                        })
-                }
-            };
+            let snapshot = || (0, PinCounts::of(rig.viommu.counters()));
+            let regs = SharedPageMmio { words };
+            let result = drive(regs, mem, settings, &params, &mut report, kick, snapshot);
             stop.store(true, Ordering::Relaxed);
             (result, polling.join().ok())
         });
-        Ok::<_, String>((report, nic, result?, stats))
+        let (_, pins) = result?;
+        Ok::<_, String>((report, nic, pins, stats))
     })??;
     let report = check(report, &nic, settings)?;
     let samples = buffer_stats(&mem, report.buffers)?;
