@@ -322,20 +322,31 @@ where
         }
     }
 
+    /// What a resynchronisation of this guest's shadow may use.
+    fn sync<'s>(
+        &'s self,
+        host: &'s mut Host<M, A, I>,
+        pinner: &'s mut P,
+        counters: &'s mut ViommuCounters,
+        room: &'s mut usize,
+    ) -> Sync<'s, G, M, A, I, P> {
+        Sync {
+            guest_mem: self.emu.memory(),
+            limits: &self.limits,
+            host,
+            pinner,
+            counters,
+            room,
+            budget: self.config.scan_budget,
+        }
+    }
+
     /// An IOTLB invalidation of `scope`: resynchronises every shadowed
     /// domain it covers, over the range it covers.
     fn sync_iotlb(&self, st: &mut State<M, A, P>, scope: IotlbScope) {
         let mut host = self.host.lock();
         let State { pinner, domains, counters, room, .. } = st;
-        let mut sync = Sync {
-            guest_mem: self.emu.memory(),
-            limits: &self.limits,
-            host: &mut host,
-            pinner,
-            counters,
-            room,
-            budget: self.config.scan_budget,
-        };
+        let mut sync = self.sync(&mut host, pinner, counters, room);
         for d in domains.iter_mut() {
             let range = match scope {
                 IotlbScope::Global => (0, u64::MAX),
@@ -420,15 +431,7 @@ where
             devices: 0,
         };
         let State { pinner, counters, room, .. } = st;
-        let mut sync = Sync {
-            guest_mem: self.emu.memory(),
-            limits: &self.limits,
-            host,
-            pinner,
-            counters,
-            room,
-            budget: self.config.scan_budget,
-        };
+        let mut sync = self.sync(host, pinner, counters, room);
         d.resync(&mut sync, (0, u64::MAX));
         st.domains.push(d);
         Some(st.domains.len() - 1)
@@ -444,15 +447,7 @@ where
             }
             let mut d = st.domains.swap_remove(i);
             let State { pinner, counters, room, .. } = st;
-            let mut sync = Sync {
-                guest_mem: self.emu.memory(),
-                limits: &self.limits,
-                host,
-                pinner,
-                counters,
-                room,
-                budget: self.config.scan_budget,
-            };
+            let mut sync = self.sync(host, pinner, counters, room);
             if d.clear(&mut sync) {
                 host.destroy(d.table);
             }
