@@ -24,7 +24,8 @@ pub type Inv = QueuedInvalidator<&'static Emu, Mem>;
 /// A domain's table in simulated memory.
 pub type Table = SlPageTable<Mem, Frames>;
 
-/// Simulated RAM: data buffers below [`FRAMES_START`], tables above.
+/// Simulated RAM of [`Testbed::new`]: data buffers below [`FRAMES_START`],
+/// tables above.
 pub const RAM: u64 = 64 << 20;
 /// Where table and queue frames start.
 pub const FRAMES_START: u64 = 32 << 20;
@@ -51,11 +52,17 @@ pub struct Testbed {
 }
 
 impl Testbed {
-    /// Brings up a unit configured by `cfg`.
+    /// Brings up a unit configured by `cfg` over [`RAM`] bytes.
     pub fn new(cfg: EmuConfig) -> Self {
-        let mem: Mem = leak(HeapMemory::new(RAM as usize));
+        Self::with_memory(cfg, RAM, FRAMES_START)
+    }
+
+    /// Brings up a unit configured by `cfg` over `ram` bytes of simulated
+    /// memory, tables and queues taken from `[frames_start, ram)`.
+    pub fn with_memory(cfg: EmuConfig, ram: u64, frames_start: u64) -> Self {
+        let mem: Mem = leak(HeapMemory::new(ram as usize));
         let frames: Frames =
-            leak(SimFrameAllocator::new(mem, PhysAddr::new(FRAMES_START), PhysAddr::new(RAM)));
+            leak(SimFrameAllocator::new(mem, PhysAddr::new(frames_start), PhysAddr::new(ram)));
         let emu: &'static Emu = leak(Emulator::new(mem, cfg).expect("valid configuration"));
         let mut unit = RemappingUnit::new(emu).expect("unit present");
         let config = TableConfig::from_cap(unit.cap(), 39).expect("39-bit tables");

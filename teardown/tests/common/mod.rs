@@ -5,35 +5,20 @@
 use std::cell::Cell;
 use std::collections::HashMap;
 
-use invalidation::{Clock, Instant, Invalidation, Invalidator, QueuedInvalidator};
+use invalidation::{Clock, Instant};
 use iova_alloc::{IovaTree, Node, Window};
 use teardown::{Mapper, MapperConfig, PagePinner, PinError};
-use vtd_emu::mem::HeapMemory;
-use vtd_emu::{EmuConfig, Emulator, SimFrameAllocator};
-use vtd_regs::regs::QueueSize;
-use vtd_regs::regs::rtaddr::TranslationTableMode;
-use vtd_regs::{ContextScope, DomainId, Iova, PhysAddr, RemappingUnit, SourceId};
-use vtd_tables::{Access, ContextManager, SlPageTable, TableConfig};
+pub use viommu_examples::{DEVICE, DOMAIN, Emu, Frames, Inv, Mem, Testbed};
+use vtd_emu::EmuConfig;
+use vtd_regs::{Iova, PhysAddr};
+use vtd_tables::Access;
 
-pub type Mem = &'static HeapMemory;
-pub type Frames = &'static SimFrameAllocator<Mem>;
-pub type Emu = Emulator<Mem>;
-pub type TestMapper<P> = Mapper<
-    Mem,
-    Frames,
-    IovaTree<Vec<Node>>,
-    QueuedInvalidator<&'static Emu, Mem>,
-    &'static TestClock,
-    P,
-    1024,
-    256,
->;
+pub type TestMapper<P> =
+    Mapper<Mem, Frames, IovaTree<Vec<Node>>, Inv, &'static TestClock, P, 1024, 256>;
 
 /// Simulated RAM: data buffers live below `FRAMES_START`, tables above.
 pub const RAM: u64 = 32 << 20;
 pub const FRAMES_START: u64 = 16 << 20;
-pub const DEVICE: SourceId = SourceId::from_raw(0x0008);
-pub const DOMAIN: DomainId = DomainId::new(1);
 
 #[derive(Default)]
 pub struct TestClock(pub Cell<u64>);
@@ -63,27 +48,12 @@ fn leak<T>(t: T) -> &'static T {
 
 impl<P: PagePinner> Rig<P> {
     pub fn new(config: MapperConfig, pinner: P, emu_config: EmuConfig) -> Self {
-        let mem: Mem = leak(HeapMemory::new(RAM as usize));
-        let frames: Frames =
-            leak(SimFrameAllocator::new(mem, PhysAddr::new(FRAMES_START), PhysAddr::new(RAM)));
-        let emu: &'static Emu = leak(Emulator::new(mem, emu_config).unwrap());
+        let bed = Testbed::with_memory(emu_config, RAM, FRAMES_START);
         let clock = leak(TestClock::default());
-        let mut unit = RemappingUnit::new(emu).unwrap();
-        let table =
-            SlPageTable::new(mem, frames, TableConfig::from_cap(unit.cap(), 39).unwrap()).unwrap();
-        let mut contexts = ContextManager::new(mem, frames).unwrap();
-        let _attached = contexts.attach(DEVICE, DOMAIN, &table).unwrap();
-        unit.set_root_table(contexts.root_table(), TranslationTableMode::Legacy).unwrap();
-        unit.enable_translation().unwrap();
-        // Dropping the context manager frees nothing: its tables stay.
-        let mut inv = QueuedInvalidator::new(unit, mem, frames, QueueSize::from_order(0).unwrap())
-            .map_err(|(e, _)| e)
-            .unwrap();
-        inv.invalidate([Invalidation::Context(ContextScope::Global)]).unwrap();
         // IOVA pages 1 .. 2^27 (512 GiB, inside the 39-bit domain).
         let space = IovaTree::new(Window::from_pages(1, (1 << 27) - 1).unwrap(), Vec::new());
-        let mapper = Mapper::new(table, space, inv, pinner, clock, config);
-        Rig { mapper, emu, frames, clock }
+        let mapper = Mapper::new(bed.table, space, bed.inv, pinner, clock, config);
+        Rig { mapper, emu: bed.emu, frames: bed.frames, clock }
     }
 
     /// A device access through the unit (and its IOTLB).
