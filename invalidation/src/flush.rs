@@ -242,7 +242,7 @@ impl<T, C: Clock, const N: usize> FlushQueue<T, C, N> {
         if queued >= self.config.batch {
             return true;
         }
-        let oldest = self.entries.iter().nth(self.posted).map(|e| e.since);
+        let oldest = self.entries.get(self.posted).map(|e| e.since);
         match (self.config.deadline, oldest) {
             (Some(deadline), Some(since)) => self.clock.now().saturating_since(since) >= deadline,
             _ => false,
