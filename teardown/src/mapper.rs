@@ -327,18 +327,14 @@ where
     /// invalidation: afterwards only live (and persistent) mappings remain
     /// and every released resource is back.
     pub fn flush(&mut self) -> Result<()> {
-        while let Some((id, _)) = self.registry.oldest_stale() {
-            self.tear_down(id)?;
-        }
+        self.tear_down_stale()?;
         let owners = &mut self.owners;
         self.flush.flush(&mut self.inv, |t| owners.release(t)).map_err(Error::Invalidation)
     }
 
     /// Tears down every stale mapping as one batch.
     fn reclaim(&mut self) -> Result<()> {
-        while let Some((id, _)) = self.registry.oldest_stale() {
-            self.tear_down(id)?;
-        }
+        self.tear_down_stale()?;
         self.owners.counters.reclaims += 1;
         let owners = &mut self.owners;
         match self.flush.config().mode {
@@ -347,6 +343,14 @@ where
             FlushMode::Async => self.flush.post(&mut self.inv),
         }
         .map_err(Error::Invalidation)
+    }
+
+    /// Tears down every stale mapping, oldest first.
+    fn tear_down_stale(&mut self) -> Result<()> {
+        while let Some((id, _)) = self.registry.oldest_stale() {
+            self.tear_down(id)?;
+        }
+        Ok(())
     }
 
     /// Removes a mapping from the table and hands its invalidation to the
