@@ -8,15 +8,16 @@
 //!   and `range_alloc` (the `range-alloc` crate).
 //! - `iova_scaling`: `viommu` at 1 Ki, 64 Ki and 1 Mi live allocations.
 //!
-//! Every function runs the same workload: the same random sequence, the
-//! live set kept as a `Vec<u32>` of page numbers. In this steady state
-//! every allocator sees at most one hole below its live block, so
-//! `range_alloc`'s free list stays two entries long: it is O(1) here too.
-
-use std::hint::black_box;
+//! Every function runs the same loop: the same random sequence, the live
+//! set kept as a `Vec` of what each allocator frees with (a lease for
+//! `viommu` and `viommu_tree`, a `u32` page number for the others, which
+//! rebuild their range from it), one alloc replacing a random element and
+//! one free of what it replaced. In this steady state every allocator sees
+//! at most one hole below its live block, so `range_alloc`'s free list stays
+//! two entries long: it is O(1) here too.
 
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
-use iova_alloc::{IovaRange, IovaTree, VecIovaCache, Window};
+use iova_alloc::{IovaLease, IovaTree, VecIovaCache, Window};
 use vtd_regs::{Iova, PAGE_SIZE};
 
 /// First page of the window (page 0 stays unused, as in Linux).
@@ -29,8 +30,10 @@ const NO_LIMIT: Iova = Iova::new(u64::MAX);
 
 /// An allocator of single pages under test.
 trait OnePage {
-    fn alloc(&mut self) -> u32;
-    fn free(&mut self, page: u32);
+    /// What an allocation is held as until it is freed.
+    type Held;
+    fn alloc(&mut self) -> Self::Held;
+    fn free(&mut self, held: Self::Held);
 }
 
 impl<S, D, B> OnePage for iova_alloc::CpuHandle<'_, S, D, B>
@@ -39,26 +42,27 @@ where
     D: iova_alloc::Store<iova_alloc::Magazine>,
     B: AsRef<[std::sync::atomic::AtomicU8]>,
 {
-    fn alloc(&mut self) -> u32 {
-        self.alloc(1, NO_LIMIT).expect("window holds the live set").start_page() as u32
+    type Held = IovaLease;
+    fn alloc(&mut self) -> IovaLease {
+        iova_alloc::CpuHandle::alloc(self, 1, NO_LIMIT).expect("window holds the live set")
     }
-    fn free(&mut self, page: u32) {
-        let range = IovaRange::from_pages(u64::from(page), 1).expect("valid page");
-        iova_alloc::CpuHandle::free(self, range).expect("live range");
+    fn free(&mut self, lease: IovaLease) {
+        iova_alloc::CpuHandle::free(self, lease).expect("our lease");
     }
 }
 
 impl OnePage for IovaTree<Vec<iova_alloc::Node>> {
-    fn alloc(&mut self) -> u32 {
-        IovaTree::alloc(self, 1, NO_LIMIT).expect("window holds the live set").start_page() as u32
+    type Held = IovaLease;
+    fn alloc(&mut self) -> IovaLease {
+        IovaTree::alloc(self, 1, NO_LIMIT).expect("window holds the live set")
     }
-    fn free(&mut self, page: u32) {
-        let range = IovaRange::from_pages(u64::from(page), 1).expect("valid page");
-        IovaTree::free(self, range).expect("live range");
+    fn free(&mut self, lease: IovaLease) {
+        IovaTree::free(self, lease).expect("our lease");
     }
 }
 
 impl OnePage for vm_allocator::AddressAllocator {
+    type Held = u32;
     fn alloc(&mut self) -> u32 {
         let r = self
             .allocate(PAGE_SIZE, PAGE_SIZE, vm_allocator::AllocPolicy::FirstMatch)
@@ -74,6 +78,7 @@ impl OnePage for vm_allocator::AddressAllocator {
 }
 
 impl OnePage for range_alloc::RangeAllocator<u64> {
+    type Held = u32;
     fn alloc(&mut self) -> u32 {
         self.allocate_range(1).expect("window holds the live set").start as u32
     }
@@ -83,23 +88,26 @@ impl OnePage for range_alloc::RangeAllocator<u64> {
     }
 }
 
-/// xorshift64*: a fast, fixed-seed random sequence shared by all functions.
-struct Rng(u64);
+/// A fixed-seed random sequence shared by all functions, as cheap as it
+/// gets so that it weighs little in the measurement: a 32-bit LCG (the
+/// constants of Numerical Recipes) that picks an index by multiply-shift,
+/// which reads its high bits (the good ones).
+struct Rng(u32);
 
 impl Rng {
+    /// An index below `n` (`n` < 2^32).
+    #[inline(always)]
     fn below(&mut self, n: usize) -> usize {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        let x = self.0.wrapping_mul(0x2545_F491_4F6C_DD1D);
-        ((u128::from(x >> 32) * n as u128) >> 32) as usize
+        self.0 = self.0.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+        ((u64::from(self.0) * n as u64) >> 32) as usize
     }
 }
 
 type Group<'a> = criterion::BenchmarkGroup<'a, criterion::measurement::WallTime>;
 
-/// Fills `live` allocations, then measures one free of a random live page
-/// plus one alloc, as function `name` (with `live` as parameter if `param`).
+/// Fills `live` allocations, then measures one alloc replacing a random live
+/// allocation plus the free of that one, as function `name` (with `live` as
+/// parameter if `param`).
 fn steady_state<A: OnePage>(
     g: &mut Group<'_>,
     name: &str,
@@ -108,16 +116,16 @@ fn steady_state<A: OnePage>(
     live: usize,
 ) {
     // Filled on first use, so that a filtered-out function costs nothing.
-    let mut pages: Vec<u32> = Vec::new();
-    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut held: Vec<A::Held> = Vec::new();
+    let mut rng = Rng(0x9E37_79B9);
     let routine = |b: &mut criterion::Bencher<'_>| {
-        if pages.is_empty() {
-            pages = (0..live).map(|_| allocator.alloc()).collect();
+        if held.is_empty() {
+            held = (0..live).map(|_| allocator.alloc()).collect();
         }
         b.iter(|| {
-            let i = rng.below(pages.len());
-            allocator.free(pages[i]);
-            pages[i] = black_box(allocator.alloc());
+            let i = rng.below(held.len());
+            let old = std::mem::replace(&mut held[i], allocator.alloc());
+            allocator.free(old);
         })
     };
     if param {

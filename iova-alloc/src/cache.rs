@@ -12,36 +12,46 @@
 //! [`MAG_SIZE`](crate::MAG_SIZE) operations of a steady alloc/free mix, and
 //! none in the common case.
 //!
-//! Cached ranges stay allocated in the tree. What tells a live range from a
-//! cached one is a map of atomic bytes over the top of the window (one per
-//! page, holding the order of the live range that starts there): a free
-//! compare-exchanges the range's byte to zero and fails with
-//! [`AllocError::NotAllocated`] if it did not hold the range's order, so a
-//! double or foreign free is a typed error even when it lands on another
-//! CPU's handle, two racing frees of one range cannot both win, and a range
-//! can never sit in two magazines.
+//! Cached ranges stay allocated in the tree (as in Linux). An alloc hands
+//! out an [`IovaLease`]; freeing the lease pushes its range onto a magazine
+//! with no further check and no atomic operation, since a lease cannot be
+//! freed twice and names the cache that issued it. A lease turned into a
+//! plain range ([`CpuHandle::into_range`]) is freed by address
+//! ([`CpuHandle::free_range`]), and that free is checked against a map of
+//! atomic bytes over the top of the window (one per page, holding the order
+//! of the range held by address that starts there): it compare-exchanges
+//! the range's byte to zero and fails with [`AllocError::NotAllocated`] if
+//! it did not hold the range's order, so a double or foreign free of a
+//! range is a typed error even when it lands on another CPU's handle, two
+//! racing frees of one range cannot both win, and a range can never sit in
+//! two magazines.
 //!
-//! Costs: alloc and free are O(1) on the fast path (a magazine pop or push;
-//! a plain byte store on alloc and one compare-exchange on free); the slow
-//! path is one tree operation, O(log n). Sizes of more than
-//! 2^(`CACHED_ORDERS`-1) pages and ranges below the live map go to the tree
-//! directly.
+//! Costs: alloc and the free of a lease are O(1) on the fast path, a
+//! magazine pop or push; turning a lease into a range adds a plain byte
+//! store, and its free by address one compare-exchange. The slow path is
+//! one tree operation, O(log n). Sizes of more than 2^(`CACHED_ORDERS`-1)
+//! pages go to the tree directly, and so do frees by address and
+//! conversions of ranges below the live map.
 
 use core::sync::atomic::AtomicU8;
 
 use spin::Mutex;
 use vtd_regs::Iova;
 
+use crate::lease::{IovaLease, Issuer, IssuerCell};
 use crate::live::{LiveMap, Take};
 use crate::magazine::Magazine;
 use crate::range::{IovaRange, Window, order_of};
 use crate::store::Store;
-use crate::tree::{IovaTree, Node};
+use crate::tree::{IovaTree, Kind, Node};
 use crate::{AllocError, Result};
 
 /// Number of cached size classes: orders 0..=5, i.e. 1 to 32 pages (Linux's
 /// `IOVA_RANGE_CACHE_MAX_SIZE`).
 pub const CACHED_ORDERS: usize = 6;
+
+/// The largest size cached, in pages.
+const MAX_CACHED_PAGES: u64 = 1 << (CACHED_ORDERS - 1);
 
 /// What the lock protects: the tree and the depot of full magazines.
 #[derive(Debug)]
@@ -56,7 +66,8 @@ impl<S: Store<Node>, D: Store<Magazine>> Shared<S, D> {
     /// Frees every entry of `mag` (ranges of order `order`) to the tree.
     fn drain_to_tree(&mut self, mag: &mut Magazine, order: usize) {
         for pfn in mag.drain() {
-            let freed = self.tree.free(IovaRange::from_parts(pfn, 1 << order));
+            // The cache records every range it allocates as a lease.
+            let freed = self.tree.remove_as(IovaRange::from_parts(pfn, 1 << order), Kind::Lease);
             debug_assert!(freed.is_ok(), "a cached range was not allocated in the tree");
         }
     }
@@ -94,6 +105,9 @@ pub struct IovaCache<S, D, B> {
     shared: Mutex<Shared<S, D>>,
     live: LiveMap<B>,
     window: Window,
+    /// The last byte of the window: DMA limits at or above it limit nothing.
+    last_byte: u64,
+    issuer: IssuerCell,
 }
 
 /// A cache of fixed capacity without a heap: up to `NODES` ranges in the
@@ -119,9 +133,9 @@ impl<const NODES: usize, const MAGS: usize, const TRACKED: usize>
     /// static IOVAS: FixedIovaCache<4096, 8, 16384> = FixedIovaCache::new_fixed(WINDOW);
     ///
     /// let mut cpu = IOVAS.handle();
-    /// let r = cpu.alloc(8, Iova::new(u64::MAX))?;
-    /// assert_eq!(r.last_page(), (1 << 20) - 1);
-    /// cpu.free(r)?;
+    /// let lease = cpu.alloc(8, Iova::new(u64::MAX))?;
+    /// assert_eq!(lease.range().last_page(), (1 << 20) - 1);
+    /// cpu.free(lease)?;
     /// # Ok::<(), iova_alloc::AllocError>(())
     /// ```
     pub const fn new_fixed(window: Window) -> Self {
@@ -133,6 +147,8 @@ impl<const NODES: usize, const MAGS: usize, const TRACKED: usize>
             }),
             live: LiveMap::with_span(window, [const { AtomicU8::new(0) }; TRACKED], TRACKED as u64),
             window,
+            last_byte: last_byte(window),
+            issuer: IssuerCell::new(),
         }
     }
 }
@@ -185,6 +201,8 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> IovaCache<S, D, B
             shared: Mutex::new(Shared { tree, depot, depot_cap }),
             live: LiveMap::new(window, live_bytes),
             window,
+            last_byte: last_byte(window),
+            issuer: IssuerCell::new(),
         }
     }
 
@@ -197,6 +215,7 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> IovaCache<S, D, B
     pub fn handle(&self) -> CpuHandle<'_, S, D, B> {
         CpuHandle {
             cache: self,
+            issuer: self.issuer.get(),
             loaded: core::array::from_fn(|_| Magazine::EMPTY),
             prev: core::array::from_fn(|_| Magazine::EMPTY),
         }
@@ -214,19 +233,12 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> IovaCache<S, D, B
         shared.tree.reserve(range)
     }
 
-    /// The live allocation or reservation containing `iova`; a range that
-    /// sits in a magazine is free and has no owner. O(log n).
+    /// The allocation or reservation containing `iova`. A range cached in
+    /// a magazine counts as allocated (it is, in the tree, until its
+    /// magazine is flushed, as in Linux's `find_iova`): flush the handles
+    /// and the depot first for the live allocations alone. O(log n).
     pub fn owner_of(&self, iova: Iova) -> Option<IovaRange> {
-        let (range, reserved) = self.shared.lock().tree.lookup(iova.page_number())?;
-        if reserved {
-            return Some(range);
-        }
-        match cached_order(range) {
-            Some(order) if self.live.is_live(range.start_page(), order as u8) == Some(false) => {
-                None
-            }
-            _ => Some(range),
-        }
+        self.shared.lock().tree.owner_of(iova)
     }
 
     /// Returns every magazine of the depot to the tree. With every handle
@@ -244,10 +256,21 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> IovaCache<S, D, B
     #[cold]
     fn refused_free(&self, range: IovaRange) -> AllocError {
         match self.shared.lock().tree.lookup(range.start_page()) {
-            Some((owner, true)) if owner == range => AllocError::Reserved,
+            Some((owner, Kind::Reserved)) if owner == range => AllocError::Reserved,
             _ => AllocError::NotAllocated,
         }
     }
+
+    /// Frees `range`, recorded in the tree as `kind`, under the lock.
+    #[cold]
+    fn free_in_tree(&self, range: IovaRange, kind: Kind) -> Result<()> {
+        self.shared.lock().tree.remove_as(range, kind)
+    }
+}
+
+/// The last byte address of `window`.
+const fn last_byte(window: Window) -> u64 {
+    IovaRange::from_parts(window.limit(), 1).last().as_u64()
 }
 
 /// The size class of `range` if ranges like it are cached: a power-of-two
@@ -256,7 +279,17 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> IovaCache<S, D, B
 fn cached_order(range: IovaRange) -> Option<usize> {
     let pages = range.pages();
     let aligned = (pages | range.start_page()) & (pages - 1) == 0;
-    (aligned && pages <= 1 << (CACHED_ORDERS - 1)).then(|| pages.trailing_zeros() as usize)
+    (aligned && pages <= MAX_CACHED_PAGES).then(|| pages.trailing_zeros() as usize)
+}
+
+/// The size class of a lease of `pages` pages that this cache handed out, if
+/// cached: the cache hands out cached sizes as aligned powers of two, so the
+/// size alone tells.
+#[inline]
+fn lease_order(pages: u64) -> Option<usize> {
+    // For such a power of two, `| MAX_CACHED_PAGES` leaves the trailing
+    // zeros as they are and bounds them by `CACHED_ORDERS - 1`.
+    (pages <= MAX_CACHED_PAGES).then(|| (pages | MAX_CACHED_PAGES).trailing_zeros() as usize)
 }
 
 /// One CPU's (or thread's) access to an [`IovaCache`]: it owns a loaded and a
@@ -265,6 +298,8 @@ fn cached_order(range: IovaRange) -> Option<usize> {
 #[derive(Debug)]
 pub struct CpuHandle<'a, S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> {
     cache: &'a IovaCache<S, D, B>,
+    /// The cache's identity, put in every lease.
+    issuer: Issuer,
     loaded: [Magazine; CACHED_ORDERS],
     prev: [Magazine; CACHED_ORDERS],
 }
@@ -272,7 +307,7 @@ pub struct CpuHandle<'a, S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]
 impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> CpuHandle<'_, S, D, B> {
     /// Allocates `pages` pages below the byte address `dma_limit`, as
     /// [`IovaTree::alloc`] does. Sizes up to 2^(`CACHED_ORDERS`-1) pages are
-    /// rounded up to a power of two (the returned range says how many pages
+    /// rounded up to a power of two (the lease's range says how many pages
     /// were given) and served from this handle's magazines when one fits the
     /// limit; O(1) then, O(log n) otherwise. If the tree is exhausted, this
     /// handle's magazines and the depot are returned to it and the
@@ -281,36 +316,81 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> CpuHandle<'_, S, 
     /// # Errors
     /// As [`IovaTree::alloc`].
     #[inline]
-    pub fn alloc(&mut self, pages: u64, dma_limit: Iova) -> Result<IovaRange> {
+    pub fn alloc(&mut self, pages: u64, dma_limit: Iova) -> Result<IovaLease> {
         if pages == 0 {
             return Err(AllocError::Empty);
         }
         let order = order_of(pages) as usize;
         if order >= CACHED_ORDERS {
-            return self.cache.shared.lock().tree.alloc(pages, dma_limit);
+            return self.alloc_uncached(pages, dma_limit);
         }
         let size = 1u64 << order;
-        let hi = self.cache.window.last_page_below(dma_limit).ok_or(AllocError::Exhausted)?;
-        let max_start = (hi + 1).checked_sub(size).ok_or(AllocError::Exhausted)?;
-        let pfn = match self.pop_cached(order, max_start) {
-            Some(pfn) => pfn,
-            None => self.alloc_from_tree(order, dma_limit)?,
+        let max_start = if dma_limit.as_u64() >= self.cache.last_byte {
+            // Every cached range lies in the window.
+            u64::MAX
+        } else {
+            let hi = self.cache.window.last_page_below(dma_limit).ok_or(AllocError::Exhausted)?;
+            (hi + 1).checked_sub(size).ok_or(AllocError::Exhausted)?
         };
-        self.cache.live.mark(pfn, order as u8);
-        Ok(IovaRange::from_parts(pfn, size))
+        let pfn = match self.loaded[order].pop_at_most(max_start) {
+            Some(pfn) => pfn,
+            None => self.reload_or_grow(order, max_start, dma_limit)?,
+        };
+        Ok(IovaLease::new(IovaRange::from_parts(pfn, size), self.issuer))
     }
 
-    /// Frees a range this cache's handles allocated (through any handle).
-    /// Cached sizes go to this handle's magazines, O(1); others to the tree.
+    /// Frees a lease this cache's handles handed out (through any handle).
+    /// Cached sizes go to this handle's magazines, O(1), with no atomic
+    /// operation; others to the tree, O(log n).
+    ///
+    /// # Errors
+    /// [`AllocError::ForeignLease`] if another allocator issued it (nothing
+    /// changes).
+    #[inline]
+    pub fn free(&mut self, lease: IovaLease) -> Result<()> {
+        if !lease.is_from(self.issuer) {
+            return Err(AllocError::ForeignLease);
+        }
+        let range = lease.range();
+        match lease_order(range.pages()) {
+            Some(order) => {
+                self.push_cached(order, range.start_page());
+                Ok(())
+            }
+            None => self.cache.free_in_tree(range, Kind::Lease),
+        }
+    }
+
+    /// Turns a lease this cache's handles handed out into a plain range, to
+    /// be freed by address with [`free_range`](Self::free_range): a plain
+    /// byte store for cached sizes, O(1); a tree update otherwise, O(log n).
+    ///
+    /// # Errors
+    /// [`AllocError::ForeignLease`] if another allocator issued it.
+    pub fn into_range(&mut self, lease: IovaLease) -> Result<IovaRange> {
+        if !lease.is_from(self.issuer) {
+            return Err(AllocError::ForeignLease);
+        }
+        let range = lease.range();
+        match cached_order(range) {
+            Some(order) if self.cache.live.mark(range.start_page(), order as u8) => {}
+            _ => self.cache.shared.lock().tree.lease_to_range(range)?,
+        }
+        Ok(range)
+    }
+
+    /// Frees a range that [`into_range`](Self::into_range) returned (through
+    /// any handle). Cached sizes go to this handle's magazines, O(1), after
+    /// one atomic compare-exchange; others to the tree, O(log n).
     ///
     /// # Errors
     /// [`AllocError::NotAllocated`] for a double free, a range never handed
-    /// out or of another length; [`AllocError::Reserved`] for a reservation.
-    /// Nothing changes on error.
+    /// out, of another length or still held as a lease;
+    /// [`AllocError::Reserved`] for a reservation. Nothing changes on error.
     #[inline]
-    pub fn free(&mut self, range: IovaRange) -> Result<()> {
+    pub fn free_range(&mut self, range: IovaRange) -> Result<()> {
         let Some(order) = cached_order(range) else {
-            return self.cache.shared.lock().tree.free(range);
+            return self.cache.free_in_tree(range, Kind::Range);
         };
         match self.cache.live.take(range.start_page(), order as u8) {
             Take::Taken => {
@@ -318,7 +398,7 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> CpuHandle<'_, S, 
                 Ok(())
             }
             Take::NotLive => Err(self.cache.refused_free(range)),
-            Take::Untracked => self.cache.shared.lock().tree.free(range),
+            Take::Untracked => self.cache.free_in_tree(range, Kind::Range),
         }
     }
 
@@ -331,16 +411,11 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> CpuHandle<'_, S, 
         }
     }
 
-    /// Pops a cached range of order `order` starting at or below `max_start`.
-    #[inline]
-    fn pop_cached(&mut self, order: usize, max_start: u64) -> Option<u64> {
-        self.loaded[order].pop_at_most(max_start).or_else(|| self.reload(order, max_start))
-    }
-
     /// The loaded magazine had nothing under the limit: if it is empty,
-    /// swap in the previous one or take a full one from the depot, and pop.
+    /// swap in the previous one or take a full one from the depot, and pop;
+    /// failing that, allocate from the tree.
     #[cold]
-    fn reload(&mut self, order: usize, max_start: u64) -> Option<u64> {
+    fn reload_or_grow(&mut self, order: usize, max_start: u64, dma_limit: Iova) -> Result<u64> {
         let (loaded, prev) = (&mut self.loaded[order], &mut self.prev[order]);
         if loaded.is_empty() {
             if !prev.is_empty() {
@@ -349,7 +424,10 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> CpuHandle<'_, S, 
                 *loaded = full;
             }
         }
-        loaded.pop_at_most(max_start)
+        match loaded.pop_at_most(max_start) {
+            Some(pfn) => Ok(pfn),
+            None => self.alloc_from_tree(order, dma_limit),
+        }
     }
 
     /// Allocates a range of order `order` from the tree; on exhaustion,
@@ -357,18 +435,25 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> CpuHandle<'_, S, 
     #[cold]
     fn alloc_from_tree(&mut self, order: usize, dma_limit: Iova) -> Result<u64> {
         let mut shared = self.cache.shared.lock();
-        match shared.tree.alloc(1 << order, dma_limit) {
+        match shared.tree.alloc_as(1 << order, dma_limit, Kind::Lease) {
             Err(AllocError::Exhausted) => {
                 for (o, (loaded, prev)) in self.loaded.iter_mut().zip(&mut self.prev).enumerate() {
                     shared.drain_to_tree(loaded, o);
                     shared.drain_to_tree(prev, o);
                 }
                 shared.flush_depot();
-                shared.tree.alloc(1 << order, dma_limit)
+                shared.tree.alloc_as(1 << order, dma_limit, Kind::Lease)
             }
             other => other,
         }
         .map(IovaRange::start_page)
+    }
+
+    /// Allocates a size that is never cached, from the tree.
+    #[cold]
+    fn alloc_uncached(&mut self, pages: u64, dma_limit: Iova) -> Result<IovaLease> {
+        let range = self.cache.shared.lock().tree.alloc_as(pages, dma_limit, Kind::Lease)?;
+        Ok(IovaLease::new(range, self.issuer))
     }
 
     /// Caches a freed range of order `order`.
@@ -406,10 +491,18 @@ mod tests {
     use super::*;
 
     type Cache = FixedIovaCache<1024, 2, 4096>;
+    type Handle<'a> =
+        CpuHandle<'a, heapless::Vec<Node, 1024>, heapless::Vec<Magazine, 2>, [AtomicU8; 4096]>;
     const NO_LIMIT: Iova = Iova::new(u64::MAX);
 
     fn cache() -> Cache {
         Cache::new_fixed(Window::from_pages(16, 4095).unwrap())
+    }
+
+    /// Allocates through the checked path: a plain range.
+    fn alloc_range(h: &mut Handle<'_>, pages: u64, limit: Iova) -> Result<IovaRange> {
+        let lease = h.alloc(pages, limit)?;
+        h.into_range(lease)
     }
 
     #[test]
@@ -418,34 +511,67 @@ mod tests {
         let mut h = c.handle();
         let a = h.alloc(1, NO_LIMIT).unwrap();
         let b = h.alloc(3, NO_LIMIT).unwrap();
-        assert_eq!((a.start_page(), b.start_page(), b.pages()), (4095, 4088, 4));
+        let (ra, rb) = (a.range(), b.range());
+        assert_eq!((ra.start_page(), rb.start_page(), rb.pages()), (4095, 4088, 4));
+        assert_eq!(c.owner_of(ra.start()), Some(ra), "leased ranges have an owner");
         h.free(a).unwrap();
-        assert_eq!(c.owner_of(a.start()), None, "cached ranges have no owner");
-        assert_eq!(c.with_tree(|t| t.allocated()), 2, "but stay allocated in the tree");
-        assert_eq!(h.alloc(1, NO_LIMIT).unwrap(), a);
+        assert_eq!(c.with_tree(|t| t.allocated()), 2, "cached ranges stay allocated");
+        assert_eq!(c.owner_of(ra.start()), Some(ra));
+        let a = alloc_range(&mut h, 1, NO_LIMIT).unwrap();
+        assert_eq!(a, ra);
         assert_eq!(c.owner_of(a.start()), Some(a));
+        h.free_range(a).unwrap();
+        let a = h.alloc(1, NO_LIMIT).unwrap();
+        assert_eq!(a.range(), ra);
+        h.free(a).unwrap();
+        h.flush();
+        assert_eq!(c.owner_of(ra.start()), None, "flushed ranges have no owner");
     }
 
     #[test]
     fn double_and_foreign_free_across_handles() {
         let c = cache();
         let (mut h1, mut h2) = (c.handle(), c.handle());
-        let a = h1.alloc(2, NO_LIMIT).unwrap();
-        h2.free(a).unwrap();
-        assert_eq!(h1.free(a), Err(AllocError::NotAllocated));
-        assert_eq!(h2.free(a), Err(AllocError::NotAllocated));
+        let a = alloc_range(&mut h1, 2, NO_LIMIT).unwrap();
+        h2.free_range(a).unwrap();
+        assert_eq!(h1.free_range(a), Err(AllocError::NotAllocated));
+        assert_eq!(h2.free_range(a), Err(AllocError::NotAllocated));
         let never = IovaRange::from_pages(2048, 1).unwrap();
-        assert_eq!(h1.free(never), Err(AllocError::NotAllocated));
-        let b = h1.alloc(4, NO_LIMIT).unwrap();
+        assert_eq!(h1.free_range(never), Err(AllocError::NotAllocated));
+        let b = alloc_range(&mut h1, 4, NO_LIMIT).unwrap();
         assert_eq!(
-            h1.free(IovaRange::from_pages(b.start_page(), 2).unwrap()),
+            h1.free_range(IovaRange::from_pages(b.start_page(), 2).unwrap()),
             Err(AllocError::NotAllocated)
         );
         c.reserve(IovaRange::from_pages(64, 8).unwrap()).unwrap();
-        assert_eq!(h2.free(IovaRange::from_pages(64, 8).unwrap()), Err(AllocError::Reserved));
+        assert_eq!(h2.free_range(IovaRange::from_pages(64, 8).unwrap()), Err(AllocError::Reserved));
         // The range freed into h2 is handed out once, by h2.
-        assert_eq!(h2.alloc(2, NO_LIMIT).unwrap(), a);
-        assert_ne!(h1.alloc(2, NO_LIMIT).unwrap(), a);
+        assert_eq!(h2.alloc(2, NO_LIMIT).unwrap().range(), a);
+        assert_ne!(h1.alloc(2, NO_LIMIT).unwrap().range(), a);
+    }
+
+    #[test]
+    fn leases_are_freed_by_lease_only() {
+        let c = cache();
+        let (mut h1, mut h2) = (c.handle(), c.handle());
+        let a = h1.alloc(2, NO_LIMIT).unwrap();
+        let big = h1.alloc(40, NO_LIMIT).unwrap();
+        // By address, a leased range is not live: refused, nothing changes.
+        assert_eq!(h2.free_range(a.range()), Err(AllocError::NotAllocated));
+        assert_eq!(h2.free_range(big.range()), Err(AllocError::NotAllocated));
+        assert_eq!(c.owner_of(a.range().start()), Some(a.range()));
+        let r = a.range();
+        h2.free(a).unwrap();
+        h2.free(big).unwrap();
+        assert_eq!(h2.alloc(2, NO_LIMIT).unwrap().range(), r);
+        // A lease of another cache is refused, and frees nothing here.
+        let other = cache();
+        let mut h3 = other.handle();
+        let foreign = h3.alloc(2, NO_LIMIT).unwrap();
+        let allocated = c.with_tree(|t| t.allocated());
+        assert_eq!(h1.free(foreign), Err(AllocError::ForeignLease));
+        assert_eq!(h1.into_range(h3.alloc(1, NO_LIMIT).unwrap()), Err(AllocError::ForeignLease));
+        assert_eq!(c.with_tree(|t| t.allocated()), allocated);
     }
 
     #[test]
@@ -453,10 +579,11 @@ mod tests {
         let c = cache();
         let mut h = c.handle();
         let high = h.alloc(1, NO_LIMIT).unwrap();
+        let r = high.range();
         h.free(high).unwrap();
         let low = h.alloc(1, Iova::new((0x800 << 12) - 1)).unwrap();
-        assert_eq!(low.start_page(), 0x7FF);
-        assert_eq!(h.alloc(1, NO_LIMIT).unwrap(), high);
+        assert_eq!(low.range().start_page(), 0x7FF);
+        assert_eq!(h.alloc(1, NO_LIMIT).unwrap().range(), r);
     }
 
     #[test]
@@ -465,12 +592,17 @@ mod tests {
         {
             let mut h1 = c.handle();
             let mut h2 = c.handle();
-            let mut live = heapless::Vec::<IovaRange, 700>::new();
+            let mut live = heapless::Vec::<IovaLease, 700>::new();
             for i in 0..700u64 {
                 live.push(h1.alloc(1 + i % 8, NO_LIMIT).unwrap()).unwrap();
             }
-            for r in live.iter() {
-                h2.free(*r).unwrap();
+            for (i, lease) in live.into_iter().enumerate() {
+                if i % 2 == 0 {
+                    h2.free(lease).unwrap();
+                } else {
+                    let r = h1.into_range(lease).unwrap();
+                    h2.free_range(r).unwrap();
+                }
             }
             h1.flush();
             assert!(c.with_tree(|t| t.allocated()) > 0, "h2 and the depot hold some");
@@ -484,14 +616,15 @@ mod tests {
     fn exhaustion_retries_after_returning_caches() {
         let c = FixedIovaCache::<64, 1, 32>::new_fixed(Window::from_pages(0, 31).unwrap());
         let mut h = c.handle();
-        let all: heapless::Vec<_, 32> = (0..32).map(|_| h.alloc(1, NO_LIMIT).unwrap()).collect();
-        assert_eq!(h.alloc(1, NO_LIMIT), Err(AllocError::Exhausted));
-        for r in &all[..2] {
-            h.free(*r).unwrap();
+        let mut all: heapless::Vec<_, 32> =
+            (0..32).map(|_| h.alloc(1, NO_LIMIT).unwrap()).collect();
+        assert_eq!(h.alloc(1, NO_LIMIT).err(), Some(AllocError::Exhausted));
+        for lease in all.drain(..2) {
+            h.free(lease).unwrap();
         }
         // Two free pages sit in h's magazine: a 2-page request flushes them
         // back to the tree and succeeds.
-        assert_eq!(h.alloc(2, NO_LIMIT).unwrap().start_page(), 30);
+        assert_eq!(h.alloc(2, NO_LIMIT).unwrap().range().start_page(), 30);
     }
 
     #[cfg(feature = "alloc")]
@@ -502,14 +635,26 @@ mod tests {
         let mut h = c.handle();
         // 100k ranges: far beyond the map's 64 Ki pages, so the lower ones
         // are untracked and go through the tree.
-        let live: std::vec::Vec<_> = (0..100_000).map(|_| h.alloc(1, NO_LIMIT).unwrap()).collect();
-        assert_eq!(live[0].start_page(), (1 << 20) - 1);
-        assert_eq!(live[99_999].start_page(), (1 << 20) - 100_000);
-        for r in live.iter().rev() {
-            h.free(*r).unwrap();
+        let mut live: std::vec::Vec<_> =
+            (0..100_000).map(|_| h.alloc(1, NO_LIMIT).unwrap()).collect();
+        assert_eq!(live[0].range().start_page(), (1 << 20) - 1);
+        assert_eq!(live[99_999].range().start_page(), (1 << 20) - 100_000);
+        // Below the map too, a leased range is freed by its lease only.
+        assert_eq!(h.free_range(live[99_000].range()), Err(AllocError::NotAllocated));
+        let (tracked, untracked) = (live[5].range(), live[99_000].range());
+        let mut ranges = std::vec::Vec::new();
+        for (i, lease) in live.drain(..).enumerate().rev() {
+            if i % 3 == 0 {
+                ranges.push(h.into_range(lease).unwrap());
+            } else {
+                h.free(lease).unwrap();
+            }
         }
-        assert_eq!(h.free(live[5]), Err(AllocError::NotAllocated));
-        assert_eq!(h.free(live[99_000]), Err(AllocError::NotAllocated));
+        for r in ranges {
+            h.free_range(r).unwrap();
+        }
+        assert_eq!(h.free_range(tracked), Err(AllocError::NotAllocated));
+        assert_eq!(h.free_range(untracked), Err(AllocError::NotAllocated));
         drop(h);
         c.flush_depot();
         assert_eq!(c.with_tree(|t| t.allocated()), 0);
@@ -519,10 +664,13 @@ mod tests {
     fn large_sizes_bypass_the_cache() {
         let c = cache();
         let mut h = c.handle();
-        let big = h.alloc(33, NO_LIMIT).unwrap();
+        let big = alloc_range(&mut h, 33, NO_LIMIT).unwrap();
         assert_eq!((big.start_page(), big.pages()), (4096 - 64, 33));
+        h.free_range(big).unwrap();
+        assert_eq!(h.free_range(big), Err(AllocError::NotAllocated));
+        assert_eq!(c.with_tree(|t| t.allocated()), 0);
+        let big = h.alloc(33, NO_LIMIT).unwrap();
         h.free(big).unwrap();
-        assert_eq!(h.free(big), Err(AllocError::NotAllocated));
         assert_eq!(c.with_tree(|t| t.allocated()), 0);
     }
 }

@@ -19,10 +19,14 @@ pub enum AllocError {
     /// A request or range of zero pages.
     Empty,
     /// The range freed is not a live allocation of this allocator: a double
-    /// free, a range never handed out, or a different length than was.
+    /// free, a range never handed out, a different length than was, or a
+    /// range still held as a lease (free the lease instead).
     NotAllocated,
     /// The range freed is a reservation; reservations are never freed.
     Reserved,
+    /// The lease was issued by another allocator instance. It is dropped;
+    /// its range stays allocated in the allocator that issued it.
+    ForeignLease,
     /// A reservation would overlap a live (or cached) allocation.
     Overlap,
     /// The fixed-capacity node store is full: no node is left to record one
@@ -39,6 +43,7 @@ impl fmt::Display for AllocError {
             AllocError::Empty => "empty range",
             AllocError::NotAllocated => "range is not a live allocation (double or foreign free)",
             AllocError::Reserved => "range is reserved and cannot be freed",
+            AllocError::ForeignLease => "lease was issued by another allocator",
             AllocError::Overlap => "reservation overlaps a live allocation",
             AllocError::OutOfNodes => "node store is full",
         })

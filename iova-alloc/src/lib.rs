@@ -14,8 +14,15 @@
 //!   operation is O(log n) in the number of live ranges.
 //! - [`IovaCache`] and [`CpuHandle`]: per-size-class magazines of recently
 //!   freed ranges (orders 0..=5), per handle, with a shared depot; the fast
-//!   path takes no lock and is O(1). Double and foreign frees stay typed
-//!   errors with caches on.
+//!   path takes no lock and is O(1).
+//!
+//! Both hand out an [`IovaLease`]: the allocation, held by value. Freeing
+//! it consumes it, so a double free does not compile, and with the cache a
+//! free is a magazine push with no atomic read-modify-write. A caller that
+//! keeps only an address turns the lease into a plain [`IovaRange`]
+//! (`into_range`) and frees that by address (`free_range`): double and
+//! foreign frees of ranges are typed errors, with caches on and across
+//! CPUs too. A lease given to another allocator instance is a typed error.
 //!
 //! Storage is pluggable through [`Store`]: fixed-capacity `heapless` vectors
 //! for a unikernel ([`FixedIovaCache`]), or heap vectors with the `alloc`
@@ -35,16 +42,21 @@
 //! let mut cpu0 = cache.handle();
 //! let mut cpu1 = cache.handle();
 //! let buf = cpu0.alloc(1, Iova::new(u64::MAX))?; // top of the window
-//! assert_eq!(buf.last(), Iova::new((1 << 39) - 1));
+//! let at = buf.range();
+//! assert_eq!(at.last(), Iova::new((1 << 39) - 1));
 //! let legacy = cpu0.alloc(4, Iova::new(0xFFFF_FFFF))?; // 32-bit DMA mask
-//! assert_eq!(legacy.start(), Iova::new(0xFFFF_C000));
+//! assert_eq!(legacy.range().start(), Iova::new(0xFFFF_C000));
+//! assert_eq!(cache.owner_of(Iova::new(0xFFFF_D123)), Some(legacy.range()));
 //!
-//! // Any CPU may free; the range goes to that CPU's magazine, lock-free,
-//! // and a second free is refused.
+//! // Any CPU may free a lease; the range goes to that CPU's magazine,
+//! // lock-free. A second free of `buf` would not compile.
 //! cpu1.free(buf)?;
-//! assert_eq!(cpu0.free(buf), Err(AllocError::NotAllocated));
-//! assert_eq!(cpu1.alloc(1, Iova::new(u64::MAX))?, buf); // recycled, LIFO
-//! assert_eq!(cache.owner_of(Iova::new(0xFFFF_D123)), Some(legacy));
+//! assert_eq!(cpu1.alloc(1, Iova::new(u64::MAX))?.range(), at); // recycled, LIFO
+//!
+//! // By address: the free is checked, so a second one is refused.
+//! let legacy = cpu0.into_range(legacy)?;
+//! cpu1.free_range(legacy)?;
+//! assert_eq!(cpu0.free_range(legacy), Err(AllocError::NotAllocated));
 //! # Ok::<(), AllocError>(())
 //! ```
 #![cfg_attr(not(test), no_std)]
@@ -56,6 +68,7 @@ extern crate alloc;
 
 mod cache;
 mod error;
+mod lease;
 mod live;
 mod magazine;
 mod range;
@@ -66,6 +79,7 @@ mod tree;
 pub use cache::VecIovaCache;
 pub use cache::{CACHED_ORDERS, CpuHandle, FixedIovaCache, IovaCache};
 pub use error::{AllocError, Result};
+pub use lease::IovaLease;
 pub use magazine::{MAG_SIZE, Magazine};
 pub use range::{IovaRange, Window};
 pub use store::Store;

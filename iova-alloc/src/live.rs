@@ -1,35 +1,45 @@
-//! Which cached-size allocations are out with a caller: one atomic byte per
-//! page, so that a free through any [`CpuHandle`] tells a live range from a
-//! double or foreign free without the shared lock.
+//! Which cached-size allocations are held by address: one atomic byte per
+//! page, so that a free by address through any [`CpuHandle`] tells a live
+//! range from a double or foreign free without the shared lock.
 //!
 //! The byte of a range's first page holds `order + 1` while the range (of
-//! 2^order pages) is live, and 0 otherwise. Only the first page of a live
-//! range is ever non-zero, and ranges do not overlap, so one byte per page
-//! serves every size class. An alloc writes its byte with a plain store: the
-//! range is the allocating handle's alone at that point. A free
+//! 2^order pages) is held as a plain range, and 0 otherwise: free, cached in
+//! a magazine, or held as an [`IovaLease`] (a lease is freed by value, so it
+//! needs no byte, and its range's 0 makes a free by address refuse it). Only
+//! the first page of a live range is ever non-zero, and ranges do not
+//! overlap, so one byte per page serves every size class.
+//!
+//! Turning a lease into a range writes the byte with a plain store: the
+//! range is the lease holder's alone at that point. A free by address
 //! compare-exchanges `order + 1` to 0: of two frees of one range that race
-//! on two CPUs exactly one wins, and a free of the wrong size or of a range
-//! that is not live changes nothing. That one atomic read-modify-write is the
-//! whole price of typed double-free errors on the fast path.
+//! on two CPUs exactly one wins, and a free of the wrong size, of a leased
+//! range or of a range that is not live changes nothing. That one atomic
+//! read-modify-write is the whole price of typed double-free errors on the
+//! address path; the lease path touches no byte.
 //!
 //! The map covers the top `span` pages of the window (where top-down
-//! allocation puts ranges); ranges below it are never cached and are freed
-//! straight to the tree. The bytes of live ranges sit together at the top,
-//! which keeps the fast path's accesses in cache even with a million live
-//! ranges.
+//! allocation puts ranges); ranges below it are freed by address straight
+//! to the tree, which records whether each range is leased or held by
+//! address. The bytes of live ranges sit together at the top, which keeps
+//! the accesses in cache even with a million live ranges.
 //!
 //! [`CpuHandle`]: crate::CpuHandle
+//! [`IovaLease`]: crate::IovaLease
 
 use core::sync::atomic::{AtomicU8, Ordering};
 
 use crate::range::Window;
 
-/// The outcome of returning a cached-size range to the map.
+/// The byte of a page that starts no range held by address.
+const FREE: u8 = 0;
+
+/// The outcome of returning a cached-size range to the map by address.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Take {
     /// It was live; it is now free (cached).
     Taken,
-    /// It is tracked but was not live with this size: a double or foreign free.
+    /// It is tracked but was not held by address with this size: a double or
+    /// foreign free, or the range of a lease.
     NotLive,
     /// The map does not cover it; the tree decides.
     Untracked,
@@ -68,38 +78,29 @@ impl<B: AsRef<[AtomicU8]>> LiveMap<B> {
         self.bytes.as_ref().get(off)
     }
 
-    /// Marks the range of order `order` at `pfn` live (it is leaving the
-    /// allocator for a caller).
+    /// Marks the leased range of order `order` at `pfn` as held by address;
+    /// false if the map does not cover it.
     #[inline]
-    pub(crate) fn mark(&self, pfn: u64, order: u8) {
-        if let Some(byte) = self.byte(pfn) {
-            debug_assert_eq!(
-                byte.load(Ordering::Relaxed),
-                0,
-                "a cached range was handed out twice"
-            );
-            byte.store(order + 1, Ordering::Relaxed);
-        }
+    pub(crate) fn mark(&self, pfn: u64, order: u8) -> bool {
+        let Some(byte) = self.byte(pfn) else { return false };
+        debug_assert_eq!(byte.load(Ordering::Relaxed), FREE, "a leased range had a live byte");
+        byte.store(order + 1, Ordering::Relaxed);
+        true
     }
 
     /// Marks the range of order `order` at `pfn` free (it is coming back
-    /// from a caller), if it was live with that order.
+    /// from a caller by address), if it was held by address with that
+    /// order.
     #[inline]
     pub(crate) fn take(&self, pfn: u64, order: u8) -> Take {
         match self.byte(pfn) {
             None => Take::Untracked,
             Some(byte) => {
-                match byte.compare_exchange(order + 1, 0, Ordering::AcqRel, Ordering::Relaxed) {
+                match byte.compare_exchange(order + 1, FREE, Ordering::AcqRel, Ordering::Relaxed) {
                     Ok(_) => Take::Taken,
                     Err(_) => Take::NotLive,
                 }
             }
         }
-    }
-
-    /// Whether the range of order `order` at `pfn` is live, or `None` if the
-    /// map does not cover it.
-    pub(crate) fn is_live(&self, pfn: u64, order: u8) -> Option<bool> {
-        self.byte(pfn).map(|byte| byte.load(Ordering::Acquire) == order + 1)
     }
 }

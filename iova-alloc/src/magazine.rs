@@ -9,33 +9,25 @@ pub const MAG_SIZE: usize = 128;
 /// depot [`Store`](crate::Store).
 #[derive(Clone, Debug)]
 pub struct Magazine {
-    len: usize,
-    pfns: [u64; MAG_SIZE],
+    pfns: heapless::Vec<u64, MAG_SIZE>,
 }
 
 impl Magazine {
     /// An empty magazine.
-    pub const EMPTY: Self = Self { len: 0, pfns: [0; MAG_SIZE] };
+    pub const EMPTY: Self = Self { pfns: heapless::Vec::new() };
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.len == 0
+        self.pfns.is_empty()
     }
 
     pub(crate) fn is_full(&self) -> bool {
-        self.len == MAG_SIZE
+        self.pfns.is_full()
     }
 
     /// Pushes `pfn`; false if full.
     #[inline]
     pub(crate) fn push(&mut self, pfn: u64) -> bool {
-        match self.pfns.get_mut(self.len) {
-            Some(slot) => {
-                *slot = pfn;
-                self.len += 1;
-                true
-            }
-            None => false,
-        }
+        self.pfns.push(pfn).is_ok()
     }
 
     /// Pops the most recent entry at or below `max_pfn`; scans down (at
@@ -43,29 +35,26 @@ impl Magazine {
     /// caller's DMA limit.
     #[inline]
     pub(crate) fn pop_at_most(&mut self, max_pfn: u64) -> Option<u64> {
-        let last = self.len.checked_sub(1)?;
-        let top = *self.pfns.get(last)?;
+        let top = self.pfns.pop()?;
         if top <= max_pfn {
-            self.len = last;
             return Some(top);
         }
-        self.pop_below_top(max_pfn)
+        self.pop_below(top, max_pfn)
     }
 
+    /// The top entry, `top`, was too high: puts it back and pops the most
+    /// recent entry at or below `max_pfn` instead.
     #[cold]
-    fn pop_below_top(&mut self, max_pfn: u64) -> Option<u64> {
-        let live = self.pfns.get_mut(..self.len)?;
-        let i = live.iter().rposition(|&p| p <= max_pfn)?;
-        let last = live.len() - 1;
-        live.swap(i, last);
-        self.len = last;
-        Some(live[last])
+    fn pop_below(&mut self, top: u64, max_pfn: u64) -> Option<u64> {
+        let found = self.pfns.iter().rposition(|&p| p <= max_pfn);
+        let restored = self.pfns.push(top);
+        debug_assert!(restored.is_ok(), "a magazine was full after a pop");
+        Some(self.pfns.swap_remove(found?))
     }
 
     /// Removes and returns every entry.
     pub(crate) fn drain(&mut self) -> impl Iterator<Item = u64> + '_ {
-        let n = core::mem::take(&mut self.len);
-        self.pfns.iter().take(n).copied()
+        self.pfns.drain(..)
     }
 }
 

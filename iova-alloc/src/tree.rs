@@ -30,6 +30,7 @@
 //! node for a gap (O(n) when the space is fragmented); the per-subtree gap
 //! summaries make the search logarithmic instead.
 
+use crate::lease::{IovaLease, Issuer};
 use crate::range::{IovaRange, PFN_END, Window, order_of};
 use crate::store::Store;
 use crate::{AllocError, Result};
@@ -37,6 +38,17 @@ use vtd_regs::Iova;
 
 /// "No node" in the index links of the arena.
 const NIL: u32 = u32::MAX;
+
+/// What occupies a range of the tree.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Kind {
+    /// An allocation held as an [`IovaLease`]: freed by giving the lease back.
+    Lease,
+    /// An allocation held as a plain [`IovaRange`]: freed by address, checked.
+    Range,
+    /// A reservation: never handed out, never freed.
+    Reserved,
+}
 
 /// One node of the tree, stored in a [`Store`]. Opaque: only the allocator
 /// reads or writes its fields.
@@ -61,12 +73,12 @@ pub struct Node {
     /// 1 + the largest order of an aligned block inside a gap of the
     /// subtree, or 0 if the subtree has no gap.
     fit: u8,
-    /// A reservation rather than an allocation.
-    reserved: bool,
+    /// What occupies the range.
+    kind: Kind,
 }
 
 impl Node {
-    const fn new(start: u64, end: u64, reserved: bool) -> Self {
+    const fn new(start: u64, end: u64, kind: Kind) -> Self {
         Self {
             start,
             end,
@@ -77,7 +89,7 @@ impl Node {
             right: NIL,
             height: 1,
             fit: 0,
-            reserved,
+            kind,
         }
     }
 }
@@ -135,12 +147,17 @@ impl Request {
 /// A top-down, size-aligned range allocator over one [`Window`], with
 /// reservations and owner lookup; all operations O(log n).
 ///
+/// [`alloc`](Self::alloc) hands out an [`IovaLease`], freed by value with
+/// [`free`](Self::free); [`into_range`](Self::into_range) turns a lease into
+/// a plain [`IovaRange`] for callers that free by address, through
+/// [`free_range`](Self::free_range).
+///
 /// Generic over its node [`Store`]: `heapless::Vec<Node, N>` for a fixed
 /// capacity of `N` ranges without a heap, or `Vec<Node>` with the `alloc`
 /// feature.
 ///
 /// ```
-/// use iova_alloc::{IovaRange, IovaTree, Node, Window};
+/// use iova_alloc::{AllocError, IovaRange, IovaTree, Node, Window};
 /// use vtd_regs::Iova;
 ///
 /// let window = Window::new(Iova::new(0x1000), Iova::new((1 << 39) - 1))?;
@@ -149,12 +166,19 @@ impl Request {
 /// tree.reserve(IovaRange::new(Iova::new(0xFEE0_0000), 256)?)?;
 /// // A device with a 32-bit DMA mask gets the highest 16-page-aligned
 /// // block of 16 pages below 4 GiB.
-/// let r = tree.alloc(16, Iova::new(0xFFFF_FFFF))?;
+/// let lease = tree.alloc(16, Iova::new(0xFFFF_FFFF))?;
+/// let r = lease.range();
 /// assert_eq!(r.start(), Iova::new(0xFFFF_0000));
 /// assert_eq!(tree.owner_of(Iova::new(0xFFFF_1234)), Some(r));
-/// tree.free(r)?;
-/// assert_eq!(tree.free(r), Err(iova_alloc::AllocError::NotAllocated));
-/// # Ok::<(), iova_alloc::AllocError>(())
+/// // Only the lease frees it...
+/// assert_eq!(tree.free_range(r), Err(AllocError::NotAllocated));
+/// tree.free(lease)?;
+/// // ...or, once turned into a range, the range, once.
+/// let lease = tree.alloc(16, Iova::new(0xFFFF_FFFF))?;
+/// let r = tree.into_range(lease)?;
+/// tree.free_range(r)?;
+/// assert_eq!(tree.free_range(r), Err(AllocError::NotAllocated));
+/// # Ok::<(), AllocError>(())
 /// ```
 #[derive(Debug)]
 pub struct IovaTree<S> {
@@ -165,6 +189,9 @@ pub struct IovaTree<S> {
     window: Window,
     allocated: usize,
     reserved: usize,
+    /// The identity put in the leases this tree hands out, drawn on the
+    /// first lease.
+    issuer: Option<Issuer>,
 }
 
 impl<const N: usize> IovaTree<heapless::Vec<Node, N>> {
@@ -178,6 +205,7 @@ impl<const N: usize> IovaTree<heapless::Vec<Node, N>> {
             window,
             allocated: 0,
             reserved: 0,
+            issuer: None,
         }
     }
 }
@@ -187,7 +215,7 @@ impl<S: Store<Node>> IovaTree<S> {
     /// (whose current contents are discarded).
     pub fn new(window: Window, mut store: S) -> Self {
         while store.pop().is_some() {}
-        Self { store, root: NIL, free_head: NIL, window, allocated: 0, reserved: 0 }
+        Self { store, root: NIL, free_head: NIL, window, allocated: 0, reserved: 0, issuer: None }
     }
 
     /// The window this allocator manages.
@@ -195,7 +223,7 @@ impl<S: Store<Node>> IovaTree<S> {
         self.window
     }
 
-    /// The number of live allocations.
+    /// The number of live allocations (leases and ranges).
     pub fn allocated(&self) -> usize {
         self.allocated
     }
@@ -214,7 +242,62 @@ impl<S: Store<Node>> IovaTree<S> {
     /// # Errors
     /// [`AllocError::Empty`] for zero pages, [`AllocError::Exhausted`] if no
     /// such range is free, [`AllocError::OutOfNodes`] if the store is full.
-    pub fn alloc(&mut self, pages: u64, dma_limit: Iova) -> Result<IovaRange> {
+    pub fn alloc(&mut self, pages: u64, dma_limit: Iova) -> Result<IovaLease> {
+        let range = self.alloc_as(pages, dma_limit, Kind::Lease)?;
+        let issuer = *self.issuer.get_or_insert_with(Issuer::fresh);
+        Ok(IovaLease::new(range, issuer))
+    }
+
+    /// Frees a lease this tree handed out. O(log n).
+    ///
+    /// # Errors
+    /// [`AllocError::ForeignLease`] if another allocator issued it (this
+    /// tree is unchanged).
+    pub fn free(&mut self, lease: IovaLease) -> Result<()> {
+        if !self.issued(&lease) {
+            return Err(AllocError::ForeignLease);
+        }
+        self.remove_as(lease.range(), Kind::Lease)
+    }
+
+    /// Turns a lease this tree handed out into a plain range, to be freed
+    /// by address with [`free_range`](Self::free_range). O(log n).
+    ///
+    /// # Errors
+    /// [`AllocError::ForeignLease`] if another allocator issued it.
+    pub fn into_range(&mut self, lease: IovaLease) -> Result<IovaRange> {
+        if !self.issued(&lease) {
+            return Err(AllocError::ForeignLease);
+        }
+        self.lease_to_range(lease.range())?;
+        Ok(lease.range())
+    }
+
+    /// Frees a range that [`into_range`](Self::into_range) returned; `range`
+    /// must be exactly that range. O(log n).
+    ///
+    /// # Errors
+    /// [`AllocError::NotAllocated`] for a double free, a range never handed
+    /// out, one of another length or one still held as a lease;
+    /// [`AllocError::Reserved`] for a reservation. The allocator is unchanged
+    /// on error.
+    pub fn free_range(&mut self, range: IovaRange) -> Result<()> {
+        self.remove_as(range, Kind::Range)
+    }
+
+    /// Whether this tree issued `lease`.
+    fn issued(&self, lease: &IovaLease) -> bool {
+        self.issuer.is_some_and(|issuer| lease.is_from(issuer))
+    }
+
+    /// Allocates as [`alloc`](Self::alloc) does, recording the range as
+    /// `kind`.
+    pub(crate) fn alloc_as(
+        &mut self,
+        pages: u64,
+        dma_limit: Iova,
+        kind: Kind,
+    ) -> Result<IovaRange> {
         if pages == 0 {
             return Err(AllocError::Empty);
         }
@@ -222,7 +305,7 @@ impl<S: Store<Node>> IovaTree<S> {
             return Err(AllocError::Exhausted);
         }
         let hi = self.window.last_page_below(dma_limit).ok_or(AllocError::Exhausted)?;
-        let new = self.new_node(Node::new(0, 0, false))?;
+        let new = self.new_node(Node::new(0, 0, kind))?;
         match self.place(&Request::new(pages, hi), new) {
             Some(start) => {
                 self.allocated += 1;
@@ -235,16 +318,30 @@ impl<S: Store<Node>> IovaTree<S> {
         }
     }
 
-    /// Returns an allocation. `range` must be exactly what [`Self::alloc`]
-    /// returned. O(log n).
+    /// Frees the allocation `range`, which must be recorded as `kind`.
     ///
     /// # Errors
-    /// [`AllocError::NotAllocated`] for a double free, a range never handed
-    /// out or one of another length; [`AllocError::Reserved`] for a
-    /// reservation. The allocator is unchanged on error.
-    pub fn free(&mut self, range: IovaRange) -> Result<()> {
-        self.root = self.remove(self.root, range.start_page(), Some(range.last_page()))?;
+    /// As [`free_range`](Self::free_range), `kind` taking the place of
+    /// [`Kind::Range`].
+    pub(crate) fn remove_as(&mut self, range: IovaRange, kind: Kind) -> Result<()> {
+        let expect = Some((range.last_page(), kind));
+        self.root = self.remove(self.root, range.start_page(), expect)?;
         self.allocated -= 1;
+        Ok(())
+    }
+
+    /// Records the allocation `range`, recorded as a lease, as a plain
+    /// range: [`into_range`](Self::into_range) without the issuer check.
+    pub(crate) fn lease_to_range(&mut self, range: IovaRange) -> Result<()> {
+        let i = self.floor(range.start_page()).ok_or(AllocError::NotAllocated)?;
+        let node = self.node_mut(i);
+        if node.start != range.start_page()
+            || node.end != range.last_page()
+            || node.kind != Kind::Lease
+        {
+            return Err(AllocError::NotAllocated);
+        }
+        node.kind = Kind::Range;
         Ok(())
     }
 
@@ -273,7 +370,7 @@ impl<S: Store<Node>> IovaTree<S> {
             if node.end < range.start_page() {
                 break;
             }
-            if !node.reserved {
+            if node.kind != Kind::Reserved {
                 return Err(AllocError::Overlap);
             }
             lo = lo.min(node.start);
@@ -282,7 +379,7 @@ impl<S: Store<Node>> IovaTree<S> {
             below = node.start.checked_sub(1);
         }
         if overlaps == 0 {
-            self.insert(lo, hi, true)?;
+            self.insert(lo, hi, Kind::Reserved)?;
         } else {
             // Second pass: replace them by their union; the freed nodes
             // guarantee room for it.
@@ -292,7 +389,7 @@ impl<S: Store<Node>> IovaTree<S> {
                     self.root = self.remove(self.root, start, None)?;
                 }
             }
-            self.insert(lo, hi, true)?;
+            self.insert(lo, hi, Kind::Reserved)?;
             self.reserved -= overlaps;
         }
         self.reserved += 1;
@@ -305,11 +402,11 @@ impl<S: Store<Node>> IovaTree<S> {
         self.lookup(iova.page_number()).map(|(range, _)| range)
     }
 
-    /// The occupied range containing page `pfn`, and whether it is reserved.
-    pub(crate) fn lookup(&self, pfn: u64) -> Option<(IovaRange, bool)> {
+    /// The occupied range containing page `pfn`, and what occupies it.
+    pub(crate) fn lookup(&self, pfn: u64) -> Option<(IovaRange, Kind)> {
         let node = self.node(self.floor(pfn)?);
         (node.end >= pfn)
-            .then(|| (IovaRange::from_parts(node.start, node.end - node.start + 1), node.reserved))
+            .then(|| (IovaRange::from_parts(node.start, node.end - node.start + 1), node.kind))
     }
 
     // ---- search -------------------------------------------------------
@@ -321,7 +418,8 @@ impl<S: Store<Node>> IovaTree<S> {
         let (base, top) = (self.window.base(), self.window.limit() + 1);
         if self.root == NIL {
             let start = req.place(base, top)?;
-            *self.node_mut(new) = Node::new(start, start + req.pages - 1, false);
+            let kind = self.node(new).kind;
+            *self.node_mut(new) = Node::new(start, start + req.pages - 1, kind);
             self.root = new;
             return Some(start);
         }
@@ -502,8 +600,8 @@ impl<S: Store<Node>> IovaTree<S> {
     }
 
     /// Records the occupied range `start..=end` (free of overlap).
-    fn insert(&mut self, start: u64, end: u64, reserved: bool) -> Result<()> {
-        let new = self.new_node(Node::new(start, end, reserved))?;
+    fn insert(&mut self, start: u64, end: u64, kind: Kind) -> Result<()> {
+        let new = self.new_node(Node::new(start, end, kind))?;
         self.root = self.link(self.root, new, start);
         Ok(())
     }
@@ -511,7 +609,8 @@ impl<S: Store<Node>> IovaTree<S> {
     /// Records `pages` pages at `start` (free of overlap) as an allocation
     /// in the free node `new`, inside subtree `i`; returns its new root.
     fn insert_at(&mut self, i: u32, new: u32, start: u64, pages: u64) -> u32 {
-        *self.node_mut(new) = Node::new(start, start + pages - 1, false);
+        let kind = self.node(new).kind;
+        *self.node_mut(new) = Node::new(start, start + pages - 1, kind);
         self.link(i, new, start)
     }
 
@@ -531,28 +630,31 @@ impl<S: Store<Node>> IovaTree<S> {
     }
 
     /// Removes the node starting at `start` from subtree `i`, in one pass;
-    /// returns the subtree's new root. With `last` set, the node must be an
-    /// allocation ending at page `last`; otherwise nothing changes and the
-    /// error says why.
-    fn remove(&mut self, i: u32, start: u64, last: Option<u64>) -> Result<u32> {
+    /// returns the subtree's new root. With `expect` set to `(last, kind)`,
+    /// the node must end at page `last` and be a `kind`; otherwise nothing
+    /// changes and the error says why.
+    fn remove(&mut self, i: u32, start: u64, expect: Option<(u64, Kind)>) -> Result<u32> {
         if i == NIL {
             return Err(AllocError::NotAllocated);
         }
         let node = self.node(i);
         let (here, left, right) = (node.start, node.left, node.right);
         if start < here {
-            let l = self.remove(left, start, last)?;
+            let l = self.remove(left, start, expect)?;
             self.node_mut(i).left = l;
         } else if start > here {
-            let r = self.remove(right, start, last)?;
+            let r = self.remove(right, start, expect)?;
             self.node_mut(i).right = r;
         } else {
-            if let Some(last) = last {
+            if let Some((last, kind)) = expect {
                 if node.end != last {
                     return Err(AllocError::NotAllocated);
                 }
-                if node.reserved {
-                    return Err(AllocError::Reserved);
+                if node.kind != kind {
+                    return Err(match node.kind {
+                        Kind::Reserved => AllocError::Reserved,
+                        Kind::Lease | Kind::Range => AllocError::NotAllocated,
+                    });
                 }
             }
             self.release_node(i);
@@ -595,6 +697,12 @@ mod tests {
 
     const NO_LIMIT: Iova = Iova::new(u64::MAX);
 
+    /// Allocates through the checked path: a plain range.
+    fn alloc_range(t: &mut Tree, pages: u64, limit: Iova) -> Result<IovaRange> {
+        let lease = t.alloc(pages, limit)?;
+        t.into_range(lease)
+    }
+
     /// Checks the AVL and summary invariants of every node.
     fn check(t: &Tree, i: u32) -> u8 {
         if i == NIL {
@@ -626,18 +734,21 @@ mod tests {
     fn top_down_aligned_and_limited() {
         let mut t = tree(1, 0xF_FFFF);
         let a = t.alloc(1, NO_LIMIT).unwrap();
-        assert_eq!(a.start_page(), 0xF_FFFF);
-        let b = t.alloc(4, NO_LIMIT).unwrap();
+        assert_eq!(a.range().start_page(), 0xF_FFFF);
+        let b = alloc_range(&mut t, 4, NO_LIMIT).unwrap();
         assert_eq!(b.start_page(), 0xF_FFF8);
         let c = t.alloc(2, NO_LIMIT).unwrap();
-        assert_eq!(c.start_page(), 0xF_FFFC, "fills the gap left by alignment");
-        let d = t.alloc(3, NO_LIMIT).unwrap();
+        assert_eq!(c.range().start_page(), 0xF_FFFC, "fills the gap left by alignment");
+        let d = alloc_range(&mut t, 3, NO_LIMIT).unwrap();
         assert_eq!((d.start_page(), d.pages()), (0xF_FFF4, 3));
         let e = t.alloc(2, Iova::new(0x7FFF_FFFF)).unwrap();
-        assert_eq!(e.start_page(), 0x7_FFFE);
+        assert_eq!(e.range().start_page(), 0x7_FFFE);
         assert_eq!(t.allocated(), 5);
-        for r in [a, b, c, d, e] {
-            t.free(r).unwrap();
+        for lease in [a, c, e] {
+            t.free(lease).unwrap();
+        }
+        for r in [b, d] {
+            t.free_range(r).unwrap();
         }
         assert_eq!(t.root, NIL);
     }
@@ -645,28 +756,38 @@ mod tests {
     #[test]
     fn exhaustion_and_recovery() {
         let mut t = tree(0, 15);
-        let all: heapless::Vec<_, 16> = (0..16).map(|_| t.alloc(1, NO_LIMIT).unwrap()).collect();
-        assert_eq!(t.alloc(1, NO_LIMIT), Err(AllocError::Exhausted));
-        t.free(all[3]).unwrap();
-        assert_eq!(t.alloc(2, NO_LIMIT), Err(AllocError::Exhausted));
-        assert_eq!(t.alloc(1, NO_LIMIT).unwrap(), all[3]);
-        assert_eq!(t.alloc(0, NO_LIMIT), Err(AllocError::Empty));
+        let all: heapless::Vec<_, 16> =
+            (0..16).map(|_| alloc_range(&mut t, 1, NO_LIMIT).unwrap()).collect();
+        assert_eq!(t.alloc(1, NO_LIMIT).err(), Some(AllocError::Exhausted));
+        t.free_range(all[3]).unwrap();
+        assert_eq!(t.alloc(2, NO_LIMIT).err(), Some(AllocError::Exhausted));
+        assert_eq!(t.alloc(1, NO_LIMIT).unwrap().range(), all[3]);
+        assert_eq!(t.alloc(0, NO_LIMIT).err(), Some(AllocError::Empty));
     }
 
     #[test]
     fn free_errors_leave_state() {
         let mut t = tree(0, 1023);
-        let r = t.alloc(4, NO_LIMIT).unwrap();
+        let r = alloc_range(&mut t, 4, NO_LIMIT).unwrap();
         assert_eq!(
-            t.free(IovaRange::from_pages(r.start_page(), 2).unwrap()),
+            t.free_range(IovaRange::from_pages(r.start_page(), 2).unwrap()),
             Err(AllocError::NotAllocated)
         );
-        assert_eq!(t.free(IovaRange::from_pages(5, 1).unwrap()), Err(AllocError::NotAllocated));
-        t.free(r).unwrap();
-        assert_eq!(t.free(r), Err(AllocError::NotAllocated));
+        assert_eq!(
+            t.free_range(IovaRange::from_pages(5, 1).unwrap()),
+            Err(AllocError::NotAllocated)
+        );
+        t.free_range(r).unwrap();
+        assert_eq!(t.free_range(r), Err(AllocError::NotAllocated));
         let res = IovaRange::from_pages(100, 10).unwrap();
         t.reserve(res).unwrap();
-        assert_eq!(t.free(res), Err(AllocError::Reserved));
+        assert_eq!(t.free_range(res), Err(AllocError::Reserved));
+        // A leased range is freed by its lease only.
+        let lease = t.alloc(2, NO_LIMIT).unwrap();
+        assert_eq!(t.free_range(lease.range()), Err(AllocError::NotAllocated));
+        assert_eq!(t.allocated(), 1);
+        t.free(lease).unwrap();
+        assert_eq!(t.allocated(), 0);
         assert_eq!(t.owner_of(Iova::new(105 << 12)), Some(res));
     }
 
@@ -683,7 +804,7 @@ mod tests {
             Some(IovaRange::new(Iova::new(0xFED0_0000), 0x210).unwrap())
         );
         let a = t.alloc(1, NO_LIMIT).unwrap();
-        assert_eq!(t.reserve(a), Err(AllocError::Overlap));
+        assert_eq!(t.reserve(a.range()), Err(AllocError::Overlap));
         assert_eq!(
             t.reserve(IovaRange::from_pages(0xF_FFFF, 2).unwrap()),
             Err(AllocError::OutOfWindow)
@@ -692,9 +813,22 @@ mod tests {
         let mut t = tree(0xFEE00, 0xFEEFF + 4);
         t.reserve(IovaRange::from_pages(0xFEE00, 256).unwrap()).unwrap();
         for _ in 0..4 {
-            t.alloc(1, NO_LIMIT).unwrap();
+            alloc_range(&mut t, 1, NO_LIMIT).unwrap();
         }
-        assert_eq!(t.alloc(1, NO_LIMIT), Err(AllocError::Exhausted));
+        assert_eq!(t.alloc(1, NO_LIMIT).err(), Some(AllocError::Exhausted));
+    }
+
+    #[test]
+    fn foreign_leases_are_refused() {
+        let (mut t1, mut t2) = (tree(0, 1023), tree(0, 1023));
+        let a = t1.alloc(1, NO_LIMIT).unwrap();
+        let _b = t2.alloc(1, NO_LIMIT).unwrap();
+        assert_eq!(t2.free(a), Err(AllocError::ForeignLease));
+        assert_eq!(t2.allocated(), 1, "the foreign lease freed nothing");
+        let a = t1.alloc(1, NO_LIMIT).unwrap();
+        assert_eq!(t2.into_range(a), Err(AllocError::ForeignLease));
+        let mut fresh = tree(0, 1023);
+        assert_eq!(fresh.free(t1.alloc(1, NO_LIMIT).unwrap()), Err(AllocError::ForeignLease));
     }
 
     #[test]
@@ -702,16 +836,16 @@ mod tests {
         let mut t: IovaTree<heapless::Vec<Node, 2>> =
             IovaTree::new(Window::from_pages(0, 100).unwrap(), heapless::Vec::new());
         let a = t.alloc(1, NO_LIMIT).unwrap();
-        t.alloc(1, NO_LIMIT).unwrap();
-        assert_eq!(t.alloc(1, NO_LIMIT), Err(AllocError::OutOfNodes));
+        let _b = t.alloc(1, NO_LIMIT).unwrap();
+        assert_eq!(t.alloc(1, NO_LIMIT).err(), Some(AllocError::OutOfNodes));
         t.free(a).unwrap();
-        t.alloc(1, NO_LIMIT).unwrap();
+        let _c = t.alloc(1, NO_LIMIT).unwrap();
     }
 
     #[test]
     fn stays_balanced() {
         let mut t = tree(0, 1 << 20);
-        let mut live = heapless::Vec::<IovaRange, 256>::new();
+        let mut live = heapless::Vec::<IovaLease, 256>::new();
         let mut x = 0x9E37_79B9_7F4A_7C15u64;
         for step in 0..5000u32 {
             x ^= x << 13;

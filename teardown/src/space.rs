@@ -18,11 +18,12 @@ pub trait IovaSpace {
 impl<S: Store<Node>> IovaSpace for IovaTree<S> {
     #[inline]
     fn alloc(&mut self, pages: u64, limit: Iova) -> Result<IovaRange, AllocError> {
-        IovaTree::alloc(self, pages, limit)
+        let lease = IovaTree::alloc(self, pages, limit)?;
+        IovaTree::into_range(self, lease)
     }
     #[inline]
     fn free(&mut self, range: IovaRange) -> Result<(), AllocError> {
-        IovaTree::free(self, range)
+        IovaTree::free_range(self, range)
     }
 }
 
@@ -34,10 +35,11 @@ where
 {
     #[inline]
     fn alloc(&mut self, pages: u64, limit: Iova) -> Result<IovaRange, AllocError> {
-        CpuHandle::alloc(self, pages, limit)
+        let lease = CpuHandle::alloc(self, pages, limit)?;
+        CpuHandle::into_range(self, lease)
     }
     #[inline]
     fn free(&mut self, range: IovaRange) -> Result<(), AllocError> {
-        CpuHandle::free(self, range)
+        CpuHandle::free_range(self, range)
     }
 }
