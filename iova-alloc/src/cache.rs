@@ -41,7 +41,7 @@ use vtd_regs::Iova;
 use crate::lease::{IovaLease, Issuer, IssuerCell};
 use crate::live::{LiveMap, Take};
 use crate::magazine::Magazine;
-use crate::range::{IovaRange, Window, order_of};
+use crate::range::{IovaRange, PackedRange, Window, order_of};
 use crate::store::Store;
 use crate::tree::{IovaTree, Kind, Node};
 use crate::{AllocError, Result};
@@ -63,11 +63,11 @@ struct Shared<S, D> {
 }
 
 impl<S: Store<Node>, D: Store<Magazine>> Shared<S, D> {
-    /// Frees every entry of `mag` (ranges of order `order`) to the tree.
-    fn drain_to_tree(&mut self, mag: &mut Magazine, order: usize) {
-        for pfn in mag.drain() {
+    /// Frees every entry of `mag` to the tree.
+    fn drain_to_tree(&mut self, mag: &mut Magazine) {
+        for range in mag.drain() {
             // The cache records every range it allocates as a lease.
-            let freed = self.tree.remove_as(IovaRange::from_parts(pfn, 1 << order), Kind::Lease);
+            let freed = self.tree.remove_as(range, Kind::Lease);
             debug_assert!(freed.is_ok(), "a cached range was not allocated in the tree");
         }
     }
@@ -76,7 +76,7 @@ impl<S: Store<Node>, D: Store<Magazine>> Shared<S, D> {
     fn flush_depot(&mut self) {
         for order in 0..CACHED_ORDERS {
             while let Some(mut mag) = self.depot[order].pop() {
-                self.drain_to_tree(&mut mag, order);
+                self.drain_to_tree(&mut mag);
             }
         }
     }
@@ -90,7 +90,7 @@ impl<S: Store<Node>, D: Store<Magazine>> Shared<S, D> {
                 Err(back) => mag = back,
             }
         }
-        self.drain_to_tree(&mut mag, order);
+        self.drain_to_tree(&mut mag);
     }
 }
 
@@ -282,16 +282,6 @@ fn cached_order(range: IovaRange) -> Option<usize> {
     (aligned && pages <= MAX_CACHED_PAGES).then(|| pages.trailing_zeros() as usize)
 }
 
-/// The size class of a lease of `pages` pages that this cache handed out, if
-/// cached: the cache hands out cached sizes as aligned powers of two, so the
-/// size alone tells.
-#[inline]
-fn lease_order(pages: u64) -> Option<usize> {
-    // For such a power of two, `| MAX_CACHED_PAGES` leaves the trailing
-    // zeros as they are and bounds them by `CACHED_ORDERS - 1`.
-    (pages <= MAX_CACHED_PAGES).then(|| (pages | MAX_CACHED_PAGES).trailing_zeros() as usize)
-}
-
 /// One CPU's (or thread's) access to an [`IovaCache`]: it owns a loaded and a
 /// previous magazine per size class, so its fast path takes no shared lock.
 /// Dropping it returns its magazines to the tree.
@@ -324,19 +314,20 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> CpuHandle<'_, S, 
         if order >= CACHED_ORDERS {
             return self.alloc_uncached(pages, dma_limit);
         }
-        let size = 1u64 << order;
-        let max_start = if dma_limit.as_u64() >= self.cache.last_byte {
+        let max = if dma_limit.as_u64() >= self.cache.last_byte {
             // Every cached range lies in the window.
-            u64::MAX
+            PackedRange::MAX
         } else {
+            let size = 1u64 << order;
             let hi = self.cache.window.last_page_below(dma_limit).ok_or(AllocError::Exhausted)?;
-            (hi + 1).checked_sub(size).ok_or(AllocError::Exhausted)?
+            let max_start = (hi + 1).checked_sub(size).ok_or(AllocError::Exhausted)?;
+            PackedRange::of_order(max_start & !(size - 1), order as u32)
         };
-        let pfn = match self.loaded[order].pop_at_most(max_start) {
-            Some(pfn) => pfn,
-            None => self.reload_or_grow(order, max_start, dma_limit)?,
+        let range = match self.loaded[order].pop_at_most(max) {
+            Some(range) => range,
+            None => self.reload_or_grow(order, max, dma_limit)?,
         };
-        Ok(IovaLease::new(IovaRange::from_parts(pfn, size), self.issuer))
+        Ok(IovaLease::new(range, self.issuer))
     }
 
     /// Frees a lease this cache's handles handed out (through any handle).
@@ -351,13 +342,14 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> CpuHandle<'_, S, 
         if !lease.is_from(self.issuer) {
             return Err(AllocError::ForeignLease);
         }
-        let range = lease.range();
-        match lease_order(range.pages()) {
-            Some(order) => {
-                self.push_cached(order, range.start_page());
-                Ok(())
-            }
-            None => self.cache.free_in_tree(range, Kind::Lease),
+        let range = lease.packed();
+        // The cache hands out the sizes it caches as exact powers of two.
+        let order = range.order() as usize;
+        if order < CACHED_ORDERS {
+            self.push_cached(order, range);
+            Ok(())
+        } else {
+            self.cache.free_in_tree(range.range(), Kind::Lease)
         }
     }
 
@@ -394,7 +386,7 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> CpuHandle<'_, S, 
         };
         match self.cache.live.take(range.start_page(), order as u8) {
             Take::Taken => {
-                self.push_cached(order, range.start_page());
+                self.push_cached(order, PackedRange::new(range));
                 Ok(())
             }
             Take::NotLive => Err(self.cache.refused_free(range)),
@@ -405,9 +397,9 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> CpuHandle<'_, S, 
     /// Returns this handle's magazines to the tree.
     pub fn flush(&mut self) {
         let mut shared = self.cache.shared.lock();
-        for (order, (loaded, prev)) in self.loaded.iter_mut().zip(&mut self.prev).enumerate() {
-            shared.drain_to_tree(loaded, order);
-            shared.drain_to_tree(prev, order);
+        for (loaded, prev) in self.loaded.iter_mut().zip(&mut self.prev) {
+            shared.drain_to_tree(loaded);
+            shared.drain_to_tree(prev);
         }
     }
 
@@ -415,7 +407,12 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> CpuHandle<'_, S, 
     /// swap in the previous one or take a full one from the depot, and pop;
     /// failing that, allocate from the tree.
     #[cold]
-    fn reload_or_grow(&mut self, order: usize, max_start: u64, dma_limit: Iova) -> Result<u64> {
+    fn reload_or_grow(
+        &mut self,
+        order: usize,
+        max: PackedRange,
+        dma_limit: Iova,
+    ) -> Result<PackedRange> {
         let (loaded, prev) = (&mut self.loaded[order], &mut self.prev[order]);
         if loaded.is_empty() {
             if !prev.is_empty() {
@@ -424,8 +421,8 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> CpuHandle<'_, S, 
                 *loaded = full;
             }
         }
-        match loaded.pop_at_most(max_start) {
-            Some(pfn) => Ok(pfn),
+        match loaded.pop_at_most(max) {
+            Some(range) => Ok(range),
             None => self.alloc_from_tree(order, dma_limit),
         }
     }
@@ -433,41 +430,41 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> CpuHandle<'_, S, 
     /// Allocates a range of order `order` from the tree; on exhaustion,
     /// returns this handle's magazines and the depot to the tree and retries.
     #[cold]
-    fn alloc_from_tree(&mut self, order: usize, dma_limit: Iova) -> Result<u64> {
+    fn alloc_from_tree(&mut self, order: usize, dma_limit: Iova) -> Result<PackedRange> {
         let mut shared = self.cache.shared.lock();
         match shared.tree.alloc_as(1 << order, dma_limit, Kind::Lease) {
             Err(AllocError::Exhausted) => {
-                for (o, (loaded, prev)) in self.loaded.iter_mut().zip(&mut self.prev).enumerate() {
-                    shared.drain_to_tree(loaded, o);
-                    shared.drain_to_tree(prev, o);
+                for (loaded, prev) in self.loaded.iter_mut().zip(&mut self.prev) {
+                    shared.drain_to_tree(loaded);
+                    shared.drain_to_tree(prev);
                 }
                 shared.flush_depot();
                 shared.tree.alloc_as(1 << order, dma_limit, Kind::Lease)
             }
             other => other,
         }
-        .map(IovaRange::start_page)
+        .map(PackedRange::new)
     }
 
     /// Allocates a size that is never cached, from the tree.
     #[cold]
     fn alloc_uncached(&mut self, pages: u64, dma_limit: Iova) -> Result<IovaLease> {
         let range = self.cache.shared.lock().tree.alloc_as(pages, dma_limit, Kind::Lease)?;
-        Ok(IovaLease::new(range, self.issuer))
+        Ok(IovaLease::new(PackedRange::new(range), self.issuer))
     }
 
     /// Caches a freed range of order `order`.
     #[inline]
-    fn push_cached(&mut self, order: usize, pfn: u64) {
-        if !self.loaded[order].push(pfn) {
-            self.push_after_swap(order, pfn);
+    fn push_cached(&mut self, order: usize, range: PackedRange) {
+        if !self.loaded[order].push(range) {
+            self.push_after_swap(order, range);
         }
     }
 
     /// The loaded magazine is full: swap in the previous one, or hand it to
     /// the depot if that is full too, and push.
     #[cold]
-    fn push_after_swap(&mut self, order: usize, pfn: u64) {
+    fn push_after_swap(&mut self, order: usize, range: PackedRange) {
         let (loaded, prev) = (&mut self.loaded[order], &mut self.prev[order]);
         if prev.is_full() {
             let full = core::mem::replace(loaded, Magazine::EMPTY);
@@ -475,7 +472,7 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> CpuHandle<'_, S, 
         } else {
             core::mem::swap(loaded, prev);
         }
-        let pushed = loaded.push(pfn);
+        let pushed = loaded.push(range);
         debug_assert!(pushed, "a magazine was full after making room");
     }
 }

@@ -1,62 +1,69 @@
 //! Magazines: fixed-size stacks of recently freed IOVAs of one size class
 //! (Bonwick and Adams' magazine layer, as Linux's `iova_rcache` uses it).
 
-/// Entries per magazine.
-pub const MAG_SIZE: usize = 128;
+use crate::range::{IovaRange, PackedRange};
 
-/// A stack of up to [`MAG_SIZE`] start pages of freed ranges of one size
-/// class. Opaque; it appears in type signatures only as the item of a
-/// depot [`Store`](crate::Store).
+/// Entries per magazine: 127, as Linux's `IOVA_MAG_SIZE`, so that a magazine
+/// (its length and its entries) is 1 KiB and a handle finds the magazine of
+/// a size class with a shift.
+pub const MAG_SIZE: usize = 127;
+
+/// A stack of up to [`MAG_SIZE`] freed ranges of one size class, packed as
+/// leases hold them. Opaque; it appears in type signatures only as the item
+/// of a depot [`Store`](crate::Store).
 #[derive(Clone, Debug)]
 pub struct Magazine {
-    pfns: heapless::Vec<u64, MAG_SIZE>,
+    ranges: heapless::Vec<PackedRange, MAG_SIZE>,
 }
 
 impl Magazine {
     /// An empty magazine.
-    pub const EMPTY: Self = Self { pfns: heapless::Vec::new() };
+    pub const EMPTY: Self = Self { ranges: heapless::Vec::new() };
 
     pub(crate) fn is_empty(&self) -> bool {
-        self.pfns.is_empty()
+        self.ranges.is_empty()
     }
 
     pub(crate) fn is_full(&self) -> bool {
-        self.pfns.is_full()
+        self.ranges.is_full()
     }
 
-    /// Pushes `pfn`; false if full.
+    /// Pushes `range`; false if full.
     #[inline]
-    pub(crate) fn push(&mut self, pfn: u64) -> bool {
-        self.pfns.push(pfn).is_ok()
+    pub(crate) fn push(&mut self, range: PackedRange) -> bool {
+        self.ranges.push(range).is_ok()
     }
 
-    /// Pops the most recent entry at or below `max_pfn`; scans down (at
+    /// Pops the most recent entry at or below `max` (of the magazine's size
+    /// class, so: starting at or below the start of `max`); scans down (at
     /// most [`MAG_SIZE`] entries) only when the top one is too high for the
     /// caller's DMA limit.
     #[inline]
-    pub(crate) fn pop_at_most(&mut self, max_pfn: u64) -> Option<u64> {
-        let top = self.pfns.pop()?;
-        if top <= max_pfn {
+    pub(crate) fn pop_at_most(&mut self, max: PackedRange) -> Option<PackedRange> {
+        let top = self.ranges.pop()?;
+        if top <= max {
             return Some(top);
         }
-        self.pop_below(top, max_pfn)
+        self.pop_below(top, max)
     }
 
     /// The top entry, `top`, was too high: puts it back and pops the most
-    /// recent entry at or below `max_pfn` instead.
+    /// recent entry at or below `max` instead.
     #[cold]
-    fn pop_below(&mut self, top: u64, max_pfn: u64) -> Option<u64> {
-        let found = self.pfns.iter().rposition(|&p| p <= max_pfn);
-        let restored = self.pfns.push(top);
+    fn pop_below(&mut self, top: PackedRange, max: PackedRange) -> Option<PackedRange> {
+        let found = self.ranges.iter().rposition(|&r| r <= max);
+        let restored = self.ranges.push(top);
         debug_assert!(restored.is_ok(), "a magazine was full after a pop");
-        Some(self.pfns.swap_remove(found?))
+        Some(self.ranges.swap_remove(found?))
     }
 
     /// Removes and returns every entry.
-    pub(crate) fn drain(&mut self) -> impl Iterator<Item = u64> + '_ {
-        self.pfns.drain(..)
+    pub(crate) fn drain(&mut self) -> impl Iterator<Item = IovaRange> + '_ {
+        self.ranges.drain(..).map(PackedRange::range)
     }
 }
+
+const _: () = assert!(size_of::<Magazine>() == 1024);
 
 impl Default for Magazine {
     fn default() -> Self {
@@ -70,18 +77,20 @@ mod tests {
 
     #[test]
     fn lifo_with_limit() {
+        let at = |p| PackedRange::of_order(p, 1);
         let mut m = Magazine::EMPTY;
         for p in [10, 50, 20, 60] {
-            assert!(m.push(p));
+            assert!(m.push(at(p)));
         }
-        assert_eq!(m.pop_at_most(u64::MAX), Some(60));
-        assert_eq!(m.pop_at_most(30), Some(20));
-        assert_eq!(m.pop_at_most(5), None);
-        assert_eq!(m.drain().collect::<heapless::Vec<_, 4>>(), [10, 50]);
+        assert_eq!(m.pop_at_most(PackedRange::MAX), Some(at(60)));
+        assert_eq!(m.pop_at_most(at(30)), Some(at(20)));
+        assert_eq!(m.pop_at_most(at(4)), None);
+        let left: heapless::Vec<_, 4> = m.drain().map(IovaRange::start_page).collect();
+        assert_eq!(left, [10, 50]);
         assert!(m.is_empty());
         for p in 0..MAG_SIZE as u64 {
-            assert!(m.push(p));
+            assert!(m.push(at(2 * p)));
         }
-        assert!(m.is_full() && !m.push(1));
+        assert!(m.is_full() && !m.push(at(0)));
     }
 }

@@ -163,6 +163,50 @@ impl Window {
     }
 }
 
+/// An allocated range in one word, as a lease and a magazine keep it: the
+/// start page with `pages - 1` in its low bits, which the alignment of an
+/// allocation (its size rounded up to a power of two, 2^order) leaves zero,
+/// and the order above the 52 bits of a page number. Of one order, packed
+/// ranges order as their start pages.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct PackedRange(u64);
+
+/// Where a packed range keeps its order.
+const ORDER_SHIFT: u32 = 64 - PAGE_SHIFT;
+
+impl PackedRange {
+    /// Above every packed range.
+    pub(crate) const MAX: Self = Self(u64::MAX);
+
+    /// Packs `range`, whose start must be aligned to its size rounded up to
+    /// a power of two.
+    pub(crate) const fn new(range: IovaRange) -> Self {
+        let order = order_of(range.pages);
+        debug_assert!(range.start & ((1 << order) - 1) == 0, "an allocation is aligned");
+        Self(range.start | (range.pages - 1) | (order as u64) << ORDER_SHIFT)
+    }
+
+    /// Packs the range of 2^`order` pages at the 2^`order`-aligned
+    /// `start_page`.
+    pub(crate) const fn of_order(start_page: u64, order: u32) -> Self {
+        Self::new(IovaRange::from_parts(start_page, 1 << order))
+    }
+
+    /// The order of the range: log2 of its page count, rounded up.
+    #[inline]
+    pub(crate) const fn order(self) -> u32 {
+        (self.0 >> ORDER_SHIFT) as u32
+    }
+
+    /// The range.
+    #[inline]
+    pub(crate) const fn range(self) -> IovaRange {
+        let low = self.0 & (PFN_END - 1);
+        let below_alignment = (1 << self.order()) - 1;
+        IovaRange::from_parts(low & !below_alignment, (low & below_alignment) + 1)
+    }
+}
+
 /// The order (log2, rounded up) of a page count: the alignment, in pages,
 /// that a size-aligned allocation of `pages` pages gets.
 pub(crate) const fn order_of(pages: u64) -> u32 {
@@ -200,6 +244,18 @@ mod tests {
         assert_eq!(w.last_page_below(Iova::new(0xfff)), None);
         assert_eq!(Window::new(Iova::new(0), Iova::new(0x1000)), Err(AllocError::Misaligned));
         assert_eq!(Window::from_pages(3, 2), Err(AllocError::OutOfWindow));
+    }
+
+    #[test]
+    fn packed_ranges_round_trip_and_order_by_start() {
+        for (start, pages) in [(0, 1), (7, 1), (8, 3), (64, 33), (1 << 40, 1 << 40), (0, PFN_END)] {
+            let r = IovaRange::from_pages(start, pages).unwrap();
+            assert_eq!(PackedRange::new(r).range(), r);
+            assert_eq!(PackedRange::new(r).order(), order_of(pages));
+        }
+        let (a, b) = (PackedRange::of_order(64, 3), PackedRange::of_order(72, 3));
+        assert!(a < b && b < PackedRange::MAX);
+        assert_eq!(b.range(), IovaRange::from_pages(72, 8).unwrap());
     }
 
     #[test]

@@ -31,7 +31,7 @@
 //! summaries make the search logarithmic instead.
 
 use crate::lease::{IovaLease, Issuer};
-use crate::range::{IovaRange, PFN_END, Window, order_of};
+use crate::range::{IovaRange, PFN_END, PackedRange, Window, order_of};
 use crate::store::Store;
 use crate::{AllocError, Result};
 use vtd_regs::Iova;
@@ -245,7 +245,7 @@ impl<S: Store<Node>> IovaTree<S> {
     pub fn alloc(&mut self, pages: u64, dma_limit: Iova) -> Result<IovaLease> {
         let range = self.alloc_as(pages, dma_limit, Kind::Lease)?;
         let issuer = *self.issuer.get_or_insert_with(Issuer::fresh);
-        Ok(IovaLease::new(range, issuer))
+        Ok(IovaLease::new(PackedRange::new(range), issuer))
     }
 
     /// Frees a lease this tree handed out. O(log n).
