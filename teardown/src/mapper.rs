@@ -7,7 +7,6 @@
 //! that an invalidation covering them has completed.
 
 use invalidation::{Clock, FlushMode, FlushQueue, Instant, Invalidation, Invalidator, PageBlocks};
-use iova_alloc::IovaRange;
 use vtd_regs::{FrameAllocator, IotlbScope, Iova, PAGE_SHIFT, PAGE_SIZE, PhysAddr, PhysMem};
 use vtd_tables::{Perm, SlPageTable, Unmapped};
 
@@ -19,8 +18,8 @@ use crate::space::IovaSpace;
 use crate::{Error, Result};
 
 /// What a teardown gives back once its invalidation completed.
-pub(crate) struct Teardown {
-    range: IovaRange,
+pub(crate) struct Teardown<L> {
+    lease: L,
     token: Unmapped,
     /// First guest page and count of pages to unpin.
     pinned: (u64, u64),
@@ -35,8 +34,8 @@ struct Owners<M: PhysMem, A: FrameAllocator, S, P> {
 }
 
 impl<M: PhysMem, A: FrameAllocator, S: IovaSpace, P: PagePinner> Owners<M, A, S, P> {
-    fn release(&mut self, t: Teardown) {
-        if self.table.release(t.token).is_err() || self.space.free(t.range).is_err() {
+    fn release(&mut self, t: Teardown<S::Lease>) {
+        if self.table.release(t.token).is_err() || self.space.free(t.lease).is_err() {
             self.counters.release_errors += 1;
         }
         self.unpin(t.pinned.0, t.pinned.1);
@@ -117,12 +116,13 @@ pub struct Mapper<M, A, S, I, C, P, const MAPS: usize, const PENDING: usize>
 where
     M: PhysMem,
     A: FrameAllocator,
+    S: IovaSpace,
     C: Clock,
 {
     owners: Owners<M, A, S, P>,
     inv: I,
-    flush: FlushQueue<Teardown, C, PENDING>,
-    registry: Registry<MAPS>,
+    flush: FlushQueue<Teardown<S::Lease>, C, PENDING>,
+    registry: Registry<S::Lease, MAPS>,
     config: MapperConfig,
     /// Mappings kept forever so far (persistent policy).
     kept: usize,
@@ -228,10 +228,11 @@ where
         if self.registry.is_full() {
             return Err(Error::TooManyMappings);
         }
-        let range = self.owners.space.alloc(pages, self.config.dma_limit).map_err(Error::Iova)?;
+        let lease = self.owners.space.alloc(pages, self.config.dma_limit).map_err(Error::Iova)?;
+        let range = S::range(&lease);
         let (pinned, mapped, err) = self.owners.map_pages(range.start(), first, pages, perm);
         if let Some(e) = err {
-            self.abandon(range, first, pinned, mapped)?;
+            self.abandon(lease, first, pinned, mapped)?;
             return Err(e);
         }
         let keep = match self.config.reuse {
@@ -239,10 +240,11 @@ where
             _ => false,
         };
         let mapping = Mapping::new(range, first, pages, perm, keep);
-        let Some(_) = self.registry.insert(mapping, self.config.reuse != Reuse::SingleUse) else {
-            self.abandon(range, first, pinned, mapped)?;
+        let index_buffer = self.config.reuse != Reuse::SingleUse;
+        if let Err(lease) = self.registry.insert(mapping, lease, index_buffer) {
+            self.abandon(lease, first, pinned, mapped)?;
             return Err(Error::TooManyMappings);
-        };
+        }
         self.kept += usize::from(keep);
         if self.inv.caps().caching_mode {
             self.invalidate_new(range.start(), mapped)?;
@@ -356,15 +358,15 @@ where
     /// Removes a mapping from the table and hands its invalidation to the
     /// flush queue.
     fn tear_down(&mut self, id: SlotId) -> Result<()> {
-        let m = self.registry.remove(id).ok_or(Error::TooManyMappings)?;
+        let (m, lease) = self.registry.remove(id).ok_or(Error::TooManyMappings)?;
         let bytes = m.pages << PAGE_SHIFT;
-        self.queue_teardown(m.iova, (m.phys_page, m.pages), bytes)
+        self.queue_teardown(lease, (m.phys_page, m.pages), bytes)
     }
 
-    /// Unmaps the first `mapped` bytes of `range` and queues the teardown
-    /// that gives back the range and the `pinned` pages.
-    fn queue_teardown(&mut self, range: IovaRange, pinned: (u64, u64), mapped: u64) -> Result<()> {
-        let start = range.start();
+    /// Unmaps the first `mapped` bytes of `lease`'s range and queues the
+    /// teardown that gives back the lease and the `pinned` pages.
+    fn queue_teardown(&mut self, lease: S::Lease, pinned: (u64, u64), mapped: u64) -> Result<()> {
+        let start = S::range(&lease).start();
         self.owners.counters.table_updates += 1;
         self.owners.counters.teardowns += 1;
         let token = match self.owners.table.unmap_range(start, mapped) {
@@ -377,7 +379,7 @@ where
         let leaf_only = token.leaf_only();
         let end = Iova::new(start.as_u64() + mapped);
         let owners = &mut self.owners;
-        let payload = Teardown { range, token, pinned };
+        let payload = Teardown { lease, token, pinned };
         self.flush
             .unmapped(&mut self.inv, self.config.domain, start..end, leaf_only, payload, |t| {
                 owners.release(t)
@@ -387,11 +389,11 @@ where
 
     /// Undoes a map that failed halfway: what was mapped is torn down like
     /// any mapping; if nothing was, everything is given back at once.
-    fn abandon(&mut self, range: IovaRange, first: u64, pinned: u64, mapped: u64) -> Result<()> {
+    fn abandon(&mut self, lease: S::Lease, first: u64, pinned: u64, mapped: u64) -> Result<()> {
         if mapped > 0 {
-            return self.queue_teardown(range, (first, pinned), mapped);
+            return self.queue_teardown(lease, (first, pinned), mapped);
         }
-        if self.owners.space.free(range).is_err() {
+        if self.owners.space.free(lease).is_err() {
             self.owners.counters.release_errors += 1;
         }
         self.owners.unpin(first, pinned);

@@ -86,9 +86,12 @@ impl Mapping {
     }
 }
 
-/// Up to `N` mappings (`N` a power of two).
-pub(crate) struct Registry<const N: usize> {
+/// Up to `N` mappings (`N` a power of two), each with the lease `L` of its
+/// IOVA range.
+pub(crate) struct Registry<L, const N: usize> {
     slots: Vec<Mapping, N>,
+    /// The lease of each slot's mapping; `None` while the slot is free.
+    leases: Vec<Option<L>, N>,
     free: Vec<SlotId, N>,
     by_buffer: Map<(u64, u64, u8), N>,
     by_iova: Map<u64, N>,
@@ -97,10 +100,11 @@ pub(crate) struct Registry<const N: usize> {
     stale_len: usize,
 }
 
-impl<const N: usize> Registry<N> {
+impl<L, const N: usize> Registry<L, N> {
     pub(crate) fn new() -> Self {
         Registry {
             slots: Vec::new(),
+            leases: Vec::new(),
             free: Vec::new(),
             by_buffer: Map::new(),
             by_iova: Map::new(),
@@ -122,29 +126,38 @@ impl<const N: usize> Registry<N> {
         self.stale_len
     }
 
-    /// Records a mapping; `index_buffer` makes it findable by its buffer.
-    /// `None` when full.
-    pub(crate) fn insert(&mut self, m: Mapping, index_buffer: bool) -> Option<SlotId> {
+    /// Records a mapping and its lease; `index_buffer` makes it findable
+    /// by its buffer. The lease back when full.
+    pub(crate) fn insert(&mut self, m: Mapping, lease: L, index_buffer: bool) -> Result<SlotId, L> {
         if self.is_full() {
-            return None;
+            return Err(lease);
         }
         let id = match self.free.pop() {
-            Some(id) => {
-                *self.slots.get_mut(id as usize)? = m;
-                id
-            }
+            Some(id) => id,
             None => {
-                let id = self.slots.len() as SlotId;
-                self.slots.push(m).ok()?;
-                id
+                // `slots` and `leases` grow together, one slot at a time,
+                // and only while fewer than N exist.
+                if self.slots.push(m).is_err() || self.leases.push(None).is_err() {
+                    return Err(lease);
+                }
+                (self.slots.len() - 1) as SlotId
             }
         };
-        // Room is guaranteed: both maps hold at most `len() < N` entries.
-        self.by_iova.insert(m.iova.start_page(), id).ok()?;
-        if index_buffer && !self.by_buffer.contains_key(&m.buffer_key()) {
-            self.by_buffer.insert(m.buffer_key(), id).ok()?;
+        match (self.slots.get_mut(id as usize), self.leases.get_mut(id as usize)) {
+            (Some(slot), Some(held)) => {
+                *slot = m;
+                *held = Some(lease);
+            }
+            _ => return Err(lease),
         }
-        Some(id)
+        // Room is guaranteed: both maps hold at most `len() < N` entries.
+        let indexed = self.by_iova.insert(m.iova.start_page(), id);
+        debug_assert!(indexed.is_ok(), "the IOVA index had no room");
+        if index_buffer && !self.by_buffer.contains_key(&m.buffer_key()) {
+            let indexed = self.by_buffer.insert(m.buffer_key(), id);
+            debug_assert!(indexed.is_ok(), "the buffer index had no room");
+        }
+        Ok(id)
     }
 
     pub(crate) fn get(&self, id: SlotId) -> Option<&Mapping> {
@@ -164,17 +177,19 @@ impl<const N: usize> Registry<N> {
         self.by_iova.get(&iova_page).copied()
     }
 
-    /// Forgets a mapping (taking it off the stale list if it is there).
-    pub(crate) fn remove(&mut self, id: SlotId) -> Option<Mapping> {
+    /// Forgets a mapping (taking it off the stale list if it is there) and
+    /// hands back its lease.
+    pub(crate) fn remove(&mut self, id: SlotId) -> Option<(Mapping, L)> {
         self.unstale(id);
         let m = *self.get(id)?;
+        let lease = self.leases.get_mut(id as usize)?.take()?;
         self.by_iova.swap_remove(&m.iova.start_page());
         if self.by_buffer.get(&m.buffer_key()) == Some(&id) {
             self.by_buffer.swap_remove(&m.buffer_key());
         }
         // `free` never holds more ids than there are slots.
         self.free.push(id).ok()?;
-        Some(m)
+        Some((m, lease))
     }
 
     /// Appends a mapping to the stale list (newest last).
