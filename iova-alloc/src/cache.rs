@@ -343,14 +343,16 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> CpuHandle<'_, S, 
             return Err(AllocError::ForeignLease);
         }
         let range = lease.packed();
-        // The cache hands out the sizes it caches as exact powers of two.
+        // The cache hands out the sizes it caches as exact powers of two:
+        // the order alone says whether a magazine takes the range.
         let order = range.order() as usize;
-        if order < CACHED_ORDERS {
-            self.push_cached(order, range);
-            Ok(())
-        } else {
-            self.cache.free_in_tree(range.range(), Kind::Lease)
+        let Some(loaded) = self.loaded.get_mut(order) else {
+            return self.cache.free_in_tree(range.range(), Kind::Lease);
+        };
+        if !loaded.push(range) {
+            self.push_after_swap(order, range);
         }
+        Ok(())
     }
 
     /// Turns a lease this cache's handles handed out into a plain range, to
