@@ -21,6 +21,8 @@ use crate::{Error, Result};
 /// What a teardown gives back once its invalidation completed.
 pub(crate) struct Teardown {
     range: IovaRange,
+    /// The range was placed by the caller, not drawn from the space.
+    placed: bool,
     token: Unmapped,
     /// First guest page and count of pages to unpin.
     pinned: (u64, u64),
@@ -36,10 +38,19 @@ struct Owners<M: PhysMem, A: FrameAllocator, S, P> {
 
 impl<M: PhysMem, A: FrameAllocator, S: IovaSpace, P: PagePinner> Owners<M, A, S, P> {
     fn release(&mut self, t: Teardown) {
-        if self.table.release(t.token).is_err() || self.space.free(t.range).is_err() {
+        if self.table.release(t.token).is_err() {
             self.counters.release_errors += 1;
         }
+        self.give_back(t.range, t.placed);
         self.unpin(t.pinned.0, t.pinned.1);
+    }
+
+    /// Returns `range` to the space it was drawn from (a placed range was
+    /// not drawn from it).
+    fn give_back(&mut self, range: IovaRange, placed: bool) {
+        if !placed && self.space.free(range).is_err() {
+            self.counters.release_errors += 1;
+        }
     }
 
     fn unpin(&mut self, first: u64, pages: u64) {
@@ -229,18 +240,59 @@ where
             return Err(Error::TooManyMappings);
         }
         let range = self.owners.space.alloc(pages, self.config.dma_limit).map_err(Error::Iova)?;
+        self.install(range, false, (first, pages), perm)?;
+        Ok(Iova::new(range.start().as_u64() + offset))
+    }
+
+    /// Maps the buffer `[phys, phys + len)` at `iova`, an address the caller
+    /// chose: a vIOMMU installing a guest's own IOVA (GIOVA -> HPA, with
+    /// `phys` guest-physical and pinned through the mapper's pinner). The
+    /// range is not drawn from the mapper's space and never given back to
+    /// it, so it must lie outside the space's window; `iova` must have
+    /// `phys`'s page offset. The mapping is single-use whatever the reuse
+    /// policy (it is found by its IOVA only) and is removed by
+    /// [`unmap`](Self::unmap) like any other.
+    pub fn map_at(&mut self, iova: Iova, phys: PhysAddr, len: u64, perm: Perm) -> Result<()> {
+        let (first, pages) = span(phys.as_u64(), len).ok_or(Error::Empty)?;
+        if iova.page_offset() != phys.page_offset() {
+            return Err(Error::Misplaced { iova });
+        }
+        let range = IovaRange::from_pages(iova.page_number(), pages).map_err(Error::Iova)?;
+        if self.registry.find_iova(range.start_page()).is_some() {
+            return Err(Error::Table(vtd_tables::Error::AlreadyMapped { iova }));
+        }
+        if self.registry.is_full() && self.registry.stale_len() > 0 {
+            self.reclaim()?;
+        }
+        if self.registry.is_full() {
+            return Err(Error::TooManyMappings);
+        }
+        self.install(range, true, (first, pages), perm)
+    }
+
+    /// Pins and maps the buffer's `pages` pages from page `first` at the
+    /// start of `range` and records the mapping; on failure undoes what was
+    /// done. `placed`: the caller chose `range`.
+    fn install(
+        &mut self,
+        range: IovaRange,
+        placed: bool,
+        (first, pages): (u64, u64),
+        perm: Perm,
+    ) -> Result<()> {
         let (pinned, mapped, err) = self.owners.map_pages(range.start(), first, pages, perm);
         if let Some(e) = err {
-            self.abandon(range, first, pinned, mapped)?;
+            self.abandon(range, placed, first, pinned, mapped)?;
             return Err(e);
         }
         let keep = match self.config.reuse {
-            Reuse::Persistent { quota } => quota.is_none_or(|q| self.kept < q),
+            Reuse::Persistent { quota } => !placed && quota.is_none_or(|q| self.kept < q),
             _ => false,
         };
-        let mapping = Mapping::new(range, first, pages, perm, keep);
-        let Some(_) = self.registry.insert(mapping, self.config.reuse != Reuse::SingleUse) else {
-            self.abandon(range, first, pinned, mapped)?;
+        let mapping = Mapping::new(range, placed, first, pages, perm, keep);
+        let shared = self.config.reuse != Reuse::SingleUse && !placed;
+        let Some(_) = self.registry.insert(mapping, shared) else {
+            self.abandon(range, placed, first, pinned, mapped)?;
             return Err(Error::TooManyMappings);
         };
         self.kept += usize::from(keep);
@@ -248,7 +300,17 @@ where
             self.invalidate_new(range.start(), mapped)?;
         }
         self.owners.counters.maps += 1;
-        Ok(Iova::new(range.start().as_u64() + offset))
+        Ok(())
+    }
+
+    /// Gives up the mapper and returns its table, for a caller that tears
+    /// the whole domain down (after detaching it and calling
+    /// [`flush`](Self::flush)). Teardowns still awaiting an invalidation
+    /// are dropped with everything they hold: their frames, IOVAs and pins
+    /// are never released, rather than released before the unit forgot
+    /// them.
+    pub fn into_table(self) -> SlPageTable<M, A> {
+        self.owners.table
     }
 
     /// Unmaps the buffer `map` returned `iova` for; `len` as given to `map`.
@@ -358,12 +420,18 @@ where
     fn tear_down(&mut self, id: SlotId) -> Result<()> {
         let m = self.registry.remove(id).ok_or(Error::TooManyMappings)?;
         let bytes = m.pages << PAGE_SHIFT;
-        self.queue_teardown(m.iova, (m.phys_page, m.pages), bytes)
+        self.queue_teardown(m.iova, m.placed, (m.phys_page, m.pages), bytes)
     }
 
     /// Unmaps the first `mapped` bytes of `range` and queues the teardown
-    /// that gives back the range and the `pinned` pages.
-    fn queue_teardown(&mut self, range: IovaRange, pinned: (u64, u64), mapped: u64) -> Result<()> {
+    /// that gives back the range (unless `placed`) and the `pinned` pages.
+    fn queue_teardown(
+        &mut self,
+        range: IovaRange,
+        placed: bool,
+        pinned: (u64, u64),
+        mapped: u64,
+    ) -> Result<()> {
         let start = range.start();
         self.owners.counters.table_updates += 1;
         self.owners.counters.teardowns += 1;
@@ -377,7 +445,7 @@ where
         let leaf_only = token.leaf_only();
         let end = Iova::new(start.as_u64() + mapped);
         let owners = &mut self.owners;
-        let payload = Teardown { range, token, pinned };
+        let payload = Teardown { range, placed, token, pinned };
         self.flush
             .unmapped(&mut self.inv, self.config.domain, start..end, leaf_only, payload, |t| {
                 owners.release(t)
@@ -387,13 +455,18 @@ where
 
     /// Undoes a map that failed halfway: what was mapped is torn down like
     /// any mapping; if nothing was, everything is given back at once.
-    fn abandon(&mut self, range: IovaRange, first: u64, pinned: u64, mapped: u64) -> Result<()> {
+    fn abandon(
+        &mut self,
+        range: IovaRange,
+        placed: bool,
+        first: u64,
+        pinned: u64,
+        mapped: u64,
+    ) -> Result<()> {
         if mapped > 0 {
-            return self.queue_teardown(range, (first, pinned), mapped);
+            return self.queue_teardown(range, placed, (first, pinned), mapped);
         }
-        if self.owners.space.free(range).is_err() {
-            self.owners.counters.release_errors += 1;
-        }
+        self.owners.give_back(range, placed);
         self.owners.unpin(first, pinned);
         Ok(())
     }

@@ -57,6 +57,8 @@ const NIL: SlotId = SlotId::MAX;
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Mapping {
     pub(crate) iova: IovaRange,
+    /// The caller chose `iova` ([`Mapper::map_at`](crate::Mapper::map_at)).
+    pub(crate) placed: bool,
     pub(crate) phys_page: u64,
     pub(crate) pages: u64,
     pub(crate) perm: Perm,
@@ -81,8 +83,15 @@ impl Mapping {
         (self.phys_page, self.pages, self.perm.bits())
     }
 
-    pub(crate) fn new(iova: IovaRange, phys_page: u64, pages: u64, perm: Perm, keep: bool) -> Self {
-        Mapping { iova, phys_page, pages, perm, refs: 1, keep, stale: None }
+    pub(crate) fn new(
+        iova: IovaRange,
+        placed: bool,
+        phys_page: u64,
+        pages: u64,
+        perm: Perm,
+        keep: bool,
+    ) -> Self {
+        Mapping { iova, placed, phys_page, pages, perm, refs: 1, keep, stale: None }
     }
 }
 

@@ -41,3 +41,21 @@ where
         CpuHandle::free(self, range)
     }
 }
+
+/// No space at all: every IOVA of the mapper is chosen by its caller
+/// ([`Mapper::map_at`](crate::Mapper::map_at)), as a vIOMMU does when it
+/// installs a guest's own IOVAs. [`Mapper::map`](crate::Mapper::map) fails
+/// with [`AllocError::Exhausted`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PlacedOnly;
+
+impl IovaSpace for PlacedOnly {
+    #[inline]
+    fn alloc(&mut self, _pages: u64, _limit: Iova) -> Result<IovaRange, AllocError> {
+        Err(AllocError::Exhausted)
+    }
+    #[inline]
+    fn free(&mut self, _range: IovaRange) -> Result<(), AllocError> {
+        Err(AllocError::NotAllocated)
+    }
+}
