@@ -7,7 +7,8 @@
 //! guest invalidates after every map, VT-d §6.1). The vIOMMU shadows each
 //! invalidation into the host's unit: it walks the guest's tables (GIOVA ->
 //! GPA), pins the guest pages ([`teardown::PagePinner`], GPA -> HPA), maps
-//! GIOVA -> HPA in a host domain, and unpins only after the host
+//! GIOVA -> HPA in a host domain through a [`teardown::Mapper`] of placed
+//! mappings (`Mapper::map_at`), and unpins only after the host
 //! invalidation removing a translation completed. That gives the guest:
 //! - memory overcommit: a guest page is pinned only while the host unit can
 //!   reach it;
