@@ -232,6 +232,30 @@ fn walk_cache_follows_detached_tables() {
 }
 
 #[test]
+fn walk_cache_follows_detached_level2_tables() {
+    let (mem, alloc, cfg) = setup(48, SecondLevelPageSizes::all());
+    let mut table = SlPageTable::new(&mem, &alloc, cfg).unwrap();
+    let (a, a2, c) = (Iova::new(0), Iova::new(0x1000), Iova::new(0x2000));
+    table.map(a, PhysAddr::new(0x1000), PageSize::Size4KiB, Perm::READ).unwrap();
+    // The fast path caches GiB 0's level-2 table...
+    table.map(a2, PhysAddr::new(0x2000), PageSize::Size4KiB, Perm::READ).unwrap();
+    let tok = table.unmap(a2, PageSize::Size4KiB).unwrap();
+    table.release(tok).unwrap();
+    // ...which the last unmap detaches with the tables above and below it.
+    let tok = table.unmap(a, PageSize::Size4KiB).unwrap();
+    assert_eq!(tok.detached_frames(), 3);
+    table.release(tok).unwrap();
+    // GiB 1's new tables reuse the frames: its level-2 table is GiB 0's old one.
+    let b = Iova::new(GIB);
+    table.map(b, PhysAddr::new(0x3000), PageSize::Size4KiB, Perm::READ).unwrap();
+    table.map(c, PhysAddr::new(0x4000), PageSize::Size4KiB, Perm::WRITE).unwrap();
+    assert_eq!(table.translate(c), t(0x4000, Perm::WRITE, PageSize::Size4KiB));
+    assert_eq!(table.translate(Iova::new(GIB + 0x2000)), None);
+    assert_eq!(table.translate(b), t(0x3000, Perm::READ, PageSize::Size4KiB));
+    assert_eq!(alloc.live.get(), 1 + 3 + 2);
+}
+
+#[test]
 fn tokens_release_in_any_order_and_only_home() {
     let (mem, alloc, cfg) = setup(39, SecondLevelPageSizes::all());
     let mut t1 = SlPageTable::new(&mem, &alloc, cfg).unwrap();
