@@ -20,7 +20,8 @@ pub struct TableConfig {
     agaw: Agaw,
     width: u8,
     sllps: SecondLevelPageSizes,
-    snoop: bool,
+    /// The flags every leaf gets: SNP when snooping is on.
+    leaf_flags: SlPteFlags,
 }
 
 impl TableConfig {
@@ -29,7 +30,7 @@ impl TableConfig {
     /// (§3.6). Pages that reach 2^`width` or beyond are refused.
     pub fn new(sagaw: Sagaw, sllps: SecondLevelPageSizes, width: u8) -> Result<Self> {
         let agaw = sagaw.choose(width).ok_or(Error::UnsupportedWidth { bits: width })?;
-        Ok(Self { agaw, width, sllps, snoop: false })
+        Ok(Self { agaw, width, sllps, leaf_flags: SlPteFlags::empty() })
     }
 
     /// [`new`](Self::new) with SAGAW and SLLPS from the unit's CAP.
@@ -40,7 +41,8 @@ impl TableConfig {
     /// This configuration with SNP set in every leaf (only when ECAP.SC).
     #[must_use]
     pub const fn with_snoop(self, on: bool) -> Self {
-        Self { snoop: on, ..self }
+        let leaf_flags = if on { SlPteFlags::SNOOP } else { SlPteFlags::empty() };
+        Self { leaf_flags, ..self }
     }
 
     /// The table depth and the AW value of context entries that use it.
@@ -356,8 +358,8 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         if SlPte(self.mem.read_u64(slot)?).is_present() {
             return Err(Error::AlreadyMapped { iova });
         }
-        let leaf = SlPte::leaf(phys, perm, PageSize::Size4KiB)
-            .with_flags(SlPteFlags::SNOOP, self.config.snoop);
+        let leaf =
+            SlPte::leaf(phys, perm, PageSize::Size4KiB).with_flags(self.config.leaf_flags, true);
         self.write_pte(slot, leaf)?;
         self.cache.count += 1;
         Ok(())
@@ -373,7 +375,7 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
             return Err(Error::NoPermission);
         }
         self.flush_cache()?;
-        let leaf = SlPte::leaf(phys, perm, size).with_flags(SlPteFlags::SNOOP, self.config.snoop);
+        let leaf = SlPte::leaf(phys, perm, size).with_flags(self.config.leaf_flags, true);
         let target = size.level();
         let mut table = self.root;
         let mut parent = None;

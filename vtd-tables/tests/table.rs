@@ -8,8 +8,8 @@ use vtd_regs::regs::cap::Agaw;
 use vtd_regs::regs::{Cap, Sagaw, SecondLevelPageSizes};
 use vtd_regs::{DomainId, Iova, PageSize, PhysAddr, SourceId};
 use vtd_tables::{
-    Access, Attachment, ContextEntry, ContextManager, Error, Perm, SlPageTable, TableConfig,
-    Translation, TranslationType, WalkLimits, lookup_context, walk,
+    Access, Attachment, ContextEntry, ContextInfo, ContextManager, Error, Perm, SlPageTable,
+    TableConfig, Translation, TranslationType, WalkLimits, lookup_context, walk, walk_second_level,
 };
 
 const MIB2: u64 = 1 << 21;
@@ -274,6 +274,43 @@ fn tokens_release_in_any_order_and_only_home() {
         t1.release(tok).unwrap();
     }
     assert_eq!(alloc.live.get(), 2);
+}
+
+#[test]
+fn snoop_sets_snp_in_every_leaf() {
+    for snoop in [false, true] {
+        let (mem, alloc, cfg) = setup(48, SecondLevelPageSizes::all());
+        let mut table = SlPageTable::new(&mem, &alloc, cfg.with_snoop(snoop)).unwrap();
+        let pages =
+            [(0, PageSize::Size4KiB), (0x1000, PageSize::Size4KiB), (MIB2, PageSize::Size2MiB)];
+        for (iova, size) in pages {
+            // The first 4 KiB page takes the general path, the second the fast path.
+            table.map(Iova::new(iova), PhysAddr::new(GIB + iova), size, Perm::READ).unwrap();
+        }
+        let ctx = ContextInfo {
+            domain: DomainId::new(1),
+            translation_type: TranslationType::Untranslated,
+            agaw: table.config().agaw(),
+            slptptr: table.root(),
+            fpd: false,
+        };
+        for snoop_control in [false, true] {
+            let limits = WalkLimits {
+                haw: 48,
+                mgaw: 48,
+                sagaw: Sagaw::all(),
+                sllps: SecondLevelPageSizes::all(),
+                pass_through: false,
+                device_tlb: false,
+                snoop_control,
+            };
+            for (iova, _) in pages {
+                let r = walk_second_level(&mem, &ctx, Iova::new(iova), Access::Read, &limits);
+                // SNP is reserved unless the unit has snoop control (§9.8).
+                assert_eq!(r.is_ok(), !snoop || snoop_control, "{iova:#x} snoop {snoop}");
+            }
+        }
+    }
 }
 
 #[test]
