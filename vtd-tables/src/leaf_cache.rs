@@ -24,7 +24,7 @@ const DIRECTORY_SHIFT: u32 = level_shift(3);
 /// The narrowest domain whose IOVAs the cache holds: a region of a cached
 /// table then never reaches beyond the domain's width, so a hit needs no
 /// width check.
-pub(crate) const MIN_CACHED_WIDTH: u8 = DIRECTORY_SHIFT as u8;
+const MIN_CACHED_WIDTH: u8 = DIRECTORY_SHIFT as u8;
 
 /// A cached last-level table and level-2 table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -42,18 +42,30 @@ pub(crate) struct LeafTableCache {
     directory_region: u64,
     /// The level-2 table of that region.
     directory: PhysAddr,
+    /// The IOVAs the cache may hold are those below this: 2^width, or none
+    /// in a domain narrower than `MIN_CACHED_WIDTH`.
+    limit: u64,
 }
 
 impl LeafTableCache {
-    /// Nothing cached.
-    pub(crate) const EMPTY: Self = Self {
-        region: u64::MAX,
-        parent_slot: PhysAddr::ZERO,
-        parent: SlPte::EMPTY,
-        count: 0,
-        directory_region: u64::MAX,
-        directory: PhysAddr::ZERO,
-    };
+    /// Nothing cached, for a domain of `width` (at most 57) bits.
+    pub(crate) const fn new(width: u8) -> Self {
+        Self {
+            region: u64::MAX,
+            parent_slot: PhysAddr::ZERO,
+            parent: SlPte::EMPTY,
+            count: 0,
+            directory_region: u64::MAX,
+            directory: PhysAddr::ZERO,
+            limit: if width >= MIN_CACHED_WIDTH { 1 << width } else { 0 },
+        }
+    }
+
+    /// Whether the cache may hold `iova` (within the domain's width).
+    #[inline]
+    pub(crate) const fn may_hold(&self, iova: Iova) -> bool {
+        iova.as_u64() < self.limit
+    }
 
     /// Whether `iova`'s last-level table is cached.
     #[inline]
@@ -92,7 +104,7 @@ impl LeafTableCache {
     /// Forgets everything (after writing it back).
     #[inline]
     pub(crate) fn clear(&mut self) {
-        *self = Self::EMPTY;
+        *self = Self { limit: self.limit, ..Self::new(0) };
     }
 
     /// Caches `iova`'s last-level table, which the level-2 entry `parent`

@@ -8,7 +8,7 @@ use vtd_regs::{FrameAllocator, Iova, PAGE_SIZE, PageSize, PhysAddr, PhysMem};
 
 use crate::error::{Error, Result};
 use crate::frames::alloc_table;
-use crate::leaf_cache::{LeafTableCache, MIN_CACHED_WIDTH};
+use crate::leaf_cache::LeafTableCache;
 use crate::perm::Perm;
 use crate::pte::{ADDR_MASK, PTES_PER_TABLE, SlPte, SlPteFlags, entry_address, index, leaf_size};
 use crate::translation::Translation;
@@ -104,7 +104,7 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     /// An empty table: allocates and zeroes its root frame.
     pub fn new(mem: M, alloc: A, config: TableConfig) -> Result<Self> {
         let root = alloc_table(&mem, &alloc)?;
-        Ok(Self { mem, alloc, root, config, cache: LeafTableCache::EMPTY })
+        Ok(Self { mem, alloc, root, config, cache: LeafTableCache::new(config.width) })
     }
 
     /// The root frame: the SLPTPTR of context entries for this domain.
@@ -269,7 +269,7 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     #[inline(always)]
     pub(crate) fn cache_leaf_table(&mut self, iova: Iova) -> Result<bool> {
         // Only IOVAs within the width are ever cached, and a cached region
-        // does not reach beyond it (MIN_CACHED_WIDTH), so a hit is in range.
+        // does not reach beyond it, so a hit is in range.
         if self.cache.hit(iova) {
             return Ok(true);
         }
@@ -281,7 +281,7 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     /// or from a read-only descent.
     #[inline(always)]
     fn fill_cache(&mut self, iova: Iova) -> Result<bool> {
-        if iova.as_u64() >= self.width_limit() || self.config.width < MIN_CACHED_WIDTH {
+        if !self.cache.may_hold(iova) {
             return Ok(false);
         }
         let directory = match self.cache.directory(iova) {
