@@ -21,10 +21,11 @@ const REGION_SHIFT: u32 = level_shift(2);
 /// The region of IOVAs one level-2 table maps.
 const DIRECTORY_SHIFT: u32 = level_shift(3);
 
-/// The narrowest domain whose IOVAs the cache holds: a region of a cached
-/// table then never reaches beyond the domain's width, so a hit needs no
-/// width check.
-const MIN_CACHED_WIDTH: u8 = DIRECTORY_SHIFT as u8;
+/// The narrowest domain whose IOVAs the cache holds: the region of a cached
+/// last-level table then never reaches beyond the domain's width, so a hit
+/// needs no width check (a miss checks [`LeafTableCache::may_hold`] before
+/// it looks at the level-2 table).
+const MIN_CACHED_WIDTH: u8 = REGION_SHIFT as u8;
 
 /// A cached last-level table and level-2 table.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

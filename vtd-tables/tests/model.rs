@@ -299,7 +299,7 @@ fn sllps() -> impl Strategy<Value = SecondLevelPageSizes> {
 }
 
 fn case() -> impl Strategy<Value = (u8, SecondLevelPageSizes, Vec<Op>)> {
-    (prop_oneof![Just(25u8), Just(39), Just(40), Just(48), Just(57)], sllps())
+    (prop_oneof![Just(20u8), Just(39), Just(40), Just(48), Just(57)], sllps())
         .prop_flat_map(|(w, s)| (Just(w), Just(s), prop::collection::vec(op(w, s), 1..40)))
 }
 

@@ -211,6 +211,31 @@ fn range_map_uses_largest_pages() {
 }
 
 #[test]
+fn narrow_domains_refuse_pages_beyond_width() {
+    // A 1 MiB domain: half of one last-level table's region is beyond it.
+    let (mem, alloc, cfg) = setup(20, SecondLevelPageSizes::all());
+    let mut table = SlPageTable::new(&mem, &alloc, cfg).unwrap();
+    let (a, b, beyond) = (Iova::new(0), Iova::new(0x1000), Iova::new(1 << 20));
+    for iova in [a, b] {
+        table.map(iova, PhysAddr::new(GIB), PageSize::Size4KiB, Perm::READ).unwrap();
+    }
+    let err = Err(Error::BeyondWidth { iova: beyond });
+    assert_eq!(table.map(beyond, PhysAddr::new(GIB), PageSize::Size4KiB, Perm::READ), err);
+    assert_eq!(table.unmap(beyond, PageSize::Size4KiB).map(|t| t.len()), err.map(|()| 0));
+    assert_eq!(table.translate(beyond), None);
+    // A page that starts inside but reaches beyond the width is refused too.
+    let tok = table.unmap(a, PageSize::Size4KiB).unwrap();
+    table.release(tok).unwrap();
+    let tok = table.unmap(b, PageSize::Size4KiB).unwrap();
+    table.release(tok).unwrap();
+    assert_eq!(
+        table.map(a, PhysAddr::new(GIB), PageSize::Size2MiB, Perm::READ),
+        Err(Error::BeyondWidth { iova: a })
+    );
+    assert_eq!(alloc.live.get(), 1);
+}
+
+#[test]
 fn walk_cache_follows_detached_tables() {
     let (mem, alloc, cfg) = setup(48, SecondLevelPageSizes::all());
     let mut table = SlPageTable::new(&mem, &alloc, cfg).unwrap();
