@@ -16,7 +16,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use invalidation::{FlushConfig, Invalidation, Invalidator, NoClock, QueuedInvalidator};
+use invalidation::{FlushConfig, NoClock, QueuedInvalidator};
 use iova_alloc::{IovaTree, Node, Window};
 use teardown::{Mapper, MapperConfig, NoPinning, Reuse};
 use viommu::sidecore::{RegisterPage, Registers, Sidecore, SidecoreMmio};
@@ -25,10 +25,7 @@ use viommu_examples::{DOMAIN, Testbed};
 use vtd_emu::mem::HeapMemory;
 use vtd_emu::{EmuConfig, Emulator, SimFrameAllocator};
 use vtd_regs::regs::QueueSize;
-use vtd_regs::regs::rtaddr::TranslationTableMode;
-use vtd_regs::{
-    ContextScope, DomainId, Iova, Mmio, PAGE_SIZE, PhysAddr, PollBudget, RemappingUnit, SourceId,
-};
+use vtd_regs::{DomainId, Iova, Mmio, PAGE_SIZE, PhysAddr, PollBudget, RemappingUnit, SourceId};
 use vtd_tables::{ContextManager, Perm, SlPageTable, TableConfig};
 
 type Mem = &'static HeapMemory;
@@ -70,15 +67,12 @@ fn host_and_viommu() -> (&'static Vmmu, &'static spin::Mutex<TheHost>) {
     let frames: Frames =
         leak(SimFrameAllocator::new(mem, PhysAddr::new(HOST_FRAMES), PhysAddr::new(HOST_RAM)));
     let emu: &'static Emu = leak(Emulator::new(mem, EmuConfig::qemu()).expect("config"));
-    let mut unit = RemappingUnit::new(emu).expect("unit");
+    let unit = RemappingUnit::new(emu).expect("unit");
     let tables = TableConfig::from_cap(unit.cap(), 39).expect("39-bit");
     let contexts = ContextManager::new(mem, frames).expect("frames");
-    unit.set_root_table(contexts.root_table(), TranslationTableMode::Legacy).expect("SRTP");
-    unit.enable_translation().expect("TE");
-    let mut inv = QueuedInvalidator::new(unit, mem, frames, QueueSize::from_order(0).expect("1"))
-        .map_err(|(e, _)| e)
-        .expect("QI");
-    inv.invalidate([Invalidation::Context(ContextScope::Global)]).expect("flush");
+    let qs = QueueSize::from_order(0).expect("1 page");
+    let inv = QueuedInvalidator::enable_remapping(unit, contexts.root_table(), mem, frames, qs)
+        .expect("remapping on");
     let host = leak(spin::Mutex::new(Host::new(mem, frames, contexts, inv, tables, DOMAIN)));
     let layout = GuestLayout::new(PhysAddr::ZERO, GUEST_RAM);
     let dev = Assignment { guest: DEVICE, host: DEVICE };
@@ -93,18 +87,15 @@ fn guest<X: Mmio>(v: &'static Vmmu, mmio: X) -> GuestMapper<X> {
     let frames: GFrames =
         leak(SimFrameAllocator::new(mem, PhysAddr::new(GUEST_FRAMES), PhysAddr::new(GUEST_RAM)));
     // A driver waits as long as it takes (a sidecore may be descheduled).
-    let mut unit = RemappingUnit::with_budget(mmio, PollBudget::new(u32::MAX)).expect("unit");
+    let unit = RemappingUnit::with_budget(mmio, PollBudget::new(u32::MAX)).expect("unit");
     let table =
         SlPageTable::new(mem, frames, TableConfig::from_cap(unit.cap(), 39).expect("39-bit"))
             .expect("frames");
     let mut contexts = ContextManager::new(mem, frames).expect("frames");
     let _ = contexts.attach(DEVICE, DomainId::new(1), &table).expect("attach");
-    unit.set_root_table(contexts.root_table(), TranslationTableMode::Legacy).expect("SRTP");
-    unit.enable_translation().expect("TE");
-    let mut inv = QueuedInvalidator::new(unit, mem, frames, QueueSize::from_order(0).expect("1"))
-        .map_err(|(e, _)| e)
-        .expect("QI");
-    inv.invalidate([Invalidation::Context(ContextScope::Global)]).expect("flush");
+    let qs = QueueSize::from_order(0).expect("1 page");
+    let inv = QueuedInvalidator::enable_remapping(unit, contexts.root_table(), mem, frames, qs)
+        .expect("remapping on");
     let space = IovaTree::new(Window::from_pages(1, (1 << 27) - 1).expect("window"), Vec::new());
     let config = MapperConfig {
         reuse: Reuse::SingleUse,

@@ -12,14 +12,12 @@
 //! translated by the physical unit for the NIC's host-side source id
 //! ([`HOST_NIC`]) and written at the host-physical address it gives.
 
-use invalidation::{Invalidation, Invalidator, QueuedInvalidator};
+use invalidation::QueuedInvalidator;
 use viommu::{Assignment, GuestLayout, GuestMemory, GuestPinner, Host, Viommu, ViommuConfig};
 use viommu_eval_driver::layout::NIC;
 use vtd_emu::{Access, EmuConfig, Emulator, SimFrameAllocator, mem::HeapMemory};
-use vtd_regs::regs::{QueueSize, rtaddr::TranslationTableMode};
-use vtd_regs::{
-    ContextScope, DomainId, Iova, MemError, PhysAddr, PhysMem, RemappingUnit, SourceId,
-};
+use vtd_regs::regs::QueueSize;
+use vtd_regs::{DomainId, Iova, MemError, PhysAddr, PhysMem, RemappingUnit, SourceId};
 use vtd_tables::{ContextManager, TableConfig};
 
 /// Host-physical address of guest-physical 0.
@@ -174,17 +172,12 @@ pub fn with_viommu<R: PhysMem, T>(
     let m = &mem;
     let frames = SimFrameAllocator::new(m, PhysAddr::new(0x1000), PhysAddr::new(HOST_TABLES));
     let emu: HostEmu<'_, R> = Emulator::new(m, EmuConfig::qemu()).map_err(|e| e.to_string())?;
-    let mut unit = RemappingUnit::new(&emu).map_err(|e| format!("host unit: {e}"))?;
+    let unit = RemappingUnit::new(&emu).map_err(|e| format!("host unit: {e}"))?;
     let tables = TableConfig::from_cap(unit.cap(), 39).map_err(|e| e.to_string())?;
     let contexts = ContextManager::new(m, &frames).map_err(|e| e.to_string())?;
-    unit.set_root_table(contexts.root_table(), TranslationTableMode::Legacy)
-        .map_err(|e| format!("host unit: {e}"))?;
-    unit.enable_translation().map_err(|e| format!("host unit: {e}"))?;
     let qs = QueueSize::from_order(0).ok_or("queue size")?;
-    let mut inv = QueuedInvalidator::new(unit, m, &frames, qs)
-        .map_err(|(e, _)| format!("host queue: {e}"))?;
-    inv.invalidate([Invalidation::Context(ContextScope::Global)])
-        .map_err(|e| format!("host invalidation: {e}"))?;
+    let inv = QueuedInvalidator::enable_remapping(unit, contexts.root_table(), m, &frames, qs)
+        .map_err(|e| format!("host unit: {e}"))?;
     let host = spin::Mutex::new(Host::new(m, &frames, contexts, inv, tables, DomainId::new(1)));
     let layout = layout(ram_size);
     let devices = [Assignment { guest: NIC, host: HOST_NIC }];

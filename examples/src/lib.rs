@@ -5,12 +5,11 @@
 
 use std::time::Instant as StdInstant;
 
-use invalidation::{Clock, Instant, Invalidation, Invalidator, QueuedInvalidator};
+use invalidation::{Clock, Instant, QueuedInvalidator};
 use vtd_emu::mem::HeapMemory;
 use vtd_emu::{EmuConfig, Emulator, SimFrameAllocator};
 use vtd_regs::regs::QueueSize;
-use vtd_regs::regs::rtaddr::TranslationTableMode;
-use vtd_regs::{ContextScope, DomainId, PhysAddr, RemappingUnit, SourceId};
+use vtd_regs::{DomainId, PhysAddr, RemappingUnit, SourceId};
 use vtd_tables::{ContextManager, SlPageTable, TableConfig};
 
 /// Simulated memory.
@@ -64,18 +63,14 @@ impl Testbed {
         let frames: Frames =
             leak(SimFrameAllocator::new(mem, PhysAddr::new(frames_start), PhysAddr::new(ram)));
         let emu: &'static Emu = leak(Emulator::new(mem, cfg).expect("valid configuration"));
-        let mut unit = RemappingUnit::new(emu).expect("unit present");
+        let unit = RemappingUnit::new(emu).expect("unit present");
         let config = TableConfig::from_cap(unit.cap(), 39).expect("39-bit tables");
         let table = SlPageTable::new(mem, frames, config).expect("frames");
         let mut contexts = ContextManager::new(mem, frames).expect("frames");
         let _attached = contexts.attach(DEVICE, DOMAIN, &table).expect("attach");
-        unit.set_root_table(contexts.root_table(), TranslationTableMode::Legacy).expect("SRTP");
-        unit.enable_translation().expect("TE");
-        let mut inv =
-            QueuedInvalidator::new(unit, mem, frames, QueueSize::from_order(0).expect("1 page"))
-                .map_err(|(e, _)| e)
-                .expect("QI");
-        inv.invalidate([Invalidation::Context(ContextScope::Global)]).expect("context flush");
+        let qs = QueueSize::from_order(0).expect("1 page");
+        let inv = QueuedInvalidator::enable_remapping(unit, contexts.root_table(), mem, frames, qs)
+            .expect("remapping on");
         Testbed { emu, frames, table, inv }
     }
 }

@@ -11,7 +11,7 @@
 
 use std::collections::BTreeSet;
 
-use invalidation::{Invalidation, Invalidator, QueuedInvalidator};
+use invalidation::{Invalidator, QueuedInvalidator};
 use viommu::{Assignment, GuestLayout, GuestMemory, GuestPinner, Host, Viommu, ViommuConfig};
 use vtd_emu::mem::HeapMemory;
 use vtd_emu::{Access, EmuConfig, Emulator, SimFrameAllocator};
@@ -54,15 +54,12 @@ fn run(data: &[u8]) -> usize {
     let mem = &host_mem;
     let frames = SimFrameAllocator::new(mem, PhysAddr::new(HOST_FRAMES), PhysAddr::new(HOST_RAM));
     let emu = Emulator::<_, 64, 16>::new(mem, EmuConfig::qemu()).unwrap();
-    let mut unit = RemappingUnit::new(&emu).unwrap();
+    let unit = RemappingUnit::new(&emu).unwrap();
     let tables = TableConfig::from_cap(unit.cap(), 39).unwrap();
     let contexts = ContextManager::new(mem, &frames).unwrap();
-    unit.set_root_table(contexts.root_table(), TranslationTableMode::Legacy).unwrap();
-    unit.enable_translation().unwrap();
-    let mut inv = QueuedInvalidator::new(unit, mem, &frames, QueueSize::from_order(0).unwrap())
-        .map_err(|(e, _)| e)
-        .unwrap();
-    inv.invalidate([Invalidation::Context(ContextScope::Global)]).unwrap();
+    let qs = QueueSize::from_order(0).unwrap();
+    let inv =
+        QueuedInvalidator::enable_remapping(unit, contexts.root_table(), mem, &frames, qs).unwrap();
     let host = spin::Mutex::new(Host::new(mem, &frames, contexts, inv, tables, DomainId::new(1)));
 
     let layout = GuestLayout::new(PhysAddr::ZERO, GUEST_LOW)

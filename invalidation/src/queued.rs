@@ -9,11 +9,12 @@
 //! memory read, not an MMIO access, which matters when MMIO is a VM exit.
 
 use vtd_regs::desc::{ContextCacheInv, Descriptor, IotlbInv, WaitDesc};
+use vtd_regs::regs::rtaddr::TranslationTableMode;
 use vtd_regs::regs::{DescriptorWidth, Fsts, Iqa, Iqh, QueueSize};
 use vtd_regs::unit::QueueError;
 use vtd_regs::{
-    ContextScope, FrameAllocator, IotlbScope, Mmio, PAGE_SHIFT, PhysAddr, PhysMem, PollBudget,
-    RemappingUnit,
+    ContextScope, Drain, FrameAllocator, IotlbScope, Mmio, PAGE_SHIFT, PhysAddr, PhysMem,
+    PollBudget, RemappingUnit,
 };
 
 use crate::counters::InvalidatorCounters;
@@ -99,6 +100,46 @@ impl<M: Mmio, P: PhysMem> QueuedInvalidator<M, P> {
             caps,
             counters: InvalidatorCounters::default(),
         })
+    }
+
+    /// Turns DMA remapping on, with a queue of 2^`size` pages, in the order
+    /// Linux's `init_dmars` uses: starts queued invalidation
+    /// ([`new`](Self::new)), latches the legacy-mode root table at `root`
+    /// (SRTP, §10.4.5), invalidates the context cache and the IOTLB
+    /// globally, so that nothing the unit cached under an earlier root
+    /// table (the firmware's, a previous kernel's) survives (§6.5), and only
+    /// then enables translation (§10.4.4).
+    ///
+    /// On failure the queue is shut down and its frames given back (kept
+    /// if the unit does not stop using them).
+    pub fn enable_remapping<A: FrameAllocator>(
+        unit: RemappingUnit<M>,
+        root: PhysAddr,
+        mem: P,
+        frames: &A,
+        size: QueueSize,
+    ) -> Result<Self> {
+        let mut inv = Self::new(unit, mem, frames, size).map_err(|(e, _)| e)?;
+        let done = inv
+            .unit
+            .set_root_table(root, TranslationTableMode::Legacy)
+            .map_err(Error::Unit)
+            .and_then(|()| {
+                inv.invalidate([
+                    Invalidation::Context(ContextScope::Global),
+                    Invalidation::Iotlb { scope: IotlbScope::Global, drain: Drain::empty() },
+                ])
+            })
+            .and_then(|()| inv.unit.enable_translation().map_err(Error::Unit));
+        match done {
+            Ok(()) => Ok(inv),
+            Err(e) => {
+                // A unit that does not stop keeps its frames (dropping the
+                // invalidator frees nothing).
+                let _ = inv.shutdown(frames);
+                Err(e)
+            }
+        }
     }
 
     /// The unit, for commands other than invalidation.

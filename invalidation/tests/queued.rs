@@ -191,11 +191,10 @@ fn a_rejected_descriptor_is_reported_and_the_queue_recovers_covered() {
 #[test]
 fn a_changed_context_entry_stops_being_used_after_its_invalidation() {
     use vtd_regs::SourceId;
-    use vtd_regs::regs::rtaddr::TranslationTableMode;
     use vtd_tables::{Access, ContextManager, Perm, SlPageTable, TableConfig};
 
     let (mem, frames, emu) = rig(EmuConfig::qemu());
-    let mut unit = RemappingUnit::new(emu).unwrap();
+    let unit = RemappingUnit::new(emu).unwrap();
     let sid = SourceId::new(0, 2, 0).unwrap();
     let d = DomainId::new(4);
     let mut table =
@@ -205,11 +204,9 @@ fn a_changed_context_entry_stops_being_used_after_its_invalidation() {
         .unwrap();
     let mut contexts = ContextManager::new(mem, &frames).unwrap();
     let _ = contexts.attach(sid, d, &table).unwrap();
-    unit.set_root_table(contexts.root_table(), TranslationTableMode::Legacy).unwrap();
-    unit.enable_translation().unwrap();
-    let mut inv = QueuedInvalidator::new(unit, mem, &frames, QueueSize::from_order(0).unwrap())
-        .map_err(|(e, _)| e)
-        .unwrap();
+    let qs = QueueSize::from_order(0).unwrap();
+    let mut inv =
+        QueuedInvalidator::enable_remapping(unit, contexts.root_table(), mem, &frames, qs).unwrap();
     assert!(emu.translate(sid, Iova::new(0x1000), Access::Read).is_ok());
     let change = contexts.detach(sid).unwrap();
     assert_eq!(change.previous, Some(d));
@@ -218,4 +215,39 @@ fn a_changed_context_entry_stops_being_used_after_its_invalidation() {
     // ...until the invalidation a context change owes completes.
     inv.invalidate(Invalidation::context_changed(sid, d)).unwrap();
     assert!(emu.translate(sid, Iova::new(0x1000), Access::Read).is_err());
+}
+
+#[test]
+fn enabling_remapping_drops_what_the_unit_cached_under_an_earlier_root() {
+    use vtd_regs::SourceId;
+    use vtd_regs::regs::rtaddr::TranslationTableMode;
+    use vtd_regs::regs::{GlobalBits, Gsts, offset};
+    use vtd_regs::{Mmio, PageSize};
+    use vtd_tables::{Access, ContextManager, Perm, SlPageTable, TableConfig};
+
+    let (mem, frames, emu) = rig(EmuConfig::qemu());
+    let sid = SourceId::new(0, 2, 0).unwrap();
+    let iova = Iova::new(0x1000);
+    // An earlier owner (firmware, a previous kernel) left the unit on, with
+    // the device's context and translation cached.
+    let mut earlier = RemappingUnit::new(emu).unwrap();
+    let config = TableConfig::from_cap(earlier.cap(), 39).unwrap();
+    let mut old = SlPageTable::new(mem, &frames, config).unwrap();
+    old.map(iova, PhysAddr::new(0x5000), PageSize::Size4KiB, Perm::READ).unwrap();
+    let mut old_contexts = ContextManager::new(mem, &frames).unwrap();
+    let _ = old_contexts.attach(sid, DomainId::new(4), &old).unwrap();
+    earlier.set_root_table(old_contexts.root_table(), TranslationTableMode::Legacy).unwrap();
+    earlier.enable_translation().unwrap();
+    assert_eq!(emu.translate(sid, iova, Access::Read), Ok(PhysAddr::new(0x5000)));
+
+    // This driver's root table does not know the device.
+    let contexts = ContextManager::new(mem, &frames).unwrap();
+    let unit = RemappingUnit::new(emu).unwrap();
+    let qs = QueueSize::from_order(0).unwrap();
+    let mut inv =
+        QueuedInvalidator::enable_remapping(unit, contexts.root_table(), mem, &frames, qs).unwrap();
+    let status = Gsts(emu.read32(offset::GSTS)).bits();
+    assert!(status.contains(GlobalBits::TE | GlobalBits::QIE | GlobalBits::SRTP));
+    assert!(emu.translate(sid, iova, Access::Read).is_err(), "the cached context was dropped");
+    inv.invalidate([dsi(4)]).unwrap();
 }

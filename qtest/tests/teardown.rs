@@ -14,12 +14,8 @@ use invalidation::{Clock, FlushConfig, FlushMode, Instant, QueuedInvalidator};
 use iova_alloc::{IovaTree, Window};
 use teardown::{Mapper, MapperConfig, NoPinning, Reuse};
 use viommu_qtest::{EDU_BUFFER_SIZE, Edu, GuestFrames, IommuOptions, QtestMem, QtestMmio};
-use vtd_regs::regs::rtaddr::TranslationTableMode;
 use vtd_regs::regs::{FaultRecord, FaultType, QueueSize};
-use vtd_regs::{
-    ContextScope, FaultReason, FrameAllocator, IotlbScope, Iova, PAGE_SIZE, PhysAddr, PhysMem,
-    RemappingUnit,
-};
+use vtd_regs::{FaultReason, FrameAllocator, Iova, PAGE_SIZE, PhysAddr, PhysMem, RemappingUnit};
 use vtd_tables::{ContextManager, Perm, SlPageTable, TableConfig};
 
 /// Buffers carried each way.
@@ -80,20 +76,16 @@ fn carry_buffers_on(options: &IommuOptions, reuse: Reuse, flush: FlushConfig) {
 
     // The domain's table, the device attached, translation on, and queued
     // invalidation (§6.5.2) for the mapper.
-    let mut unit = RemappingUnit::new(QtestMmio::new(&qemu)).unwrap();
+    let unit = RemappingUnit::new(QtestMmio::new(&qemu)).unwrap();
     let width = unit.cap().mgaw().bits();
     let table =
         SlPageTable::new(mem, frames.clone(), TableConfig::from_cap(unit.cap(), width).unwrap())
             .unwrap();
     let mut contexts = ContextManager::new(mem, frames.clone()).unwrap();
     let _attached = contexts.attach(EDU_SID, DID, &table).unwrap();
-    unit.set_root_table(contexts.root_table(), TranslationTableMode::Legacy).unwrap();
-    unit.invalidate_context(ContextScope::Global).unwrap();
-    unit.invalidate_iotlb(IotlbScope::Global, vtd_regs::Drain::empty()).unwrap();
-    unit.enable_translation().unwrap();
-    let inv = QueuedInvalidator::new(unit, mem, &frames, QueueSize::from_order(0).unwrap())
-        .map_err(|(e, _)| e)
-        .unwrap();
+    let qs = QueueSize::from_order(0).unwrap();
+    let inv =
+        QueuedInvalidator::enable_remapping(unit, contexts.root_table(), mem, &frames, qs).unwrap();
     // A second handle on the registers, for the fault records.
     let mut faults = RemappingUnit::new(QtestMmio::new(&qemu)).unwrap();
 

@@ -26,7 +26,7 @@ pub use counters::MapperCounters;
 pub use mapper::Mapper;
 pub use pinner::{NoPinning, PagePinner, PinError};
 pub use policy::{MapperConfig, Reuse};
-pub use space::IovaSpace;
+pub use space::{IovaSpace, PlacedOnly};
 
 use iova_alloc::AllocError;
 use vtd_regs::Iova;
@@ -49,6 +49,11 @@ pub enum Error {
         /// The length given.
         len: u64,
     },
+    /// [`Mapper::map_at`]'s IOVA does not have the buffer's page offset.
+    Misplaced {
+        /// The IOVA given.
+        iova: Iova,
+    },
     /// The mapper holds as many mappings as it can.
     TooManyMappings,
     /// No IOVA range was available.
@@ -69,6 +74,7 @@ impl fmt::Display for Error {
             Error::LengthMismatch { iova, len } => {
                 write!(f, "{len:#x} bytes at {iova:?} do not match the mapping")
             }
+            Error::Misplaced { iova } => write!(f, "{iova:?} has not the buffer's page offset"),
             Error::TooManyMappings => f.write_str("too many mappings"),
             Error::Iova(e) => write!(f, "IOVA allocation: {e}"),
             Error::Table(e) => write!(f, "page table: {e}"),

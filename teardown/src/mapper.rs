@@ -7,6 +7,7 @@
 //! that an invalidation covering them has completed.
 
 use invalidation::{Clock, FlushMode, FlushQueue, Instant, Invalidation, Invalidator, PageBlocks};
+use iova_alloc::IovaRange;
 use vtd_regs::{FrameAllocator, IotlbScope, Iova, PAGE_SHIFT, PAGE_SIZE, PhysAddr, PhysMem};
 use vtd_tables::{Perm, SlPageTable, Unmapped};
 
@@ -19,7 +20,8 @@ use crate::{Error, Result};
 
 /// What a teardown gives back once its invalidation completed.
 pub(crate) struct Teardown<L> {
-    lease: L,
+    /// The lease of the range from the space; none if the caller placed it.
+    lease: Option<L>,
     token: Unmapped,
     /// First guest page and count of pages to unpin.
     pinned: (u64, u64),
@@ -35,10 +37,21 @@ struct Owners<M: PhysMem, A: FrameAllocator, S, P> {
 
 impl<M: PhysMem, A: FrameAllocator, S: IovaSpace, P: PagePinner> Owners<M, A, S, P> {
     fn release(&mut self, t: Teardown<S::Lease>) {
-        if self.table.release(t.token).is_err() || self.space.free(t.lease).is_err() {
+        if self.table.release(t.token).is_err() {
             self.counters.release_errors += 1;
         }
+        self.give_back(t.lease);
         self.unpin(t.pinned.0, t.pinned.1);
+    }
+
+    /// Returns a range to the space it was drawn from, by its lease (a
+    /// placed range has none: it was not drawn from the space).
+    fn give_back(&mut self, lease: Option<S::Lease>) {
+        if let Some(lease) = lease
+            && self.space.free(lease).is_err()
+        {
+            self.counters.release_errors += 1;
+        }
     }
 
     fn unpin(&mut self, first: u64, pages: u64) {
@@ -230,19 +243,61 @@ where
         }
         let lease = self.owners.space.alloc(pages, self.config.dma_limit).map_err(Error::Iova)?;
         let range = S::range(&lease);
+        self.install(range, Some(lease), (first, pages), perm)?;
+        Ok(Iova::new(range.start().as_u64() + offset))
+    }
+
+    /// Maps the buffer `[phys, phys + len)` at `iova`, an address the caller
+    /// chose: a vIOMMU installing a guest's own IOVA (GIOVA -> HPA, with
+    /// `phys` guest-physical and pinned through the mapper's pinner). The
+    /// range is not drawn from the mapper's space and never given back to
+    /// it, so it must lie outside the space's window; `iova` must have
+    /// `phys`'s page offset. The mapping is single-use whatever the reuse
+    /// policy (it is found by its IOVA only) and is removed by
+    /// [`unmap`](Self::unmap) like any other.
+    pub fn map_at(&mut self, iova: Iova, phys: PhysAddr, len: u64, perm: Perm) -> Result<()> {
+        let (first, pages) = span(phys.as_u64(), len).ok_or(Error::Empty)?;
+        if iova.page_offset() != phys.page_offset() {
+            return Err(Error::Misplaced { iova });
+        }
+        let range = IovaRange::from_pages(iova.page_number(), pages).map_err(Error::Iova)?;
+        if self.registry.find_iova(range.start_page()).is_some() {
+            return Err(Error::Table(vtd_tables::Error::AlreadyMapped { iova }));
+        }
+        if self.registry.is_full() && self.registry.stale_len() > 0 {
+            self.reclaim()?;
+        }
+        if self.registry.is_full() {
+            return Err(Error::TooManyMappings);
+        }
+        self.install(range, None, (first, pages), perm)
+    }
+
+    /// Pins and maps the buffer's `pages` pages from page `first` at the
+    /// start of `range` and records the mapping; on failure undoes what was
+    /// done. `lease`: the range's lease from the space, none if the caller
+    /// placed it.
+    fn install(
+        &mut self,
+        range: IovaRange,
+        lease: Option<S::Lease>,
+        (first, pages): (u64, u64),
+        perm: Perm,
+    ) -> Result<()> {
+        let placed = lease.is_none();
         let (pinned, mapped, err) = self.owners.map_pages(range.start(), first, pages, perm);
         if let Some(e) = err {
-            self.abandon(lease, first, pinned, mapped)?;
+            self.abandon(range, lease, first, pinned, mapped)?;
             return Err(e);
         }
         let keep = match self.config.reuse {
-            Reuse::Persistent { quota } => quota.is_none_or(|q| self.kept < q),
+            Reuse::Persistent { quota } => !placed && quota.is_none_or(|q| self.kept < q),
             _ => false,
         };
         let mapping = Mapping::new(range, first, pages, perm, keep);
-        let index_buffer = self.config.reuse != Reuse::SingleUse;
-        if let Err(lease) = self.registry.insert(mapping, lease, index_buffer) {
-            self.abandon(lease, first, pinned, mapped)?;
+        let shared = self.config.reuse != Reuse::SingleUse && !placed;
+        if let Err(lease) = self.registry.insert(mapping, lease, shared) {
+            self.abandon(range, lease, first, pinned, mapped)?;
             return Err(Error::TooManyMappings);
         }
         self.kept += usize::from(keep);
@@ -250,7 +305,17 @@ where
             self.invalidate_new(range.start(), mapped)?;
         }
         self.owners.counters.maps += 1;
-        Ok(Iova::new(range.start().as_u64() + offset))
+        Ok(())
+    }
+
+    /// Gives up the mapper and returns its table, for a caller that tears
+    /// the whole domain down (after detaching it and calling
+    /// [`flush`](Self::flush)). Teardowns still awaiting an invalidation
+    /// are dropped with everything they hold: their frames, IOVAs and pins
+    /// are never released, rather than released before the unit forgot
+    /// them.
+    pub fn into_table(self) -> SlPageTable<M, A> {
+        self.owners.table
     }
 
     /// Unmaps the buffer `map` returned `iova` for; `len` as given to `map`.
@@ -360,13 +425,20 @@ where
     fn tear_down(&mut self, id: SlotId) -> Result<()> {
         let (m, lease) = self.registry.remove(id).ok_or(Error::TooManyMappings)?;
         let bytes = m.pages << PAGE_SHIFT;
-        self.queue_teardown(lease, (m.phys_page, m.pages), bytes)
+        self.queue_teardown(m.iova, lease, (m.phys_page, m.pages), bytes)
     }
 
-    /// Unmaps the first `mapped` bytes of `lease`'s range and queues the
-    /// teardown that gives back the lease and the `pinned` pages.
-    fn queue_teardown(&mut self, lease: S::Lease, pinned: (u64, u64), mapped: u64) -> Result<()> {
-        let start = S::range(&lease).start();
+    /// Unmaps the first `mapped` bytes of `range` and queues the teardown
+    /// that gives back the range's `lease` (none if placed) and the `pinned`
+    /// pages.
+    fn queue_teardown(
+        &mut self,
+        range: IovaRange,
+        lease: Option<S::Lease>,
+        pinned: (u64, u64),
+        mapped: u64,
+    ) -> Result<()> {
+        let start = range.start();
         self.owners.counters.table_updates += 1;
         self.owners.counters.teardowns += 1;
         let token = match self.owners.table.unmap_range(start, mapped) {
@@ -389,13 +461,18 @@ where
 
     /// Undoes a map that failed halfway: what was mapped is torn down like
     /// any mapping; if nothing was, everything is given back at once.
-    fn abandon(&mut self, lease: S::Lease, first: u64, pinned: u64, mapped: u64) -> Result<()> {
+    fn abandon(
+        &mut self,
+        range: IovaRange,
+        lease: Option<S::Lease>,
+        first: u64,
+        pinned: u64,
+        mapped: u64,
+    ) -> Result<()> {
         if mapped > 0 {
-            return self.queue_teardown(lease, (first, pinned), mapped);
+            return self.queue_teardown(range, lease, (first, pinned), mapped);
         }
-        if self.owners.space.free(lease).is_err() {
-            self.owners.counters.release_errors += 1;
-        }
+        self.owners.give_back(lease);
         self.owners.unpin(first, pinned);
         Ok(())
     }

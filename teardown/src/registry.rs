@@ -87,10 +87,11 @@ impl Mapping {
 }
 
 /// Up to `N` mappings (`N` a power of two), each with the lease `L` of its
-/// IOVA range.
+/// IOVA range (none for a placed mapping).
 pub(crate) struct Registry<L, const N: usize> {
     slots: Vec<Mapping, N>,
-    /// The lease of each slot's mapping; `None` while the slot is free.
+    /// The lease of each slot's mapping; `None` while the slot is free or
+    /// its mapping placed.
     leases: Vec<Option<L>, N>,
     free: Vec<SlotId, N>,
     by_buffer: Map<(u64, u64, u8), N>,
@@ -128,7 +129,12 @@ impl<L, const N: usize> Registry<L, N> {
 
     /// Records a mapping and its lease; `index_buffer` makes it findable
     /// by its buffer. The lease back when full.
-    pub(crate) fn insert(&mut self, m: Mapping, lease: L, index_buffer: bool) -> Result<SlotId, L> {
+    pub(crate) fn insert(
+        &mut self,
+        m: Mapping,
+        lease: Option<L>,
+        index_buffer: bool,
+    ) -> Result<SlotId, Option<L>> {
         if self.is_full() {
             return Err(lease);
         }
@@ -146,7 +152,7 @@ impl<L, const N: usize> Registry<L, N> {
         match (self.slots.get_mut(id as usize), self.leases.get_mut(id as usize)) {
             (Some(slot), Some(held)) => {
                 *slot = m;
-                *held = Some(lease);
+                *held = lease;
             }
             _ => return Err(lease),
         }
@@ -179,10 +185,10 @@ impl<L, const N: usize> Registry<L, N> {
 
     /// Forgets a mapping (taking it off the stale list if it is there) and
     /// hands back its lease.
-    pub(crate) fn remove(&mut self, id: SlotId) -> Option<(Mapping, L)> {
+    pub(crate) fn remove(&mut self, id: SlotId) -> Option<(Mapping, Option<L>)> {
         self.unstale(id);
         let m = *self.get(id)?;
-        let lease = self.leases.get_mut(id as usize)?.take()?;
+        let lease = self.leases.get_mut(id as usize)?.take();
         self.by_iova.swap_remove(&m.iova.start_page());
         if self.by_buffer.get(&m.buffer_key()) == Some(&id) {
             self.by_buffer.swap_remove(&m.buffer_key());

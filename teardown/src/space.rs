@@ -60,3 +60,27 @@ where
         CpuHandle::free(self, lease)
     }
 }
+
+/// No space at all: every IOVA of the mapper is chosen by its caller
+/// ([`Mapper::map_at`](crate::Mapper::map_at)), as a vIOMMU does when it
+/// installs a guest's own IOVAs. [`Mapper::map`](crate::Mapper::map) fails
+/// with [`AllocError::Exhausted`].
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PlacedOnly;
+
+impl IovaSpace for PlacedOnly {
+    /// It never hands out a range.
+    type Lease = core::convert::Infallible;
+    #[inline]
+    fn alloc(&mut self, _pages: u64, _limit: Iova) -> Result<Self::Lease, AllocError> {
+        Err(AllocError::Exhausted)
+    }
+    #[inline]
+    fn range(lease: &Self::Lease) -> IovaRange {
+        match *lease {}
+    }
+    #[inline]
+    fn free(&mut self, lease: Self::Lease) -> Result<(), AllocError> {
+        match lease {}
+    }
+}

@@ -24,7 +24,8 @@ pub struct ViommuCounters {
     pub unpins: u64,
     /// Guest pages that could not be pinned (outside the guest's RAM).
     pub pin_failures: u64,
-    /// Pages not shadowed because the guest's page quota was reached.
+    /// Pages not shadowed because the guest's page quota, or a shadow
+    /// domain's capacity (2048 pages), was reached.
     pub quota_drops: u64,
     /// Device attachments (host context entries written).
     pub context_changes: u64,

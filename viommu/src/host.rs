@@ -7,9 +7,9 @@
 //! the guest domain its guest context entry names (VT-d §3.4.2). Host domain
 //! ids are never reused, so two guests can never share one.
 
-use invalidation::{Invalidation, Invalidator};
+use invalidation::{Invalidation, InvalidationCaps, Invalidator, Ticket};
 use vtd_regs::{ContextScope, DomainId, Drain, FrameAllocator, IotlbScope, PhysMem, SourceId};
-use vtd_tables::{ContextManager, SlPageTable, TableConfig, Unmapped};
+use vtd_tables::{ContextManager, SlPageTable, TableConfig};
 
 use crate::Error;
 
@@ -94,18 +94,9 @@ where
     }
 
     /// Performs `batch` on the physical unit and waits for its completion.
-    pub(crate) fn invalidate<const N: usize>(
-        &mut self,
-        batch: [Invalidation; N],
-    ) -> Result<(), Error> {
+    fn invalidate<const N: usize>(&mut self, batch: [Invalidation; N]) -> Result<(), Error> {
         self.invalidations += 1;
         self.inv.invalidate(batch).map_err(Error::Invalidation)
-    }
-
-    /// Whether a newly present translation needs an invalidation (the host
-    /// unit is itself in caching mode, CAP.CM).
-    pub(crate) fn caching_mode(&self) -> bool {
-        self.inv.caps().caching_mode
     }
 
     /// Frees `table` (no context entry points at it any more, and its
@@ -116,13 +107,36 @@ where
 }
 
 /// An IOTLB invalidation of `scope` without drains.
-pub(crate) const fn iotlb(scope: IotlbScope) -> Invalidation {
+const fn iotlb(scope: IotlbScope) -> Invalidation {
     Invalidation::Iotlb { scope, drain: Drain::empty() }
 }
 
-/// The invalidation that covers what `token` removed from `domain`'s table.
-pub(crate) fn covering(domain: DomainId, token: &Unmapped) -> Invalidation {
-    let scope = IotlbScope::pages(domain, token.iova(), 0, token.leaf_only())
-        .unwrap_or(IotlbScope::Domain(domain));
-    iotlb(scope)
+/// The host unit's invalidator as the mapper of one shadow domain uses it:
+/// each call holds the host's lock only for its own duration, so the
+/// shadows of every guest share the unit.
+pub(crate) struct SharedHost<'h, M: PhysMem, A: FrameAllocator, I>(
+    pub(crate) &'h spin::Mutex<Host<M, A, I>>,
+);
+
+impl<M: PhysMem, A: FrameAllocator, I: Invalidator> Invalidator for SharedHost<'_, M, A, I> {
+    fn caps(&self) -> InvalidationCaps {
+        self.0.lock().inv.caps()
+    }
+
+    fn post<B>(&mut self, batch: B) -> invalidation::Result<Ticket>
+    where
+        B: IntoIterator<Item = Invalidation>,
+    {
+        let mut host = self.0.lock();
+        host.invalidations += 1;
+        host.inv.post(batch)
+    }
+
+    fn is_complete(&mut self, ticket: Ticket) -> invalidation::Result<bool> {
+        self.0.lock().inv.is_complete(ticket)
+    }
+
+    fn wait(&mut self, ticket: Ticket) -> invalidation::Result<()> {
+        self.0.lock().inv.wait(ticket)
+    }
 }

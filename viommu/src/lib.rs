@@ -7,7 +7,8 @@
 //! guest invalidates after every map, VT-d §6.1). The vIOMMU shadows each
 //! invalidation into the host's unit: it walks the guest's tables (GIOVA ->
 //! GPA), pins the guest pages ([`teardown::PagePinner`], GPA -> HPA), maps
-//! GIOVA -> HPA in a host domain, and unpins only after the host
+//! GIOVA -> HPA in a host domain through a [`teardown::Mapper`] of placed
+//! mappings (`Mapper::map_at`), and unpins only after the host
 //! invalidation removing a translation completed. That gives the guest:
 //! - memory overcommit: a guest page is pinned only while the host unit can
 //!   reach it;
@@ -30,7 +31,7 @@
 //!
 //! ```
 //! # #[cfg(feature = "alloc")] {
-//! use invalidation::{Invalidation, Invalidator, QueuedInvalidator};
+//! use invalidation::QueuedInvalidator;
 //! use viommu::{Assignment, GuestLayout, GuestMemory, GuestPinner, Host, Viommu, ViommuConfig};
 //! use vtd_emu::mem::HeapMemory;
 //! use vtd_emu::{Access, EmuConfig, Emulator, SimFrameAllocator};
@@ -44,14 +45,12 @@
 //! let ram = HeapMemory::new(8 << 20);
 //! let frames = SimFrameAllocator::new(&ram, PhysAddr::new(4 << 20), PhysAddr::new(8 << 20));
 //! let hw = Emulator::<_>::new(&ram, EmuConfig::qemu()).unwrap();
-//! let mut unit = RemappingUnit::new(&hw).unwrap();
+//! let unit = RemappingUnit::new(&hw).unwrap();
 //! let tables = TableConfig::from_cap(unit.cap(), 39).unwrap();
 //! let contexts = ContextManager::new(&ram, &frames).unwrap();
-//! unit.set_root_table(contexts.root_table(), TranslationTableMode::Legacy).unwrap();
-//! unit.enable_translation().unwrap();
 //! let qs = QueueSize::from_order(0).unwrap();
-//! let mut inv = QueuedInvalidator::new(unit, &ram, &frames, qs).map_err(|(e, _)| e).unwrap();
-//! inv.invalidate([Invalidation::Context(ContextScope::Global)]).unwrap();
+//! let inv = QueuedInvalidator::enable_remapping(unit, contexts.root_table(), &ram, &frames, qs)
+//!     .unwrap();
 //! let host = spin::Mutex::new(Host::new(&ram, &frames, contexts, inv, tables, DomainId::new(1)));
 //!
 //! // The guest's vIOMMU; its device is 00:01.0 in the guest and on the host.

@@ -27,7 +27,8 @@ use vtd_tables::{ContextInfo, TranslationType, WalkLimits, lookup_context};
 
 use crate::Error;
 use crate::counters::ViommuCounters;
-use crate::host::Host;
+use crate::host::{Host, SharedHost};
+use crate::pinner::SharedPinner;
 use crate::shadow::{ShadowDomain, Sync};
 
 /// A device the hypervisor assigned to the guest.
@@ -44,7 +45,8 @@ pub struct Assignment {
 pub struct ViommuConfig {
     /// The guest-visible unit (caching mode is forced on).
     pub unit: EmuConfig,
-    /// Most guest pages mapped in the host unit at once (each is pinned).
+    /// Most guest pages mapped in the host unit at once (each is pinned);
+    /// one guest domain holds at most 2048 of them.
     pub max_pages: usize,
     /// Most guest domains shadowed at once.
     pub max_domains: usize,
@@ -70,12 +72,11 @@ struct Device {
 }
 
 /// What the lock protects.
-struct State<M: PhysMem, A: FrameAllocator, P> {
-    pinner: P,
+struct State<'h, M: PhysMem, A: FrameAllocator, I, P> {
     /// The guest's root table latched by its last SRTP.
     root: Option<PhysAddr>,
     devices: Vec<Device>,
-    domains: Vec<ShadowDomain<M, A>>,
+    domains: Vec<ShadowDomain<'h, M, A, I, P>>,
     counters: ViommuCounters,
     /// Pages this guest may still install.
     room: usize,
@@ -98,7 +99,8 @@ where
 {
     emu: Emulator<G>,
     host: &'h spin::Mutex<Host<M, A, I>>,
-    state: spin::Mutex<State<M, A, P>>,
+    pinner: SharedPinner<P>,
+    state: spin::Mutex<State<'h, M, A, I, P>>,
     limits: WalkLimits,
     config: ViommuConfig,
     assigned: Vec<Assignment>,
@@ -131,8 +133,8 @@ where
         Ok(Self {
             emu,
             host,
+            pinner: SharedPinner::new(pinner),
             state: spin::Mutex::new(State {
-                pinner,
                 root: None,
                 devices,
                 domains: Vec::new(),
@@ -161,12 +163,14 @@ where
     pub fn counters(&self) -> ViommuCounters {
         let mut c = self.state.lock().counters;
         c.register_accesses = self.accesses.load(Ordering::Relaxed);
+        let pins = self.pinner.lock();
+        (c.pins, c.unpins) = (pins.pins, pins.unpins);
         c
     }
 
     /// Runs `f` on the pinner.
     pub fn with_pinner<R>(&self, f: impl FnOnce(&P) -> R) -> R {
-        f(&self.state.lock().pinner)
+        f(&self.pinner.lock().pinner)
     }
 
     /// The guest pages mapped in the host unit, as (GIOVA, guest page
@@ -284,7 +288,7 @@ where
     /// Shadows the descriptors the unit will run when the tail moves to
     /// `tail`: from IQH to `tail`, stopping at the first it cannot decode
     /// (the unit stops there too, with IQE).
-    fn shadow_queue(&self, st: &mut State<M, A, P>, tail: Iqt) {
+    fn shadow_queue(&self, st: &mut State<'h, M, A, I, P>, tail: Iqt) {
         if !self.status().contains(GlobalBits::QIE) {
             return;
         }
@@ -323,18 +327,10 @@ where
     }
 
     /// What a resynchronisation of this guest's shadow may use.
-    fn sync<'s>(
-        &'s self,
-        host: &'s mut Host<M, A, I>,
-        pinner: &'s mut P,
-        counters: &'s mut ViommuCounters,
-        room: &'s mut usize,
-    ) -> Sync<'s, G, M, A, I, P> {
+    fn sync<'s>(&'s self, counters: &'s mut ViommuCounters, room: &'s mut usize) -> Sync<'s, G> {
         Sync {
             guest_mem: self.emu.memory(),
             limits: &self.limits,
-            host,
-            pinner,
             counters,
             room,
             budget: self.config.scan_budget,
@@ -343,10 +339,9 @@ where
 
     /// An IOTLB invalidation of `scope`: resynchronises every shadowed
     /// domain it covers, over the range it covers.
-    fn sync_iotlb(&self, st: &mut State<M, A, P>, scope: IotlbScope) {
-        let mut host = self.host.lock();
-        let State { pinner, domains, counters, room, .. } = st;
-        let mut sync = self.sync(&mut host, pinner, counters, room);
+    fn sync_iotlb(&self, st: &mut State<'h, M, A, I, P>, scope: IotlbScope) {
+        let State { domains, counters, room, .. } = st;
+        let mut sync = self.sync(counters, room);
         for d in domains.iter_mut() {
             let range = match scope {
                 IotlbScope::Global => (0, u64::MAX),
@@ -365,10 +360,9 @@ where
     /// table or of translation enable: re-reads every assigned device's
     /// guest context, moves devices between shadow domains in the host
     /// unit, and drops shadow domains no device uses any more.
-    fn sync_contexts(&self, st: &mut State<M, A, P>) {
+    fn sync_contexts(&self, st: &mut State<'h, M, A, I, P>) {
         let te = self.status().contains(GlobalBits::TE);
         let mem = self.emu.memory();
-        let mut host = self.host.lock();
         for i in 0..st.devices.len() {
             let dev = st.devices[i];
             let wanted = st.root.filter(|_| te).and_then(|root| {
@@ -380,14 +374,9 @@ where
                 continue;
             }
             st.counters.context_changes += 1;
-            let target = wanted.and_then(|ctx| self.domain_for(st, &mut host, ctx));
-            let result = match target {
-                Some(d) => {
-                    let dom = &st.domains[d];
-                    host.set_context(dev.ids.host, Some((dom.host_domain, &dom.table)))
-                }
-                None => host.set_context(dev.ids.host, None),
-            };
+            let target = wanted.and_then(|ctx| self.domain_for(st, ctx));
+            let to = target.map(|d| (st.domains[d].host_domain, st.domains[d].mapper.table()));
+            let result = self.host.lock().set_context(dev.ids.host, to);
             if result.is_err() {
                 st.counters.host_errors += 1;
             }
@@ -401,17 +390,12 @@ where
             }
             st.devices[i].attached = target.and(wanted);
         }
-        self.drop_unused(st, &mut host);
+        self.drop_unused(st);
     }
 
     /// The shadow domain of the guest context `ctx`, created and filled if
     /// there is none yet.
-    fn domain_for(
-        &self,
-        st: &mut State<M, A, P>,
-        host: &mut Host<M, A, I>,
-        ctx: ContextInfo,
-    ) -> Option<usize> {
+    fn domain_for(&self, st: &mut State<'h, M, A, I, P>, ctx: ContextInfo) -> Option<usize> {
         if let Some(i) = st.domains.iter().position(|d| d.guest == ctx) {
             return Some(i);
         }
@@ -419,26 +403,21 @@ where
             st.counters.domain_drops += 1;
             return None;
         }
-        let Ok((host_domain, table)) = host.new_domain() else {
+        let Ok((host_domain, table)) = self.host.lock().new_domain() else {
             st.counters.host_errors += 1;
             return None;
         };
-        let mut d = ShadowDomain {
-            guest: ctx,
-            host_domain,
-            table,
-            pages: alloc::collections::BTreeMap::new(),
-            devices: 0,
-        };
-        let State { pinner, counters, room, .. } = st;
-        let mut sync = self.sync(host, pinner, counters, room);
+        let host = SharedHost(self.host);
+        let mut d = ShadowDomain::new(ctx, host_domain, table, host, self.pinner.clone());
+        let State { counters, room, .. } = st;
+        let mut sync = self.sync(counters, room);
         d.resync(&mut sync, (0, u64::MAX));
         st.domains.push(d);
         Some(st.domains.len() - 1)
     }
 
     /// Tears down the shadow domains no device is attached to.
-    fn drop_unused(&self, st: &mut State<M, A, P>, host: &mut Host<M, A, I>) {
+    fn drop_unused(&self, st: &mut State<'h, M, A, I, P>) {
         let mut i = 0;
         while i < st.domains.len() {
             if st.domains[i].devices > 0 {
@@ -446,10 +425,10 @@ where
                 continue;
             }
             let mut d = st.domains.swap_remove(i);
-            let State { pinner, counters, room, .. } = st;
-            let mut sync = self.sync(host, pinner, counters, room);
+            let State { counters, room, .. } = st;
+            let mut sync = self.sync(counters, room);
             if d.clear(&mut sync) {
-                host.destroy(d.table);
+                self.host.lock().destroy(d.into_table());
             }
         }
     }

@@ -20,16 +20,17 @@ pub struct TableConfig {
     agaw: Agaw,
     width: u8,
     sllps: SecondLevelPageSizes,
-    snoop: bool,
+    /// The flags every leaf gets: SNP when snooping is on.
+    leaf_flags: SlPteFlags,
 }
 
 impl TableConfig {
     /// A table for a domain of `width` address bits on a unit with these
     /// SAGAW and SLLPS: the narrowest supported depth that covers `width`
-    /// (§3.6). IOVAs at or above 2^`width` are refused.
+    /// (§3.6). Pages that reach 2^`width` or beyond are refused.
     pub fn new(sagaw: Sagaw, sllps: SecondLevelPageSizes, width: u8) -> Result<Self> {
         let agaw = sagaw.choose(width).ok_or(Error::UnsupportedWidth { bits: width })?;
-        Ok(Self { agaw, width, sllps, snoop: false })
+        Ok(Self { agaw, width, sllps, leaf_flags: SlPteFlags::empty() })
     }
 
     /// [`new`](Self::new) with SAGAW and SLLPS from the unit's CAP.
@@ -40,7 +41,8 @@ impl TableConfig {
     /// This configuration with SNP set in every leaf (only when ECAP.SC).
     #[must_use]
     pub const fn with_snoop(self, on: bool) -> Self {
-        Self { snoop: on, ..self }
+        let leaf_flags = if on { SlPteFlags::SNOOP } else { SlPteFlags::empty() };
+        Self { leaf_flags, ..self }
     }
 
     /// The table depth and the AW value of context entries that use it.
@@ -65,9 +67,11 @@ impl TableConfig {
 /// Each non-leaf entry also holds, in its ignored bits 61:52 (§9.8), the
 /// number of present entries of the table it points at, so unmapping the
 /// last page of a table detaches that table without scanning it. For the
-/// last-level table the 4 KiB fast path last used, the count is kept in a
-/// one-entry walk cache and written back lazily; the unit ignores those
-/// bits, so what it reads is the same either way.
+/// last-level table the 4 KiB fast path last used, the count is kept in the
+/// walk cache and written back lazily; the unit ignores those bits, so what
+/// it reads is the same either way. The walk cache also remembers the
+/// level-2 table of the last 1 GiB region, so the fast path reads one entry
+/// to reach another last-level table there.
 ///
 /// Dropping the table leaks its frames (the unit may still walk them): call
 /// [`destroy`](Self::destroy) once no context entry uses it any more and
@@ -100,7 +104,7 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     /// An empty table: allocates and zeroes its root frame.
     pub fn new(mem: M, alloc: A, config: TableConfig) -> Result<Self> {
         let root = alloc_table(&mem, &alloc)?;
-        Ok(Self { mem, alloc, root, config, cache: LeafTableCache::EMPTY })
+        Ok(Self { mem, alloc, root, config, cache: LeafTableCache::new(config.width) })
     }
 
     /// The root frame: the SLPTPTR of context entries for this domain.
@@ -248,7 +252,8 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         if !iova.is_aligned(size.bytes()) || !phys.is_aligned(size.bytes()) {
             return Err(Error::Misaligned { iova, phys, size });
         }
-        if iova.as_u64() >= self.width_limit() {
+        // The whole page, whose last byte is `iova | (size - 1)` once aligned.
+        if iova.as_u64() | (size.bytes() - 1) >= self.width_limit() {
             return Err(Error::BeyondWidth { iova });
         }
         if phys.as_u64() & !ADDR_MASK != 0 {
@@ -258,46 +263,64 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     }
 
     /// The fast path's walk: makes the walk cache hold `iova`'s last-level
-    /// table, from a read-only descent on a miss. `false` when some level
-    /// is missing or a superpage (or `iova` is beyond the width), for the
+    /// table. `false` when some level is missing or a superpage (or `iova`
+    /// is beyond the width, or the domain too narrow to cache), for the
     /// general path to handle.
     #[inline(always)]
     pub(crate) fn cache_leaf_table(&mut self, iova: Iova) -> Result<bool> {
-        if iova.as_u64() >= self.width_limit() {
-            return Ok(false);
-        }
+        // Only IOVAs within the width are ever cached, and a cached region
+        // does not reach beyond it, so a hit is in range.
         if self.cache.hit(iova) {
             return Ok(true);
         }
-        let found = match self.config.agaw {
-            Agaw::Bits39 => self.level2_entry::<3>(iova)?,
-            Agaw::Bits48 => self.level2_entry::<4>(iova)?,
-            Agaw::Bits57 => self.level2_entry::<5>(iova)?,
+        self.fill_cache(iova)
+    }
+
+    /// [`cache_leaf_table`](Self::cache_leaf_table) on a miss: reads the
+    /// level-2 entry from the cached level-2 table of `iova`'s 1 GiB region,
+    /// or from a read-only descent.
+    #[inline(always)]
+    fn fill_cache(&mut self, iova: Iova) -> Result<bool> {
+        if !self.cache.may_hold(iova) {
+            return Ok(false);
+        }
+        let directory = match self.cache.directory(iova) {
+            Some(table) => table,
+            None => {
+                let found = match self.config.agaw {
+                    Agaw::Bits39 => self.level2_table::<3>(iova)?,
+                    Agaw::Bits48 => self.level2_table::<4>(iova)?,
+                    Agaw::Bits57 => self.level2_table::<5>(iova)?,
+                };
+                let Some(table) = found else { return Ok(false) };
+                self.cache.set_directory(iova, table);
+                table
+            }
         };
-        let Some((slot, e)) = found else { return Ok(false) };
+        let slot = entry_address(directory, index(iova, 2));
+        let e = SlPte(self.mem.read_u64(slot)?);
+        if !e.is_table() {
+            return Ok(false);
+        }
         self.write_back_cache()?;
         self.cache.fill(iova, slot, e);
         Ok(true)
     }
 
-    /// The level-2 entry on `iova`'s path in a `LEVELS`-deep table, and
-    /// where it is, if it and every entry above it point at tables. A
-    /// constant depth lets the compiler unroll the descent.
+    /// The level-2 table on `iova`'s path in a `LEVELS`-deep table, if
+    /// every entry above it points at a table. A constant depth lets the
+    /// compiler unroll the descent.
     #[inline]
-    fn level2_entry<const LEVELS: u8>(&self, iova: Iova) -> Result<Option<(PhysAddr, SlPte)>> {
+    fn level2_table<const LEVELS: u8>(&self, iova: Iova) -> Result<Option<PhysAddr>> {
         let mut table = self.root;
-        for level in (2..=LEVELS).rev() {
-            let slot = entry_address(table, index(iova, level));
-            let e = SlPte(self.mem.read_u64(slot)?);
+        for level in (3..=LEVELS).rev() {
+            let e = SlPte(self.mem.read_u64(entry_address(table, index(iova, level)))?);
             if !e.is_table() {
                 return Ok(None);
             }
-            if level == 2 {
-                return Ok(Some((slot, e)));
-            }
             table = e.address();
         }
-        Ok(None)
+        Ok(Some(table))
     }
 
     /// Writes the walk cache's level-2 entry back to memory.
@@ -331,12 +354,12 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         if perm.is_empty() {
             return Err(Error::NoPermission);
         }
-        let slot = entry_address(self.cache.table, index(iova, 1));
+        let slot = entry_address(self.cache.table(), index(iova, 1));
         if SlPte(self.mem.read_u64(slot)?).is_present() {
             return Err(Error::AlreadyMapped { iova });
         }
-        let leaf = SlPte::leaf(phys, perm, PageSize::Size4KiB)
-            .with_flags(SlPteFlags::SNOOP, self.config.snoop);
+        let leaf =
+            SlPte::leaf(phys, perm, PageSize::Size4KiB).with_flags(self.config.leaf_flags, true);
         self.write_pte(slot, leaf)?;
         self.cache.count += 1;
         Ok(())
@@ -352,7 +375,7 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
             return Err(Error::NoPermission);
         }
         self.flush_cache()?;
-        let leaf = SlPte::leaf(phys, perm, size).with_flags(SlPteFlags::SNOOP, self.config.snoop);
+        let leaf = SlPte::leaf(phys, perm, size).with_flags(self.config.leaf_flags, true);
         let target = size.level();
         let mut table = self.root;
         let mut parent = None;

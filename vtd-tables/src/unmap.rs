@@ -152,7 +152,7 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         if !iova.is_aligned(PAGE_SIZE) || !self.cache_leaf_table(iova)? || self.cache.count <= 1 {
             return Ok(false);
         }
-        let slot = entry_address(self.cache.table, index(iova, 1));
+        let slot = entry_address(self.cache.table(), index(iova, 1));
         if !SlPte(self.mem.read_u64(slot)?).is_present() {
             return Err(Error::NotMapped { iova });
         }

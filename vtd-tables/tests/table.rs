@@ -8,8 +8,8 @@ use vtd_regs::regs::cap::Agaw;
 use vtd_regs::regs::{Cap, Sagaw, SecondLevelPageSizes};
 use vtd_regs::{DomainId, Iova, PageSize, PhysAddr, SourceId};
 use vtd_tables::{
-    Access, Attachment, ContextEntry, ContextManager, Error, Perm, SlPageTable, TableConfig,
-    Translation, TranslationType, WalkLimits, lookup_context, walk,
+    Access, Attachment, ContextEntry, ContextInfo, ContextManager, Error, Perm, SlPageTable,
+    TableConfig, Translation, TranslationType, WalkLimits, lookup_context, walk, walk_second_level,
 };
 
 const MIB2: u64 = 1 << 21;
@@ -211,6 +211,31 @@ fn range_map_uses_largest_pages() {
 }
 
 #[test]
+fn narrow_domains_refuse_pages_beyond_width() {
+    // A 1 MiB domain: half of one last-level table's region is beyond it.
+    let (mem, alloc, cfg) = setup(20, SecondLevelPageSizes::all());
+    let mut table = SlPageTable::new(&mem, &alloc, cfg).unwrap();
+    let (a, b, beyond) = (Iova::new(0), Iova::new(0x1000), Iova::new(1 << 20));
+    for iova in [a, b] {
+        table.map(iova, PhysAddr::new(GIB), PageSize::Size4KiB, Perm::READ).unwrap();
+    }
+    let err = Err(Error::BeyondWidth { iova: beyond });
+    assert_eq!(table.map(beyond, PhysAddr::new(GIB), PageSize::Size4KiB, Perm::READ), err);
+    assert_eq!(table.unmap(beyond, PageSize::Size4KiB).map(|t| t.len()), err.map(|()| 0));
+    assert_eq!(table.translate(beyond), None);
+    // A page that starts inside but reaches beyond the width is refused too.
+    let tok = table.unmap(a, PageSize::Size4KiB).unwrap();
+    table.release(tok).unwrap();
+    let tok = table.unmap(b, PageSize::Size4KiB).unwrap();
+    table.release(tok).unwrap();
+    assert_eq!(
+        table.map(a, PhysAddr::new(GIB), PageSize::Size2MiB, Perm::READ),
+        Err(Error::BeyondWidth { iova: a })
+    );
+    assert_eq!(alloc.live.get(), 1);
+}
+
+#[test]
 fn walk_cache_follows_detached_tables() {
     let (mem, alloc, cfg) = setup(48, SecondLevelPageSizes::all());
     let mut table = SlPageTable::new(&mem, &alloc, cfg).unwrap();
@@ -232,6 +257,30 @@ fn walk_cache_follows_detached_tables() {
 }
 
 #[test]
+fn walk_cache_follows_detached_level2_tables() {
+    let (mem, alloc, cfg) = setup(48, SecondLevelPageSizes::all());
+    let mut table = SlPageTable::new(&mem, &alloc, cfg).unwrap();
+    let (a, a2, c) = (Iova::new(0), Iova::new(0x1000), Iova::new(0x2000));
+    table.map(a, PhysAddr::new(0x1000), PageSize::Size4KiB, Perm::READ).unwrap();
+    // The fast path caches GiB 0's level-2 table...
+    table.map(a2, PhysAddr::new(0x2000), PageSize::Size4KiB, Perm::READ).unwrap();
+    let tok = table.unmap(a2, PageSize::Size4KiB).unwrap();
+    table.release(tok).unwrap();
+    // ...which the last unmap detaches with the tables above and below it.
+    let tok = table.unmap(a, PageSize::Size4KiB).unwrap();
+    assert_eq!(tok.detached_frames(), 3);
+    table.release(tok).unwrap();
+    // GiB 1's new tables reuse the frames: its level-2 table is GiB 0's old one.
+    let b = Iova::new(GIB);
+    table.map(b, PhysAddr::new(0x3000), PageSize::Size4KiB, Perm::READ).unwrap();
+    table.map(c, PhysAddr::new(0x4000), PageSize::Size4KiB, Perm::WRITE).unwrap();
+    assert_eq!(table.translate(c), t(0x4000, Perm::WRITE, PageSize::Size4KiB));
+    assert_eq!(table.translate(Iova::new(GIB + 0x2000)), None);
+    assert_eq!(table.translate(b), t(0x3000, Perm::READ, PageSize::Size4KiB));
+    assert_eq!(alloc.live.get(), 1 + 3 + 2);
+}
+
+#[test]
 fn tokens_release_in_any_order_and_only_home() {
     let (mem, alloc, cfg) = setup(39, SecondLevelPageSizes::all());
     let mut t1 = SlPageTable::new(&mem, &alloc, cfg).unwrap();
@@ -250,6 +299,43 @@ fn tokens_release_in_any_order_and_only_home() {
         t1.release(tok).unwrap();
     }
     assert_eq!(alloc.live.get(), 2);
+}
+
+#[test]
+fn snoop_sets_snp_in_every_leaf() {
+    for snoop in [false, true] {
+        let (mem, alloc, cfg) = setup(48, SecondLevelPageSizes::all());
+        let mut table = SlPageTable::new(&mem, &alloc, cfg.with_snoop(snoop)).unwrap();
+        let pages =
+            [(0, PageSize::Size4KiB), (0x1000, PageSize::Size4KiB), (MIB2, PageSize::Size2MiB)];
+        for (iova, size) in pages {
+            // The first 4 KiB page takes the general path, the second the fast path.
+            table.map(Iova::new(iova), PhysAddr::new(GIB + iova), size, Perm::READ).unwrap();
+        }
+        let ctx = ContextInfo {
+            domain: DomainId::new(1),
+            translation_type: TranslationType::Untranslated,
+            agaw: table.config().agaw(),
+            slptptr: table.root(),
+            fpd: false,
+        };
+        for snoop_control in [false, true] {
+            let limits = WalkLimits {
+                haw: 48,
+                mgaw: 48,
+                sagaw: Sagaw::all(),
+                sllps: SecondLevelPageSizes::all(),
+                pass_through: false,
+                device_tlb: false,
+                snoop_control,
+            };
+            for (iova, _) in pages {
+                let r = walk_second_level(&mem, &ctx, Iova::new(iova), Access::Read, &limits);
+                // SNP is reserved unless the unit has snoop control (§9.8).
+                assert_eq!(r.is_ok(), !snoop || snoop_control, "{iova:#x} snoop {snoop}");
+            }
+        }
+    }
 }
 
 #[test]

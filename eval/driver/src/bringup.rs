@@ -2,14 +2,13 @@
 //! through SRTP, translation on through TE, queued invalidation through
 //! IQA/QIE) and the mapping layer a NIC driver calls.
 
-use invalidation::{Invalidation, Invalidator, QueuedInvalidator};
+use invalidation::QueuedInvalidator;
 use iova_alloc::{IovaTree, Node, Window};
 use teardown::{Mapper, MapperConfig, NoPinning};
 use vtd_emu::SimFrameAllocator;
 use vtd_regs::regs::QueueSize;
-use vtd_regs::regs::rtaddr::TranslationTableMode;
 use vtd_regs::unit::PollBudget;
-use vtd_regs::{ContextScope, Mmio, PhysMem, RemappingUnit};
+use vtd_regs::{Mmio, PhysMem, RemappingUnit};
 use vtd_tables::{ContextManager, SlPageTable, TableConfig};
 
 use crate::Error;
@@ -54,20 +53,16 @@ impl<'f, R: Mmio, M: PhysMem + Copy> Driver<'f, R, M> {
         config: MapperConfig,
         clock: TscClock,
     ) -> Result<Self, Error> {
-        let mut unit = RemappingUnit::with_budget(regs, budget).map_err(Error::Unit)?;
+        let unit = RemappingUnit::with_budget(regs, budget).map_err(Error::Unit)?;
         let tables = TableConfig::from_cap(unit.cap(), IOVA_BITS).map_err(Error::Table)?;
         let table = SlPageTable::new(mem, frames, tables).map_err(Error::Table)?;
         let mut contexts = ContextManager::new(mem, frames).map_err(Error::Table)?;
         // The unit is off: nothing cached, nothing to invalidate yet.
         let _attached = contexts.attach(NIC, DOMAIN, &table).map_err(Error::Table)?;
-        unit.set_root_table(contexts.root_table(), TranslationTableMode::Legacy)
-            .map_err(Error::Unit)?;
-        unit.enable_translation().map_err(Error::Unit)?;
         let size = QueueSize::from_order(0).ok_or(Error::QueueSetup)?;
-        let mut inv = QueuedInvalidator::new(unit, mem, frames, size)
-            .map_err(|(e, _)| Error::Invalidation(e))?;
-        inv.invalidate([Invalidation::Context(ContextScope::Global)])
-            .map_err(Error::Invalidation)?;
+        let inv =
+            QueuedInvalidator::enable_remapping(unit, contexts.root_table(), mem, frames, size)
+                .map_err(Error::Invalidation)?;
         let window = Window::from_pages(1, (1 << (IOVA_BITS - 12)) - 1)
             .map_err(|e| Error::Map(teardown::Error::Iova(e)))?;
         let space = Space::new_fixed(window);

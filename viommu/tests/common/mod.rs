@@ -4,7 +4,7 @@
 //! over the trapped register page.
 #![allow(dead_code, unreachable_pub)] // reason: shared by several test binaries
 
-use invalidation::{FlushConfig, Invalidation, Invalidator, NoClock, QueuedInvalidator};
+use invalidation::{FlushConfig, NoClock, QueuedInvalidator};
 use iova_alloc::{IovaTree, Node, Window};
 use teardown::{Mapper, MapperConfig, NoPinning, Reuse};
 use viommu::{Assignment, GuestLayout, GuestMemory, GuestPinner, Host, Viommu, ViommuConfig};
@@ -58,15 +58,12 @@ impl HostRig {
         let frames: Frames =
             leak(SimFrameAllocator::new(mem, PhysAddr::new(HOST_FRAMES), PhysAddr::new(HOST_RAM)));
         let emu: &'static Emu = leak(Emulator::new(mem, EmuConfig::qemu()).unwrap());
-        let mut unit = RemappingUnit::new(emu).unwrap();
+        let unit = RemappingUnit::new(emu).unwrap();
         let tables = TableConfig::from_cap(unit.cap(), 39).unwrap();
         let contexts = ContextManager::new(mem, frames).unwrap();
-        unit.set_root_table(contexts.root_table(), TranslationTableMode::Legacy).unwrap();
-        unit.enable_translation().unwrap();
-        let mut inv = QueuedInvalidator::new(unit, mem, frames, QueueSize::from_order(0).unwrap())
-            .map_err(|(e, _)| e)
+        let qs = QueueSize::from_order(0).unwrap();
+        let inv = QueuedInvalidator::enable_remapping(unit, contexts.root_table(), mem, frames, qs)
             .unwrap();
-        inv.invalidate([Invalidation::Context(ContextScope::Global)]).unwrap();
         let host = Host::new(mem, frames, contexts, inv, tables, DomainId::new(1));
         HostRig { mem, emu, host: leak(spin::Mutex::new(host)) }
     }
@@ -132,18 +129,15 @@ impl<X: vtd_regs::Mmio> Guest<X> {
         ));
         // A driver waits as long as it takes (a sidecore may be descheduled).
         let budget = vtd_regs::PollBudget::new(u32::MAX);
-        let mut unit = RemappingUnit::with_budget(mmio, budget).unwrap();
+        let unit = RemappingUnit::with_budget(mmio, budget).unwrap();
         assert!(unit.cap().caching_mode());
         let table =
             SlPageTable::new(mem, frames, TableConfig::from_cap(unit.cap(), 39).unwrap()).unwrap();
         let mut contexts = ContextManager::new(mem, frames).unwrap();
         let _ = contexts.attach(GUEST_DEVICE, GUEST_DOMAIN, &table).unwrap();
-        unit.set_root_table(contexts.root_table(), TranslationTableMode::Legacy).unwrap();
-        unit.enable_translation().unwrap();
-        let mut inv = QueuedInvalidator::new(unit, mem, frames, QueueSize::from_order(0).unwrap())
-            .map_err(|(e, _)| e)
+        let qs = QueueSize::from_order(0).unwrap();
+        let inv = QueuedInvalidator::enable_remapping(unit, contexts.root_table(), mem, frames, qs)
             .unwrap();
-        inv.invalidate([Invalidation::Context(ContextScope::Global)]).unwrap();
         let space = IovaTree::new(
             Window::from_pages(1, (dma_limit >> 12).min(1 << 27) - 1).unwrap(),
             Vec::new(),
