@@ -13,8 +13,8 @@
 //! A lease names its issuer, so giving it to another allocator instance is
 //! a typed error ([`AllocError::ForeignLease`]) rather than a corruption.
 //!
-//! A lease is 12 bytes (the range packed in one word, and the issuer), so
-//! that a driver's table of a million live leases still fits in a cache.
+//! A lease is 12 bytes (the range packed in one word, and the issuer): a
+//! driver's table of a million live leases takes 12 MiB.
 //!
 //! [`IovaTree::alloc`]: crate::IovaTree::alloc
 //! [`CpuHandle::alloc`]: crate::CpuHandle::alloc
