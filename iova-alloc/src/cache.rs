@@ -346,12 +346,10 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> CpuHandle<'_, S, 
         // The cache hands out the sizes it caches as exact powers of two:
         // the order alone says whether a magazine takes the range.
         let order = range.order() as usize;
-        let Some(loaded) = self.loaded.get_mut(order) else {
+        if order >= CACHED_ORDERS {
             return self.cache.free_in_tree(range.range(), Kind::Lease);
-        };
-        if !loaded.push(range) {
-            self.push_after_swap(order, range);
         }
+        self.push_cached(order, range);
         Ok(())
     }
 

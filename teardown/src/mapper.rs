@@ -235,12 +235,7 @@ where
             self.owners.counters.maps += 1;
             return Ok(Iova::new(iova.as_u64() + offset));
         }
-        if self.registry.is_full() && self.registry.stale_len() > 0 {
-            self.reclaim()?;
-        }
-        if self.registry.is_full() {
-            return Err(Error::TooManyMappings);
-        }
+        self.make_room()?;
         let lease = self.owners.space.alloc(pages, self.config.dma_limit).map_err(Error::Iova)?;
         let range = S::range(&lease);
         self.install(range, Some(lease), (first, pages), perm)?;
@@ -261,16 +256,20 @@ where
             return Err(Error::Misplaced { iova });
         }
         let range = IovaRange::from_pages(iova.page_number(), pages).map_err(Error::Iova)?;
-        if self.registry.find_iova(range.start_page()).is_some() {
-            return Err(Error::Table(vtd_tables::Error::AlreadyMapped { iova }));
-        }
+        self.make_room()?;
+        self.install(range, None, (first, pages), perm)
+    }
+
+    /// Makes room in the registry for one more mapping: reclaims the stale
+    /// ones if it is full.
+    fn make_room(&mut self) -> Result<()> {
         if self.registry.is_full() && self.registry.stale_len() > 0 {
             self.reclaim()?;
         }
         if self.registry.is_full() {
             return Err(Error::TooManyMappings);
         }
-        self.install(range, None, (first, pages), perm)
+        Ok(())
     }
 
     /// Pins and maps the buffer's `pages` pages from page `first` at the

@@ -114,29 +114,38 @@ const fn iotlb(scope: IotlbScope) -> Invalidation {
 /// The host unit's invalidator as the mapper of one shadow domain uses it:
 /// each call holds the host's lock only for its own duration, so the
 /// shadows of every guest share the unit.
-pub(crate) struct SharedHost<'h, M: PhysMem, A: FrameAllocator, I>(
-    pub(crate) &'h spin::Mutex<Host<M, A, I>>,
-);
+pub(crate) struct SharedHost<'h, M: PhysMem, A: FrameAllocator, I> {
+    host: &'h spin::Mutex<Host<M, A, I>>,
+    /// The unit's capabilities, read once (the mapper asks on every map).
+    caps: InvalidationCaps,
+}
+
+impl<'h, M: PhysMem, A: FrameAllocator, I: Invalidator> SharedHost<'h, M, A, I> {
+    pub(crate) fn new(host: &'h spin::Mutex<Host<M, A, I>>) -> Self {
+        let caps = host.lock().inv.caps();
+        Self { host, caps }
+    }
+}
 
 impl<M: PhysMem, A: FrameAllocator, I: Invalidator> Invalidator for SharedHost<'_, M, A, I> {
     fn caps(&self) -> InvalidationCaps {
-        self.0.lock().inv.caps()
+        self.caps
     }
 
     fn post<B>(&mut self, batch: B) -> invalidation::Result<Ticket>
     where
         B: IntoIterator<Item = Invalidation>,
     {
-        let mut host = self.0.lock();
+        let mut host = self.host.lock();
         host.invalidations += 1;
         host.inv.post(batch)
     }
 
     fn is_complete(&mut self, ticket: Ticket) -> invalidation::Result<bool> {
-        self.0.lock().inv.is_complete(ticket)
+        self.host.lock().inv.is_complete(ticket)
     }
 
     fn wait(&mut self, ticket: Ticket) -> invalidation::Result<()> {
-        self.0.lock().inv.wait(ticket)
+        self.host.lock().inv.wait(ticket)
     }
 }

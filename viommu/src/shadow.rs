@@ -54,8 +54,6 @@ where
 {
     /// The guest context it shadows (DID, table root, width).
     pub(crate) guest: ContextInfo,
-    /// The host domain.
-    pub(crate) host_domain: DomainId,
     /// The host domain's mappings (boxed: its registry is large).
     pub(crate) mapper: Box<HostMapper<'h, M, A, I, P>>,
     /// GIOVA page -> what is installed.
@@ -103,7 +101,12 @@ where
             dma_limit: Iova::new(0),
         };
         let mapper = Box::new(Mapper::new(table, PlacedOnly, host, pinner, NoClock, config));
-        Self { guest, host_domain, mapper, pages: BTreeMap::new(), devices: 0 }
+        Self { guest, mapper, pages: BTreeMap::new(), devices: 0 }
+    }
+
+    /// The host domain.
+    pub(crate) fn host_domain(&self) -> DomainId {
+        self.mapper.config().domain
     }
 
     /// Makes the shadow of IOVA pages `[first, end)` equal the guest table.

@@ -375,7 +375,7 @@ where
             }
             st.counters.context_changes += 1;
             let target = wanted.and_then(|ctx| self.domain_for(st, ctx));
-            let to = target.map(|d| (st.domains[d].host_domain, st.domains[d].mapper.table()));
+            let to = target.map(|d| (st.domains[d].host_domain(), st.domains[d].mapper.table()));
             let result = self.host.lock().set_context(dev.ids.host, to);
             if result.is_err() {
                 st.counters.host_errors += 1;
@@ -407,7 +407,7 @@ where
             st.counters.host_errors += 1;
             return None;
         };
-        let host = SharedHost(self.host);
+        let host = SharedHost::new(self.host);
         let mut d = ShadowDomain::new(ctx, host_domain, table, host, self.pinner.clone());
         let State { counters, room, .. } = st;
         let mut sync = self.sync(counters, room);

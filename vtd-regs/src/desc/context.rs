@@ -7,8 +7,8 @@
 
 use super::DescType;
 use super::error::DescError;
-use super::raw::{RawDescriptor, check, with_type};
-use crate::ids::{DomainId, SourceId};
+use super::raw::{RawDescriptor, check_domain_scoped, with_type};
+use crate::ids::SourceId;
 use crate::regs::bits::{field, with_field};
 use crate::scope::{ContextScope, FunctionMask, Granularity};
 
@@ -46,18 +46,15 @@ impl ContextCacheInv {
     /// does not use (DID for global; SID and FM unless device-selective) are
     /// ignored, as hardware ignores them.
     pub const fn decode(raw: RawDescriptor) -> Result<Self, DescError> {
-        if let Err(e) = check(raw, Self::TYPE, RESERVED) {
-            return Err(e);
-        }
+        let (granularity, domain) = match check_domain_scoped(raw, Self::TYPE, RESERVED) {
+            Ok(found) => found,
+            Err(e) => return Err(e),
+        };
         let qw0 = raw.qw0();
-        let domain = DomainId::new(field(qw0, 16, 31) as u16);
-        let scope = match Granularity::from_field(field(qw0, 4, 5) as u8) {
-            None => {
-                return Err(DescError::InvalidGranularity { ty: Self::TYPE, granularity: 0 });
-            }
-            Some(Granularity::Global) => ContextScope::Global,
-            Some(Granularity::Domain) => ContextScope::Domain(domain),
-            Some(Granularity::Selective) => ContextScope::Device {
+        let scope = match granularity {
+            Granularity::Global => ContextScope::Global,
+            Granularity::Domain => ContextScope::Domain(domain),
+            Granularity::Selective => ContextScope::Device {
                 domain,
                 source: SourceId::from_raw(field(qw0, 32, 47) as u16),
                 function_mask: FunctionMask::from_field(field(qw0, 48, 49) as u8),
@@ -70,6 +67,7 @@ impl ContextCacheInv {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ids::DomainId;
 
     #[test]
     fn device_selective_known_answer() {

@@ -7,7 +7,7 @@
 
 use super::DescType;
 use super::error::DescError;
-use super::raw::{RawDescriptor, check, with_type};
+use super::raw::{RawDescriptor, check_domain_scoped, with_type};
 use crate::addr::{Iova, PAGE_SHIFT};
 use crate::ids::DomainId;
 use crate::regs::bits::{field, mask, with_field};
@@ -60,18 +60,15 @@ impl IotlbInv {
     /// not use (DID for global; quadword 1 unless page-selective) are
     /// ignored, as hardware ignores them.
     pub const fn decode(raw: RawDescriptor) -> Result<Self, DescError> {
-        if let Err(e) = check(raw, Self::TYPE, RESERVED) {
-            return Err(e);
-        }
+        let (granularity, domain) = match check_domain_scoped(raw, Self::TYPE, RESERVED) {
+            Ok(found) => found,
+            Err(e) => return Err(e),
+        };
         let qw0 = raw.qw0();
-        let domain = DomainId::new(field(qw0, 16, 31) as u16);
-        let scope = match Granularity::from_field(field(qw0, 4, 5) as u8) {
-            None => {
-                return Err(DescError::InvalidGranularity { ty: Self::TYPE, granularity: 0 });
-            }
-            Some(Granularity::Global) => IotlbScope::Global,
-            Some(Granularity::Domain) => IotlbScope::Domain(domain),
-            Some(Granularity::Selective) => match decode_pages(domain, raw.qw1()) {
+        let scope = match granularity {
+            Granularity::Global => IotlbScope::Global,
+            Granularity::Domain => IotlbScope::Domain(domain),
+            Granularity::Selective => match decode_pages(domain, raw.qw1()) {
                 Ok(s) => s,
                 Err(e) => return Err(e),
             },

@@ -15,7 +15,9 @@ use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout};
 
 use super::DescType;
 use super::error::DescError;
+use crate::ids::DomainId;
 use crate::regs::bits::{field, with_field};
+use crate::scope::Granularity;
 
 /// One 128-bit invalidation descriptor, as software writes it to (and the
 /// remapping unit fetches it from) a queue with IQA_REG.DW = 0.
@@ -198,6 +200,25 @@ pub(crate) const fn check(
         i += 1;
     }
     Ok(())
+}
+
+/// Checks `raw` like [`check`] and reads the fields the context-cache and
+/// IOTLB invalidate descriptors share (§6.5.2.1, §6.5.2.3): the granularity
+/// (G, bits 5:4; 0 is reserved) and the domain id (DID, bits 31:16).
+pub(crate) const fn check_domain_scoped(
+    raw: RawDescriptor,
+    ty: DescType,
+    reserved: [u64; 2],
+) -> Result<(Granularity, DomainId), DescError> {
+    if let Err(e) = check(raw, ty, reserved) {
+        return Err(e);
+    }
+    let qw0 = raw.qw0();
+    let domain = DomainId::new(field(qw0, 16, 31) as u16);
+    match Granularity::from_field(field(qw0, 4, 5) as u8) {
+        Some(g) => Ok((g, domain)),
+        None => Err(DescError::InvalidGranularity { ty, granularity: 0 }),
+    }
 }
 
 #[cfg(test)]
