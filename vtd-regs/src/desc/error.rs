@@ -2,8 +2,13 @@
 //! reports as an invalidation queue error (FSTS.IQE, section 6.5.2.10 and
 //! 10.4.9), except [`DescError::MisalignedAddress`] and
 //! [`DescError::MisalignedIndex`], which hardware tolerates by ignoring the
-//! masked low bits and which this crate rejects so that a decoded value means
-//! exactly what it says.
+//! masked low bits and which the default [`Decoding::Strict`] mode rejects so
+//! that a decoded value means exactly what it says ([`Decoding::Hardware`]
+//! ignores those bits, as hardware does; an address mask beyond 51 is an
+//! error in both modes).
+//!
+//! [`Decoding::Strict`]: super::Decoding::Strict
+//! [`Decoding::Hardware`]: super::Decoding::Hardware
 
 use core::fmt;
 

@@ -6,6 +6,7 @@
 //! reserved.
 
 use super::DescType;
+use super::decoding::Decoding;
 use super::error::DescError;
 use super::raw::{RawDescriptor, check, with_type};
 use crate::regs::bits::{field, mask, with_field};
@@ -64,9 +65,17 @@ impl IecInv {
         RawDescriptor::new(qw0, 0)
     }
 
-    /// Decodes an interrupt entry cache invalidate descriptor. IM and IIDX
-    /// are ignored for a global invalidation, as hardware ignores them.
+    /// Decodes an interrupt entry cache invalidate descriptor exactly
+    /// ([`Decoding::Strict`]). IM and IIDX are ignored for a global
+    /// invalidation, as hardware ignores them.
     pub const fn decode(raw: RawDescriptor) -> Result<Self, DescError> {
+        Self::decode_with(raw, Decoding::Strict)
+    }
+
+    /// Decodes an interrupt entry cache invalidate descriptor in `mode`:
+    /// with [`Decoding::Hardware`], an index not aligned to its index mask
+    /// names the aligned block of entries that contains it (§6.5.2.7).
+    pub const fn decode_with(raw: RawDescriptor, mode: Decoding) -> Result<Self, DescError> {
         if let Err(e) = check(raw, Self::TYPE, RESERVED) {
             return Err(e);
         }
@@ -74,7 +83,9 @@ impl IecInv {
         if field(qw0, 4, 4) == 0 {
             return Ok(Self { scope: IecScope::Global });
         }
-        match IecScope::entries(field(qw0, 32, 47) as u16, field(qw0, 27, 31) as u8) {
+        let mask = field(qw0, 27, 31) as u8;
+        let index = mode.align(field(qw0, 32, 47), mask as u32) as u16;
+        match IecScope::entries(index, mask) {
             Ok(scope) => Ok(Self { scope }),
             Err(e) => Err(e),
         }
@@ -103,6 +114,9 @@ mod tests {
             IecInv::decode(RawDescriptor::new(0x0000_0041_0800_0014, 0)),
             Err(DescError::MisalignedIndex { index: 0x41, mask: 1 })
         );
+        let hw =
+            IecInv::decode_with(RawDescriptor::new(0x0000_0041_0800_0014, 0), Decoding::Hardware);
+        assert_eq!(hw, Ok(IecInv { scope: IecScope::entries(0x40, 1).unwrap() }));
         assert_eq!(
             IecInv::decode(RawDescriptor::new(0x4 | 1 << 16, 0)),
             Err(DescError::ReservedBits { qword: 0, bits: 1 << 16 })

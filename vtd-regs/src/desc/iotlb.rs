@@ -6,6 +6,7 @@
 //! 63:32 reserved. Quadword 1: AM 5:0, IH 6, ADDR 63:12; bits 11:7 reserved.
 
 use super::DescType;
+use super::decoding::Decoding;
 use super::error::DescError;
 use super::raw::{RawDescriptor, check_domain_scoped, with_type};
 use crate::addr::{Iova, PAGE_SHIFT};
@@ -56,10 +57,18 @@ impl IotlbInv {
         RawDescriptor::new(qw0, qw1)
     }
 
-    /// Decodes an IOTLB invalidate descriptor. Fields the granularity does
-    /// not use (DID for global; quadword 1 unless page-selective) are
-    /// ignored, as hardware ignores them.
+    /// Decodes an IOTLB invalidate descriptor exactly
+    /// ([`Decoding::Strict`]). Fields the granularity does not use (DID for
+    /// global; quadword 1 unless page-selective) are ignored, as hardware
+    /// ignores them.
     pub const fn decode(raw: RawDescriptor) -> Result<Self, DescError> {
+        Self::decode_with(raw, Decoding::Strict)
+    }
+
+    /// Decodes an IOTLB invalidate descriptor in `mode`: with
+    /// [`Decoding::Hardware`], a page-selective address not aligned to its
+    /// address mask names the aligned block that contains it (§6.5.2.3).
+    pub const fn decode_with(raw: RawDescriptor, mode: Decoding) -> Result<Self, DescError> {
         let (granularity, domain) = match check_domain_scoped(raw, Self::TYPE, RESERVED) {
             Ok(found) => found,
             Err(e) => return Err(e),
@@ -68,7 +77,7 @@ impl IotlbInv {
         let scope = match granularity {
             Granularity::Global => IotlbScope::Global,
             Granularity::Domain => IotlbScope::Domain(domain),
-            Granularity::Selective => match decode_pages(domain, raw.qw1()) {
+            Granularity::Selective => match decode_pages(domain, raw.qw1(), mode) {
                 Ok(s) => s,
                 Err(e) => return Err(e),
             },
@@ -93,14 +102,17 @@ pub(crate) const fn encode_pages(addr: Iova, order: AddressMaskOrder, leaf_only:
 }
 
 /// The fields of quadword 1 of a page-selective invalidation: ADDR (bits
-/// 11:0 clear), AM and IH. Bits 11:7 are reserved and checked by the caller.
-pub(crate) const fn page_fields(qw1: u64) -> (Iova, AddressMaskOrder, bool) {
-    (Iova::new(qw1 & !mask(PAGE_SHIFT)), field(qw1, 0, 5) as u8, field(qw1, 6, 6) == 1)
+/// 11:0 clear; in [`Decoding::Hardware`] mode also the bits below 2^AM
+/// pages), AM and IH. Bits 11:7 are reserved and checked by the caller.
+pub(crate) const fn page_fields(qw1: u64, mode: Decoding) -> (Iova, AddressMaskOrder, bool) {
+    let order = field(qw1, 0, 5) as u8;
+    let addr = mode.align(qw1 & !mask(PAGE_SHIFT), PAGE_SHIFT + order as u32);
+    (Iova::new(addr), order, field(qw1, 6, 6) == 1)
 }
 
 /// The page-selective scope quadword 1 names in `domain`.
-const fn decode_pages(domain: DomainId, qw1: u64) -> Result<IotlbScope, DescError> {
-    let (addr, order, leaf_only) = page_fields(qw1);
+const fn decode_pages(domain: DomainId, qw1: u64, mode: Decoding) -> Result<IotlbScope, DescError> {
+    let (addr, order, leaf_only) = page_fields(qw1, mode);
     match IotlbScope::pages(domain, addr, order, leaf_only) {
         Ok(s) => Ok(s),
         Err(_) => Err(DescError::MisalignedAddress { addr: addr.as_u64(), order }),
@@ -131,12 +143,23 @@ mod tests {
         let dom = DomainId::new(5);
         // 0x1234_5000 is not a multiple of 2^3 pages (0x8000): no such scope.
         assert!(IotlbScope::pages(dom, Iova::new(0x1234_5000), 3, true).is_err());
-        // A raw descriptor with that address and AM = 3 is rejected too.
+        // A raw descriptor with that address and AM = 3 is rejected too...
         let raw = RawDescriptor::new(0x0005_0032, 0x1234_5000 | 1 << 6 | 3);
         assert_eq!(
             IotlbInv::decode(raw),
             Err(DescError::MisalignedAddress { addr: 0x1234_5000, order: 3 })
         );
+        // ...except as hardware decodes it: the aligned 8 pages containing
+        // it (Linux 6.1's qw0 0x400f2, qw1 0x203003: 8 KiB unmapped at
+        // 0x203000 sent with AM 3 flushes 0x200000..0x208000).
+        let hw = IotlbInv::decode_with(raw, Decoding::Hardware).unwrap();
+        let aligned = IotlbScope::pages(dom, Iova::new(0x1234_0000), 3, true).unwrap();
+        assert_eq!(hw, IotlbInv { scope: aligned, drain: Drain::empty() });
+        let linux = RawDescriptor::new(0x400f2, 0x203003);
+        assert!(IotlbInv::decode(linux).is_err());
+        let hw = IotlbInv::decode_with(linux, Decoding::Hardware).unwrap();
+        let block = IotlbScope::pages(DomainId::new(4), Iova::new(0x20_0000), 3, false).unwrap();
+        assert_eq!(hw, IotlbInv { scope: block, drain: Drain::all() });
         // The aligned 8 pages at 0x1234_0000, IH = 1: 0x1234_0000 | 1 << 6 | 3.
         let s = IotlbScope::pages(dom, Iova::new(0x1234_0000), 3, true).unwrap();
         let d = IotlbInv { scope: s, drain: Drain::empty() };

@@ -27,8 +27,11 @@
 //!
 //! Decoding never panics. It rejects what the unit reports as an
 //! invalidation queue error (reserved bits, unknown type, reserved
-//! granularity) and also addresses not aligned to their mask, so a decoded
-//! value means exactly what it says. Fields that the spec says hardware
+//! granularity) and, in the default [`Decoding::Strict`] mode, also
+//! addresses and interrupt indices not aligned to their mask, so a decoded
+//! value means exactly what it says. A remapping unit decodes with
+//! [`Decoding::Hardware`] ([`Descriptor::read_with`]), which ignores those
+//! low bits as hardware does. Fields that the spec says hardware
 //! ignores for the chosen granularity (e.g. DID of a global invalidation,
 //! the status data of a wait without SW) are dropped: re-encoding a decoded
 //! descriptor gives the same bits with those fields zero.
@@ -47,6 +50,7 @@
 
 mod ats;
 mod context;
+mod decoding;
 mod dev_tlb;
 mod error;
 mod iec;
@@ -63,6 +67,7 @@ mod proptests;
 
 pub use ats::AtsRange;
 pub use context::ContextCacheInv;
+pub use decoding::Decoding;
 pub use dev_tlb::DevTlbInv;
 pub use error::DescError;
 pub use iec::{IecInv, IecScope};
@@ -198,15 +203,24 @@ impl Descriptor {
     }
 
     /// Decodes the 128 bits that hold every descriptor's fields, whatever
-    /// the queue width (see [`Descriptor::read`] for a queue slot).
+    /// the queue width (see [`Descriptor::read`] for a queue slot), exactly
+    /// ([`Decoding::Strict`]).
     pub const fn decode(raw: RawDescriptor) -> Result<Self, DescError> {
+        Self::decode_with(raw, Decoding::Strict)
+    }
+
+    /// Decodes the 128 bits that hold every descriptor's fields in `mode`.
+    pub const fn decode_with(raw: RawDescriptor, mode: Decoding) -> Result<Self, DescError> {
         let code = raw.type_code();
         let Some(ty) = DescType::from_code(code) else {
             return Err(DescError::UnknownType { code });
         };
         macro_rules! kind {
             ($variant:ident, $ty:ident) => {
-                match $ty::decode(raw) {
+                kind!($variant, $ty::decode(raw), _)
+            };
+            ($variant:ident, $decoded:expr, _) => {
+                match $decoded {
                     Ok(d) => Ok(Descriptor::$variant(d)),
                     Err(e) => Err(e),
                 }
@@ -214,11 +228,11 @@ impl Descriptor {
         }
         match ty {
             DescType::ContextCache => kind!(ContextCache, ContextCacheInv),
-            DescType::Iotlb => kind!(Iotlb, IotlbInv),
+            DescType::Iotlb => kind!(Iotlb, IotlbInv::decode_with(raw, mode), _),
             DescType::DevTlb => kind!(DevTlb, DevTlbInv),
-            DescType::Iec => kind!(Iec, IecInv),
+            DescType::Iec => kind!(Iec, IecInv::decode_with(raw, mode), _),
             DescType::Wait => kind!(Wait, WaitDesc),
-            DescType::PasidIotlb => kind!(PasidIotlb, PasidIotlbInv),
+            DescType::PasidIotlb => kind!(PasidIotlb, PasidIotlbInv::decode_with(raw, mode), _),
             DescType::PasidCache => kind!(PasidCache, PasidCacheInv),
             DescType::PasidDevTlb => kind!(PasidDevTlb, PasidDevTlbInv),
         }
@@ -227,6 +241,14 @@ impl Descriptor {
     /// Decodes a 256-bit descriptor: bits 255:128 must be zero (they are
     /// reserved for every type), then as [`Descriptor::decode`].
     pub const fn decode_wide(raw: RawDescriptor256) -> Result<Self, DescError> {
+        Self::decode_wide_with(raw, Decoding::Strict)
+    }
+
+    /// [`Descriptor::decode_wide`] in `mode`.
+    pub const fn decode_wide_with(
+        raw: RawDescriptor256,
+        mode: Decoding,
+    ) -> Result<Self, DescError> {
         let high = raw.high();
         if high[0] != 0 {
             return Err(DescError::ReservedBits { qword: 2, bits: high[0] });
@@ -234,13 +256,24 @@ impl Descriptor {
         if high[1] != 0 {
             return Err(DescError::ReservedBits { qword: 3, bits: high[1] });
         }
-        Self::decode(raw.low())
+        Self::decode_with(raw.low(), mode)
     }
 
     /// Decodes the descriptor at the start of `slot`, one slot of a queue of
-    /// `width` (16 or 32 bytes, little-endian). In a 128-bit queue the
-    /// PASID-based types are rejected with [`DescError::NeedsWideQueue`].
+    /// `width` (16 or 32 bytes, little-endian), exactly
+    /// ([`Decoding::Strict`]). In a 128-bit queue the PASID-based types are
+    /// rejected with [`DescError::NeedsWideQueue`].
     pub fn read(width: DescriptorWidth, slot: &[u8]) -> Result<Self, DescError> {
+        Self::read_with(width, slot, Decoding::Strict)
+    }
+
+    /// [`Descriptor::read`] in `mode`: what a remapping unit fetching from
+    /// its queue calls, with [`Decoding::Hardware`].
+    pub fn read_with(
+        width: DescriptorWidth,
+        slot: &[u8],
+        mode: Decoding,
+    ) -> Result<Self, DescError> {
         let mut bytes = [0u8; 32];
         match (bytes.get_mut(..width.bytes()), slot.get(..width.bytes())) {
             (Some(dst), Some(src)) => dst.copy_from_slice(src),
@@ -249,13 +282,13 @@ impl Descriptor {
         let wide = RawDescriptor256::from_le_bytes(bytes);
         match width {
             DescriptorWidth::Bits128 => {
-                let d = Self::decode(wide.low())?;
+                let d = Self::decode_with(wide.low(), mode)?;
                 if d.ty().needs_wide_queue() {
                     return Err(DescError::NeedsWideQueue { ty: d.ty() });
                 }
                 Ok(d)
             }
-            DescriptorWidth::Bits256 => Self::decode_wide(wide),
+            DescriptorWidth::Bits256 => Self::decode_wide_with(wide, mode),
         }
     }
 

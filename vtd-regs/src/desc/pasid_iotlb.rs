@@ -8,6 +8,7 @@
 //! IH 6, ADDR 63:12; bits 11:7 reserved.
 
 use super::DescType;
+use super::decoding::Decoding;
 use super::error::DescError;
 use super::iotlb::{encode_pages, page_fields};
 use super::pasid::Pasid;
@@ -89,9 +90,17 @@ impl PasidIotlbInv {
         RawDescriptor::new(qw0, qw1)
     }
 
-    /// Decodes a PASID-based IOTLB invalidate descriptor. Quadword 1 is
-    /// ignored for a PASID-selective invalidation, as hardware ignores it.
+    /// Decodes a PASID-based IOTLB invalidate descriptor exactly
+    /// ([`Decoding::Strict`]). Quadword 1 is ignored for a PASID-selective
+    /// invalidation, as hardware ignores it.
     pub const fn decode(raw: RawDescriptor) -> Result<Self, DescError> {
+        Self::decode_with(raw, Decoding::Strict)
+    }
+
+    /// Decodes a PASID-based IOTLB invalidate descriptor in `mode`: with
+    /// [`Decoding::Hardware`], a page-selective address not aligned to its
+    /// address mask names the aligned block that contains it (§6.5.2.4).
+    pub const fn decode_with(raw: RawDescriptor, mode: Decoding) -> Result<Self, DescError> {
         if let Err(e) = check(raw, Self::TYPE, RESERVED) {
             return Err(e);
         }
@@ -101,7 +110,7 @@ impl PasidIotlbInv {
         let scope = match field(qw0, 4, 5) {
             2 => PasidIotlbScope::Pasid,
             3 => {
-                let (addr, order, leaf_only) = page_fields(raw.qw1());
+                let (addr, order, leaf_only) = page_fields(raw.qw1(), mode);
                 match PasidIotlbScope::pages(addr, order, leaf_only) {
                     Ok(s) => s,
                     Err(e) => return Err(e),

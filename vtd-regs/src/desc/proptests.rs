@@ -229,6 +229,31 @@ proptest! {
         }
     }
 
+    /// Hardware decoding differs from strict decoding only on the
+    /// misaligned addresses and indices it accepts, and then it gives what
+    /// strict decoding gives for the aligned value.
+    #[test]
+    fn hardware_decoding_aligns_what_strict_refuses(raw in raw()) {
+        let strict = Descriptor::decode(raw);
+        let hw = Descriptor::decode_with(raw, Decoding::Hardware);
+        match strict {
+            Ok(d) => prop_assert_eq!(hw, Ok(d)),
+            Err(DescError::MisalignedAddress { order, .. }) if order <= 51 => {
+                let d = hw.unwrap();
+                prop_assert_eq!(Descriptor::decode(d.encode()), Ok(d));
+                let bits = (1u64 << (12 + u32::from(order))) - 1;
+                prop_assert_eq!(d.encode().qw1() & !bits, raw.qw1() & !bits);
+            }
+            Err(DescError::MisalignedIndex { mask, .. }) => {
+                let d = hw.unwrap();
+                prop_assert_eq!(Descriptor::decode(d.encode()), Ok(d));
+                let index = ((1u64 << mask) - 1) << 32;
+                prop_assert_eq!(d.encode().qw0() & !index, raw.qw0() & !index);
+            }
+            Err(e) => prop_assert_eq!(hw, Err(e)),
+        }
+    }
+
     #[test]
     fn decode_never_panics(qw in any::<[u64; 4]>()) {
         let raw = RawDescriptor::new(qw[0], qw[1]);
