@@ -5,12 +5,13 @@
 //! (or test) thread performing register accesses through
 //! [`Mmio`](vtd_regs::Mmio) for `&Emulator`, a device thread calling
 //! [`Emulator::translate`], and a sidecore thread calling
-//! [`Emulator::process`].
+//! [`Emulator::process`]. The embedder's [`Hook`] lives behind the same
+//! lock, so what it does for an invalidation is atomic with it.
 
 use vtd_regs::regs::{
     Ccmd, EventMessage, Fsts, Gsts, Ics, IotlbInv, Iqa, Iqercd, Iqh, Iqt, Irta, Iva, Rtaddr,
 };
-use vtd_regs::{ContextScope, DomainId, PhysMem, SourceId};
+use vtd_regs::{DomainId, PhysMem, SourceId};
 use vtd_tables::{ContextInfo, Translation, WalkLimits};
 
 use crate::config::{ConfigError, EmuConfig};
@@ -18,6 +19,7 @@ use crate::context_cache::ContextCache;
 use crate::counters::Counters;
 use crate::events::EventSource;
 use crate::fault_log::FaultLog;
+use crate::hook::{Hook, NoHook, UnitView};
 use crate::iotlb::Iotlb;
 
 /// How many devices can be given a misbehaving device-TLB
@@ -40,7 +42,7 @@ pub enum DevTlbResponse {
 
 /// Everything the lock protects.
 #[derive(Debug)]
-pub(crate) struct State<const I: usize, const C: usize> {
+pub(crate) struct State<const I: usize, const C: usize, H> {
     pub(crate) cfg: EmuConfig,
     pub(crate) limits: WalkLimits,
     pub(crate) gsts: Gsts,
@@ -68,10 +70,12 @@ pub(crate) struct State<const I: usize, const C: usize> {
     pub(crate) contexts: ContextCache<ContextInfo, C>,
     pub(crate) counters: Counters,
     pub(crate) ats: [Option<(SourceId, DevTlbResponse)>; MAX_ATS_DEVICES],
+    /// The embedder's hook.
+    pub(crate) hook: H,
 }
 
-impl<const I: usize, const C: usize> State<I, C> {
-    fn new(cfg: EmuConfig) -> Self {
+impl<const I: usize, const C: usize, H> State<I, C, H> {
+    fn new(cfg: EmuConfig, hook: H) -> Self {
         Self {
             cfg,
             limits: WalkLimits::new(cfg.cap, cfg.ecap, cfg.host_address_width.bits()),
@@ -96,7 +100,24 @@ impl<const I: usize, const C: usize> State<I, C> {
             contexts: ContextCache::new(cfg.context_cache_entries, cfg.context_cache_ways),
             counters: Counters::default(),
             ats: [None; MAX_ATS_DEVICES],
+            hook,
         }
+    }
+
+    /// What a hook sees of the unit over `mem`, and the hook: borrowed
+    /// together, so the hook can be called with the view.
+    pub(crate) fn hook_and_view<'a, M: ?Sized>(
+        &'a mut self,
+        mem: &'a M,
+    ) -> (&'a mut H, UnitView<'a, M>) {
+        let view = UnitView {
+            mem,
+            config: &self.cfg,
+            status: self.gsts,
+            root: self.root,
+            interrupt_table: self.irta_active,
+        };
+        (&mut self.hook, view)
     }
 
     /// The domain id `d` as the unit sees it: only the low 4 + 2 x CAP.ND
@@ -106,18 +127,6 @@ impl<const I: usize, const C: usize> State<I, C> {
             Some(bits) if bits < 16 => DomainId::new(d.raw() & ((1 << bits) - 1)),
             _ => d,
         }
-    }
-
-    /// Drops the cached contexts `scope` covers.
-    pub(crate) fn flush_contexts(&mut self, scope: ContextScope) {
-        let scope = match scope {
-            ContextScope::Global => ContextScope::Global,
-            ContextScope::Domain(d) => ContextScope::Domain(self.domain(d)),
-            ContextScope::Device { domain, source, function_mask } => {
-                ContextScope::Device { domain: self.domain(domain), source, function_mask }
-            }
-        };
-        self.contexts.invalidate(scope);
     }
 
     /// The response `sid`'s device-TLB gives.
@@ -133,7 +142,8 @@ impl<const I: usize, const C: usize> State<I, C> {
 /// A software VT-d remapping unit over the memory `M` it reads tables and
 /// the invalidation queue from, with an IOTLB of at most `IOTLB` entries and
 /// a context cache of at most `CONTEXTS` (the configuration picks how many
-/// are used).
+/// are used), telling the hook `H` what it executes ([`NoHook`] unless it
+/// is embedded, see [`Emulator::with_hook`]).
 ///
 /// Register accesses go through [`Mmio`](vtd_regs::Mmio), implemented for
 /// `Emulator` and for `&Emulator`; DMA goes through
@@ -144,9 +154,9 @@ impl<const I: usize, const C: usize> State<I, C> {
 /// [`new`](Self::new). On small kernel stacks choose smaller `IOTLB` and
 /// `CONTEXTS`, or place the value in a `static` or on the heap.
 #[derive(Debug)]
-pub struct Emulator<M, const IOTLB: usize = 1024, const CONTEXTS: usize = 64> {
+pub struct Emulator<M, const IOTLB: usize = 1024, const CONTEXTS: usize = 64, H = NoHook> {
     pub(crate) mem: M,
-    pub(crate) state: spin::Mutex<State<IOTLB, CONTEXTS>>,
+    pub(crate) state: spin::Mutex<State<IOTLB, CONTEXTS, H>>,
 }
 
 impl<M: PhysMem, const I: usize, const C: usize> Emulator<M, I, C> {
@@ -154,8 +164,27 @@ impl<M: PhysMem, const I: usize, const C: usize> Emulator<M, I, C> {
     /// interrupt remapping disabled, event interrupts masked), configured by
     /// `cfg`, over `mem`.
     pub fn new(mem: M, cfg: EmuConfig) -> Result<Self, ConfigError> {
+        Self::with_hook(mem, cfg, NoHook)
+    }
+}
+
+impl<M: PhysMem, const I: usize, const C: usize, H: Hook<M>> Emulator<M, I, C, H> {
+    /// A unit like [`new`](Emulator::new)'s that tells `hook` what it
+    /// executes (see [`crate::hook`]).
+    pub fn with_hook(mem: M, cfg: EmuConfig, hook: H) -> Result<Self, ConfigError> {
         cfg.validate()?;
-        Ok(Self { mem, state: spin::Mutex::new(State::new(cfg)) })
+        Ok(Self { mem, state: spin::Mutex::new(State::new(cfg, hook)) })
+    }
+
+    /// Runs `f` on the hook, with the unit locked (no register access,
+    /// invalidation or translation runs meanwhile).
+    pub fn with_hook_mut<R>(&self, f: impl FnOnce(&mut H) -> R) -> R {
+        f(&mut self.state.lock().hook)
+    }
+
+    /// The hook, for an owner with exclusive access.
+    pub fn hook_mut(&mut self) -> &mut H {
+        &mut self.state.get_mut().hook
     }
 
     /// The configuration.

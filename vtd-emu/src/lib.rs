@@ -19,11 +19,20 @@
 //!   set-associative with LRU eviction, whose entries outlive the memory
 //!   they were read from until an invalidation of matching scope; in caching
 //!   mode (CAP.CM) not-present entries are cached too;
-//! - queued invalidation (§6.5.2): 128- and 256-bit descriptors, wait
-//!   descriptors with status write and interrupt, IQE/ITE/ICE;
+//! - queued invalidation (§6.5.2): 128-bit descriptors, and 256-bit ones
+//!   on a unit with ECAP.SMTS; descriptors decoded as hardware decodes them
+//!   (low address bits below a page-selective mask ignored); wait
+//!   descriptors with status write and interrupt; IQE (also for a status
+//!   write that fails), ITE, ICE;
 //! - fault recording (§7.2): NFR fault recording registers, FRI, PPF, PFO,
 //!   fault and invalidation completion events with masking;
 //! - counters of all of it ([`Counters`]) for benchmarks.
+//!
+//! An embedder (a vIOMMU) learns what the unit executes through a [`Hook`]
+//! ([`Emulator::with_hook`]): every invalidation, decoded once and with the
+//! scope performed, before it completes, and every change of the root
+//! table, translation or interrupt remapping state. The unit stays the one
+//! decoder of its registers and queue; see [`hook`].
 //!
 //! Not modelled: scalable mode and PASIDs, interrupt remapping itself (the
 //! IRTA/IRE registers and interrupt entry cache invalidations are accepted),
@@ -88,8 +97,10 @@ pub mod counters;
 mod emulator;
 mod events;
 pub mod fault_log;
+pub mod hook;
 pub mod iotlb;
 pub mod mem;
+mod perform;
 mod qi;
 mod regs;
 mod translate;
@@ -100,6 +111,7 @@ pub use context_cache::ContextCache;
 pub use counters::{Counters, RegisterName};
 pub use emulator::{DevTlbResponse, Emulator, MAX_ATS_DEVICES};
 pub use fault_log::{Fault, FaultLog, Logged};
+pub use hook::{Hook, NoHook};
 pub use iotlb::Iotlb;
 pub use mem::{SimFrameAllocator, SimMemory, StaticMemory};
 pub use vtd_tables::Access;

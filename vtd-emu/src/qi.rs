@@ -8,18 +8,30 @@
 //! the first descriptor it cannot execute, setting FSTS.IQE and the reason
 //! in IQERCD.IQEI with IQH left pointing at that descriptor; nothing is
 //! fetched until software clears IQE (§6.5.2.10). A tail beyond the queue,
-//! or not aligned to a 256-bit slot, is an IQE too. Every pass handles at
-//! most one queue's worth of descriptors, so no queue contents can make it
-//! loop, and every fetch goes through `PhysMem`, so none reads outside the
-//! memory the unit was given.
+//! or not aligned to a 256-bit slot, is an IQE too; so is a wait
+//! descriptor whose status write fails (an address outside memory), as on
+//! QEMU: the driver polling that status would otherwise wait forever with
+//! no error to see (IQEI 0, no detail: the specification has no code for
+//! it). Every pass handles at most one queue's worth of descriptors, so no
+//! queue contents can make it loop, and every fetch goes through `PhysMem`,
+//! so none reads outside the memory the unit was given.
+//!
+//! Each descriptor is fetched once and decoded once, as hardware decodes it
+//! ([`Decoding::Hardware`]: the address bits below a page-selective
+//! invalidation's mask are ignored, as Linux before 6.9 relies on), and the
+//! embedder's [`Hook`] is told what is executed before it takes effect.
+//! IQA.DW selects 256-bit descriptors only on a unit with scalable mode
+//! (ECAP.SMTS, §10.4.23); elsewhere DW is reserved (reads 0, writes are
+//! ignored) and the queue holds 128-bit descriptors, as on QEMU.
 
-use vtd_regs::desc::{DescError, Descriptor};
+use vtd_regs::desc::{DescError, Decoding, Descriptor};
 use vtd_regs::regs::iq::QueueErrorInfo;
-use vtd_regs::regs::{GlobalBits, Iqh, Iqt};
+use vtd_regs::regs::{GlobalBits, Iqa, Iqh, Iqt};
 use vtd_regs::{PhysAddr, PhysMem};
 
 use crate::counters::DESCRIPTOR_TYPES;
 use crate::emulator::{DevTlbResponse, Emulator, State};
+use crate::hook::{Hook, Invalidation, Outcome};
 
 /// What executing one descriptor asks of the engine.
 enum Step {
@@ -27,6 +39,8 @@ enum Step {
     Next,
     /// Stop after this descriptor (device-TLB time-out).
     Halt,
+    /// Stop before this descriptor, without an error: the hook stalled it.
+    Stall,
 }
 
 /// The IQEI a decoding error is reported with (§10.4.29).
@@ -40,7 +54,13 @@ fn queue_error(e: DescError) -> QueueErrorInfo {
     }
 }
 
-impl<const I: usize, const C: usize> State<I, C> {
+impl<const I: usize, const C: usize, H> State<I, C, H> {
+    /// IQA as the unit uses it: address bits at and above the host width
+    /// ignored (§10.4.23). (DW is writable only with ECAP.SMTS.)
+    fn queue_address(&self) -> Iqa {
+        self.iqa.with_base(PhysAddr::new(self.iqa.base().as_u64() & self.host_width_mask()))
+    }
+
     /// IQE or ITE is set: the queue does not advance.
     pub(crate) fn queue_halted(&self) -> bool {
         self.queue_errors.iqe() || self.queue_errors.ite()
@@ -55,13 +75,14 @@ impl<const I: usize, const C: usize> State<I, C> {
     }
 
     /// Processes the descriptors between IQH and IQT.
-    pub(crate) fn process_queue<M: PhysMem>(&mut self, mem: &M) {
+    pub(crate) fn process_queue<M: PhysMem>(&mut self, mem: &M)
+    where
+        H: Hook<M>,
+    {
         if !self.gsts.contains(GlobalBits::QIE) || self.queue_halted() {
             return;
         }
-        // Address bits at and above the host width are ignored (§10.4.23).
-        let iqa =
-            self.iqa.with_base(PhysAddr::new(self.iqa.base().as_u64() & self.host_width_mask()));
+        let iqa = self.queue_address();
         let width = iqa.width();
         let entries = iqa.entries();
         let tail = self.iqt.index(width);
@@ -81,7 +102,7 @@ impl<const I: usize, const C: usize> State<I, C> {
                 self.queue_fault(QueueErrorInfo::FetchError);
                 return;
             }
-            let step = Descriptor::read(width, bytes)
+            let step = Descriptor::read_with(width, bytes, Decoding::Hardware)
                 .map_err(queue_error)
                 .and_then(|d| self.execute(mem, d));
             match step {
@@ -89,6 +110,7 @@ impl<const I: usize, const C: usize> State<I, C> {
                     self.queue_fault(info);
                     return;
                 }
+                Ok(Step::Stall) => return,
                 Ok(step) => {
                     head = (head + 1) % entries;
                     self.iqh = Iqh::from_index(head, width);
@@ -101,16 +123,28 @@ impl<const I: usize, const C: usize> State<I, C> {
     }
 
     /// Executes one descriptor.
-    fn execute<M: PhysMem>(&mut self, mem: &M, d: Descriptor) -> Result<Step, QueueErrorInfo> {
+    fn execute<M: PhysMem>(&mut self, mem: &M, d: Descriptor) -> Result<Step, QueueErrorInfo>
+    where
+        H: Hook<M>,
+    {
         let ecap = self.cfg.ecap;
         let code = usize::from(d.ty().code());
+        let inv = match d {
+            Descriptor::ContextCache(inv) => Some(Invalidation::ContextCache(inv.scope)),
+            Descriptor::Iotlb(inv) => Some(Invalidation::Iotlb(inv.scope)),
+            Descriptor::DevTlb(inv) if ecap.device_tlb() => Some(Invalidation::DevTlb(inv)),
+            Descriptor::Iec(inv) if ecap.ir() => Some(Invalidation::InterruptEntries(inv.scope)),
+            _ => None,
+        };
+        if let Some(inv) = inv {
+            // An IOTLB request the unit refuses (AM beyond MAMV) is an
+            // error before the hook sees anything.
+            let inv = self.performed(inv).ok_or(QueueErrorInfo::ReservedField)?;
+            if self.perform(mem, inv) == Outcome::Stall {
+                return Ok(Step::Stall);
+            }
+        }
         match d {
-            Descriptor::ContextCache(inv) => {
-                self.flush_contexts(inv.scope);
-            }
-            Descriptor::Iotlb(inv) => {
-                self.flush_iotlb(inv.scope).ok_or(QueueErrorInfo::ReservedField)?;
-            }
             Descriptor::DevTlb(inv) if ecap.device_tlb() => match self.ats_response(inv.sid) {
                 DevTlbResponse::Complete => {}
                 DevTlbResponse::InvalidCompletion => {
@@ -126,7 +160,7 @@ impl<const I: usize, const C: usize> State<I, C> {
                     return Ok(Step::Halt);
                 }
             },
-            // The model has no interrupt entry cache to drop.
+            Descriptor::ContextCache(_) | Descriptor::Iotlb(_) => {}
             Descriptor::Iec(_) if ecap.ir() => {}
             Descriptor::Wait(w) => {
                 // PD without ECAP.PDS is a reserved field (§6.5.2.8).
@@ -135,10 +169,12 @@ impl<const I: usize, const C: usize> State<I, C> {
                 }
                 // Everything before has completed (processing is in order
                 // and synchronous), so the fence (FN) holds by construction.
-                if let Some((addr, data)) = w.status_write {
-                    // A status address outside memory is a write the bus
-                    // drops; the unit goes on.
-                    let _ = mem.write_u32(addr, data);
+                if let Some((addr, data)) = w.status_write
+                    && mem.write_u32(addr, data).is_err()
+                {
+                    // IQE, as QEMU: the status never arrives, and the
+                    // driver must be told (§6.5.2.10).
+                    return Err(QueueErrorInfo::NotAvailable);
                 }
                 if w.interrupt && !self.ics.iwc() {
                     self.ics = self.ics.with_iwc(true);
@@ -159,11 +195,14 @@ impl<const I: usize, const C: usize> State<I, C> {
     }
 }
 
-impl<M: PhysMem, const I: usize, const C: usize> Emulator<M, I, C> {
+impl<M: PhysMem, const I: usize, const C: usize, H: Hook<M>> Emulator<M, I, C, H> {
     /// Processes the invalidation queue up to IQT: what a polling front end
-    /// (a sidecore) calls when it sees IQT move. Returns the new IQH.
+    /// (a sidecore) calls when it sees IQT move. Also retries register-based
+    /// invalidations the hook stalled ([`Outcome::Stall`]). Returns the new
+    /// IQH.
     pub fn process(&self) -> Iqh {
         let mut st = self.state.lock();
+        st.retry_register_commands(&self.mem);
         st.process_queue(&self.mem);
         st.iqh
     }

@@ -12,13 +12,16 @@
 use vtd_regs::regs::frcd::FaultRecords;
 use vtd_regs::regs::iq::{DescriptorWidth, QueueSize};
 use vtd_regs::regs::rtaddr::TranslationTableMode;
-use vtd_regs::regs::{Ccmd, Fsts, Gcmd, GlobalBits, Ics, IotlbInv, Iqa, Iqt, Irta, Iva, Rtaddr};
+use vtd_regs::regs::{
+    Ccmd, Fsts, Gcmd, GlobalBits, Gsts, Ics, IotlbInv, Iqa, Iqt, Irta, Iva, Rtaddr,
+};
 use vtd_regs::{
     DomainId, FunctionMask, Granularity, IotlbScope, Iova, Mmio, PhysAddr, PhysMem, SourceId,
 };
 
 use crate::counters::RegisterName;
 use crate::emulator::{Emulator, State};
+use crate::hook::{Change, Hook, Invalidation, Outcome};
 
 /// The bits of RTADDR software can write: RTA and TTM.
 const RTADDR_WRITABLE: u64 = Rtaddr(0).with_table(PhysAddr::new(u64::MAX)).0
@@ -37,15 +40,20 @@ const IVA_WRITABLE: u64 = Iva(0).with_addr(Iova::new(u64::MAX)).with_ih(true).wi
 const IOTLB_WRITABLE: u64 = IotlbInv(0).with_ivt(true).with_iirg(Granularity::Selective).0;
 /// The bits of IQT: QT.
 const IQT_WRITABLE: u64 = Iqt::from_index(usize::MAX, DescriptorWidth::Bits128).0;
-/// The bits of IQA: IQA, DW and QS.
-const IQA_WRITABLE: u64 = match QueueSize::from_order(7) {
-    Some(qs) => Iqa::new(PhysAddr::new(u64::MAX), qs, DescriptorWidth::Bits256).0,
-    None => 0,
-};
+/// The bits of IQA: IQA, QS, and DW on a unit with scalable mode
+/// (§10.4.23: 256-bit descriptors are for scalable mode; QEMU ignores DW
+/// without it).
+const fn iqa_writable(smts: bool) -> u64 {
+    let width = if smts { DescriptorWidth::Bits256 } else { DescriptorWidth::Bits128 };
+    match QueueSize::from_order(7) {
+        Some(qs) => Iqa::new(PhysAddr::new(u64::MAX), qs, width).0,
+        None => 0,
+    }
+}
 /// The bits of FEADDR/IEADDR: the message address, bits 31:2.
 const EVENT_ADDRESS_WRITABLE: u32 = !3;
 
-impl<const I: usize, const C: usize> State<I, C> {
+impl<const I: usize, const C: usize, H> State<I, C, H> {
     /// The address bits below the host address width: bits above it in
     /// RTADDR and IQA are reserved and ignored (§10.4.6, §10.4.23).
     pub(crate) fn host_width_mask(&self) -> u64 {
@@ -70,7 +78,7 @@ fn half(v: u64, hi: bool) -> u32 {
     if hi { (v >> 32) as u32 } else { v as u32 }
 }
 
-impl<const I: usize, const C: usize> State<I, C> {
+impl<const I: usize, const C: usize, H> State<I, C, H> {
     /// FSTS as read.
     pub(crate) fn fsts(&self) -> Fsts {
         Fsts(self.queue_errors.0)
@@ -79,14 +87,21 @@ impl<const I: usize, const C: usize> State<I, C> {
             .with_fri(self.faults.fri() as u8)
     }
 
-    /// Reads the 32-bit register at `off`.
-    pub(crate) fn read32(&mut self, off: usize) -> u32 {
+    /// Reads the 32-bit register at `off`. Software polling CCMD or
+    /// IOTLB_REG for a command the hook stalled retries it.
+    pub(crate) fn read32<M: PhysMem>(&mut self, mem: &M, off: usize) -> u32
+    where
+        H: Hook<M>,
+    {
         let name = RegisterName::at(&self.cfg, off);
         self.counters.reads[name as usize] += 1;
         if !off.is_multiple_of(4) {
             return 0;
         }
         let hi = off % 8 == 4;
+        if hi && matches!(name, RegisterName::Ccmd | RegisterName::Iotlb) {
+            self.retry_register_commands(mem);
+        }
         let ir = self.cfg.ecap.ir();
         match name {
             RegisterName::Ver => self.cfg.ver.0,
@@ -134,7 +149,10 @@ impl<const I: usize, const C: usize> State<I, C> {
     }
 
     /// Writes the 32-bit register at `off`, with its side effects.
-    pub(crate) fn write32<M: PhysMem>(&mut self, mem: &M, off: usize, value: u32) {
+    pub(crate) fn write32<M: PhysMem>(&mut self, mem: &M, off: usize, value: u32)
+    where
+        H: Hook<M>,
+    {
         let name = RegisterName::at(&self.cfg, off);
         self.counters.writes[name as usize] += 1;
         if !off.is_multiple_of(4) {
@@ -144,7 +162,7 @@ impl<const I: usize, const C: usize> State<I, C> {
         let (cap, ecap) = (self.cfg.cap, self.cfg.ecap);
         let event_data = if ecap.eim() { u32::MAX } else { 0xffff };
         match name {
-            RegisterName::Gcmd => self.command(Gcmd(value)),
+            RegisterName::Gcmd => self.command(mem, Gcmd(value)),
             RegisterName::Rtaddr => {
                 self.rtaddr = Rtaddr(merge(self.rtaddr.0, hi, value, RTADDR_WRITABLE));
             }
@@ -153,7 +171,7 @@ impl<const I: usize, const C: usize> State<I, C> {
                 let writable = CCMD_WRITABLE | Ccmd(0).with_did(did).0;
                 self.ccmd = Ccmd(merge(self.ccmd.0, hi, value, writable));
                 if hi && self.ccmd.icc() {
-                    self.context_command();
+                    self.context_command(mem);
                 }
             }
             RegisterName::Fsts => self.write_fsts(mem, Fsts(value)),
@@ -168,7 +186,7 @@ impl<const I: usize, const C: usize> State<I, C> {
                 }
             }
             RegisterName::Iqa if ecap.qi() && !self.gsts.contains(GlobalBits::QIE) => {
-                self.iqa = Iqa(merge(self.iqa.0, hi, value, IQA_WRITABLE));
+                self.iqa = Iqa(merge(self.iqa.0, hi, value, iqa_writable(ecap.smts())));
             }
             RegisterName::Ics if Ics(value).iwc() => {
                 self.ics = self.ics.with_iwc(false);
@@ -195,7 +213,7 @@ impl<const I: usize, const C: usize> State<I, C> {
                     | IotlbInv(0).with_did(did).with_dr(cap.drd()).with_dw(cap.dwd()).0;
                 self.iotlb_reg = IotlbInv(merge(self.iotlb_reg.0, hi, value, writable));
                 if hi && self.iotlb_reg.ivt() {
-                    self.iotlb_command();
+                    self.iotlb_command(mem);
                 }
             }
             RegisterName::Frcd => {
@@ -213,8 +231,12 @@ impl<const I: usize, const C: usize> State<I, C> {
     /// GCMD written (§10.4.4): each enable whose bit differs from GSTS is
     /// switched, each one-shot command set is performed; GSTS reports the
     /// outcome at once (the model completes every command before the write
-    /// returns). Features the capabilities do not report are ignored.
-    fn command(&mut self, cmd: Gcmd) {
+    /// returns), after the hook was told of each change. Features the
+    /// capabilities do not report are ignored.
+    fn command<M: PhysMem>(&mut self, mem: &M, cmd: Gcmd)
+    where
+        H: Hook<M>,
+    {
         let (cap, ecap) = (self.cfg.cap, self.cfg.ecap);
         let want = cmd.bits();
         let mut enables = GlobalBits::TE;
@@ -233,7 +255,8 @@ impl<const I: usize, const C: usize> State<I, C> {
             // enabled or disabled.
             self.iqh = vtd_regs::regs::Iqh(0);
         }
-        if want.contains(GlobalBits::SRTP) {
+        let srtp = want.contains(GlobalBits::SRTP);
+        if srtp {
             // Address bits at and above the host address width are
             // reserved (§10.4.6): they read back as written, as on QEMU,
             // and the unit ignores them.
@@ -241,21 +264,42 @@ impl<const I: usize, const C: usize> State<I, C> {
             self.root = self.rtaddr.with_table(PhysAddr::new(table));
             self.gsts = self.gsts.with(GlobalBits::SRTP, true);
             if cap.esrtps() {
-                self.flush_contexts(vtd_regs::ContextScope::Global);
+                self.contexts.invalidate(vtd_regs::ContextScope::Global);
                 self.iotlb.invalidate(IotlbScope::Global);
             }
         }
-        if want.contains(GlobalBits::SIRTP) && ecap.ir() {
+        let sirtp = want.contains(GlobalBits::SIRTP) && ecap.ir();
+        if sirtp {
             self.irta_active = self.irta;
             self.gsts = self.gsts.with(GlobalBits::SIRTP, true);
         }
         // WBF: the model has no write buffer, so the flush is complete and
         // WBFS reads 0. SFL and EAFL: no advanced fault logging (CAP.AFL = 0).
+        if srtp {
+            self.announce(mem, Change::RootTable(self.root));
+        }
+        if sirtp {
+            self.announce(mem, Change::InterruptTable(self.irta_active));
+        }
+        let switched = Gsts(before.0 ^ self.gsts.0).bits() & enables;
+        for bit in switched.iter() {
+            let on = self.gsts.contains(bit);
+            let change = match bit {
+                GlobalBits::TE => Change::Translation(on),
+                GlobalBits::QIE => Change::QueuedInvalidation(on),
+                GlobalBits::IRE => Change::InterruptRemapping(on),
+                _ => Change::CompatibilityFormat(on),
+            };
+            self.announce(mem, change);
+        }
     }
 
     /// FSTS written: write-1-to-clear of PFO, IQE, ICE and ITE. Clearing IQE
     /// or ITE lets the queue resume (§6.5.2.10).
-    fn write_fsts<M: PhysMem>(&mut self, mem: &M, value: Fsts) {
+    fn write_fsts<M: PhysMem>(&mut self, mem: &M, value: Fsts)
+    where
+        H: Hook<M>,
+    {
         if value.pfo() {
             self.faults.clear_pfo();
         }
@@ -278,52 +322,66 @@ impl<const I: usize, const C: usize> State<I, C> {
     /// CCMD.ICC written (§6.5.1.1, §10.4.7). The performed granularity is
     /// reported in CAIG; 0 when nothing was done (reserved CIRG, or queued
     /// invalidation enabled, when register-based invalidation must not be
-    /// used).
-    fn context_command(&mut self) {
-        self.counters.register_invalidations += 1;
+    /// used). A command the hook stalls keeps ICC set.
+    fn context_command<M: PhysMem>(&mut self, mem: &M)
+    where
+        H: Hook<M>,
+    {
         let scope = self.ccmd.scope().filter(|_| !self.gsts.contains(GlobalBits::QIE));
-        if let Some(s) = scope {
-            self.flush_contexts(s);
-        }
-        self.ccmd = self.ccmd.with_icc(false).with_caig(scope.map(|s| s.granularity()));
+        let done = match scope.and_then(|s| self.performed(Invalidation::ContextCache(s))) {
+            Some(inv @ Invalidation::ContextCache(s)) => {
+                if self.perform(mem, inv) == Outcome::Stall {
+                    return;
+                }
+                Some(s.granularity())
+            }
+            _ => None,
+        };
+        self.counters.register_invalidations += 1;
+        self.ccmd = self.ccmd.with_icc(false).with_caig(done);
     }
 
     /// IOTLB_REG.IVT written (§6.5.1.2, §10.4.8). IAIG reports what was done:
     /// a page-selective request on a unit without PSI is performed
     /// domain-selective; one whose AM exceeds MAMV is not performed (IAIG 0,
-    /// as in QEMU), nor is anything while queued invalidation is enabled.
-    fn iotlb_command(&mut self) {
-        self.counters.register_invalidations += 1;
-        let done = match self.iotlb_reg.scope(self.iva) {
-            Some(s) if !self.gsts.contains(GlobalBits::QIE) => self.flush_iotlb(s),
+    /// as in QEMU), nor is anything while queued invalidation is enabled. A
+    /// command the hook stalls keeps IVT set.
+    fn iotlb_command<M: PhysMem>(&mut self, mem: &M)
+    where
+        H: Hook<M>,
+    {
+        let scope = self.iotlb_reg.scope(self.iva).filter(|_| !self.gsts.contains(GlobalBits::QIE));
+        let done = match scope.and_then(|s| self.performed(Invalidation::Iotlb(s))) {
+            Some(inv @ Invalidation::Iotlb(s)) => {
+                if self.perform(mem, inv) == Outcome::Stall {
+                    return;
+                }
+                Some(s.granularity())
+            }
             _ => None,
         };
+        self.counters.register_invalidations += 1;
         self.iotlb_reg = self.iotlb_reg.with_ivt(false).with_iaig(done);
     }
 
-    /// Performs an IOTLB invalidation of `scope` as the capabilities allow;
-    /// the granularity done, or `None` if the address mask exceeds MAMV.
-    pub(crate) fn flush_iotlb(&mut self, scope: IotlbScope) -> Option<Granularity> {
-        let cap = self.cfg.cap;
-        let scope = match scope {
-            IotlbScope::Global => IotlbScope::Global,
-            IotlbScope::Domain(d) => IotlbScope::Domain(self.domain(d)),
-            IotlbScope::Pages { domain, .. } if !cap.psi() => {
-                IotlbScope::Domain(self.domain(domain))
-            }
-            IotlbScope::Pages { order, .. } if order > cap.mamv().max_order() => return None,
-            IotlbScope::Pages { domain, addr, order, leaf_only } => {
-                IotlbScope::Pages { domain: self.domain(domain), addr, order, leaf_only }
-            }
-        };
-        self.iotlb.invalidate(scope);
-        Some(scope.granularity())
+    /// Performs the register-based invalidations still pending (the hook
+    /// stalled them).
+    pub(crate) fn retry_register_commands<M: PhysMem>(&mut self, mem: &M)
+    where
+        H: Hook<M>,
+    {
+        if self.ccmd.icc() {
+            self.context_command(mem);
+        }
+        if self.iotlb_reg.ivt() {
+            self.iotlb_command(mem);
+        }
     }
 }
 
-impl<M: PhysMem, const I: usize, const C: usize> Mmio for &Emulator<M, I, C> {
+impl<M: PhysMem, const I: usize, const C: usize, H: Hook<M>> Mmio for &Emulator<M, I, C, H> {
     fn read32(&self, offset: usize) -> u32 {
-        self.state.lock().read32(offset)
+        self.state.lock().read32(&self.mem, offset)
     }
 
     fn write32(&mut self, offset: usize, value: u32) {
@@ -332,8 +390,8 @@ impl<M: PhysMem, const I: usize, const C: usize> Mmio for &Emulator<M, I, C> {
 
     fn read64(&self, offset: usize) -> u64 {
         let mut st = self.state.lock();
-        let lo = st.read32(offset);
-        let hi = st.read32(offset.wrapping_add(4));
+        let lo = st.read32(&self.mem, offset);
+        let hi = st.read32(&self.mem, offset.wrapping_add(4));
         u64::from(lo) | (u64::from(hi) << 32)
     }
 
@@ -344,7 +402,7 @@ impl<M: PhysMem, const I: usize, const C: usize> Mmio for &Emulator<M, I, C> {
     }
 }
 
-impl<M: PhysMem, const I: usize, const C: usize> Mmio for Emulator<M, I, C> {
+impl<M: PhysMem, const I: usize, const C: usize, H: Hook<M>> Mmio for Emulator<M, I, C, H> {
     fn read32(&self, offset: usize) -> u32 {
         <&Self as Mmio>::read32(&self, offset)
     }

@@ -15,8 +15,9 @@ use vtd_tables::{Access, ContextInfo, Perm, Translation, lookup_context, walk_se
 
 use crate::emulator::{Emulator, State};
 use crate::fault_log::{Fault, Logged};
+use crate::hook::Hook;
 
-impl<const I: usize, const C: usize> State<I, C> {
+impl<const I: usize, const C: usize, H> State<I, C, H> {
     fn translate<M: PhysMem>(
         &mut self,
         mem: &M,
@@ -151,7 +152,7 @@ impl<const I: usize, const C: usize> State<I, C> {
     }
 }
 
-impl<M: PhysMem, const I: usize, const C: usize> Emulator<M, I, C> {
+impl<M: PhysMem, const I: usize, const C: usize, H: Hook<M>> Emulator<M, I, C, H> {
     /// Translates a DMA request of `access` to `iova` from `source`, as the
     /// unit would: the physical address it goes to, or the fault that blocked
     /// it (recorded in the fault recording registers unless the context

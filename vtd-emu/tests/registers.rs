@@ -61,6 +61,7 @@ fn reserved_bits_read_as_zero() {
     let mut e = &rig.emu;
     e.write64(offset::RTADDR, u64::MAX);
     assert_eq!(e.read64(offset::RTADDR), !0x3ff);
+    // DW is reserved without ECAP.SMTS (§10.4.23).
     e.write64(offset::IQA, u64::MAX);
     let iqa: Iqa = e.read_reg();
     assert_eq!(
@@ -68,7 +69,7 @@ fn reserved_bits_read_as_zero() {
         Iqa::new(
             PhysAddr::new(!0xfff),
             QueueSize::from_order(7).unwrap(),
-            DescriptorWidth::Bits256
+            DescriptorWidth::Bits128
         )
     );
     e.write64(offset::IQT, u64::MAX);
