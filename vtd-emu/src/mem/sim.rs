@@ -31,9 +31,32 @@ pub type HeapMemory = SimMemory<alloc::boxed::Box<[AtomicU64]>>;
 #[cfg(feature = "alloc")]
 impl SimMemory<alloc::boxed::Box<[AtomicU64]>> {
     /// Zeroed memory of `bytes` bytes, rounded up to a whole word.
+    ///
+    /// The words come from a zeroed allocation, so a large memory costs
+    /// nothing until its pages are touched (the allocator hands out fresh
+    /// zero pages), rather than a store per word.
     pub fn new(bytes: usize) -> Self {
         let words = bytes.div_ceil(8);
-        Self { words: (0..words).map(|_| AtomicU64::new(0)).collect() }
+        let Ok(layout) = core::alloc::Layout::array::<AtomicU64>(words) else {
+            panic!("{bytes} bytes of simulated memory do not fit the address space");
+        };
+        if layout.size() == 0 {
+            return Self { words: alloc::boxed::Box::new([]) };
+        }
+        // SAFETY: `layout` has a non-zero size.
+        #[allow(unsafe_code)]
+        let ptr = unsafe { alloc::alloc::alloc_zeroed(layout) }.cast::<AtomicU64>();
+        if ptr.is_null() {
+            alloc::alloc::handle_alloc_error(layout);
+        }
+        let slice = core::ptr::slice_from_raw_parts_mut(ptr, words);
+        // SAFETY: `ptr` is a fresh allocation of `layout` (an array of
+        // `words` `AtomicU64`s) from the global allocator, zeroed, and an
+        // all-zero `AtomicU64` is a valid `AtomicU64::new(0)`; the box takes
+        // ownership and frees it with the same layout.
+        #[allow(unsafe_code)]
+        let words = unsafe { alloc::boxed::Box::from_raw(slice) };
+        Self { words }
     }
 }
 
@@ -116,6 +139,34 @@ impl<S: AsRef<[AtomicU64]>> PhysMem for SimMemory<S> {
         Ok(())
     }
 
+    /// Half a word: one load, not a byte copy.
+    fn read_u32(&self, addr: PhysAddr) -> Result<u32, MemError> {
+        if !addr.is_aligned(4) {
+            return Err(MemError::Misaligned { addr });
+        }
+        let b = self.range(addr, 4)?;
+        Ok((self.word(b).load(Ordering::Acquire) >> (8 * (b % 8))) as u32)
+    }
+
+    /// Half a word: one atomic read-modify-write of its word, so a
+    /// concurrent writer of the other half is never lost.
+    fn write_u32(&self, addr: PhysAddr, value: u32) -> Result<(), MemError> {
+        if !addr.is_aligned(4) {
+            return Err(MemError::Misaligned { addr });
+        }
+        let b = self.range(addr, 4)?;
+        let shift = 8 * (b % 8);
+        let (mask, val) = (u64::from(u32::MAX) << shift, u64::from(value) << shift);
+        let w = self.word(b);
+        let mut old = w.load(Ordering::Relaxed);
+        while let Err(now) =
+            w.compare_exchange_weak(old, (old & !mask) | val, Ordering::AcqRel, Ordering::Relaxed)
+        {
+            old = now;
+        }
+        Ok(())
+    }
+
     /// One store per word (the default goes through `write_bytes`).
     fn zero_frame(&self, frame: PhysAddr) -> Result<(), MemError> {
         if !frame.is_aligned(PAGE_SIZE) {
@@ -136,7 +187,14 @@ impl<S: AsRef<[AtomicU64]>> PhysMem for SimMemory<S> {
             let pos = start + done;
             let off = pos % 8;
             let n = (8 - off).min(data.len() - done);
-            self.merge(pos, off, &data[done..done + n]);
+            if n == 8 {
+                // A whole word: one store (a descriptor, a zeroed frame).
+                let mut word = [0u8; 8];
+                word.copy_from_slice(&data[done..done + 8]);
+                self.word(pos).store(u64::from_le_bytes(word), Ordering::Release);
+            } else {
+                self.merge(pos, off, &data[done..done + n]);
+            }
             done += n;
         }
         Ok(())
@@ -186,6 +244,23 @@ mod tests {
         assert!(m.read_bytes(PhysAddr::new(u64::MAX), &mut b).is_err());
         assert!(m.write_bytes(PhysAddr::new(30), &[0; 3]).is_err());
         assert!(m.zero_frame(PhysAddr::new(0)).is_err());
+        // Whole words through write_bytes, and dword accesses out of range
+        // or misaligned.
+        m.write_bytes(PhysAddr::new(16), &[0xab; 16]).unwrap();
+        assert_eq!(m.read_u64(PhysAddr::new(24)).unwrap(), 0xabab_abab_abab_abab);
+        assert!(m.read_u32(PhysAddr::new(32)).is_err());
+        assert!(m.write_u32(PhysAddr::new(30), 1).is_err());
+        assert!(m.read_u32(PhysAddr::new(2)).is_err());
+    }
+
+    #[cfg(feature = "alloc")]
+    #[test]
+    fn heap_memory_starts_zeroed() {
+        let m = HeapMemory::new(1 << 20);
+        assert_eq!(m.size(), 1 << 20);
+        assert_eq!(m.read_u64(PhysAddr::new((1 << 20) - 8)), Ok(0));
+        assert_eq!(HeapMemory::new(0).size(), 0);
+        assert_eq!(HeapMemory::new(3).size(), 8);
     }
 
     #[cfg(feature = "alloc")]
