@@ -43,6 +43,8 @@ pub struct CacheStats {
 #[derive(Debug)]
 pub(crate) struct SetAssoc<K, V, const N: usize> {
     slots: [Option<Slot<K, V>>; N],
+    /// Slots holding an entry.
+    valid: usize,
     sets: usize,
     ways: usize,
     clock: u64,
@@ -57,6 +59,7 @@ impl<K: CacheKey, V: Copy, const N: usize> SetAssoc<K, V, N> {
         let ways = ways.clamp(1, entries.max(1));
         Self {
             slots: [const { None }; N],
+            valid: 0,
             sets: entries / ways,
             ways,
             clock: 0,
@@ -126,7 +129,10 @@ impl<K: CacheKey, V: Copy, const N: usize> SetAssoc<K, V, N> {
         let r = self.set_of(&key);
         let set = &mut self.slots[r];
         let victim = match set.iter().position(Option::is_none) {
-            Some(free) => free,
+            Some(free) => {
+                self.valid += 1;
+                free
+            }
             None => {
                 self.stats.evictions += 1;
                 set.iter()
@@ -140,6 +146,9 @@ impl<K: CacheKey, V: Copy, const N: usize> SetAssoc<K, V, N> {
 
     /// Drops every entry for which `drop` holds; returns how many.
     pub(crate) fn invalidate(&mut self, mut drop: impl FnMut(&K, &V) -> bool) -> usize {
+        if self.valid == 0 {
+            return 0;
+        }
         let mut n = 0;
         for s in &mut self.slots {
             if s.as_ref().is_some_and(|e| drop(&e.key, &e.value)) {
@@ -147,13 +156,35 @@ impl<K: CacheKey, V: Copy, const N: usize> SetAssoc<K, V, N> {
                 n += 1;
             }
         }
+        self.dropped(n)
+    }
+
+    /// Drops the entry of `key`, if cached; returns how many (0 or 1).
+    pub(crate) fn remove(&mut self, key: &K) -> usize {
+        if self.valid == 0 {
+            return 0;
+        }
+        let r = self.set_of(key);
+        let n = match self.slots[r].iter_mut().find(|s| s.as_ref().is_some_and(|e| e.key == *key)) {
+            Some(slot) => {
+                *slot = None;
+                1
+            }
+            None => 0,
+        };
+        self.dropped(n)
+    }
+
+    /// Counts `n` entries dropped by an invalidation.
+    fn dropped(&mut self, n: usize) -> usize {
+        self.valid -= n;
         self.stats.invalidated += n as u64;
         n
     }
 
     /// Entries currently cached.
     pub(crate) fn len(&self) -> usize {
-        self.slots.iter().flatten().count()
+        self.valid
     }
 }
 
@@ -190,6 +221,11 @@ mod tests {
         assert_eq!(c.invalidate(|k, _| k.0 % 2 == 0), 2);
         assert_eq!(c.len(), 1);
         assert_eq!(c.stats.invalidated, 2);
+        assert_eq!(c.remove(&K(3)), 0);
+        assert_eq!(c.remove(&K(1)), 1);
+        assert_eq!((c.len(), c.slots.iter().flatten().count()), (0, 0));
+        assert_eq!(c.invalidate(|_, _| true), 0);
+        assert_eq!(c.stats.invalidated, 3);
     }
 
     #[test]

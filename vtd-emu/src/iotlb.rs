@@ -38,6 +38,10 @@ impl CacheKey for Tag {
     }
 }
 
+/// The widest page-selective invalidation (2^order pages) the IOTLB drops
+/// by looking its pages up rather than walking every entry.
+pub const PROBED_ORDER: u8 = 4;
+
 /// An IOTLB of at most `N` translations of type `T` (what the walk produced
 /// for a page: output address and permissions).
 #[derive(Debug)]
@@ -84,7 +88,20 @@ impl<T: Copy, const N: usize> Iotlb<T, N> {
     /// Drops every translation `scope` covers: for a page-selective scope,
     /// every cached page overlapping its range (a superpage entry containing
     /// the range as well as the 4 KiB entries inside it). Returns how many.
+    ///
+    /// A page-selective scope of at most [`PROBED_ORDER`] (16 pages) looks
+    /// up the sets of the pages it names; a wider one walks every entry.
     pub fn invalidate(&mut self, scope: IotlbScope) -> usize {
+        if let IotlbScope::Pages { domain, addr, order, .. } = scope
+            && order <= PROBED_ORDER
+        {
+            // An aligned block of at most 16 pages lies in one 2 MiB (and
+            // one 1 GiB) page: the one containing its start.
+            let pages = (0..1u64 << order)
+                .map(|i| Tag::of(domain, Iova::new(addr.as_u64() + (i << 12)), PageSize::Size4KiB));
+            let large = [PageSize::Size2MiB, PageSize::Size1GiB].map(|s| Tag::of(domain, addr, s));
+            return pages.chain(large).map(|t| self.cache.remove(&t)).sum();
+        }
         self.cache.invalidate(|tag, _| match scope {
             IotlbScope::Global | IotlbScope::Domain(_) => scope.covers(tag.domain, tag.base()),
             IotlbScope::Pages { domain, addr, .. } => {
