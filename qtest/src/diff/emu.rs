@@ -15,6 +15,7 @@ use crate::diff::backend::Backend;
 use crate::diff::layout::{BASE, PAGES};
 use crate::diff::scenario::EDU_SID;
 use crate::error::{Error, Result};
+use crate::qemu::RAM_SIZE;
 
 /// The memory an emulated unit works on: enough for the layout.
 pub type EmuMemory = HeapMemory;
@@ -28,12 +29,15 @@ pub struct EmuBackend<'e> {
 }
 
 impl<'e> EmuBackend<'e> {
-    /// Memory covering guest-physical `[0, 2 * BASE)`: the layout, and
-    /// every address one flipped bit (up to bit 24) away from it, where a
-    /// corrupted entry may send a table walk or a DMA.
+    /// Memory covering guest-physical `[0, RAM_SIZE)`, QEMU's guest RAM:
+    /// the layout, and every address one flipped bit (up to bit 27) away
+    /// from it, where a corrupted entry may send a table walk, a DMA or a
+    /// wait descriptor's status write, is memory on both sides, and
+    /// anything beyond is memory on neither. (It is allocated zeroed, so
+    /// the pages nobody touches cost nothing.)
     pub fn memory() -> EmuMemory {
-        const { assert!(PAGES * PAGE_SIZE <= BASE) };
-        HeapMemory::new((2 * BASE) as usize)
+        const { assert!(PAGES * PAGE_SIZE <= BASE && 2 * BASE <= RAM_SIZE) };
+        HeapMemory::new(RAM_SIZE as usize)
     }
 
     /// A unit configured as QEMU's default `intel-iommu`

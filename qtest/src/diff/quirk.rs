@@ -53,11 +53,6 @@ pub enum Quirk {
     /// times out); `vtd-emu` disables once IQH = IQT. §10.4.4 has software
     /// drain the queue (with a wait) before disabling; QEMU enforces it.
     DisableQueueNeedsWait,
-    /// QEMU stops the queue (IQE) when a wait descriptor's status write
-    /// fails (an address outside RAM); `vtd-emu` drops the write and
-    /// completes the wait. The specification defines no queue error for
-    /// it (§6.5.2.8, §6.5.2.10): QEMU is stricter.
-    WaitStatusWriteFails,
     /// QEMU 7.2 completes PASID-based descriptors (types 6 and 7) on a
     /// unit without scalable mode; `vtd-emu` refuses them (IQE: invalid
     /// type, or a reserved field), as §6.5.2 has for types the unit does
@@ -157,7 +152,7 @@ impl Quirk {
                     Outcome::FaultStatus { overflow: true, pending: pe, index: ie, .. },
                 ) if p == pe && i == ie
             ),
-            Quirk::WaitNeedsSwOrIf | Quirk::WaitStatusWriteFails => refused_by(q, e),
+            Quirk::WaitNeedsSwOrIf => refused_by(q, e),
             Quirk::ScalableDescriptorsWithoutSmts | Quirk::IecReservedUnchecked => refused_by(e, q),
             Quirk::DisableQueueNeedsWait => matches!(
                 (q, e),
