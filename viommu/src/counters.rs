@@ -14,24 +14,29 @@ pub struct ViommuCounters {
     pub resyncs: u64,
     /// Scans stopped by their budget.
     pub scans_truncated: u64,
-    /// Pages installed in the host table.
-    pub pages_mapped: u64,
-    /// Pages removed from the host table.
-    pub pages_unmapped: u64,
-    /// Pins taken.
+    /// Backend map calls (one per contiguous range).
+    pub map_calls: u64,
+    /// Backend unmap calls.
+    pub unmap_calls: u64,
+    /// Backend completions asked for (at most one per shadow domain per
+    /// guest invalidation).
+    pub completions: u64,
+    /// Guest pages mapped in the host (each pinned while mapped, by the
+    /// backend or its kernel).
     pub pins: u64,
-    /// Pins dropped (each after the host invalidation completed).
+    /// Guest pages whose unmap the backend completed (each unpinned after
+    /// the host IOMMU dropped it).
     pub unpins: u64,
-    /// Guest pages that could not be pinned (outside the guest's RAM).
-    pub pin_failures: u64,
-    /// Pages not shadowed because the guest's page quota, or a shadow
-    /// domain's capacity (2048 pages), was reached.
+    /// Guest pages the guest's tables map outside its RAM (never mapped).
+    pub outside_ram: u64,
+    /// Pages not shadowed because the guest's page quota, or (without
+    /// `alloc`) a shadow domain's capacity, was reached.
     pub quota_drops: u64,
-    /// Device attachments (host context entries written).
+    /// Device attachments (host context changes).
     pub context_changes: u64,
     /// Guest domains not shadowed because the domain quota was reached.
     pub domain_drops: u64,
-    /// Failures of the host unit or its tables (a bug or an exhausted host
-    /// if ever non-zero).
+    /// Failures of the backend (a bug or an exhausted host if ever
+    /// non-zero).
     pub host_errors: u64,
 }

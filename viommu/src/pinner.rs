@@ -1,12 +1,12 @@
-//! The default [`PagePinner`] of a guest: a guest page is backed by the
-//! host frame its [`GuestLayout`] gives, and pins are counted per page, so a test (or a
-//! hypervisor's balloon) can see which guest pages must stay resident.
+//! The default [`PagePinner`] of a guest for the native backend: a guest
+//! page is backed by the host frame its [`GuestLayout`] gives, and pins are
+//! counted per page, so a test (or a hypervisor's balloon) can see which
+//! guest pages must stay resident.
 //!
 //! A page outside the guest's RAM cannot be pinned: whatever a guest writes
 //! in its tables, the vIOMMU never maps host memory outside the guest.
 
 use alloc::collections::BTreeMap;
-use alloc::sync::Arc;
 
 use teardown::{PagePinner, PinError};
 use vtd_regs::{PAGE_SHIFT, PAGE_SIZE, PhysAddr};
@@ -68,51 +68,6 @@ impl PagePinner for GuestPinner {
             }
             None => self.unbalanced += 1,
         }
-    }
-}
-
-/// A guest's pinner shared by the mappers of all its shadow domains, with
-/// the pins taken and dropped through it.
-pub(crate) struct SharedPinner<P>(Arc<spin::Mutex<Pins<P>>>);
-
-/// What a [`SharedPinner`] shares.
-pub(crate) struct Pins<P> {
-    pub(crate) pinner: P,
-    pub(crate) pins: u64,
-    pub(crate) unpins: u64,
-}
-
-impl<P> SharedPinner<P> {
-    pub(crate) fn new(pinner: P) -> Self {
-        Self(Arc::new(spin::Mutex::new(Pins { pinner, pins: 0, unpins: 0 })))
-    }
-
-    /// The pinner and its counts, locked.
-    pub(crate) fn lock(&self) -> spin::MutexGuard<'_, Pins<P>> {
-        self.0.lock()
-    }
-}
-
-impl<P> Clone for SharedPinner<P> {
-    fn clone(&self) -> Self {
-        Self(Arc::clone(&self.0))
-    }
-}
-
-impl<P: PagePinner> PagePinner for SharedPinner<P> {
-    const PINNING: bool = P::PINNING;
-
-    fn pin(&mut self, page: PhysAddr) -> Result<PhysAddr, PinError> {
-        let mut p = self.lock();
-        let frame = p.pinner.pin(page)?;
-        p.pins += 1;
-        Ok(frame)
-    }
-
-    fn unpin(&mut self, page: PhysAddr) {
-        let mut p = self.lock();
-        p.pinner.unpin(page);
-        p.unpins += 1;
     }
 }
 

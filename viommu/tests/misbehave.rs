@@ -50,7 +50,7 @@ fn pointers_outside_guest_ram_are_never_followed() {
     g.unit.invalidate_iotlb(IotlbScope::Global, Drain::empty()).unwrap();
     assert!(g.viommu.dma(rig.emu, GUEST_DEVICE, PAGE, Access::Read).is_err());
     assert_eq!(g.viommu.with_pinner(|p| p.pinned_pages()), 0);
-    assert_eq!(g.viommu.counters().pin_failures, 1);
+    assert_eq!(g.viommu.counters().outside_ram, 1);
     // A context entry whose table is outside guest RAM.
     let root = g.contexts.root_table();
     let ctx_table = PhysAddr::new(g.mem.read_u64(root).unwrap() & !0xfff);

@@ -12,6 +12,8 @@ use vtd_regs::regs::{
     SecondLevelPageSizes, Ver,
 };
 
+use vtd_regs::DomainId;
+
 use crate::fault_log::MAX_FAULT_RECORDS;
 
 /// End of the fixed-offset registers (the last is IRTA at 0xB8, 64 bits): the
@@ -165,6 +167,16 @@ impl EmuConfig {
         self.context_cache_entries = entries;
         self.context_cache_ways = ways;
         self
+    }
+
+    /// The domain id `d` as the unit sees it: only the low 4 + 2 x CAP.ND
+    /// bits are implemented, the rest are ignored (§10.4.2, §10.4.7,
+    /// §10.4.8.1).
+    pub const fn domain(&self, d: DomainId) -> DomainId {
+        match self.cap.nd().id_bits() {
+            Some(bits) if bits < 16 => DomainId::new(d.raw() & ((1 << bits) - 1)),
+            _ => d,
+        }
     }
 
     /// Checks that the capabilities are self-consistent and that the model can

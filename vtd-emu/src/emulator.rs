@@ -11,7 +11,7 @@
 use vtd_regs::regs::{
     Ccmd, EventMessage, Fsts, Gsts, Ics, IotlbInv, Iqa, Iqercd, Iqh, Iqt, Irta, Iva, Rtaddr,
 };
-use vtd_regs::{DomainId, PhysMem, SourceId};
+use vtd_regs::{PhysMem, SourceId};
 use vtd_tables::{ContextInfo, Translation, WalkLimits};
 
 use crate::config::{ConfigError, EmuConfig};
@@ -120,15 +120,6 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
         (&mut self.hook, view)
     }
 
-    /// The domain id `d` as the unit sees it: only the low 4 + 2 x CAP.ND
-    /// bits are implemented, the rest are ignored (§10.4.7, §10.4.8.1).
-    pub(crate) fn domain(&self, d: DomainId) -> DomainId {
-        match self.cfg.cap.nd().id_bits() {
-            Some(bits) if bits < 16 => DomainId::new(d.raw() & ((1 << bits) - 1)),
-            _ => d,
-        }
-    }
-
     /// The response `sid`'s device-TLB gives.
     pub(crate) fn ats_response(&self, sid: SourceId) -> DevTlbResponse {
         self.ats
@@ -173,7 +164,9 @@ impl<M: PhysMem, const I: usize, const C: usize, H: Hook<M>> Emulator<M, I, C, H
     /// executes (see [`crate::hook`]).
     pub fn with_hook(mem: M, cfg: EmuConfig, hook: H) -> Result<Self, ConfigError> {
         cfg.validate()?;
-        Ok(Self { mem, state: spin::Mutex::new(State::new(cfg, hook)) })
+        let mut state = State::new(cfg, hook);
+        state.announce(&mem, crate::hook::Change::Reset);
+        Ok(Self { mem, state: spin::Mutex::new(state) })
     }
 
     /// Runs `f` on the hook, with the unit locked (no register access,

@@ -23,7 +23,8 @@
 //!   commands through GCMD (§10.4.4): a root table latched by SRTP,
 //!   translation, queued invalidation, interrupt remapping or
 //!   compatibility format switched, an interrupt remapping table latched
-//!   by SIRTP, before GSTS reports it.
+//!   by SIRTP, before GSTS reports it; and once for the reset state the
+//!   unit starts in.
 //!
 //! Both run with the unit's lock held, so nothing else happens to the unit
 //! meanwhile (a device's DMA waits, a second register access waits), and
@@ -61,10 +62,15 @@ pub enum Invalidation {
     InterruptEntries(IecScope),
 }
 
-/// A change of the unit's state software commanded through GCMD (§10.4.4).
+/// A change of the unit's state software commanded through GCMD (§10.4.4),
+/// or the reset state the unit starts in.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[non_exhaustive]
 pub enum Change {
+    /// The unit is in its reset state (translation, queued invalidation and
+    /// interrupt remapping off): told once, by
+    /// [`Emulator::with_hook`](crate::Emulator::with_hook).
+    Reset,
     /// SRTP latched this root table pointer (RTADDR with address bits at
     /// and above the host address width cleared, §10.4.6).
     RootTable(Rtaddr),

@@ -19,20 +19,20 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
         Some(match inv {
             Invalidation::ContextCache(scope) => Invalidation::ContextCache(match scope {
                 ContextScope::Global => ContextScope::Global,
-                ContextScope::Domain(d) => ContextScope::Domain(self.domain(d)),
+                ContextScope::Domain(d) => ContextScope::Domain(self.cfg.domain(d)),
                 ContextScope::Device { domain, source, function_mask } => {
-                    ContextScope::Device { domain: self.domain(domain), source, function_mask }
+                    ContextScope::Device { domain: self.cfg.domain(domain), source, function_mask }
                 }
             }),
             Invalidation::Iotlb(scope) => Invalidation::Iotlb(match scope {
                 IotlbScope::Global => IotlbScope::Global,
-                IotlbScope::Domain(d) => IotlbScope::Domain(self.domain(d)),
+                IotlbScope::Domain(d) => IotlbScope::Domain(self.cfg.domain(d)),
                 IotlbScope::Pages { domain, .. } if !cap.psi() => {
-                    IotlbScope::Domain(self.domain(domain))
+                    IotlbScope::Domain(self.cfg.domain(domain))
                 }
                 IotlbScope::Pages { order, .. } if order > cap.mamv().max_order() => return None,
                 IotlbScope::Pages { domain, addr, order, leaf_only } => {
-                    IotlbScope::Pages { domain: self.domain(domain), addr, order, leaf_only }
+                    IotlbScope::Pages { domain: self.cfg.domain(domain), addr, order, leaf_only }
                 }
             }),
             other => other,

@@ -24,7 +24,7 @@
 //! (ECAP.SMTS, §10.4.23); elsewhere DW is reserved (reads 0, writes are
 //! ignored) and the queue holds 128-bit descriptors, as on QEMU.
 
-use vtd_regs::desc::{DescError, Decoding, Descriptor};
+use vtd_regs::desc::{Decoding, DescError, Descriptor};
 use vtd_regs::regs::iq::QueueErrorInfo;
 use vtd_regs::regs::{GlobalBits, Iqa, Iqh, Iqt};
 use vtd_regs::{PhysAddr, PhysMem};

@@ -167,7 +167,7 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
                 self.rtaddr = Rtaddr(merge(self.rtaddr.0, hi, value, RTADDR_WRITABLE));
             }
             RegisterName::Ccmd => {
-                let did = self.domain(DomainId::new(u16::MAX));
+                let did = self.cfg.domain(DomainId::new(u16::MAX));
                 let writable = CCMD_WRITABLE | Ccmd(0).with_did(did).0;
                 self.ccmd = Ccmd(merge(self.ccmd.0, hi, value, writable));
                 if hi && self.ccmd.icc() {
@@ -208,7 +208,7 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
             }
             RegisterName::Iva => self.iva = Iva(merge(self.iva.0, hi, value, IVA_WRITABLE)),
             RegisterName::Iotlb => {
-                let did = self.domain(DomainId::new(u16::MAX));
+                let did = self.cfg.domain(DomainId::new(u16::MAX));
                 let writable = IOTLB_WRITABLE
                     | IotlbInv(0).with_did(did).with_dr(cap.drd()).with_dw(cap.dwd()).0;
                 self.iotlb_reg = IotlbInv(merge(self.iotlb_reg.0, hi, value, writable));

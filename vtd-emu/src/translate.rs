@@ -72,7 +72,7 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
         }
         self.counters.walks += 1;
         let mut ctx = lookup_context(mem, self.root.table(), source, &self.limits)?;
-        ctx.domain = self.domain(ctx.domain);
+        ctx.domain = self.cfg.domain(ctx.domain);
         self.contexts.insert(source, ctx.domain, ctx);
         Ok(ctx)
     }
@@ -135,7 +135,7 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
     }
 
     /// Records a fault and raises the fault event it calls for.
-    fn log(&mut self, fault: &Fault) {
+    pub(crate) fn log(&mut self, fault: &Fault) {
         match self.faults.record(fault) {
             Logged::Recorded { first_pending, .. } => {
                 self.counters.faults_recorded += 1;
@@ -166,5 +166,13 @@ impl<M: PhysMem, const I: usize, const C: usize, H: Hook<M>> Emulator<M, I, C, H
         access: Access,
     ) -> Result<PhysAddr, Fault> {
         self.state.lock().translate(&self.mem, source, iova, access)
+    }
+
+    /// Records `fault` in the fault recording registers (raising the fault
+    /// event it calls for, §7.3) as if a request had caused it: for an
+    /// embedder that learns of a blocked request elsewhere (a vIOMMU whose
+    /// host IOMMU blocked the guest's device).
+    pub fn record_fault(&self, fault: &Fault) {
+        self.state.lock().log(fault)
     }
 }

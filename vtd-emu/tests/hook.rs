@@ -62,7 +62,9 @@ fn rig(cfg: EmuConfig) -> Rig {
     let frames = SimFrameAllocator::new(mem, PhysAddr::new(0x10000), PhysAddr::new(1 << 20));
     let base = frames.allocate(0).unwrap();
     let queue = Iqa::new(base, QueueSize::from_order(0).unwrap(), DescriptorWidth::Bits128);
-    Rig { mem, emu, queue }
+    let r = Rig { mem, emu, queue };
+    assert_eq!(r.seen(), [Seen::Change(Change::Reset)], "told of the reset state once");
+    r
 }
 
 impl Rig {

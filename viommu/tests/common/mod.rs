@@ -6,8 +6,12 @@
 
 use invalidation::{FlushConfig, NoClock, QueuedInvalidator};
 use iova_alloc::{IovaTree, Node, Window};
+use std::sync::Arc;
 use teardown::{Mapper, MapperConfig, NoPinning, Reuse};
-use viommu::{Assignment, GuestLayout, GuestMemory, GuestPinner, Host, Viommu, ViommuConfig};
+
+use viommu::{
+    Assignment, GuestLayout, GuestMemory, GuestPinner, Host, Native, Viommu, ViommuConfig,
+};
 use vtd_emu::mem::HeapMemory;
 use vtd_emu::{EmuConfig, Emulator, SimFrameAllocator};
 use vtd_regs::regs::QueueSize;
@@ -22,7 +26,8 @@ pub type HostInv = QueuedInvalidator<&'static Emu, Mem>;
 pub type TheHost = Host<Mem, Frames, HostInv>;
 pub type GMem = GuestMemory<Mem>;
 pub type GFrames = &'static SimFrameAllocator<GMem>;
-pub type Vmmu = Viommu<'static, GMem, Mem, Frames, HostInv, GuestPinner>;
+pub type Backend = Native<Mem, Frames, HostInv, GuestPinner>;
+pub type Vmmu = Viommu<GMem, Backend>;
 pub type GuestInv<X> = QueuedInvalidator<X, GMem>;
 pub type GuestMapper<X = &'static Vmmu> =
     Mapper<GMem, GFrames, IovaTree<Vec<Node>>, GuestInv<X>, NoClock, NoPinning, 1024, 64>;
@@ -49,7 +54,7 @@ pub fn leak<T>(t: T) -> &'static T {
 pub struct HostRig {
     pub mem: Mem,
     pub emu: &'static Emu,
-    pub host: &'static spin::Mutex<TheHost>,
+    pub host: Arc<TheHost>,
 }
 
 impl HostRig {
@@ -65,7 +70,7 @@ impl HostRig {
         let inv = QueuedInvalidator::enable_remapping(unit, contexts.root_table(), mem, frames, qs)
             .unwrap();
         let host = Host::new(mem, frames, contexts, inv, tables, DomainId::new(1));
-        HostRig { mem, emu, host: leak(spin::Mutex::new(host)) }
+        HostRig { mem, emu, host: Arc::new(host) }
     }
 
     /// The layout of guest `n` (0, 1, ...): low RAM at n * 16 MiB, high RAM
@@ -80,11 +85,65 @@ impl HostRig {
         let layout = Self::layout(n);
         let gmem = GuestMemory::new(self.mem, layout);
         let dev = Assignment { guest: GUEST_DEVICE, host: Self::host_device(n) };
-        leak(Viommu::new(gmem, self.host, GuestPinner::new(layout), &[dev], config).unwrap())
+        let backend = Native::new(self.host.clone(), GuestPinner::new(layout));
+        leak(Viommu::new(gmem, backend, &[dev], config).unwrap())
     }
 
     pub fn host_device(n: u64) -> SourceId {
         SourceId::new(0, (n + 1) as u8, 0).unwrap()
+    }
+}
+
+/// A device's DMA through the host unit, a blocked one reported to the
+/// guest's unit, as a hypervisor does.
+pub trait DeviceDma {
+    /// The DMA of the device the guest knows as `guest`, at `iova`: where
+    /// the host unit sends it, or the fault.
+    fn dma(
+        &self,
+        host_unit: &Emu,
+        guest: SourceId,
+        iova: Iova,
+        access: vtd_tables::Access,
+    ) -> Result<PhysAddr, vtd_emu::Fault>;
+}
+
+impl DeviceDma for Vmmu {
+    fn dma(
+        &self,
+        host_unit: &Emu,
+        guest: SourceId,
+        iova: Iova,
+        access: vtd_tables::Access,
+    ) -> Result<PhysAddr, vtd_emu::Fault> {
+        let host = self.assignment(guest).expect("an assigned device").host;
+        host_unit.translate(host, iova, access).inspect_err(|_| {
+            self.report_host_fault(host, iova, access);
+        })
+    }
+}
+
+/// What the tests read of a vIOMMU on the native backend.
+pub trait Inspect {
+    /// Runs `f` on the guest's pinner.
+    fn with_pinner<R>(&self, f: impl FnOnce(&GuestPinner) -> R) -> R;
+    /// Every guest page mapped in the host, as (GIOVA, guest page).
+    fn shadowed(&self) -> Vec<(Iova, PhysAddr)>;
+}
+
+impl Inspect for Vmmu {
+    fn with_pinner<R>(&self, f: impl FnOnce(&GuestPinner) -> R) -> R {
+        self.with_backend(|b| f(b.pinner()))
+    }
+
+    fn shadowed(&self) -> Vec<(Iova, PhysAddr)> {
+        let mut pages = Vec::new();
+        self.for_each_mapping(|m| {
+            for off in (0..m.len).step_by(4096) {
+                pages.push((Iova::new(m.iova.as_u64() + off), PhysAddr::new(m.gpa.as_u64() + off)));
+            }
+        });
+        pages
     }
 }
 

@@ -1,0 +1,311 @@
+//! The shadow: the vIOMMU's [`Hook`] on its guest-visible unit, which keeps
+//! the host side equal to what the guest's tables map, as of the guest's
+//! last invalidation.
+//!
+//! The unit decodes everything the guest writes (registers, queue) and
+//! tells the shadow, before the guest can see the command complete:
+//! - an IOTLB invalidation: each shadow domain it covers is
+//!   resynchronised over the range it covers ([`ShadowDomain::resync`]);
+//! - a context-cache invalidation, a root table latched by SRTP, or
+//!   translation switched: every assigned device's guest context is read
+//!   again, devices move between shadow domains (created and filled before
+//!   a device is attached to them), and shadow domains no device uses are
+//!   emptied and destroyed.
+//!
+//! When the backend cannot complete an unmap, the shadow stalls the
+//! guest's invalidation ([`Outcome::Stall`]): the guest's wait does not
+//! complete while a host translation it removed may remain.
+
+mod domain;
+pub(crate) mod extents;
+mod scan;
+
+use vtd_emu::hook::{Change, Hook, Invalidation, Outcome, UnitView};
+use vtd_regs::{IotlbScope, SourceId};
+use vtd_tables::{TranslationType, WalkLimits, lookup_context};
+
+pub(crate) use domain::{Incomplete, Key, ShadowDomain, Sync, placed};
+
+use crate::config::{Assignment, ViommuConfig};
+use crate::counters::ViommuCounters;
+use crate::guest_mem::GuestRam;
+use crate::host::HostIommu;
+
+/// How many devices and shadow domains a vIOMMU holds without `alloc`.
+pub const MAX_DEVICES: usize = 8;
+/// See [`MAX_DEVICES`].
+pub const MAX_DOMAINS: usize = 8;
+
+/// An assigned device and the shadow domain it is attached to in the host.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Device {
+    pub(crate) ids: Assignment,
+    pub(crate) attached: Option<Key>,
+}
+
+#[cfg(feature = "alloc")]
+type Devices = alloc::vec::Vec<Device>;
+#[cfg(not(feature = "alloc"))]
+type Devices = heapless::Vec<Device, MAX_DEVICES>;
+#[cfg(feature = "alloc")]
+type Domains<D> = alloc::vec::Vec<ShadowDomain<D>>;
+#[cfg(not(feature = "alloc"))]
+type Domains<D> = heapless::Vec<ShadowDomain<D>, MAX_DOMAINS>;
+
+/// A list that grows with `alloc` and has a fixed capacity without it.
+trait List<T> {
+    /// Appends `item`; gives it back only when a fixed capacity is reached.
+    fn try_push(&mut self, item: T) -> Result<(), T>;
+}
+
+#[cfg(feature = "alloc")]
+impl<T> List<T> for alloc::vec::Vec<T> {
+    fn try_push(&mut self, item: T) -> Result<(), T> {
+        self.push(item);
+        Ok(())
+    }
+}
+
+#[cfg(not(feature = "alloc"))]
+impl<T, const N: usize> List<T> for heapless::Vec<T, N> {
+    fn try_push(&mut self, item: T) -> Result<(), T> {
+        self.push(item)
+    }
+}
+
+/// Too many devices for a vIOMMU without `alloc`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) struct TooManyDevices;
+
+/// The vIOMMU's hook on its guest-visible unit, and its state behind the
+/// unit's lock: the backend, the assigned devices, the shadow domains and
+/// the counters (see the [module](self) docs). Reached through
+/// [`Viommu`](crate::Viommu)'s methods.
+pub struct Shadow<B: HostIommu> {
+    pub(crate) backend: B,
+    pub(crate) config: ViommuConfig,
+    limits: WalkLimits,
+    pub(crate) devices: Devices,
+    pub(crate) domains: Domains<B::Domain>,
+    pub(crate) counters: ViommuCounters,
+    /// Pages translated domains may still install (the guest's quota).
+    room: usize,
+}
+
+impl<B: HostIommu> Shadow<B> {
+    /// The shadow of a guest whose unit is configured as in `config`, with
+    /// `devices` assigned (all blocked until the guest attaches them).
+    pub(crate) fn new(
+        backend: B,
+        devices: &[Assignment],
+        config: ViommuConfig,
+    ) -> Result<Self, TooManyDevices> {
+        let unit = config.unit;
+        let limits = WalkLimits::new(unit.cap, unit.ecap, unit.host_address_width.bits());
+        let mut list = Devices::new();
+        for &ids in devices {
+            list.try_push(Device { ids, attached: None }).map_err(|_| TooManyDevices)?;
+        }
+        let room = config.max_pages;
+        Ok(Self {
+            backend,
+            config,
+            limits,
+            devices: list,
+            domains: Domains::new(),
+            counters: ViommuCounters::default(),
+            room,
+        })
+    }
+
+    /// What a resynchronisation over `mem` may use, with the domains apart.
+    fn split<'a, G: ?Sized>(
+        &'a mut self,
+        mem: &'a G,
+    ) -> (&'a mut Domains<B::Domain>, Sync<'a, G, B>) {
+        let sync = Sync {
+            mem,
+            backend: &mut self.backend,
+            limits: &self.limits,
+            counters: &mut self.counters,
+            room: &mut self.room,
+            budget: self.config.scan_budget,
+        };
+        (&mut self.domains, sync)
+    }
+
+    /// An IOTLB invalidation of `scope`: resynchronises every shadow
+    /// domain it covers, over the range it covers.
+    fn sync_iotlb<G: GuestRam + ?Sized>(
+        &mut self,
+        mem: &G,
+        scope: IotlbScope,
+    ) -> Result<(), Incomplete> {
+        let (domains, mut sync) = self.split(mem);
+        let mut result = Ok(());
+        for d in domains.iter_mut() {
+            let Key::Translated(ctx) = d.key else { continue };
+            let range = match scope {
+                IotlbScope::Global => (0, u64::MAX),
+                IotlbScope::Domain(id) if id == ctx.domain => (0, u64::MAX),
+                IotlbScope::Pages { domain, addr, order, .. } if domain == ctx.domain => {
+                    let first = addr.page_number();
+                    (first, first.saturating_add(1u64 << order.min(52)))
+                }
+                _ => continue,
+            };
+            result = result.and(d.resync(&mut sync, range));
+        }
+        result
+    }
+
+    /// Reads every assigned device's guest context again and moves the
+    /// devices whose context changed; then tears down shadow domains no
+    /// device uses. `Err` if a device could not be moved or blocked, or a
+    /// domain's unmaps not completed.
+    fn sync_contexts<G: GuestRam + ?Sized>(
+        &mut self,
+        unit: &UnitView<'_, G>,
+    ) -> Result<(), Incomplete> {
+        let mem = unit.memory();
+        let mut result = Ok(());
+        for i in 0..self.devices.len() {
+            let dev = self.devices[i];
+            let wanted = self.wanted(unit, dev.ids.guest);
+            if wanted == dev.attached {
+                continue;
+            }
+            self.counters.context_changes += 1;
+            let target = wanted.and_then(|key| self.domain_for(mem, key));
+            let moved = match target {
+                Some(d) => self.backend.attach(&mut self.domains[d].host, dev.ids.host),
+                None => self.backend.detach(dev.ids.host),
+            };
+            // A device that could not be moved is blocked, if the backend
+            // can do that much.
+            let now = match moved {
+                Ok(()) => target,
+                Err(_) => {
+                    self.counters.host_errors += 1;
+                    if self.backend.detach(dev.ids.host).is_err() {
+                        result = Err(Incomplete);
+                        continue;
+                    }
+                    None
+                }
+            };
+            if let Some(old) = dev.attached
+                && let Some(d) = self.domains.iter_mut().find(|d| d.key == old)
+            {
+                d.devices -= 1;
+            }
+            if let Some(d) = now {
+                self.domains[d].devices += 1;
+            }
+            self.devices[i].attached = now.map(|d| self.domains[d].key);
+        }
+        result.and(self.drop_unused(mem))
+    }
+
+    /// The shadow domain `guest`'s context asks for: its translated
+    /// context, pass-through (a pass-through context, or translation off)
+    /// where the configuration allows it, or none (blocked).
+    fn wanted<G: GuestRam + ?Sized>(&self, unit: &UnitView<'_, G>, guest: SourceId) -> Option<Key> {
+        let pass_through = self.config.pass_through.then_some(Key::PassThrough);
+        if !unit.translation_enabled() {
+            return pass_through;
+        }
+        let root = unit.legacy_root()?;
+        let mut ctx = lookup_context(unit.memory(), root, guest, &self.limits).ok()?;
+        ctx.domain = self.config.unit.domain(ctx.domain);
+        match ctx.translation_type {
+            TranslationType::Untranslated => Some(Key::Translated(ctx)),
+            TranslationType::PassThrough => pass_through,
+            _ => None,
+        }
+    }
+
+    /// The shadow domain of `key`, created and filled if there is none.
+    fn domain_for<G: GuestRam + ?Sized>(&mut self, mem: &G, key: Key) -> Option<usize> {
+        if let Some(i) = self.domains.iter().position(|d| d.key == key) {
+            return Some(i);
+        }
+        if self.domains.len() >= self.config.max_domains {
+            self.counters.domain_drops += 1;
+            return None;
+        }
+        let host = match self.backend.create_domain() {
+            Ok(h) => h,
+            Err(_) => {
+                self.counters.host_errors += 1;
+                return None;
+            }
+        };
+        let mut d = ShadowDomain::new(key, host);
+        let (domains, mut sync) = self.split(mem);
+        // A new domain has nothing to unmap: the resync cannot stall.
+        let _ = d.resync(&mut sync, (0, u64::MAX));
+        if let Err(mut d) = domains.try_push(d) {
+            // Only without `alloc`, beyond MAX_DOMAINS.
+            self.counters.domain_drops += 1;
+            let (_, mut sync) = self.split(mem);
+            if d.clear(&mut sync).is_ok() {
+                self.backend.destroy_domain(d.host);
+            }
+            return None;
+        }
+        Some(self.domains.len() - 1)
+    }
+
+    /// Empties and destroys the shadow domains no device uses; one whose
+    /// unmaps the backend does not complete stays, to be tried again.
+    fn drop_unused<G: ?Sized>(&mut self, mem: &G) -> Result<(), Incomplete> {
+        let mut result = Ok(());
+        let mut i = 0;
+        while i < self.domains.len() {
+            if self.domains[i].devices > 0 {
+                i += 1;
+                continue;
+            }
+            let (domains, mut sync) = self.split(mem);
+            if domains[i].clear(&mut sync).is_err() {
+                result = Err(Incomplete);
+                i += 1;
+                continue;
+            }
+            let d = self.domains.swap_remove(i);
+            self.backend.destroy_domain(d.host);
+        }
+        result
+    }
+}
+
+impl<G: GuestRam + ?Sized, B: HostIommu> Hook<G> for Shadow<B> {
+    fn invalidate(&mut self, unit: &UnitView<'_, G>, inv: Invalidation) -> Outcome {
+        let done = match inv {
+            Invalidation::ContextCache(_) => {
+                self.counters.invalidations_shadowed += 1;
+                self.sync_contexts(unit)
+            }
+            Invalidation::Iotlb(scope) => {
+                self.counters.invalidations_shadowed += 1;
+                self.sync_iotlb(unit.memory(), scope)
+            }
+            // The guest unit has no device-TLBs; its interrupt entries are
+            // not shadowed here.
+            _ => Ok(()),
+        };
+        match done {
+            Ok(()) => Outcome::Complete,
+            Err(Incomplete) => Outcome::Stall,
+        }
+    }
+
+    fn changed(&mut self, unit: &UnitView<'_, G>, change: Change) {
+        if matches!(change, Change::Reset | Change::RootTable(_) | Change::Translation(_)) {
+            // A failure here leaves the device blocked or in its old
+            // domain; it is retried at the next context invalidation.
+            let _ = self.sync_contexts(unit);
+        }
+    }
+}
