@@ -114,6 +114,8 @@
 extern crate alloc;
 
 mod config;
+#[cfg(feature = "conformance")]
+pub mod conformance;
 mod counters;
 mod guest_mem;
 pub mod host;

@@ -80,6 +80,12 @@ impl<G: GuestRam, B: HostIommu> Viommu<G, B> {
         self.unit.with_hook_mut(|s| s.devices.iter().map(|d| d.ids).find(|a| a.guest == guest))
     }
 
+    /// Calls `f` with each shadow domain's host domain (to inspect what a
+    /// backend built).
+    pub fn for_each_domain(&self, mut f: impl FnMut(&B::Domain)) {
+        self.unit.with_hook_mut(|s| s.domains.iter().for_each(|d| f(&d.host)))
+    }
+
     /// Calls `f` with every range mapped in the host, in each shadow
     /// domain's IOVA order.
     pub fn for_each_mapping(&self, mut f: impl FnMut(Placed)) {
@@ -127,13 +133,21 @@ impl<G: GuestRam, B: HostIommu> Viommu<G, B> {
     /// Emulates a guest read of the 32-bit register at `off`.
     pub fn read_register(&self, off: usize) -> u32 {
         self.accesses.fetch_add(1, Ordering::Relaxed);
-        (&self.unit).read32(off)
+        self.unit.read32(off)
     }
 
     /// Emulates a guest write of `value` to the 32-bit register at `off`.
     pub fn write_register(&self, off: usize, value: u32) {
         self.accesses.fetch_add(1, Ordering::Relaxed);
         (&self.unit).write32(off, value)
+    }
+}
+
+/// A guest that goes away: its devices are blocked and its host domains
+/// emptied (each unmap completed) and destroyed.
+impl<G: GuestRam, B: HostIommu> Drop for Viommu<G, B> {
+    fn drop(&mut self) {
+        self.unit.hook_mut().shutdown();
     }
 }
 
@@ -153,7 +167,7 @@ impl<G: GuestRam, B: HostIommu> Mmio for &Viommu<G, B> {
 /// without counting an access), writes as the guest's.
 impl<G: GuestRam, B: HostIommu> crate::sidecore::Registers for Viommu<G, B> {
     fn read(&self, off: usize) -> u32 {
-        (&self.unit).read32(off)
+        self.unit.read32(off)
     }
 
     fn write(&self, off: usize, value: u32) {

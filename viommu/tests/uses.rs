@@ -202,3 +202,46 @@ fn windows(n: u64) -> [(u64, u64); 2] {
 fn in_windows(n: u64, hpa: PhysAddr) -> bool {
     windows(n).iter().any(|(s, e)| (*s..*e).contains(&hpa.as_u64()))
 }
+
+/// A guest 2 MiB page backed by contiguous host memory is one 2 MiB page in
+/// the host's table (the unit has 2 MiB pages, CAP.SLLPS).
+#[test]
+fn a_guest_superpage_is_a_host_superpage() {
+    let rig = HostRig::new();
+    let g = RawGuest::new(&rig, 0, viommu::ViommuConfig::qemu());
+    let mut g = g;
+    let iova = Iova::new(0x4000_0000);
+    let gpa = PhysAddr::new(0x40_0000);
+    g.table.map(iova, gpa, vtd_regs::PageSize::Size2MiB, Perm::READ_WRITE).unwrap();
+    let scope = vtd_regs::IotlbScope::pages(GUEST_DOMAIN, iova, 9, false).unwrap();
+    g.unit.invalidate_iotlb(scope, vtd_regs::Drain::empty()).unwrap();
+    let counters = g.viommu.with_backend(|b| b.counters());
+    assert_eq!((counters.pins, counters.table_maps), (512, 1));
+    let at = Iova::new(iova.as_u64() + 0x1234);
+    let hpa = rig.emu.translate(HostRig::host_device(0), at, Access::Write).unwrap();
+    assert_eq!(HostRig::guest_address(0, hpa), Some(PhysAddr::new(0x40_1234)));
+    let mut sizes = Vec::new();
+    g.viommu.for_each_domain(|d| sizes.push(d.table().translate(iova).unwrap().size));
+    assert_eq!(sizes, [vtd_regs::PageSize::Size2MiB]);
+}
+
+/// A shadow domain grows with the guest: 3000 single pages, more than a
+/// fixed-capacity store holds, each its own mapping.
+#[test]
+fn shadow_domains_grow() {
+    let rig = HostRig::new();
+    let mut g = RawGuest::new(&rig, 0, viommu::ViommuConfig::qemu());
+    for i in 0..3000u64 {
+        // Every other page, so no two coalesce.
+        let iova = Iova::new(0x100_0000 + 2 * i * PAGE_SIZE);
+        let gpa = PhysAddr::new(0x10_0000 + i * PAGE_SIZE);
+        g.table.map(iova, gpa, vtd_regs::PageSize::Size4KiB, Perm::READ).unwrap();
+    }
+    g.unit
+        .invalidate_iotlb(vtd_regs::IotlbScope::Domain(GUEST_DOMAIN), vtd_regs::Drain::empty())
+        .unwrap();
+    let c = g.viommu.counters();
+    assert_eq!((c.pins, c.map_calls, c.quota_drops), (3000, 3000, 0));
+    let last = Iova::new(0x100_0000 + 2 * 2999 * PAGE_SIZE);
+    assert!(g.viommu.dma(rig.emu, GUEST_DEVICE, last, Access::Read).is_ok());
+}

@@ -137,7 +137,7 @@ impl<D> ShadowDomain<D> {
     {
         let mut page = from;
         while page < to {
-            let Some(e) = self.extents.from_page(page).filter(|e| e.start < to) else {
+            let Some(e) = self.extents.at_or_after(page).filter(|e| e.start < to) else {
                 return;
             };
             let (a, b) = (page.max(e.start), to.min(e.end()));
@@ -189,7 +189,7 @@ impl<D> ShadowDomain<D> {
         let mut page = run.iova;
         let mut missing: Option<u64> = None;
         while page < run.end() {
-            match self.extents.from_page(page).filter(|e| e.start < run.end()) {
+            match self.extents.at_or_after(page).filter(|e| e.start < run.end()) {
                 Some(e) if e.start > page => {
                     missing.get_or_insert(page);
                     page = e.start;

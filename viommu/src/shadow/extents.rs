@@ -41,93 +41,99 @@ impl Extent {
     }
 }
 
-/// The extents of one shadow domain.
-#[derive(Debug, Default)]
-pub(crate) struct Extents {
-    #[cfg(feature = "alloc")]
-    map: alloc::collections::BTreeMap<u64, Extent>,
-    #[cfg(not(feature = "alloc"))]
-    sorted: heapless::Vec<Extent, EXTENTS>,
-}
-
-/// The store is full (only without `alloc`).
+/// The store is full (only [`ArrayExtents`]).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub(crate) struct Full;
 
-impl Extents {
+/// The extents of one shadow domain.
+#[cfg(feature = "alloc")]
+pub(crate) type Extents = TreeExtents;
+/// The extents of one shadow domain.
+#[cfg(not(feature = "alloc"))]
+pub(crate) type Extents = ArrayExtents;
+
+/// Extents in a `BTreeMap`, without a bound.
+#[cfg(feature = "alloc")]
+#[derive(Debug, Default)]
+pub(crate) struct TreeExtents {
+    map: alloc::collections::BTreeMap<u64, Extent>,
+}
+
+#[cfg(feature = "alloc")]
+impl TreeExtents {
     /// The extent that contains IOVA page `page` or, if none does, the
     /// first one above it.
-    pub(crate) fn from_page(&self, page: u64) -> Option<Extent> {
-        #[cfg(feature = "alloc")]
+    pub(crate) fn at_or_after(&self, page: u64) -> Option<Extent> {
+        if let Some((_, e)) = self.map.range(..=page).next_back()
+            && e.end() > page
         {
-            if let Some((_, e)) = self.map.range(..=page).next_back()
-                && e.end() > page
-            {
-                return Some(*e);
-            }
-            use core::ops::Bound::{Excluded, Unbounded};
-            self.map.range((Excluded(page), Unbounded)).next().map(|(_, e)| *e)
+            return Some(*e);
         }
-        #[cfg(not(feature = "alloc"))]
-        {
-            let i = self.sorted.partition_point(|e| e.start <= page);
-            match i.checked_sub(1).map(|j| self.sorted[j]) {
-                Some(e) if e.end() > page => Some(e),
-                _ => self.sorted.get(i).copied(),
-            }
-        }
+        use core::ops::Bound::{Excluded, Unbounded};
+        self.map.range((Excluded(page), Unbounded)).next().map(|(_, e)| *e)
     }
 
     /// Records `e`, which overlaps no extent.
     pub(crate) fn insert(&mut self, e: Extent) -> Result<(), Full> {
-        #[cfg(feature = "alloc")]
-        {
-            self.map.insert(e.start, e);
-            Ok(())
-        }
-        #[cfg(not(feature = "alloc"))]
-        {
-            let i = self.sorted.partition_point(|x| x.start < e.start);
-            self.sorted.insert(i, e).map_err(|_| Full)
-        }
+        self.map.insert(e.start, e);
+        Ok(())
     }
 
-    /// Whether one more extent fits.
+    /// Whether one more extent fits: always.
     pub(crate) fn has_room(&self) -> bool {
-        #[cfg(feature = "alloc")]
-        {
-            true
-        }
-        #[cfg(not(feature = "alloc"))]
-        {
-            !self.sorted.is_full()
-        }
+        true
     }
 
     /// Forgets the extent starting at IOVA page `start`.
     pub(crate) fn remove(&mut self, start: u64) {
-        #[cfg(feature = "alloc")]
-        {
-            self.map.remove(&start);
-        }
-        #[cfg(not(feature = "alloc"))]
-        {
-            if let Ok(i) = self.sorted.binary_search_by_key(&start, |e| e.start) {
-                self.sorted.remove(i);
-            }
-        }
+        self.map.remove(&start);
     }
 
     /// Every extent, in IOVA order.
     pub(crate) fn iter(&self) -> impl Iterator<Item = &Extent> {
-        #[cfg(feature = "alloc")]
-        {
-            self.map.values()
+        self.map.values()
+    }
+}
+
+/// Extents in a sorted array of [`EXTENTS`] entries.
+#[cfg(any(test, not(feature = "alloc")))]
+#[derive(Debug, Default)]
+pub(crate) struct ArrayExtents {
+    sorted: heapless::Vec<Extent, EXTENTS>,
+}
+
+#[cfg(any(test, not(feature = "alloc")))]
+impl ArrayExtents {
+    /// See [`TreeExtents::from_page`].
+    pub(crate) fn at_or_after(&self, page: u64) -> Option<Extent> {
+        let i = self.sorted.partition_point(|e| e.start <= page);
+        match i.checked_sub(1).map(|j| self.sorted[j]) {
+            Some(e) if e.end() > page => Some(e),
+            _ => self.sorted.get(i).copied(),
         }
-        #[cfg(not(feature = "alloc"))]
-        {
-            self.sorted.iter()
+    }
+
+    /// Records `e`, which overlaps no extent; `Err` when full.
+    pub(crate) fn insert(&mut self, e: Extent) -> Result<(), Full> {
+        let i = self.sorted.partition_point(|x| x.start < e.start);
+        self.sorted.insert(i, e).map_err(|_| Full)
+    }
+
+    /// Whether one more extent fits.
+    pub(crate) fn has_room(&self) -> bool {
+        !self.sorted.is_full()
+    }
+
+    /// See [`TreeExtents::remove`].
+    pub(crate) fn remove(&mut self, start: u64) {
+        if let Ok(i) = self.sorted.binary_search_by_key(&start, |e| e.start) {
+            self.sorted.remove(i);
         }
+    }
+
+    /// See [`TreeExtents::iter`].
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &Extent> {
+        self.sorted.iter()
     }
 }
 
@@ -139,26 +145,46 @@ mod tests {
         Extent { start, pages, gpa: start + 100, perm: Perm::READ }
     }
 
+    macro_rules! lookups {
+        ($store:ty) => {{
+            let mut x = <$store>::default();
+            assert_eq!(x.at_or_after(0), None);
+            x.insert(e(10, 5)).unwrap();
+            x.insert(e(2, 3)).unwrap();
+            x.insert(e(20, 1)).unwrap();
+            assert_eq!(x.at_or_after(0), Some(e(2, 3)));
+            assert_eq!(x.at_or_after(4), Some(e(2, 3)));
+            assert_eq!(x.at_or_after(5), Some(e(10, 5)));
+            assert_eq!(x.at_or_after(14), Some(e(10, 5)));
+            assert_eq!(x.at_or_after(15), Some(e(20, 1)));
+            assert_eq!(x.at_or_after(21), None);
+            x.remove(10);
+            assert_eq!(x.at_or_after(5), Some(e(20, 1)));
+            assert_eq!(x.iter().map(|e| e.start).collect::<std::vec::Vec<_>>(), [2, 20]);
+            assert!(x.has_room());
+        }};
+    }
+
     #[test]
     fn lookups_find_the_containing_or_next_extent() {
-        let mut x = Extents::default();
-        assert_eq!(x.from_page(0), None);
-        x.insert(e(10, 5)).unwrap();
-        x.insert(e(2, 3)).unwrap();
-        x.insert(e(20, 1)).unwrap();
-        assert_eq!(x.from_page(0), Some(e(2, 3)));
-        assert_eq!(x.from_page(4), Some(e(2, 3)));
-        assert_eq!(x.from_page(5), Some(e(10, 5)));
-        assert_eq!(x.from_page(14), Some(e(10, 5)));
-        assert_eq!(x.from_page(15), Some(e(20, 1)));
-        assert_eq!(x.from_page(21), None);
-        x.remove(10);
-        assert_eq!(x.from_page(5), Some(e(20, 1)));
-        assert_eq!(x.iter().map(|e| e.start).collect::<std::vec::Vec<_>>(), [2, 20]);
-        assert_eq!(
-            e(10, 5).part(12, 14),
-            Extent { start: 12, pages: 2, gpa: 112, perm: Perm::READ }
-        );
+        #[cfg(feature = "alloc")]
+        lookups!(TreeExtents);
+        lookups!(ArrayExtents);
+        let part = Extent { start: 12, pages: 2, gpa: 112, perm: Perm::READ };
+        assert_eq!(e(10, 5).part(12, 14), part);
+    }
+
+    #[test]
+    fn the_array_store_reports_when_it_is_full() {
+        let mut x = ArrayExtents::default();
+        for i in 0..EXTENTS as u64 {
+            x.insert(e(2 * i, 1)).unwrap();
+        }
+        assert!(!x.has_room());
+        assert_eq!(x.insert(e(1, 1)), Err(Full));
+        x.remove(0);
         assert!(x.has_room());
+        x.insert(e(1, 1)).unwrap();
+        assert_eq!(x.at_or_after(1), Some(e(1, 1)));
     }
 }

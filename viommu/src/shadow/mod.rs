@@ -280,6 +280,26 @@ impl<B: HostIommu> Shadow<B> {
     }
 }
 
+impl<B: HostIommu> Shadow<B> {
+    /// Blocks every device and tears every shadow domain down: what the
+    /// host keeps of a guest that goes away. Domains whose unmaps the
+    /// backend does not complete are leaked (their pages stay pinned)
+    /// rather than destroyed while reachable.
+    pub(crate) fn shutdown(&mut self) {
+        for i in 0..self.devices.len() {
+            if self.devices[i].attached.take().is_some()
+                && self.backend.detach(self.devices[i].ids.host).is_err()
+            {
+                self.counters.host_errors += 1;
+            }
+        }
+        for d in self.domains.iter_mut() {
+            d.devices = 0;
+        }
+        let _ = self.drop_unused(&());
+    }
+}
+
 impl<G: GuestRam + ?Sized, B: HostIommu> Hook<G> for Shadow<B> {
     fn invalidate(&mut self, unit: &UnitView<'_, G>, inv: Invalidation) -> Outcome {
         let done = match inv {

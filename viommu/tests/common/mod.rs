@@ -89,6 +89,18 @@ impl HostRig {
         leak(Viommu::new(gmem, backend, &[dev], config).unwrap())
     }
 
+    /// The guest-physical address of guest `n` at host address `hpa`.
+    pub fn guest_address(n: u64, hpa: PhysAddr) -> Option<PhysAddr> {
+        let layout = Self::layout(n);
+        let windows = [(0, GUEST_LOW), (viommu::HIGH_RAM_START, GUEST_HIGH)];
+        windows.into_iter().find_map(|(gpa, len)| {
+            let base = layout.host_address(PhysAddr::new(gpa), len).ok()?.as_u64();
+            (base..base + len)
+                .contains(&hpa.as_u64())
+                .then(|| PhysAddr::new(gpa + hpa.as_u64() - base))
+        })
+    }
+
     pub fn host_device(n: u64) -> SourceId {
         SourceId::new(0, (n + 1) as u8, 0).unwrap()
     }
