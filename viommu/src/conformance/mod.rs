@@ -340,17 +340,23 @@ pub fn wait_follows_the_host<H: Harness>(h: &mut H) {
 
 /// A guest whose IQA has address bits above the host address width set
 /// (ignored by the unit, §10.4.23) still gets its unmaps shadowed: after
-/// its wait completes the device cannot reach the page.
+/// its wait completes the device cannot reach the page. (Before the unit
+/// was the one decoder, the vIOMMU read the queue at the unmasked address:
+/// the page mapped through the first queue stayed reachable after the
+/// guest's completed unmap through the second.)
 pub fn queue_address_above_the_host_width<H: Harness>(h: &mut H) {
     let ram = h.ram();
     let frames = frames(h, ram.clone());
     let v = viommu(h.device(), ram.clone(), h.backend());
     let mut g = Guest::new(&v, ram, &frames, h.device().guest);
-    let haw = v.unit().config().host_address_width.bits();
-    g.bring_up_with_queue_at(1 << (haw + 1));
+    g.bring_up();
     let (iova, gpa) = (Iova::new(0x10_0000), data_page(h, 0));
     assert!(g.map(iova, gpa, PAGE_SIZE, Perm::READ_WRITE));
     expect(h, iova, Access::Read, Some(gpa));
+    // A new queue, with IQA bit HAW + 1 set.
+    g.command(GlobalBits::QIE, false);
+    let haw = v.unit().config().host_address_width.bits();
+    g.enable_queue(1 << (haw + 1));
     assert!(g.unmap(iova, PAGE_SIZE), "the unit runs the queue");
     expect(h, iova, Access::Read, None);
     assert_eq!(v.counters().unpins, 1);
