@@ -25,7 +25,7 @@
 //! ignored) and the queue holds 128-bit descriptors, as on QEMU.
 
 use vtd_regs::desc::{Decoding, DescError, Descriptor};
-use vtd_regs::regs::iq::QueueErrorInfo;
+use vtd_regs::regs::iq::{DescriptorWidth, QueueErrorInfo};
 use vtd_regs::regs::{GlobalBits, Iqa, Iqh, Iqt};
 use vtd_regs::{PhysAddr, PhysMem};
 
@@ -52,6 +52,23 @@ fn queue_error(e: DescError) -> QueueErrorInfo {
         DescError::ShortSlot { .. } => QueueErrorInfo::FetchError,
         _ => QueueErrorInfo::ReservedField,
     }
+}
+
+/// Reads slot `index` of the queue at `base` of `width`, once: its
+/// quadwords (a 128-bit slot fills the first two), or `None` if memory
+/// cannot be read there.
+fn fetch<M: PhysMem>(
+    mem: &M,
+    base: PhysAddr,
+    index: usize,
+    width: DescriptorWidth,
+) -> Option<[u64; 4]> {
+    let at = base.checked_add((index * width.bytes()) as u64)?;
+    let mut qw = [0u64; 4];
+    for (i, q) in qw.iter_mut().take(width.bytes() / 8).enumerate() {
+        *q = mem.read_u64(PhysAddr::new(at.as_u64() + 8 * i as u64)).ok()?;
+    }
+    Some(qw)
 }
 
 impl<const I: usize, const C: usize, H> State<I, C, H> {
@@ -95,14 +112,11 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
             if head == tail {
                 break;
             }
-            let mut slot = [0u8; 32];
-            let bytes = &mut slot[..width.bytes()];
-            let addr = iqa.base().checked_add((head * width.bytes()) as u64);
-            if addr.is_none_or(|a| mem.read_bytes(a, bytes).is_err()) {
+            let Some(qw) = fetch(mem, iqa.base(), head, width) else {
                 self.queue_fault(QueueErrorInfo::FetchError);
                 return;
-            }
-            let step = Descriptor::read_with(width, bytes, Decoding::Hardware)
+            };
+            let step = Descriptor::decode_slot(width, qw, Decoding::Hardware)
                 .map_err(queue_error)
                 .and_then(|d| self.execute(mem, d));
             match step {

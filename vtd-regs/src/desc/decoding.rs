@@ -38,13 +38,14 @@ pub enum Decoding {
 impl Decoding {
     /// `value` with its low `bits` bits cleared in [`Decoding::Hardware`]
     /// mode, unchanged in [`Decoding::Strict`] mode (where the caller's
-    /// alignment check then refuses it).
+    /// alignment check then refuses it) or when `bits` is 64 or more (no
+    /// such mask exists: the caller refuses it).
     pub(crate) const fn align(self, value: u64, bits: u32) -> u64 {
         match self {
             Decoding::Strict => value,
             Decoding::Hardware => match 1u64.checked_shl(bits) {
                 Some(size) => value & !(size - 1),
-                None => 0,
+                None => value,
             },
         }
     }
@@ -59,7 +60,7 @@ mod tests {
         assert_eq!(Decoding::Strict.align(0x5001, 12), 0x5001);
         assert_eq!(Decoding::Hardware.align(0x5001, 12), 0x5000);
         assert_eq!(Decoding::Hardware.align(0x3000, 14), 0);
-        assert_eq!(Decoding::Hardware.align(u64::MAX, 64), 0);
+        assert_eq!(Decoding::Hardware.align(u64::MAX, 64), u64::MAX);
         assert_eq!(Decoding::default(), Decoding::Strict);
     }
 }

@@ -267,28 +267,46 @@ impl Descriptor {
         Self::read_with(width, slot, Decoding::Strict)
     }
 
-    /// [`Descriptor::read`] in `mode`: what a remapping unit fetching from
-    /// its queue calls, with [`Decoding::Hardware`].
+    /// [`Descriptor::read`] in `mode`.
     pub fn read_with(
         width: DescriptorWidth,
         slot: &[u8],
         mode: Decoding,
     ) -> Result<Self, DescError> {
-        let mut bytes = [0u8; 32];
-        match (bytes.get_mut(..width.bytes()), slot.get(..width.bytes())) {
-            (Some(dst), Some(src)) => dst.copy_from_slice(src),
-            _ => return Err(DescError::ShortSlot { len: slot.len() }),
+        let Some(bytes) = slot.get(..width.bytes()) else {
+            return Err(DescError::ShortSlot { len: slot.len() });
+        };
+        let mut qw = [0u64; 4];
+        for (q, b) in qw.iter_mut().zip(bytes.chunks_exact(8)) {
+            let mut word = [0u8; 8];
+            word.copy_from_slice(b);
+            *q = u64::from_le_bytes(word);
         }
-        let wide = RawDescriptor256::from_le_bytes(bytes);
+        Self::decode_slot(width, qw, mode)
+    }
+
+    /// Decodes the descriptor in a queue slot of `width` whose quadwords
+    /// (little-endian, as in memory) are `qw`, in `mode`: what a remapping
+    /// unit fetching from its queue calls, with [`Decoding::Hardware`]. A
+    /// 128-bit slot is `qw[0]` and `qw[1]` (the rest is ignored), and the
+    /// PASID-based types are rejected there with
+    /// [`DescError::NeedsWideQueue`]; in a 256-bit slot `qw[2]` and `qw[3]`
+    /// must be zero.
+    pub const fn decode_slot(
+        width: DescriptorWidth,
+        qw: [u64; 4],
+        mode: Decoding,
+    ) -> Result<Self, DescError> {
         match width {
             DescriptorWidth::Bits128 => {
-                let d = Self::decode_with(wide.low(), mode)?;
-                if d.ty().needs_wide_queue() {
-                    return Err(DescError::NeedsWideQueue { ty: d.ty() });
+                match Self::decode_with(RawDescriptor::new(qw[0], qw[1]), mode) {
+                    Ok(d) if d.ty().needs_wide_queue() => {
+                        Err(DescError::NeedsWideQueue { ty: d.ty() })
+                    }
+                    other => other,
                 }
-                Ok(d)
             }
-            DescriptorWidth::Bits256 => Self::decode_wide_with(wide, mode),
+            DescriptorWidth::Bits256 => Self::decode_wide_with(RawDescriptor256::new(qw), mode),
         }
     }
 

@@ -1,0 +1,267 @@
+#![allow(missing_docs, dead_code, unused_imports)]
+//! `viommu_map_unmap`: a guest maps and unmaps one page (strict
+//! invalidation, single-use IOVAs) through its vIOMMU, as in the paper's
+//! map/unmap breakdown (Amit et al. 2011, Table 1): `bare_metal` (the same
+//! driver on the host's unit directly), `trap` (every register access of
+//! the guest calls the vIOMMU synchronously, without the VM exit),
+//! `trap_kvm` (the same, each access preceded by a real VM exit and entry:
+//! a KVM vCPU runs one MMIO store and exits), and `sidecore` (the guest
+//! writes a shared register page; a second thread polls it and shadows).
+//! The time is the guest-visible latency of one map+unmap pair. Printed
+//! next to it, per pair: the register accesses the vIOMMU emulated (each a
+//! VM exit under trap-and-emulate), the host time spent emulating, and the
+//! host unit's invalidations; and the cost of one KVM exit round trip.
+#![allow(missing_docs)] // reason: criterion's macros generate undocumented items
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Instant;
+
+use invalidation::{FlushConfig, NoClock, QueuedInvalidator};
+use iova_alloc::{IovaTree, Node, Window};
+use std::sync::Arc;
+use teardown::{Mapper, MapperConfig, NoPinning, Reuse};
+use viommu::sidecore::{RegisterPage, Registers, Sidecore, SidecoreMmio};
+use viommu::{
+    Assignment, GuestLayout, GuestMemory, GuestPinner, Host, Native, Viommu, ViommuConfig,
+};
+use viommu_examples::{DOMAIN, Testbed};
+use vtd_emu::mem::HeapMemory;
+use vtd_emu::{EmuConfig, Emulator, SimFrameAllocator};
+use vtd_regs::regs::QueueSize;
+use vtd_regs::{DomainId, Iova, Mmio, PAGE_SIZE, PhysAddr, PollBudget, RemappingUnit, SourceId};
+use vtd_tables::{ContextManager, Perm, SlPageTable, TableConfig};
+
+type Mem = &'static HeapMemory;
+type Frames = &'static SimFrameAllocator<Mem>;
+type Emu = Emulator<Mem>;
+type HostInv = QueuedInvalidator<&'static Emu, Mem>;
+type TheHost = Host<Mem, Frames, HostInv>;
+type Backend = Native<Mem, Frames, HostInv, GuestPinner>;
+type GMem = GuestMemory<Mem>;
+type GFrames = &'static SimFrameAllocator<GMem>;
+type Vmmu = Viommu<GMem, Backend>;
+type GuestMapper<X> = Mapper<
+    GMem,
+    GFrames,
+    IovaTree<Vec<Node>>,
+    QueuedInvalidator<X, GMem>,
+    NoClock,
+    NoPinning,
+    1024,
+    64,
+>;
+
+const HOST_RAM: u64 = 64 << 20;
+const HOST_FRAMES: u64 = 32 << 20;
+const GUEST_RAM: u64 = 16 << 20;
+const GUEST_FRAMES: u64 = 8 << 20;
+const DEVICE: SourceId = SourceId::from_raw(0x0008);
+const BUFFER: PhysAddr = PhysAddr::new(0x10_0000);
+/// Pairs run to count the host's work.
+const COUNTED: u64 = 2000;
+
+fn leak<T>(t: T) -> &'static T {
+    Box::leak(Box::new(t))
+}
+
+/// The host (its unit over its RAM) and a guest vIOMMU in the RAM's first
+/// 16 MiB.
+fn host_and_viommu() -> (&'static Vmmu, Arc<TheHost>) {
+    let mem: Mem = leak(HeapMemory::new(HOST_RAM as usize));
+    let frames: Frames =
+        leak(SimFrameAllocator::new(mem, PhysAddr::new(HOST_FRAMES), PhysAddr::new(HOST_RAM)));
+    let emu: &'static Emu = leak(Emulator::new(mem, EmuConfig::qemu()).expect("config"));
+    let unit = RemappingUnit::new(emu).expect("unit");
+    let tables = TableConfig::from_cap(unit.cap(), 39).expect("39-bit");
+    let contexts = ContextManager::new(mem, frames).expect("frames");
+    let qs = QueueSize::from_order(0).expect("1 page");
+    let inv = QueuedInvalidator::enable_remapping(unit, contexts.root_table(), mem, frames, qs)
+        .expect("remapping on");
+    let host = Arc::new(Host::new(mem, frames, contexts, inv, tables, DOMAIN));
+    let layout = GuestLayout::new(PhysAddr::ZERO, GUEST_RAM);
+    let dev = Assignment { guest: DEVICE, host: DEVICE };
+    let gmem = GuestMemory::new(mem, layout);
+    let v = Viommu::new(
+        gmem,
+        Native::new(host.clone(), GuestPinner::new(layout)),
+        &[dev],
+        ViommuConfig::qemu(),
+    );
+    (leak(v.expect("vIOMMU")), host)
+}
+
+/// The guest's driver over `mmio`.
+fn guest<X: Mmio>(v: &'static Vmmu, mmio: X) -> GuestMapper<X> {
+    let mem = *v.unit().memory();
+    let frames: GFrames =
+        leak(SimFrameAllocator::new(mem, PhysAddr::new(GUEST_FRAMES), PhysAddr::new(GUEST_RAM)));
+    // A driver waits as long as it takes (a sidecore may be descheduled).
+    let unit = RemappingUnit::with_budget(mmio, PollBudget::new(u32::MAX)).expect("unit");
+    let table =
+        SlPageTable::new(mem, frames, TableConfig::from_cap(unit.cap(), 39).expect("39-bit"))
+            .expect("frames");
+    let mut contexts = ContextManager::new(mem, frames).expect("frames");
+    let _ = contexts.attach(DEVICE, DomainId::new(1), &table).expect("attach");
+    let qs = QueueSize::from_order(0).expect("1 page");
+    let inv = QueuedInvalidator::enable_remapping(unit, contexts.root_table(), mem, frames, qs)
+        .expect("remapping on");
+    let space = IovaTree::new(Window::from_pages(1, (1 << 27) - 1).expect("window"), Vec::new());
+    let config = MapperConfig {
+        reuse: Reuse::SingleUse,
+        flush: FlushConfig::strict(),
+        domain: DomainId::new(1),
+        dma_limit: Iova::new(1 << 39),
+    };
+    Mapper::new(table, space, inv, NoPinning, NoClock, config)
+}
+
+/// Times the emulation the vIOMMU does (the host's work).
+struct Timed {
+    v: &'static Vmmu,
+    ns: AtomicU64,
+}
+
+impl Timed {
+    fn time<R>(&self, f: impl FnOnce() -> R) -> R {
+        let t = Instant::now();
+        let r = f();
+        self.ns.fetch_add(t.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        r
+    }
+}
+
+impl Mmio for &Timed {
+    fn read32(&self, off: usize) -> u32 {
+        self.time(|| self.v.read_register(off))
+    }
+    fn write32(&mut self, off: usize, value: u32) {
+        self.time(|| self.v.write_register(off, value))
+    }
+}
+
+impl Registers for Timed {
+    fn read(&self, off: usize) -> u32 {
+        self.v.read(off)
+    }
+    fn write(&self, off: usize, value: u32) {
+        self.time(|| self.v.write(off, value))
+    }
+}
+
+trait MapUnmap {
+    fn pair(&mut self);
+}
+
+impl<X: Mmio> MapUnmap for GuestMapper<X> {
+    fn pair(&mut self) {
+        let iova = self.map(BUFFER, PAGE_SIZE, Perm::READ_WRITE).expect("map");
+        self.unmap(iova, PAGE_SIZE).expect("unmap");
+    }
+}
+
+/// A KVM vCPU whose guest code stores to an MMIO address in a loop: each
+/// `KVM_RUN` is one VM entry and one MMIO exit, the cost a trapped register
+/// access pays before it is emulated.
+struct VmExit {
+    vcpu: std::cell::RefCell<kvm_ioctls::VcpuFd>,
+    _vm: kvm_ioctls::VmFd,
+    _code: &'static mut [u8],
+}
+
+impl VmExit {
+    /// `None` without a usable /dev/kvm.
+    fn new() -> Option<Self> {
+        use kvm_bindings::kvm_userspace_memory_region;
+        let kvm = kvm_ioctls::Kvm::new().ok()?;
+        let vm = kvm.create_vm().ok()?;
+        let layout = std::alloc::Layout::from_size_align(0x1000, 0x1000).ok()?;
+        // SAFETY: the layout has a non-zero size.
+        let ptr = unsafe { std::alloc::alloc_zeroed(layout) };
+        if ptr.is_null() {
+            return None;
+        }
+        // SAFETY: `ptr` is a fresh, zeroed, 4 KiB allocation, leaked (never
+        // freed) so the VM may use it for the program's lifetime.
+        let code: &'static mut [u8] = unsafe { std::slice::from_raw_parts_mut(ptr, 0x1000) };
+        // Real mode at 0x1000: `movb $0, (0x8000)` (an MMIO exit: no memory
+        // there), then `jmp` back to it.
+        code[..7].copy_from_slice(&[0xc6, 0x06, 0x00, 0x80, 0x00, 0xeb, 0xf9]);
+        let region = kvm_userspace_memory_region {
+            slot: 0,
+            guest_phys_addr: 0x1000,
+            memory_size: 0x1000,
+            userspace_addr: code.as_ptr() as u64,
+            flags: 0,
+        };
+        // SAFETY: the region is a valid, leaked allocation of its size.
+        unsafe { vm.set_user_memory_region(region).ok()? };
+        let vcpu = vm.create_vcpu(0).ok()?;
+        let mut sregs = vcpu.get_sregs().ok()?;
+        sregs.cs.base = 0;
+        sregs.cs.selector = 0;
+        vcpu.set_sregs(&sregs).ok()?;
+        let mut regs = vcpu.get_regs().ok()?;
+        regs.rip = 0x1000;
+        regs.rflags = 2;
+        vcpu.set_regs(&regs).ok()?;
+        let exit = VmExit { vcpu: std::cell::RefCell::new(vcpu), _vm: vm, _code: code };
+        exit.round_trip().then_some(exit)
+    }
+
+    /// One VM entry and MMIO exit; `false` if the exit was not the store.
+    fn round_trip(&self) -> bool {
+        let mut vcpu = self.vcpu.borrow_mut();
+        matches!(vcpu.run(), Ok(kvm_ioctls::VcpuExit::MmioWrite(0x8000, _)))
+    }
+}
+
+/// Trap-and-emulate with a real VM exit per register access.
+struct KvmTrap {
+    exit: VmExit,
+    timed: &'static Timed,
+}
+
+impl Mmio for &KvmTrap {
+    fn read32(&self, off: usize) -> u32 {
+        self.exit.round_trip();
+        self.timed.time(|| self.timed.v.read_register(off))
+    }
+    fn write32(&mut self, off: usize, value: u32) {
+        self.exit.round_trip();
+        self.timed.time(|| self.timed.v.write_register(off, value))
+    }
+}
+
+fn main() {
+    let which = std::env::args().nth(1).unwrap_or_default();
+    let n: u64 = std::env::args().nth(2).map(|s| s.parse().unwrap()).unwrap_or(20000);
+    if which == "bare" {
+        let bed = Testbed::new(EmuConfig::qemu());
+        let space =
+            IovaTree::new(Window::from_pages(1, (1 << 27) - 1).expect("window"), Vec::new());
+        let config = MapperConfig {
+            reuse: Reuse::SingleUse,
+            flush: FlushConfig::strict(),
+            domain: DOMAIN,
+            dma_limit: Iova::new(1 << 39),
+        };
+        let mut native: Mapper<_, _, _, _, _, _, 1024, 64> =
+            Mapper::new(bed.table, space, bed.inv, NoPinning, NoClock, config);
+        let t = Instant::now();
+        for _ in 0..n {
+            let iova = native.map(BUFFER, PAGE_SIZE, Perm::READ_WRITE).unwrap();
+            native.unmap(iova, PAGE_SIZE).unwrap();
+        }
+        println!("bare {:.0} ns", t.elapsed().as_nanos() as f64 / n as f64);
+    } else {
+        let (v, host) = host_and_viommu();
+        let timed: &'static Timed = leak(Timed { v, ns: AtomicU64::new(0) });
+        let mut trap = guest(v, timed);
+        let t = Instant::now();
+        for _ in 0..n {
+            trap.pair();
+        }
+        println!("trap {:.0} ns", t.elapsed().as_nanos() as f64 / n as f64);
+        let _ = host;
+    }
+}
