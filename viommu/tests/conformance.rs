@@ -67,6 +67,7 @@ checks!(
     nothing_outside_ram,
     hostile_queue_and_context,
     wait_follows_the_host,
+    a_failed_unmap_fails_closed,
     queue_address_above_the_host_width,
     descriptor_rewritten_while_the_unit_runs,
     linux_in_caching_mode,

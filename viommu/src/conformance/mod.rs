@@ -8,7 +8,7 @@
 //!   with the guest's permission ([`map_and_unmap`], [`partial_unmap`],
 //!   [`superpage`]);
 //! - the guest's wait completes only after the host translation is gone
-//!   ([`wait_follows_the_host`]);
+//!   ([`wait_follows_the_host`], [`a_failed_unmap_fails_closed`]);
 //! - nothing outside the guest's RAM is ever mapped
 //!   ([`nothing_outside_ram`], [`hostile_queue_and_context`]);
 //! - contiguous pages cost one map and one unmap ([`one_call_per_range`]);
@@ -92,6 +92,7 @@ pub fn run_all<H: Harness>(h: &mut H) {
     nothing_outside_ram(h);
     hostile_queue_and_context(h);
     wait_follows_the_host(h);
+    a_failed_unmap_fails_closed(h);
     queue_address_above_the_host_width(h);
     descriptor_rewritten_while_the_unit_runs(h);
     linux_in_caching_mode(h);
@@ -336,6 +337,27 @@ pub fn wait_follows_the_host<H: Harness>(h: &mut H) {
     assert!(g.completed(), "completes once the backend did");
     expect(h, iova, Access::Read, None);
     assert_eq!(v.counters().unpins, 1);
+}
+
+/// A backend unmap that fails (and leaves the range mapped) fails closed:
+/// when the guest's invalidation completes its device reaches neither the
+/// page it unmapped nor anything through the domain that lost track of
+/// it; the device is attached to a fresh domain with the guest's other
+/// mappings.
+pub fn a_failed_unmap_fails_closed<H: Harness>(h: &mut H) {
+    let ram = h.ram();
+    let frames = frames(h, ram.clone());
+    let v = viommu(h.device(), ram.clone(), Flaky::new(h.backend()));
+    let mut g = Guest::new(&v, ram, &frames, h.device().guest);
+    g.bring_up();
+    let (a, b) = (Iova::new(0x10_0000), Iova::new(0x20_0000));
+    let (ga, gb) = (data_page(h, 0), data_page(h, 1));
+    assert!(g.map(a, ga, PAGE_SIZE, Perm::READ_WRITE) && g.map(b, gb, PAGE_SIZE, Perm::READ));
+    v.with_backend(|f| f.fail_unmaps(1));
+    assert!(g.unmap(a, PAGE_SIZE), "completes once the device is safe");
+    expect(h, a, Access::Read, None);
+    expect(h, b, Access::Read, Some(gb));
+    assert!(v.counters().host_errors > 0);
 }
 
 /// A guest whose IQA has address bits above the host address width set

@@ -10,11 +10,20 @@ use crate::guest_mem::GuestRam;
 use crate::host::{HostIommu, Placed};
 
 /// The guest's RAM, where the next read of one 16-byte queue slot returns
-/// its old contents, as a unit fetching while a vCPU rewrites it may see.
+/// its old contents, as a unit fetching while a vCPU rewrites it may see
+/// (whether the unit reads the slot as bytes or as two quadwords).
 #[derive(Clone)]
 pub struct RacyRam<R> {
     inner: R,
-    stale: alloc::sync::Arc<spin::Mutex<Option<(PhysAddr, RawDescriptor)>>>,
+    stale: alloc::sync::Arc<spin::Mutex<Stale>>,
+}
+
+/// The slot whose old contents are still to be read, and which of its two
+/// quadwords are.
+#[derive(Default)]
+struct Stale {
+    slot: Option<(PhysAddr, RawDescriptor)>,
+    unread: [bool; 2],
 }
 
 impl<R: GuestRam> RacyRam<R> {
@@ -23,15 +32,27 @@ impl<R: GuestRam> RacyRam<R> {
         Self { inner, stale: alloc::sync::Arc::default() }
     }
 
-    /// The next 16-byte read at `slot` returns `old`.
+    /// The next read at `slot` returns `old`.
     pub fn stale_once(&self, slot: PhysAddr, old: RawDescriptor) {
-        *self.stale.lock() = Some((slot, old));
+        *self.stale.lock() = Stale { slot: Some((slot, old)), unread: [true, true] };
+    }
+
+    /// The old quadword `i` of the slot at `addr`, if it is still to be read.
+    fn take(&self, addr: PhysAddr, i: usize) -> Option<u64> {
+        let mut st = self.stale.lock();
+        let (slot, old) = st.slot?;
+        if addr.as_u64() != slot.as_u64() + 8 * i as u64 || !st.unread[i] {
+            return None;
+        }
+        st.unread[i] = false;
+        Some(if i == 0 { old.qw0() } else { old.qw1() })
     }
 }
 
 impl<R: GuestRam> PhysMem for RacyRam<R> {
     fn read_u64(&self, addr: PhysAddr) -> Result<u64, MemError> {
-        self.inner.read_u64(addr)
+        let fresh = self.inner.read_u64(addr)?;
+        Ok(self.take(addr, 0).or_else(|| self.take(addr, 1)).unwrap_or(fresh))
     }
 
     fn write_u64(&self, addr: PhysAddr, value: u64) -> Result<(), MemError> {
@@ -40,13 +61,11 @@ impl<R: GuestRam> PhysMem for RacyRam<R> {
 
     fn read_bytes(&self, addr: PhysAddr, buf: &mut [u8]) -> Result<(), MemError> {
         self.inner.read_bytes(addr, buf)?;
-        let mut stale = self.stale.lock();
-        if let Some((slot, old)) = *stale
-            && slot == addr
-            && buf.len() == 16
+        if buf.len() == 16
+            && let Some(q0) = self.take(addr, 0)
         {
-            buf.copy_from_slice(&old.to_le_bytes());
-            *stale = None;
+            let q1 = self.take(PhysAddr::new(addr.as_u64() + 8), 1).unwrap_or(0);
+            buf.copy_from_slice(&RawDescriptor::new(q0, q1).to_le_bytes());
         }
         Ok(())
     }
@@ -63,21 +82,27 @@ impl<R: GuestRam> GuestRam for RacyRam<R> {
 }
 
 /// A backend whose next completions fail (the host IOMMU did not confirm
-/// its invalidation).
+/// its invalidation), or whose next unmaps fail without unmapping anything.
 pub struct Flaky<B> {
     inner: B,
-    failures: u32,
+    completions: u32,
+    unmaps: u32,
 }
 
 impl<B> Flaky<B> {
     /// `inner`, failing nothing yet.
     pub fn new(inner: B) -> Self {
-        Self { inner, failures: 0 }
+        Self { inner, completions: 0, unmaps: 0 }
     }
 
     /// The next `n` completions fail.
     pub fn fail_completions(&mut self, n: u32) {
-        self.failures = n;
+        self.completions = n;
+    }
+
+    /// The next `n` unmaps fail, leaving their ranges mapped.
+    pub fn fail_unmaps(&mut self, n: u32) {
+        self.unmaps = n;
     }
 }
 
@@ -115,12 +140,16 @@ impl<B: HostIommu> HostIommu for Flaky<B> {
     }
 
     fn unmap(&mut self, domain: &mut B::Domain, range: Placed) -> Result<(), Self::Error> {
+        if self.unmaps > 0 {
+            self.unmaps -= 1;
+            return Err(FlakyError::Injected);
+        }
         self.inner.unmap(domain, range).map_err(FlakyError::Backend)
     }
 
     fn complete(&mut self, domain: &mut B::Domain) -> Result<(), Self::Error> {
-        if self.failures > 0 {
-            self.failures -= 1;
+        if self.completions > 0 {
+            self.completions -= 1;
             return Err(FlakyError::Injected);
         }
         self.inner.complete(domain).map_err(FlakyError::Backend)

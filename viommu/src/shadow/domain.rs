@@ -42,6 +42,8 @@ pub(crate) struct ShadowDomain<D> {
     pub(crate) devices: usize,
     /// Pages unmapped whose completion the backend has not confirmed.
     owed: u64,
+    /// An unmap failed: see [`Incomplete::Lost`].
+    lost: bool,
 }
 
 /// What a resynchronisation may use.
@@ -55,15 +57,24 @@ pub(crate) struct Sync<'a, G: ?Sized, B> {
     pub(crate) budget: u32,
 }
 
-/// The backend did not complete the domain's unmaps: the guest's
-/// invalidation must not complete.
+/// Why a resynchronisation did not leave the host as the guest's tables
+/// say.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
-pub(crate) struct Incomplete;
+pub(crate) enum Incomplete {
+    /// The backend did not complete the domain's unmaps: the guest's
+    /// invalidation must not complete; it is tried again.
+    Pending,
+    /// The backend failed an unmap (all of its unmaps since were completed):
+    /// the host domain may hold translations the shadow no longer tracks,
+    /// so it must be taken out of service, its devices blocked, before the
+    /// guest's invalidation completes.
+    Lost,
+}
 
 impl<D> ShadowDomain<D> {
     /// An empty shadow of `key` in the host domain `host`.
     pub(crate) fn new(key: Key, host: D) -> Self {
-        Self { key, host, extents: Extents::default(), devices: 0, owed: 0 }
+        Self { key, host, extents: Extents::default(), devices: 0, owed: 0, lost: false }
     }
 
     /// Makes the shadow of IOVA pages `[first, end)` equal what the guest
@@ -98,7 +109,8 @@ impl<D> ShadowDomain<D> {
     }
 
     /// Unmaps everything; `Err` if the backend did not complete it (the
-    /// pages stay pinned, the domain must not be destroyed yet).
+    /// pages stay pinned, the domain must not be destroyed yet) or lost
+    /// track of some (the domain must not be used again).
     pub(crate) fn clear<G, B>(&mut self, s: &mut Sync<'_, G, B>) -> Result<(), Incomplete>
     where
         G: ?Sized,
@@ -113,21 +125,19 @@ impl<D> ShadowDomain<D> {
     where
         B: HostIommu<Domain = D>,
     {
-        if self.owed == 0 {
-            return Ok(());
-        }
-        s.counters.completions += 1;
-        match s.backend.complete(&mut self.host) {
-            Ok(()) => {
-                s.counters.unpins += self.owed;
-                self.owed = 0;
-                Ok(())
-            }
-            Err(_) => {
+        if self.owed > 0 {
+            s.counters.completions += 1;
+            if s.backend.complete(&mut self.host).is_err() {
                 s.counters.host_errors += 1;
-                Err(Incomplete)
+                return Err(Incomplete::Pending);
             }
+            s.counters.unpins += self.owed;
+            self.owed = 0;
         }
+        if self.lost {
+            return Err(Incomplete::Lost);
+        }
+        Ok(())
     }
 
     /// Unmaps every installed page in IOVA pages `[from, to)`.
@@ -170,7 +180,9 @@ impl<D> ShadowDomain<D> {
     {
         s.counters.unmap_calls += 1;
         if s.backend.unmap(&mut self.host, placed(e)).is_err() {
+            // Part of it may still be mapped, and no longer in an extent.
             s.counters.host_errors += 1;
+            self.lost = true;
         }
         self.owed += e.pages;
         if matches!(self.key, Key::Translated(_)) {

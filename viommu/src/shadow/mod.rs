@@ -135,15 +135,19 @@ impl<B: HostIommu> Shadow<B> {
     }
 
     /// An IOTLB invalidation of `scope`: resynchronises every shadow
-    /// domain it covers, over the range it covers.
+    /// domain it covers, over the range it covers. A domain whose backend
+    /// lost track of a mapping is taken out of service
+    /// ([`quarantine`](Self::quarantine)); `Ok(true)` then, as its devices
+    /// must be attached again.
     fn sync_iotlb<G: GuestRam + ?Sized>(
         &mut self,
         mem: &G,
         scope: IotlbScope,
-    ) -> Result<(), Incomplete> {
+    ) -> Result<bool, Incomplete> {
         let (domains, mut sync) = self.split(mem);
         let mut result = Ok(());
-        for d in domains.iter_mut() {
+        let mut lost = None;
+        for (i, d) in domains.iter_mut().enumerate() {
             let Key::Translated(ctx) = d.key else { continue };
             let range = match scope {
                 IotlbScope::Global => (0, u64::MAX),
@@ -154,9 +158,33 @@ impl<B: HostIommu> Shadow<B> {
                 }
                 _ => continue,
             };
-            result = result.and(d.resync(&mut sync, range));
+            match d.resync(&mut sync, range) {
+                Ok(()) => {}
+                Err(Incomplete::Lost) => lost = lost.or(Some(i)),
+                Err(e) => result = Err(e),
+            }
         }
-        result
+        result?;
+        match lost {
+            Some(i) => self.quarantine(i).map(|()| true),
+            None => Ok(false),
+        }
+    }
+
+    /// Takes shadow domain `i`, whose backend lost track of a mapping, out
+    /// of service: blocks its devices (then nothing reaches through it) and
+    /// destroys it. What it still maps stays pinned (the backend cannot say
+    /// what); the devices are attached to a fresh domain by the next
+    /// context sync.
+    fn quarantine(&mut self, i: usize) -> Result<(), Incomplete> {
+        let key = self.domains[i].key;
+        for d in self.devices.iter_mut().filter(|d| d.attached == Some(key)) {
+            self.backend.detach(d.ids.host).map_err(|_| Incomplete::Pending)?;
+            d.attached = None;
+        }
+        let d = self.domains.swap_remove(i);
+        self.backend.destroy_domain(d.host);
+        Ok(())
     }
 
     /// Reads every assigned device's guest context again and moves the
@@ -188,7 +216,7 @@ impl<B: HostIommu> Shadow<B> {
                 Err(_) => {
                     self.counters.host_errors += 1;
                     if self.backend.detach(dev.ids.host).is_err() {
-                        result = Err(Incomplete);
+                        result = Err(Incomplete::Pending);
                         continue;
                     }
                     None
@@ -258,7 +286,9 @@ impl<B: HostIommu> Shadow<B> {
     }
 
     /// Empties and destroys the shadow domains no device uses; one whose
-    /// unmaps the backend does not complete stays, to be tried again.
+    /// unmaps the backend does not complete stays, to be tried again (one
+    /// that lost track of a mapping is destroyed all the same: no device
+    /// reaches through it).
     fn drop_unused<G: ?Sized>(&mut self, mem: &G) -> Result<(), Incomplete> {
         let mut result = Ok(());
         let mut i = 0;
@@ -268,8 +298,8 @@ impl<B: HostIommu> Shadow<B> {
                 continue;
             }
             let (domains, mut sync) = self.split(mem);
-            if domains[i].clear(&mut sync).is_err() {
-                result = Err(Incomplete);
+            if domains[i].clear(&mut sync) == Err(Incomplete::Pending) {
+                result = Err(Incomplete::Pending);
                 i += 1;
                 continue;
             }
@@ -309,7 +339,12 @@ impl<G: GuestRam + ?Sized, B: HostIommu> Hook<G> for Shadow<B> {
             }
             Invalidation::Iotlb(scope) => {
                 self.counters.invalidations_shadowed += 1;
-                self.sync_iotlb(unit.memory(), scope)
+                match self.sync_iotlb(unit.memory(), scope) {
+                    // A quarantined domain's devices are blocked: attach
+                    // them to a fresh domain, filled from the guest's tables.
+                    Ok(true) => self.sync_contexts(unit),
+                    other => other.map(|_| ()),
+                }
             }
             // The guest unit has no device-TLBs; its interrupt entries are
             // not shadowed here.
@@ -317,7 +352,7 @@ impl<G: GuestRam + ?Sized, B: HostIommu> Hook<G> for Shadow<B> {
         };
         match done {
             Ok(()) => Outcome::Complete,
-            Err(Incomplete) => Outcome::Stall,
+            Err(_) => Outcome::Stall,
         }
     }
 
