@@ -3,17 +3,23 @@
 //! the first descriptor the decoder rejects; and every descriptor it went
 //! past must be one the decoder accepts.
 //!
+//! The unit is the one decoder of the queue: its hook must have been told
+//! of exactly the invalidations in the slots the engine went past, in
+//! order, once each, as hardware decodes them (`Decoding::Hardware`: the
+//! low address bits of a page-selective invalidation ignored).
+//!
 //! Input: byte 0 picks the configuration (as in `emu_registers`) and bit 5
-//! the descriptor width, byte 1 the queue size order (0 or 1), bytes 2-3
-//! (LE) the tail index, and the rest is the queue's contents from slot 0.
+//! IQA.DW (honoured only on a unit with scalable mode, which neither preset
+//! has), byte 1 the queue size order (0 or 1), bytes 2-3 (LE) the tail
+//! index, and the rest is the queue's contents from slot 0.
 
-use vtd_emu::Emulator;
-use vtd_regs::desc::Descriptor;
+use vtd_emu::hook::Invalidation;
+use vtd_regs::desc::{Decoding, Descriptor};
 use vtd_regs::regs::iq::{DescriptorWidth, QueueSize};
 use vtd_regs::regs::{Fsts, Gcmd, GlobalBits, Iqa, Iqh, Iqt};
 use vtd_regs::{Mmio, PhysAddr, PhysMem};
 
-use crate::emu_registers::{check, config, memory};
+use crate::emu_registers::{check, config, memory, unit};
 
 /// Where the queue lives.
 const QUEUE: u64 = 0x4000;
@@ -25,14 +31,16 @@ pub fn emu_queue(data: &[u8]) {
     let Some((head, contents)) = data.split_at_checked(4) else { return };
     let mut cfg = config(head[0]);
     cfg.process_on_tail_write = true;
-    let width = if head[0] & 32 != 0 { DescriptorWidth::Bits256 } else { DescriptorWidth::Bits128 };
+    let wide = if head[0] & 32 != 0 { DescriptorWidth::Bits256 } else { DescriptorWidth::Bits128 };
     let size = QueueSize::from_order(head[1] & 1).unwrap();
-    let iqa = Iqa::new(PhysAddr::new(QUEUE), size, width);
+    let iqa = Iqa::new(PhysAddr::new(QUEUE), size, wide);
+    // DW selects 256-bit descriptors only with ECAP.SMTS (§10.4.23).
+    let width = if cfg.ecap.smts() { wide } else { DescriptorWidth::Bits128 };
     let tail = usize::from(u16::from_le_bytes([head[2], head[3]]));
     let mem = memory(&[]);
     let n = contents.len().min(size.bytes());
     mem.write_bytes(PhysAddr::new(QUEUE), &contents[..n]).unwrap();
-    let emu = Emulator::<_, 64, 16>::new(&mem, cfg).unwrap();
+    let emu = unit(&mem, cfg);
     let mut e = &emu;
     e.write_reg(Iqt(0));
     e.write_reg(iqa);
@@ -57,9 +65,14 @@ pub fn emu_queue(data: &[u8]) {
     let mut now = [0u8; 8192];
     mem.read_bytes(PhysAddr::new(QUEUE), &mut now[..seen]).unwrap();
     if now[..seen] == before[..seen] {
+        let mut expected = Vec::new();
         for (i, b) in now[..seen].chunks_exact(slot).enumerate() {
-            assert!(Descriptor::read(width, b).is_ok(), "went past bad slot {i}");
+            let d = Descriptor::read_with(width, b, Decoding::Hardware);
+            let Ok(d) = d else { panic!("went past bad slot {i}: {d:?}") };
+            expected.extend(invalidation(d));
         }
+        let heard = emu.with_hook_mut(|r| core::mem::take(&mut r.invalidations));
+        assert_eq!(heard, expected, "the hook heard otherwise than the queue holds");
     }
     let c = emu.counters();
     assert!(c.descriptors_total() >= done as u64);
@@ -67,5 +80,18 @@ pub fn emu_queue(data: &[u8]) {
     let tail_index = e.read_reg::<Iqt>().index(width);
     if !fsts.iqe() && !fsts.ite() {
         assert_eq!(done, tail_index, "idle queue with head != tail");
+    }
+}
+
+/// The invalidation a descriptor the unit executed asks for, as the hook
+/// hears of it: both presets implement every domain-id bit and PSI, so the
+/// scope is the decoded one (a PSI beyond MAMV is refused, never passed).
+fn invalidation(d: Descriptor) -> Option<Invalidation> {
+    match d {
+        Descriptor::ContextCache(c) => Some(Invalidation::ContextCache(c.scope)),
+        Descriptor::Iotlb(i) => Some(Invalidation::Iotlb(i.scope)),
+        Descriptor::DevTlb(d) => Some(Invalidation::DevTlb(d)),
+        Descriptor::Iec(i) => Some(Invalidation::InterruptEntries(i.scope)),
+        _ => None,
     }
 }

@@ -8,11 +8,51 @@
 //! pattern, the next `n` bytes are the pattern tiled over the 64 KiB of
 //! memory, and the rest are 12-byte operations `[kind, flags, offset: u16
 //! LE, value: u64 LE]` (at most 512).
+//!
+//! The unit runs with a [`Recorder`] as its hook (what a vIOMMU learns of
+//! it): what the recorder was told must agree with the registers (the last
+//! translation and queued-invalidation changes it heard of are GSTS's), and
+//! it never hears of more invalidations than the unit counted.
 
+use vtd_emu::hook::{Change, Hook, Invalidation, Outcome, UnitView};
 use vtd_emu::mem::HeapMemory;
 use vtd_emu::{Access, EmuConfig, Emulator};
 use vtd_regs::regs::{GlobalBits, Gsts, Iqa, Iqh};
 use vtd_regs::{Iova, Mmio, PhysAddr, PhysMem, SourceId};
+
+/// The unit the harnesses run: small caches, a [`Recorder`] for a hook.
+pub(crate) type Unit<'m> = Emulator<&'m HeapMemory, 64, 16, Recorder>;
+
+/// A hook that keeps what the unit told it.
+#[derive(Debug, Default)]
+pub(crate) struct Recorder {
+    /// Every invalidation, in order.
+    pub(crate) invalidations: Vec<Invalidation>,
+    /// Translation and queued invalidation as last announced.
+    translation: bool,
+    queued: bool,
+}
+
+impl<M: ?Sized> Hook<M> for Recorder {
+    fn invalidate(&mut self, _: &UnitView<'_, M>, inv: Invalidation) -> Outcome {
+        self.invalidations.push(inv);
+        Outcome::Complete
+    }
+
+    fn changed(&mut self, _: &UnitView<'_, M>, change: Change) {
+        match change {
+            Change::Reset => (self.translation, self.queued) = (false, false),
+            Change::Translation(on) => self.translation = on,
+            Change::QueuedInvalidation(on) => self.queued = on,
+            _ => {}
+        }
+    }
+}
+
+/// A unit configured as `cfg` over `mem`, recording into a fresh hook.
+pub(crate) fn unit(mem: &HeapMemory, cfg: EmuConfig) -> Unit<'_> {
+    Emulator::with_hook(mem, cfg, Recorder::default()).unwrap()
+}
 
 /// Bytes of simulated memory.
 const MEM: usize = 64 << 10;
@@ -51,7 +91,7 @@ pub fn emu_registers(data: &[u8]) {
     let (pattern, ops) = rest.split_at(usize::from(len).min(rest.len()));
     let cfg = config(cfg_byte);
     let mem = memory(pattern);
-    let emu = Emulator::<_, 64, 16>::new(&mem, cfg).unwrap();
+    let emu = unit(&mem, cfg);
     let mut e = &emu;
     let mut translations = 0;
     for op in ops.chunks_exact(12).take(MAX_OPS) {
@@ -92,9 +132,18 @@ pub fn emu_registers(data: &[u8]) {
 }
 
 /// Invariants of the model's state after any operation.
-pub(crate) fn check(emu: &Emulator<&HeapMemory, 64, 16>, cfg: &EmuConfig) {
+pub(crate) fn check(emu: &Unit<'_>, cfg: &EmuConfig) {
     let e = &emu;
     let gsts: Gsts = e.read_reg();
+    // The hook's view of the unit is the registers' (GSTS read without a
+    // side effect first, so the hook is not locked meanwhile).
+    let (translation, queued, heard) =
+        emu.with_hook_mut(|r| (r.translation, r.queued, r.invalidations.len() as u64));
+    assert_eq!(translation, gsts.contains(GlobalBits::TE), "hook vs GSTS.TES");
+    assert_eq!(queued, gsts.contains(GlobalBits::QIE), "hook vs GSTS.QIES");
+    let c = emu.counters();
+    let requests = (1..=4).map(|ty| c.descriptors_of(ty)).sum::<u64>() + c.register_invalidations;
+    assert!(heard <= requests, "the hook heard of {heard} invalidations, {requests} requested");
     let mut allowed = GlobalBits::TE | GlobalBits::SRTP;
     if cfg.ecap.qi() {
         allowed |= GlobalBits::QIE;
