@@ -1,8 +1,9 @@
 //! The VMM's vIOMMU for the trap-and-emulate and sidecore front ends: a
 //! [`viommu::Viommu`] (the guest-visible unit, caching mode on, over the
 //! guest's RAM) shadowing the guest's invalidations into a physical
-//! software unit ([`viommu::Host`] over a `vtd_emu::Emulator`, caching
-//! mode off) on simulated host memory.
+//! software unit (the native backend, [`viommu::Native`] over a
+//! [`viommu::Host`] driving a `vtd_emu::Emulator`, caching mode off) on
+//! simulated host memory.
 //!
 //! Host-physical memory ([`HostMemory`]) is the host's table memory
 //! (`[0, HOST_TABLES)`, a [`HeapMemory`]) and the guest's RAM, placed at
@@ -10,10 +11,16 @@
 //! the guest's tables and queue through that layout, pins guest pages
 //! (GPA -> HPA) with a counting [`GuestPinner`], and the NIC's DMA is
 //! translated by the physical unit for the NIC's host-side source id
-//! ([`HOST_NIC`]) and written at the host-physical address it gives.
+//! ([`HOST_NIC`]) and written at the host-physical address it gives (a
+//! blocked one reported to the guest's unit, as a hypervisor does on a
+//! fault of its own unit).
+
+use std::sync::Arc;
 
 use invalidation::QueuedInvalidator;
-use viommu::{Assignment, GuestLayout, GuestMemory, GuestPinner, Host, Viommu, ViommuConfig};
+use viommu::{
+    Assignment, GuestLayout, GuestMemory, GuestPinner, Host, Native, Viommu, ViommuConfig,
+};
 use viommu_eval_driver::layout::NIC;
 use vtd_emu::{Access, EmuConfig, Emulator, SimFrameAllocator, mem::HeapMemory};
 use vtd_regs::regs::QueueSize;
@@ -110,17 +117,14 @@ pub type HostEmu<'a, R> = Emulator<&'a HostMemory<R>>;
 pub type HostFrames<'a, R> = SimFrameAllocator<&'a HostMemory<R>>;
 /// The physical unit's invalidator.
 pub type HostInv<'a, R> = QueuedInvalidator<&'a HostEmu<'a, R>, &'a HostMemory<R>>;
-/// The host side the vIOMMU shadows into.
+/// The physical unit every guest's backend shares.
 pub type PhysicalHost<'a, R> = Host<&'a HostMemory<R>, &'a HostFrames<'a, R>, HostInv<'a, R>>;
+/// The guest's backend: the physical unit, pinning through a
+/// [`GuestPinner`].
+pub type Backend<'a, R> =
+    Native<&'a HostMemory<R>, &'a HostFrames<'a, R>, HostInv<'a, R>, GuestPinner>;
 /// The guest's vIOMMU.
-pub type Vmmu<'a, R> = Viommu<
-    'a,
-    GuestMemory<&'a HostMemory<R>>,
-    &'a HostMemory<R>,
-    &'a HostFrames<'a, R>,
-    HostInv<'a, R>,
-    GuestPinner,
->;
+pub type Vmmu<'a, R> = Viommu<GuestMemory<&'a HostMemory<R>>, Backend<'a, R>>;
 
 /// What a front end gets: the vIOMMU (its register interface, counters and
 /// pinner), the physical unit and host memory (for the NIC's DMA).
@@ -146,7 +150,11 @@ impl<R: PhysMem> Rig<'_, '_, R> {
     /// NIC's host source id (a fault is also reported to the guest's unit).
     #[must_use]
     pub fn dma(&self, iova: Iova) -> Option<PhysAddr> {
-        self.viommu.dma(self.host_unit, NIC, iova, Access::Write).ok()
+        let hpa = self.host_unit.translate(HOST_NIC, iova, Access::Write);
+        if hpa.is_err() {
+            self.viommu.report_host_fault(HOST_NIC, iova, Access::Write);
+        }
+        hpa.ok()
     }
 
     /// The host-physical address of guest-physical `gpa` (a device
@@ -178,17 +186,12 @@ pub fn with_viommu<R: PhysMem, T>(
     let qs = QueueSize::from_order(0).ok_or("queue size")?;
     let inv = QueuedInvalidator::enable_remapping(unit, contexts.root_table(), m, &frames, qs)
         .map_err(|e| format!("host unit: {e}"))?;
-    let host = spin::Mutex::new(Host::new(m, &frames, contexts, inv, tables, DomainId::new(1)));
+    let host = Arc::new(Host::new(m, &frames, contexts, inv, tables, DomainId::new(1)));
     let layout = layout(ram_size);
     let devices = [Assignment { guest: NIC, host: HOST_NIC }];
-    let viommu = Viommu::new(
-        GuestMemory::new(m, layout),
-        &host,
-        GuestPinner::new(layout),
-        &devices,
-        ViommuConfig::qemu(),
-    )
-    .map_err(|e| format!("vIOMMU: {e}"))?;
+    let backend = Native::new(host, GuestPinner::new(layout));
+    let viommu = Viommu::new(GuestMemory::new(m, layout), backend, &devices, ViommuConfig::qemu())
+        .map_err(|e| format!("vIOMMU: {e}"))?;
     Ok(f(Rig { viommu: &viommu, host_unit: &emu, mem: m }))
 }
 
@@ -263,12 +266,12 @@ mod tests {
                 assert_eq!(rig.dma(iova), Some(hpa));
                 let c = rig.viommu.counters();
                 assert_eq!((c.pins, c.unpins), (1, 0));
-                assert_eq!(rig.viommu.with_pinner(|p| p.pins(buf)), 1);
+                assert_eq!(rig.viommu.with_backend(|b| b.pinner().pins(buf)), 1);
                 d.mapper.unmap(iova, 4096).expect("unmap");
                 assert_eq!(rig.dma(iova), None);
                 let c = rig.viommu.counters();
                 assert_eq!((c.pins, c.unpins), (1, 1));
-                assert_eq!(rig.viommu.with_pinner(|p| p.pinned_pages()), 0);
+                assert_eq!(rig.viommu.with_backend(|b| b.pinner().pinned_pages()), 0);
                 assert!(rig.viommu.unit().fault_status().ppf(), "fault recorded in the guest unit");
             })
             .expect("rig");

@@ -4,7 +4,9 @@
 pub const PAGE_SIZE: usize = 4096;
 
 /// A plain register file: reads return what was last written, any width
-/// and alignment. The vIOMMU proper (`vtd-emu`) takes this place later.
+/// and alignment. The KVM probe (`--probe`) serves the guest's register
+/// page with it; the evaluation's runs use the vIOMMU
+/// ([`crate::guest_viommu`]).
 #[derive(Clone, Debug)]
 pub struct RegisterPage {
     bytes: Vec<u8>,

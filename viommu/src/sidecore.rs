@@ -27,13 +27,29 @@
 //!    the queue) only when told to by an invalidation, so the sidecore never
 //!    has to notice a guest store to memory.
 //!
-//! VT-d bends the second property in a few registers, which therefore still
-//! trap (the guest-side [`SidecoreMmio`] forwards them synchronously): the
-//! write-1-to-clear status bits of FSTS, ICS and the fault recording
-//! registers (a guest writing back a 1 that is already there leaves the
-//! page unchanged, so a poller cannot see it), and GCMD, whose one-shot
-//! commands (SRTP, SIRTP) report completion in GSTS bits that stay set from
-//! the previous command. None of them is on the map/unmap path.
+//! VT-d bends the second property in a few registers: the write-1-to-clear
+//! status bits of FSTS, ICS and the fault recording registers (a guest
+//! writing back a 1 that is already there leaves the page unchanged, so a
+//! poller cannot see it), and GCMD, whose one-shot commands (SRTP, SIRTP)
+//! report completion in GSTS bits that stay set from the previous command
+//! (and a guest may write the same GCMD value twice). None of them is on
+//! the map/unmap path. Two ways to serve them:
+//! - [`Polling::Trapped`]: they trap (the guest-side [`SidecoreMmio`]
+//!   forwards them synchronously); everything else is polled. For a guest
+//!   whose accesses to those registers a hypervisor can intercept, or an
+//!   in-process driver.
+//! - [`Polling::All`]: every register is plain memory, as in a VM whose
+//!   register page is a RAM page (no access traps). GCMD is polled like a
+//!   doorbell: after serving a write the sidecore stores
+//!   [`GCMD_IDLE`] into the page (GCMD reads as 0 on hardware; no driver
+//!   reads it), so the same command written again is seen. The
+//!   write-1-to-clear registers are served when the guest's write changes
+//!   the page; FSTS and ICS are published with [`W1C_MARK`] (bit 31, reserved
+//!   in both) set, so a write of the status bits a driver wants cleared
+//!   always differs from what the page shows. The limit: a guest that
+//!   writes back exactly the value it read, mark included, is not seen.
+//!   Status is published with a compare-and-swap against the last value
+//!   published, so a guest write racing a publication is never lost.
 //!
 //! AMD's IOMMU lacks these properties: its command buffer and event log are
 //! driven by head/tail registers whose completion is signalled
@@ -64,9 +80,41 @@ pub trait SharedWords {
     fn load(&self, index: usize) -> u32;
     /// Stores word `index` (`Release`).
     fn store(&self, index: usize, value: u32);
+    /// Stores `new` into word `index` if it still holds `current`; whether
+    /// it did. The default loads and stores, which is enough where only the
+    /// sidecore stores the word (with [`Polling::Trapped`]); a page served
+    /// with [`Polling::All`], which the guest writes concurrently, needs a
+    /// compare-and-swap.
+    fn swap_if(&self, index: usize, current: u32, new: u32) -> bool {
+        let same = self.load(index) == current;
+        if same {
+            self.store(index, new);
+        }
+        same
+    }
     /// Runs `f` while no other publisher stores status into the page.
     fn publishing(&self, f: &mut dyn FnMut()) {
         f()
+    }
+}
+
+/// A page of atomic words, such as a VM's RAM page the guest sees as its
+/// register page.
+impl SharedWords for [AtomicU32] {
+    fn load(&self, index: usize) -> u32 {
+        self.get(index).map_or(0, |w| w.load(Ordering::Acquire))
+    }
+
+    fn store(&self, index: usize, value: u32) {
+        if let Some(w) = self.get(index) {
+            w.store(value, Ordering::Release);
+        }
+    }
+
+    fn swap_if(&self, index: usize, current: u32, new: u32) -> bool {
+        self.get(index).is_some_and(|w| {
+            w.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        })
     }
 }
 
@@ -92,13 +140,15 @@ impl RegisterPage {
 
 impl SharedWords for RegisterPage {
     fn load(&self, index: usize) -> u32 {
-        self.words.get(index).map_or(0, |w| w.load(Ordering::Acquire))
+        self.words.as_slice().load(index)
     }
 
     fn store(&self, index: usize, value: u32) {
-        if let Some(w) = self.words.get(index) {
-            w.store(value, Ordering::Release);
-        }
+        self.words.as_slice().store(index, value)
+    }
+
+    fn swap_if(&self, index: usize, current: u32, new: u32) -> bool {
+        self.words.as_slice().swap_if(index, current, new)
     }
 
     fn publishing(&self, f: &mut dyn FnMut()) {
@@ -116,8 +166,9 @@ pub trait Registers {
 }
 
 /// Registers the guest writes and the unit never changes, polled for
-/// changes and forwarded before any doorbell.
-const DATA: usize = 17;
+/// changes and forwarded before any doorbell (IVA and the IOTLB register's
+/// low half are added from the layout).
+const DATA: usize = 19;
 /// Registers the unit updates, stored into the page after each command.
 const STATUS: [usize; 7] = [
     offset::GSTS,
@@ -129,22 +180,50 @@ const STATUS: [usize; 7] = [
     offset::IQERCD + 4,
 ];
 
-/// Where the registers of one unit configuration are.
+/// What GCMD holds in a page served with [`Polling::All`] while no command
+/// is pending: bit 0, reserved (a driver writes it as 0).
+pub const GCMD_IDLE: u32 = 1;
+/// Bit 31 of FSTS and ICS as published in a page served with
+/// [`Polling::All`] (reserved in both): a guest's write-1-to-clear of their
+/// status bits then always changes the page.
+pub const W1C_MARK: u32 = 1 << 31;
+
+/// Which registers a sidecore polls.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Polling {
+    /// All but GCMD, FSTS, ICS and the fault recording registers, which
+    /// trap to the unit through [`SidecoreMmio`].
+    Trapped,
+    /// All of them: the guest's register page is plain memory (see the
+    /// [module](self) docs for how GCMD and the write-1-to-clear registers
+    /// are served).
+    All,
+}
+
+/// Where the registers of one unit configuration are, and which the
+/// sidecore polls.
 #[derive(Clone, Copy, Debug)]
 pub struct Layout {
     data: [usize; DATA],
     iotlb: usize,
     frcd: (usize, usize),
+    polling: Polling,
 }
 
 impl Layout {
     /// The layout of a unit configured as `cfg` (IVA/IOTLB_REG at ECAP.IRO,
-    /// fault records at CAP.FRO, §10.4).
-    pub fn new(cfg: &EmuConfig) -> Self {
-        let iva = cfg.ecap.iro().iva();
-        let iotlb = cfg.ecap.iro().iotlb();
+    /// fault records at CAP.FRO, §10.4), served as `polling` says.
+    pub fn new(cfg: &EmuConfig, polling: Polling) -> Self {
         let fro = cfg.cap.fro().byte_offset();
-        let frcd_end = (fro + usize::from(cfg.cap.nfr().count()) * 16).min(PAGE_WORDS * 4);
+        let records = fro..fro + usize::from(cfg.cap.nfr().count()) * 16;
+        Self::at(cfg.ecap.iro().iotlb(), records, polling)
+    }
+
+    /// The layout of a unit whose IOTLB register is at `iotlb` (IVA_REG 8
+    /// bytes below) and whose fault recording registers span
+    /// `fault_records`.
+    pub fn at(iotlb: usize, fault_records: core::ops::Range<usize>, polling: Polling) -> Self {
+        let iva = iotlb.saturating_sub(8);
         use offset::*;
         let data = [
             RTADDR,
@@ -152,6 +231,8 @@ impl Layout {
             IQA,
             IQA + 4,
             IQT + 4,
+            IRTA,
+            IRTA + 4,
             FECTL,
             FEDATA,
             FEADDR,
@@ -165,35 +246,107 @@ impl Layout {
             iva + 4,
             iotlb,
         ];
-        Self { data, iotlb, frcd: (fro, frcd_end) }
+        let frcd = (fault_records.start, fault_records.end.min(PAGE_WORDS * 4));
+        Self { data, iotlb, frcd, polling }
     }
 
     /// Registers the guest-side handle forwards synchronously (they trap).
     pub fn trapped(&self, off: usize) -> bool {
+        self.polling == Polling::Trapped && self.write_1_to_clear_or_gcmd(off)
+    }
+
+    /// GCMD and the registers with write-1-to-clear bits.
+    fn write_1_to_clear_or_gcmd(&self, off: usize) -> bool {
         matches!(off & !3, offset::GCMD | offset::FSTS | offset::ICS)
             || (self.frcd.0..self.frcd.1).contains(&off)
     }
 
+    /// The registers with write-1-to-clear bits a polled page serves: FSTS,
+    /// ICS and the fault records' dwords.
+    fn write_1_to_clear(&self) -> impl Iterator<Item = usize> + use<> {
+        [offset::FSTS, offset::ICS].into_iter().chain((self.frcd.0..self.frcd.1).step_by(4))
+    }
+
+    /// How register `off` is shown in the page: FSTS and ICS with
+    /// [`W1C_MARK`] in a polled page.
+    fn shown(&self, off: usize, value: u32) -> u32 {
+        let marked = self.polling == Polling::All && matches!(off, offset::FSTS | offset::ICS);
+        if marked { value | W1C_MARK } else { value }
+    }
+
     /// Stores the unit's status registers (and, with `all`, the
-    /// capability and fault recording registers) into the page.
+    /// capability and fault recording registers) into the page; `shown`
+    /// keeps what was last stored of each register the guest may write too,
+    /// so a guest write racing the store is never lost.
     fn publish<W: SharedWords + ?Sized, R: Registers + ?Sized>(
         &self,
         page: &W,
         regs: &R,
+        shown: &mut Shown,
         all: bool,
     ) {
         page.publishing(&mut || {
             for off in STATUS {
-                page.store(off / 4, regs.read(off));
+                self.show(page, shown, off, regs.read(off));
             }
             if all {
                 let fixed =
                     [offset::VER, offset::CAP, offset::CAP + 4, offset::ECAP, offset::ECAP + 4];
                 for off in fixed.into_iter().chain((self.frcd.0..self.frcd.1).step_by(4)) {
-                    page.store(off / 4, regs.read(off));
+                    self.show(page, shown, off, regs.read(off));
                 }
             }
         });
+    }
+
+    /// Stores register `off`, whose value is `value`, into the page: by a
+    /// compare-and-swap against what was shown last where the guest writes
+    /// it too (a polled page's write-1-to-clear registers), plainly
+    /// elsewhere.
+    fn show<W: SharedWords + ?Sized>(&self, page: &W, shown: &mut Shown, off: usize, value: u32) {
+        let value = self.shown(off, value);
+        match shown.slot(self, off) {
+            Some(last) => {
+                if *last != value && page.swap_if(off / 4, *last, value) {
+                    *last = value;
+                }
+            }
+            None => page.store(off / 4, value),
+        }
+    }
+}
+
+/// What was last shown of each register a polled page's guest writes too.
+#[derive(Clone, Copy, Debug)]
+struct Shown {
+    fsts: u32,
+    ics: u32,
+    frcd: [u32; FRCD_WORDS],
+}
+
+/// The fault recording dwords a polled page tracks (64 records, §10.4.14).
+const FRCD_WORDS: usize = 256;
+
+impl Default for Shown {
+    fn default() -> Self {
+        Self { fsts: 0, ics: 0, frcd: [0; FRCD_WORDS] }
+    }
+}
+
+impl Shown {
+    /// The last value shown of `off`, if the guest writes it too.
+    fn slot(&mut self, layout: &Layout, off: usize) -> Option<&mut u32> {
+        if layout.polling != Polling::All {
+            return None;
+        }
+        match off {
+            offset::FSTS => Some(&mut self.fsts),
+            offset::ICS => Some(&mut self.ics),
+            o if (layout.frcd.0..layout.frcd.1).contains(&o) => {
+                self.frcd.get_mut((o - layout.frcd.0) / 4)
+            }
+            _ => None,
+        }
     }
 }
 
@@ -208,16 +361,27 @@ pub struct Sidecore<'p, W: ?Sized> {
     /// The data registers as last forwarded.
     last: [u32; DATA],
     last_iqt: u32,
+    shown: Shown,
     idle: u32,
     /// Commands served.
     served: u64,
+    /// Passes over the page.
+    passes: u64,
+    /// Register writes forwarded to the unit.
+    forwarded: u64,
 }
 
 impl<'p, W: SharedWords + ?Sized> Sidecore<'p, W> {
-    /// Takes over `page` for the unit `regs` configured as `cfg`: fills the
-    /// page with the unit's registers.
+    /// Takes over `page` for the unit `regs` configured as `cfg`, with GCMD,
+    /// FSTS, ICS and the fault records trapping ([`Polling::Trapped`]):
+    /// fills the page with the unit's registers.
     pub fn new<R: Registers + ?Sized>(page: &'p W, regs: &R, cfg: &EmuConfig) -> Self {
-        let layout = Layout::new(cfg);
+        Self::with_layout(page, regs, Layout::new(cfg, Polling::Trapped))
+    }
+
+    /// Takes over `page`, served as `layout` says, for the unit `regs`:
+    /// fills the page with the unit's registers.
+    pub fn with_layout<R: Registers + ?Sized>(page: &'p W, regs: &R, layout: Layout) -> Self {
         let mut last = [0; DATA];
         for (l, off) in last.iter_mut().zip(layout.data) {
             *l = regs.read(off);
@@ -228,8 +392,19 @@ impl<'p, W: SharedWords + ?Sized> Sidecore<'p, W> {
         for off in [offset::CCMD + 4, layout.iotlb + 4] {
             page.store(off / 4, regs.read(off));
         }
-        layout.publish(page, regs, true);
-        Self { page, layout, last, last_iqt, idle: 0, served: 0 }
+        let mut shown = Shown::default();
+        if layout.polling == Polling::All {
+            page.store(offset::GCMD / 4, GCMD_IDLE);
+            for off in layout.write_1_to_clear() {
+                let v = layout.shown(off, regs.read(off));
+                page.store(off / 4, v);
+                if let Some(slot) = shown.slot(&layout, off) {
+                    *slot = v;
+                }
+            }
+        }
+        layout.publish(page, regs, &mut shown, true);
+        Self { page, layout, last, last_iqt, shown, idle: 0, served: 0, passes: 0, forwarded: 0 }
     }
 
     /// The layout served.
@@ -242,17 +417,32 @@ impl<'p, W: SharedWords + ?Sized> Sidecore<'p, W> {
         self.served
     }
 
+    /// Passes over the page so far.
+    pub const fn passes(&self) -> u64 {
+        self.passes
+    }
+
+    /// Register writes forwarded to the unit so far.
+    pub const fn forwarded(&self) -> u64 {
+        self.forwarded
+    }
+
     /// One pass over the page: serves a rung doorbell (context-cache or
-    /// IOTLB register command, or a moved queue tail) after forwarding the
-    /// data registers the guest changed. Returns whether it did any work.
+    /// IOTLB register command, a moved queue tail, and in a polled page a
+    /// GCMD command or a write-1-to-clear) after forwarding the data
+    /// registers the guest changed. Returns whether it did any work.
     pub fn poll<R: Registers + ?Sized>(&mut self, regs: &R) -> bool {
         let page = self.page;
+        self.passes += 1;
         let mut work = false;
+        if self.layout.polling == Polling::All {
+            work |= self.poll_trapped(regs);
+        }
         for bell in [offset::CCMD + 4, self.layout.iotlb + 4] {
             let v = page.load(bell / 4);
             if v & DOORBELL_HI != 0 {
                 self.forward_data(regs);
-                regs.write(bell, v);
+                self.write(regs, bell, v);
                 let lo = bell - 4;
                 page.publishing(&mut || {
                     page.store(lo / 4, regs.read(lo));
@@ -265,29 +455,67 @@ impl<'p, W: SharedWords + ?Sized> Sidecore<'p, W> {
         if tail != self.last_iqt {
             self.forward_data(regs);
             self.last_iqt = tail;
-            regs.write(offset::IQT, tail);
+            self.write(regs, offset::IQT, tail);
             work = true;
         }
         if work {
             self.served += 1;
-            self.layout.publish(page, regs, false);
+            self.layout.publish(page, regs, &mut self.shown, false);
         } else {
             self.idle = self.idle.wrapping_add(1);
             if self.idle.is_multiple_of(REFRESH) {
                 self.forward_data(regs);
-                self.layout.publish(page, regs, true);
+                self.layout.publish(page, regs, &mut self.shown, true);
             }
         }
         work
     }
 
+    /// In a polled page: serves a GCMD write and the guest's
+    /// write-1-to-clear writes. Whether there was one.
+    fn poll_trapped<R: Registers + ?Sized>(&mut self, regs: &R) -> bool {
+        let page = self.page;
+        let mut work = false;
+        let gcmd = page.load(offset::GCMD / 4);
+        if gcmd != GCMD_IDLE {
+            // What the guest wrote before the command reaches the unit first
+            // (IQA before GCMD.QIE, RTADDR before GCMD.SRTP); the page shows
+            // GCMD idle again before GSTS shows the command done.
+            self.forward_data(regs);
+            self.write(regs, offset::GCMD, gcmd);
+            page.store(offset::GCMD / 4, GCMD_IDLE);
+            work = true;
+        }
+        for off in self.layout.write_1_to_clear() {
+            let v = page.load(off / 4);
+            let Some(last) = self.shown.slot(&self.layout, off) else { continue };
+            if v != *last {
+                // The guest wrote: its 1s clear (the mark is reserved).
+                *last = v;
+                self.write(regs, off, v & !self.layout.shown(off, 0));
+                work = true;
+            }
+        }
+        if work {
+            self.layout.publish(page, regs, &mut self.shown, true);
+        }
+        work
+    }
+
+    /// Forwards a guest write of `value` to `off`.
+    fn write<R: Registers + ?Sized>(&mut self, regs: &R, off: usize, value: u32) {
+        self.forwarded += 1;
+        regs.write(off, value);
+    }
+
     /// Forwards the data registers that changed since last time.
     fn forward_data<R: Registers + ?Sized>(&mut self, regs: &R) {
-        for (l, off) in self.last.iter_mut().zip(self.layout.data) {
+        for i in 0..DATA {
+            let off = self.layout.data[i];
             let v = self.page.load(off / 4);
-            if v != *l {
-                *l = v;
-                regs.write(off, v);
+            if v != self.last[i] {
+                self.last[i] = v;
+                self.write(regs, off, v);
             }
         }
     }
@@ -333,9 +561,10 @@ impl<W: ?Sized, R: ?Sized> Clone for SidecoreMmio<'_, W, R> {
 impl<W: ?Sized, R: ?Sized> Copy for SidecoreMmio<'_, W, R> {}
 
 impl<'p, W: SharedWords + ?Sized, R: Registers + ?Sized> SidecoreMmio<'p, W, R> {
-    /// The guest's handle on `page`, trapping to `regs`.
+    /// The guest's handle on `page`, trapping to `regs` (a page served
+    /// with [`Polling::Trapped`]).
     pub fn new(page: &'p W, regs: &'p R, cfg: &EmuConfig) -> Self {
-        Self { page, regs, layout: Layout::new(cfg) }
+        Self { page, regs, layout: Layout::new(cfg, Polling::Trapped) }
     }
 }
 
@@ -358,7 +587,7 @@ impl<W: SharedWords + ?Sized, R: Registers + ?Sized> Mmio for SidecoreMmio<'_, W
                 }
             }
             self.regs.write(off, value);
-            self.layout.publish(self.page, self.regs, true);
+            self.layout.publish(self.page, self.regs, &mut Shown::default(), true);
         } else {
             self.page.store(off / 4, value);
         }
