@@ -1,8 +1,15 @@
 //! The vIOMMU under an arbitrary guest: register writes, table and queue
-//! contents, invalidations and device DMA in any order. The host must never
-//! panic, never pin a page outside the guest's RAM, never let the device
-//! reach a host frame that is not a pinned page of the guest, and keep its
-//! pin counts balanced.
+//! contents, invalidations and device DMA in any order. What must hold:
+//! - the host: no panic; no page mapped (so pinned) or reached outside
+//!   the guest's RAM; the device reaches only pinned pages of the guest;
+//!   pins balanced (every page unpinned was pinned, and what is pinned is
+//!   what the vIOMMU has mapped);
+//! - the guest's own protection: once a guest invalidation of everything
+//!   (a global context-cache and IOTLB invalidation) has completed, the
+//!   host lets the device reach no IOVA the guest's tables do not map to
+//!   that page with that permission (that invariant fails when the
+//!   vIOMMU reads the queue apart from the unit, as with IQA address bits
+//!   above the host width).
 //!
 //! The guest starts brought up (root, context and a 3-level table in its
 //! RAM, translation and queued invalidation on); the input is then a
@@ -10,17 +17,23 @@
 //! (LE) an index, bytes 4-11 (LE) a value. At most [`MAX_OPS`] run.
 
 use std::collections::BTreeSet;
+use std::sync::Arc;
 
-use invalidation::{Invalidator, QueuedInvalidator};
-use viommu::{Assignment, GuestLayout, GuestMemory, GuestPinner, Host, Viommu, ViommuConfig};
+use invalidation::QueuedInvalidator;
+use viommu::{
+    Assignment, GuestLayout, GuestMemory, GuestPinner, Host, Native, Viommu, ViommuConfig,
+};
 use vtd_emu::mem::HeapMemory;
 use vtd_emu::{Access, EmuConfig, Emulator, SimFrameAllocator};
 use vtd_regs::regs::cap::Agaw;
 use vtd_regs::regs::rtaddr::TranslationTableMode;
-use vtd_regs::regs::{DescriptorWidth, Fsts, Gcmd, GlobalBits, Iqa, Iqt, QueueSize, Rtaddr, offset};
+use vtd_regs::regs::{
+    Ccmd, DescriptorWidth, Fsts, Gcmd, GlobalBits, Gsts, IotlbInv, Iqa, Iqt, Iva, QueueSize,
+    Rtaddr, offset,
+};
 use vtd_regs::{
-    ContextScope, DomainId, Iova, Mmio, PAGE_SIZE, PhysAddr, PhysMem, RawDescriptor,
-    RemappingUnit, SourceId,
+    ContextScope, Descriptor, DomainId, Drain, IotlbScope, Iova, Mmio, PAGE_SIZE, PhysAddr,
+    PhysMem, RawDescriptor, RemappingUnit, SourceId,
 };
 use vtd_tables::pte::{entry_address, index};
 use vtd_tables::{ContextEntry, ContextManager, RootEntry, SlPte, TableConfig, TranslationType};
@@ -32,19 +45,71 @@ const GUEST_LOW: u64 = 1 << 20;
 const GUEST_HIGH: u64 = 64 << 10;
 const HIGH_BASE: u64 = 1 << 20;
 const HOST_FRAMES: u64 = 2 << 20;
-const HOST_RAM: u64 = 4 << 20;
-/// Guest frames: root, context table, L3, L2, L1, queue.
+const HOST_RAM: u64 = 3 << 20;
+/// Guest frames: root, context table, L3, L2, L1, queue, status.
 const ROOT: u64 = 0x8_0000;
 const CONTEXT: u64 = 0x8_1000;
 const L3: u64 = 0x8_2000;
 const L2: u64 = 0x8_3000;
 const L1: u64 = 0x8_4000;
 const QUEUE: u64 = 0x8_5000;
+const STATUS: u64 = 0x8_6000;
 const DEVICE: SourceId = SourceId::from_raw(0x0008);
+
+type Mem<'a> = &'a HeapMemory;
+type HostUnit<'a> = Emulator<Mem<'a>, 64, 16>;
+type Frames<'a> = &'a SimFrameAllocator<Mem<'a>>;
+type Backend<'a> = Native<Mem<'a>, Frames<'a>, QueuedInvalidator<&'a HostUnit<'a>, Mem<'a>>, GuestPinner>;
+type Vmmu<'a> = Viommu<GuestMemory<Mem<'a>>, Backend<'a>>;
 
 /// Runs `data` as a guest's behaviour.
 pub fn viommu_guest(data: &[u8]) {
     let _ = run(data);
+}
+
+/// The host and the guest of one run.
+struct Rig<'a> {
+    host_unit: &'a HostUnit<'a>,
+    v: Vmmu<'a>,
+    layout: GuestLayout,
+    gmem: GuestMemory<Mem<'a>>,
+    /// Wait status tokens handed out.
+    token: u32,
+}
+
+impl<'a> Rig<'a> {
+    fn new(mem: Mem<'a>, frames: Frames<'a>, host_unit: &'a HostUnit<'a>) -> Self {
+        let unit = RemappingUnit::new(host_unit).unwrap();
+        let tables = TableConfig::from_cap(unit.cap(), 39).unwrap();
+        let contexts = ContextManager::new(mem, frames).unwrap();
+        let qs = QueueSize::from_order(0).unwrap();
+        let inv = QueuedInvalidator::enable_remapping(unit, contexts.root_table(), mem, frames, qs)
+            .unwrap();
+        let host = Arc::new(Host::new(mem, frames, contexts, inv, tables, DomainId::new(1)));
+        let layout = GuestLayout::new(PhysAddr::ZERO, GUEST_LOW)
+            .with_high(PhysAddr::new(HIGH_BASE), GUEST_HIGH);
+        let gmem = GuestMemory::new(mem, layout);
+        let config = ViommuConfig {
+            max_pages: 256,
+            max_domains: 4,
+            scan_budget: 4096,
+            ..ViommuConfig::qemu()
+        };
+        let dev = Assignment { guest: DEVICE, host: DEVICE };
+        let backend = Native::new(host, GuestPinner::new(layout));
+        let v = Viommu::new(gmem, backend, &[dev], config).unwrap();
+        Rig { host_unit, v, layout, gmem, token: 0 }
+    }
+
+    /// The guest's register page.
+    fn regs(&self) -> &Vmmu<'a> {
+        &self.v
+    }
+
+    /// Where the host unit sends the device's `access` at `iova`.
+    fn host_dma(&self, iova: Iova, access: Access) -> Option<PhysAddr> {
+        self.host_unit.translate(DEVICE, iova, access).ok()
+    }
 }
 
 /// Runs `data`; returns how many device requests the host unit let through.
@@ -53,64 +118,56 @@ fn run(data: &[u8]) -> usize {
     let host_mem = HeapMemory::new(HOST_RAM as usize);
     let mem = &host_mem;
     let frames = SimFrameAllocator::new(mem, PhysAddr::new(HOST_FRAMES), PhysAddr::new(HOST_RAM));
-    let emu = Emulator::<_, 64, 16>::new(mem, EmuConfig::qemu()).unwrap();
-    let unit = RemappingUnit::new(&emu).unwrap();
-    let tables = TableConfig::from_cap(unit.cap(), 39).unwrap();
-    let contexts = ContextManager::new(mem, &frames).unwrap();
-    let qs = QueueSize::from_order(0).unwrap();
-    let inv =
-        QueuedInvalidator::enable_remapping(unit, contexts.root_table(), mem, &frames, qs).unwrap();
-    let host = spin::Mutex::new(Host::new(mem, &frames, contexts, inv, tables, DomainId::new(1)));
-
-    let layout = GuestLayout::new(PhysAddr::ZERO, GUEST_LOW)
-        .with_high(PhysAddr::new(HIGH_BASE), GUEST_HIGH);
-    let gmem = GuestMemory::new(mem, layout);
-    let config = ViommuConfig { max_pages: 256, max_domains: 4, scan_budget: 4096, ..ViommuConfig::qemu() };
-    let dev = Assignment { guest: DEVICE, host: DEVICE };
-    let v = Viommu::new(gmem, &host, GuestPinner::new(layout), &[dev], config).unwrap();
-    bring_up(&gmem, &v);
-
+    let host_unit: HostUnit<'_> = Emulator::new(mem, EmuConfig::qemu()).unwrap();
+    let mut rig = Rig::new(mem, &frames, &host_unit);
+    bring_up(&mut rig);
     for op in data.chunks_exact(12).take(MAX_OPS) {
         let idx = u64::from(u16::from_le_bytes([op[1], op[2]]));
         let val = u64::from_le_bytes(op[4..12].try_into().unwrap());
-        let mut m = &v;
-        match op[0] % 7 {
+        let mut m = rig.regs();
+        match op[0] % 8 {
             0 => m.write32((idx as usize) & 0x3fc, val as u32),
             1 => {
                 let _ = m.read32((idx as usize) & 0x3fc);
             }
             2 => {
-                let at = ROOT + (idx * 8) % (QUEUE + PAGE_SIZE - ROOT);
-                let _ = gmem.write_u64(PhysAddr::new(at), val);
+                let at = ROOT + (idx * 8) % (STATUS - ROOT);
+                let _ = rig.gmem.write_u64(PhysAddr::new(at), val);
             }
             3 => {
                 // A leaf in the last-level table, then a page invalidation.
                 let iova = Iova::new((idx % 512) << 12);
                 let leaf = SlPte(val & !0x780 | 1);
-                let _ = gmem.write_u64(entry_address(PhysAddr::new(L1), index(iova, 1)), leaf.0);
-                queue(&gmem, &v, idx, iotlb_page(iova));
+                let _ = rig.gmem.write_u64(entry_address(PhysAddr::new(L1), index(iova, 1)), leaf.0);
+                queue(&rig, idx, iotlb_page(iova));
             }
-            4 => queue(&gmem, &v, idx, RawDescriptor::new(val, val.rotate_left(29))),
+            4 => queue(&rig, idx, RawDescriptor::new(val, val.rotate_left(29))),
             5 => m.write32(offset::FSTS, Fsts::W1C),
-            _ => {
+            6 => {
                 let iova = Iova::new(val & 0x3f_ffff);
                 let access = if idx & 1 == 0 { Access::Read } else { Access::Write };
-                if let Ok(hpa) = v.dma(&emu, DEVICE, iova, access) {
+                if let Some(hpa) = rig.host_dma(iova, access) {
                     reached += 1;
                     let page = hpa.align_down(PAGE_SIZE);
-                    let pinned = v.with_pinner(|p| p.pinned_frames().any(|f| f == page));
+                    let pinned = rig.v.with_backend(|b| b.pinner().pinned_frames().any(|f| f == page));
                     assert!(pinned, "device reached {hpa:?}, not a pinned guest page");
                 }
             }
+            _ => {
+                if sync(&mut rig) {
+                    check_guest_protection(&rig, val);
+                }
+            }
         }
-        check(&v, &layout);
     }
+    check_host(&rig);
     reached
 }
 
 /// Root, context entry, an empty 3-level table, translation and the queue.
-fn bring_up<V: Copy + Mmio>(gmem: &impl PhysMem, v: V) {
-    let mut m = v;
+fn bring_up(rig: &mut Rig<'_>) {
+    let gmem = &rig.gmem;
+    let mut m = rig.regs();
     RootEntry::new(PhysAddr::new(CONTEXT)).write(gmem, PhysAddr::new(ROOT), 0).unwrap();
     let ce = ContextEntry::translated(
         DomainId::new(1),
@@ -130,62 +187,92 @@ fn bring_up<V: Copy + Mmio>(gmem: &impl PhysMem, v: V) {
     m.write_reg(iqa);
     m.write_reg(Gcmd::from_bits(GlobalBits::TE | GlobalBits::QIE));
     let ctx = vtd_regs::desc::ContextCacheInv { scope: ContextScope::Global };
-    queue(gmem, v, 0, vtd_regs::Descriptor::ContextCache(ctx).encode());
+    queue(rig, 0, Descriptor::ContextCache(ctx).encode());
 }
 
 /// Writes `desc` at the slot IQT points at and moves IQT one on (or to
 /// `idx`'s slot when bit 15 of `idx` is set).
-fn queue<V: Copy + Mmio>(gmem: &impl PhysMem, v: V, idx: u64, desc: RawDescriptor) {
-    let mut m = v;
+fn queue(rig: &Rig<'_>, idx: u64, desc: RawDescriptor) {
+    let mut m = rig.regs();
     let tail = m.read_reg::<Iqt>().index(DescriptorWidth::Bits128) as u64;
     let slot = if idx & 0x8000 != 0 { idx % 256 } else { tail % 256 };
-    let _ = gmem.write_bytes(PhysAddr::new(QUEUE + slot * 16), &desc.to_le_bytes());
+    let _ = rig.gmem.write_bytes(PhysAddr::new(QUEUE + slot * 16), &desc.to_le_bytes());
     m.write_reg(Iqt::from_index(((slot + 1) % 256) as usize, DescriptorWidth::Bits128));
 }
 
 fn iotlb_page(iova: Iova) -> RawDescriptor {
-    let scope = vtd_regs::IotlbScope::pages(DomainId::new(1), iova, 0, false).unwrap();
-    let inv = vtd_regs::desc::IotlbInv { scope, drain: vtd_regs::Drain::empty() };
+    let scope = IotlbScope::pages(DomainId::new(1), iova, 0, false).unwrap();
+    let inv = vtd_regs::desc::IotlbInv { scope, drain: Drain::empty() };
     vtd_regs::Descriptor::Iotlb(inv).encode()
 }
 
-/// The host's invariants: what is shadowed is pinned, inside the guest,
+/// The guest invalidates everything (context cache and IOTLB, globally),
+/// queued with a wait when queued invalidation is on, through the
+/// registers when it is off. Whether the invalidation completed.
+fn sync(rig: &mut Rig<'_>) -> bool {
+    let mut m = rig.regs();
+    if Gsts(m.read32(offset::GSTS)).contains(GlobalBits::QIE) {
+        rig.token = rig.token.wrapping_add(1);
+        let status = PhysAddr::new(STATUS);
+        let wait = vtd_regs::desc::WaitDesc::NONE.with_status_write(status, rig.token).unwrap();
+        let context = vtd_regs::desc::ContextCacheInv { scope: ContextScope::Global };
+        let iotlb = vtd_regs::desc::IotlbInv { scope: IotlbScope::Global, drain: Drain::empty() };
+        for d in [Descriptor::from(context), Descriptor::from(iotlb), Descriptor::from(wait)] {
+            queue(rig, 0, d.encode());
+        }
+        rig.gmem.read_u32(status) == Ok(rig.token)
+    } else {
+        let ecap = rig.v.unit().config().ecap;
+        let (iva_at, iotlb_at) = (Iva::offset(ecap), IotlbInv::offset(ecap));
+        m.write_reg(Ccmd::invalidate(ContextScope::Global));
+        let (iva, iotlb) = IotlbInv::invalidate(IotlbScope::Global, Drain::empty());
+        m.write64(iva_at, iva.0);
+        m.write64(iotlb_at, iotlb.0);
+        !m.read_reg::<Ccmd>().icc() && !IotlbInv(m.read64(iotlb_at)).ivt()
+    }
+}
+
+/// After a completed global invalidation: every page the host lets the
+/// device reach (every page the vIOMMU says it mapped, and a few IOVAs
+/// the input picks) the guest's unit translates, through the guest's
+/// tables as they are now, to the same page with that permission.
+fn check_guest_protection(rig: &Rig<'_>, val: u64) {
+    let mut probes: BTreeSet<u64> = (0..8).map(|i| val.rotate_left(8 * i) & 0x3f_f000).collect();
+    rig.v.for_each_mapping(|m| {
+        probes.extend((0..m.len).step_by(PAGE_SIZE as usize).map(|off| m.iova.as_u64() + off));
+    });
+    for iova in probes {
+        for access in [Access::Read, Access::Write] {
+            let Some(hpa) = rig.host_dma(Iova::new(iova), access) else { continue };
+            let guest = rig.v.unit().translate(DEVICE, Iova::new(iova), access);
+            let host_of = |gpa: PhysAddr| rig.layout.host_address(gpa, 1).ok();
+            assert!(
+                guest.is_ok_and(|gpa| host_of(gpa) == Some(hpa)),
+                "after a completed invalidation the device reaches {hpa:?} at {iova:#x} \
+                 ({access:?}); the guest's tables say {guest:?}"
+            );
+        }
+    }
+}
+
+/// The host's invariants: what is mapped is inside the guest and pinned,
 /// and pins balance.
-fn check<V: ShadowView>(v: &V, layout: &GuestLayout) {
-    let shadowed: BTreeSet<PhysAddr> = v.shadowed_pages();
-    let pinned: BTreeSet<PhysAddr> = v.pinned();
-    for gpa in &shadowed {
-        assert!(layout.host_address(*gpa, PAGE_SIZE).is_ok(), "{gpa:?} is outside the guest");
-    }
-    let frames: BTreeSet<PhysAddr> =
-        shadowed.iter().map(|g| layout.host_address(*g, PAGE_SIZE).unwrap()).collect();
-    assert_eq!(frames, pinned, "pinned pages are not the shadowed ones");
-    assert_eq!(v.unbalanced(), 0);
-}
-
-/// What [`check`] reads from a vIOMMU.
-trait ShadowView {
-    fn shadowed_pages(&self) -> BTreeSet<PhysAddr>;
-    fn pinned(&self) -> BTreeSet<PhysAddr>;
-    fn unbalanced(&self) -> u64;
-}
-
-impl<G, M, A, I> ShadowView for Viommu<'_, G, M, A, I, GuestPinner>
-where
-    G: PhysMem,
-    M: PhysMem + Clone,
-    A: vtd_regs::FrameAllocator + Clone,
-    I: Invalidator,
-{
-    fn shadowed_pages(&self) -> BTreeSet<PhysAddr> {
-        self.shadowed().into_iter().map(|(_, g)| g).collect()
-    }
-    fn pinned(&self) -> BTreeSet<PhysAddr> {
-        self.with_pinner(|p| p.pinned_frames().collect())
-    }
-    fn unbalanced(&self) -> u64 {
-        self.with_pinner(|p| p.unbalanced_unpins()) + self.counters().host_errors
-    }
+fn check_host(rig: &Rig<'_>) {
+    let mut mapped = BTreeSet::new();
+    rig.v.for_each_mapping(|m| {
+        for off in (0..m.len).step_by(PAGE_SIZE as usize) {
+            let gpa = PhysAddr::new(m.gpa.as_u64() + off);
+            let host = rig.layout.host_address(gpa, PAGE_SIZE);
+            assert!(host.is_ok(), "{gpa:?} is outside the guest");
+            mapped.insert(host.unwrap());
+        }
+    });
+    let (pinned, unbalanced) = rig.v.with_backend(|b| {
+        (b.pinner().pinned_frames().collect::<BTreeSet<_>>(), b.pinner().unbalanced_unpins())
+    });
+    assert_eq!(mapped, pinned, "pinned pages are not the mapped ones");
+    assert_eq!(unbalanced, 0);
+    assert_eq!(rig.v.counters().host_errors, 0);
 }
 
 #[cfg(test)]
@@ -209,5 +296,26 @@ mod tests {
         let mut data = op(3, 5, 0x20_0003);
         data.extend(op(6, 0, 0x5000));
         assert_eq!(run(&data), 0);
+    }
+
+    /// The case of issue 14: IQA moved to an address with a bit above the
+    /// host width (QI off, IQA high half, QI on), then the guest unmaps a
+    /// page it had mapped: after its completed invalidation the device must
+    /// not reach it.
+    #[test]
+    fn a_queue_address_above_the_host_width_keeps_the_guest_protected() {
+        let gcmd = |bits: u32| op(0, offset::GCMD as u16, u64::from(bits));
+        let te = GlobalBits::TE.bits();
+        let mut data = op(3, 5, 0x3003); // map IOVA 0x5000
+        data.extend(op(6, 0, 0x5000));
+        data.extend(gcmd(te)); // QI off
+        data.extend(op(0, offset::IQA as u16 + 4, 1 << 8)); // IQA bit 40
+        data.extend(op(0, offset::IQT as u16, 0));
+        data.extend(gcmd(te | GlobalBits::QIE.bits())); // QI on
+        let leaf = (L1 + 5 * 8 - ROOT) / 8;
+        data.extend(op(2, leaf as u16, 0)); // unmap IOVA 0x5000
+        data.extend(op(7, 0, 0x5000)); // global invalidation, then check
+        data.extend(op(6, 0, 0x5000));
+        assert_eq!(run(&data), 1, "reached once, before the unmap");
     }
 }
