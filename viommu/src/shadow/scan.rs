@@ -107,7 +107,13 @@ pub(crate) fn scan<G: GuestRam + ?Sized>(
         runs: Builder { open: None, emit },
     };
     if ctx.translation_type == TranslationType::Untranslated && first < end {
-        s.visit(ctx.slptptr, ctx.agaw.levels(), 0);
+        if end - first == 1 {
+            // One page (a page-selective invalidation of a 4 KiB map or
+            // unmap): its walk is the whole scan.
+            s.leaf(first, end);
+        } else {
+            s.visit(ctx.slptptr, ctx.agaw.levels(), 0);
+        }
     }
     s.runs.flush();
     s.seen
@@ -191,7 +197,8 @@ impl<G: GuestRam + ?Sized, E: FnMut(Run)> Scan<'_, '_, G, E> {
     }
 
     /// Walks the leaf covering IOVA pages `[from, to)` as the unit would
-    /// (once: its pages share the path) and adds its pages in RAM.
+    /// (once: its pages share the path) and adds its pages in RAM; nothing
+    /// if the walk faults (not mapped, or refused as the unit refuses it).
     fn leaf(&mut self, from: u64, to: u64) {
         if !self.spend(from) {
             return;
