@@ -85,7 +85,7 @@ struct Unit<M: PhysMem, A: FrameAllocator, I> {
 }
 
 /// The host's remapping unit as the native backends of all guests share it
-/// (see the [module](self) docs). Share it with `Arc`.
+/// (see [`Native`]). Share it with `Arc`.
 pub struct Host<M: PhysMem, A: FrameAllocator, I> {
     unit: spin::Mutex<Unit<M, A, I>>,
     /// The invalidator's capabilities, read once.
@@ -228,6 +228,19 @@ pub struct NativeCounters {
 
 /// One guest's native VT-d backend: the shared [`Host`] and the guest's
 /// [`PagePinner`].
+///
+/// [`Host`] is the unit every guest shares: its context tables, its
+/// invalidator, the memory and frames its domain tables come from, and
+/// the host domain ids (never reused). A host domain ([`NativeDomain`]) is
+/// a domain id and a second-level table. A map pins the range's pages and
+/// writes each run of contiguous host frames with one range map, so a
+/// guest 2 MiB page over contiguous, aligned host memory is a 2 MiB host
+/// page where the unit supports it (CAP.SLLPS). An unmap clears the
+/// translations and keeps their token and pages; completing the domain
+/// posts one batch of page-selective invalidations (one domain-selective
+/// one when the batch would be long), waits for it, frees the detached
+/// table frames and only then unpins. A unit in caching mode also gets an
+/// invalidation after each map (§6.1).
 pub struct Native<M: PhysMem, A: FrameAllocator, I, P> {
     host: Arc<Host<M, A, I>>,
     pinner: P,

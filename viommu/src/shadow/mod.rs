@@ -5,7 +5,10 @@
 //! The unit decodes everything the guest writes (registers, queue) and
 //! tells the shadow, before the guest can see the command complete:
 //! - an IOTLB invalidation: each shadow domain it covers is
-//!   resynchronised over the range it covers ([`ShadowDomain::resync`]);
+//!   resynchronised over the range it covers (the guest's table is
+//!   scanned into runs of contiguous guest-physical pages, compared with
+//!   the extents installed, and the difference applied through the
+//!   backend);
 //! - a context-cache invalidation, a root table latched by SRTP, or
 //!   translation switched: every assigned device's guest context is read
 //!   again, devices move between shadow domains (created and filled before
