@@ -19,11 +19,15 @@ const CIRG_DOMAIN: u32 = 0b10 << 29;
 struct Page {
     ccmd: [AtomicU32; 2],
     iqt: AtomicU32,
+    gcmd: AtomicU32,
+    fsts: AtomicU32,
+    ics: AtomicU32,
 }
 
 impl Page {
     fn new() -> Self {
-        Page { ccmd: [AtomicU32::new(0), AtomicU32::new(0)], iqt: AtomicU32::new(0) }
+        let w = || AtomicU32::new(0);
+        Page { ccmd: [w(), w()], iqt: w(), gcmd: w(), fsts: w(), ics: w() }
     }
 
     fn word(&self, index: usize) -> Option<&AtomicU32> {
@@ -31,6 +35,9 @@ impl Page {
             offset::CCMD => Some(&self.ccmd[0]),
             o if o == offset::CCMD + 4 => Some(&self.ccmd[1]),
             offset::IQT => Some(&self.iqt),
+            offset::GCMD => Some(&self.gcmd),
+            offset::FSTS => Some(&self.fsts),
+            offset::ICS => Some(&self.ics),
             _ => None,
         }
     }
@@ -45,11 +52,18 @@ impl SharedWords for Page {
             w.store(value, Ordering::Release);
         }
     }
+    fn swap_if(&self, index: usize, current: u32, new: u32) -> bool {
+        self.word(index).is_some_and(|w| {
+            w.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire).is_ok()
+        })
+    }
 }
 
 /// A unit that performs context-cache commands and "processes the queue"
-/// by copying a descriptor word in memory to a status word.
+/// by copying a descriptor word in memory to a status word; it counts
+/// GCMD writes.
 struct Unit {
+    gcmd: Mutex<Vec<u32>>,
     ccmd: Mutex<(u32, u32)>,
     /// Domains of the context invalidations performed, in order.
     done: Mutex<Vec<u32>>,
@@ -61,6 +75,7 @@ struct Unit {
 impl Unit {
     fn new() -> Self {
         Unit {
+            gcmd: Mutex::new(Vec::new()),
             ccmd: Mutex::new((0, 0)),
             done: Mutex::new(Vec::new()),
             desc: AtomicU64::new(0),
@@ -88,6 +103,7 @@ impl Registers for Unit {
                 }
                 c.1 = value & !ICC;
             }
+            offset::GCMD => self.gcmd.lock().unwrap().push(value),
             offset::IQT => {
                 // Relaxed on purpose: only the IQT doorbell orders the
                 // guest's descriptor write before this read.
@@ -152,5 +168,34 @@ fn queue_tail_handshake() {
             thread::yield_now();
         }
         side.join().unwrap();
+    });
+}
+
+/// A page of plain memory ([`Polling::All`]): the guest writes the same
+/// GCMD value twice, each time waiting for the page to show GCMD idle
+/// again; the unit performs both writes, in order, once each.
+#[test]
+fn polled_gcmd_handshake() {
+    use viommu::sidecore::{GCMD_IDLE, Layout, Polling};
+    loom::model(|| {
+        let page: &'static Page = Box::leak(Box::new(Page::new()));
+        let unit: &'static Unit = Box::leak(Box::new(Unit::new()));
+        let layout = Layout::new(&EmuConfig::qemu(), Polling::All);
+        let mut sc = Sidecore::with_layout(page, unit, layout);
+        let side = thread::spawn(move || {
+            while unit.gcmd.lock().unwrap().len() < 2 {
+                if !sc.poll(unit) {
+                    thread::yield_now();
+                }
+            }
+        });
+        for _ in 0..2 {
+            page.store(offset::GCMD / 4, 1 << 30);
+            while page.load(offset::GCMD / 4) != GCMD_IDLE {
+                thread::yield_now();
+            }
+        }
+        side.join().unwrap();
+        assert_eq!(*unit.gcmd.lock().unwrap(), vec![1 << 30, 1 << 30]);
     });
 }
