@@ -103,6 +103,21 @@ fn viommu<R: GuestRam, B: HostIommu>(device: Assignment, ram: R, backend: B) -> 
     Viommu::new(ram, backend, &[device], config()).expect("a valid configuration")
 }
 
+/// Runs `f` with a fresh vIOMMU of `h` (its backend made by `wrap` from the
+/// harness's) and a guest brought up on it ([`Guest::bring_up`]).
+fn with_guest<H: Harness, B: HostIommu>(
+    h: &mut H,
+    wrap: impl FnOnce(H::Backend) -> B,
+    f: impl FnOnce(&mut H, &Viommu<H::Ram, B>, &mut Guest<'_, H::Ram, B>),
+) {
+    let ram = h.ram();
+    let frames = frames(h, ram.clone());
+    let v = viommu(h.device(), ram.clone(), wrap(h.backend()));
+    let mut g = Guest::new(&v, ram, &frames, h.device().guest);
+    g.bring_up();
+    f(h, &v, &mut g);
+}
+
 /// A frame allocator over the harness's table frames, zeroed.
 fn frames<H: Harness, R: GuestRam + Clone>(h: &H, ram: R) -> SimFrameAllocator<R> {
     let r = h.table_frames();
@@ -142,130 +157,136 @@ fn expect_mapped<H: Harness>(h: &mut H, iova: Iova, gpa: PhysAddr, len: u64, per
 /// invalidation completed it reaches nothing, and its blocked request is
 /// reported in the guest's unit.
 pub fn map_and_unmap<H: Harness>(h: &mut H) {
-    let ram = h.ram();
-    let frames = frames(h, ram.clone());
-    let v = viommu(h.device(), ram.clone(), h.backend());
-    let mut g = Guest::new(&v, ram, &frames, h.device().guest);
-    g.bring_up();
-    let iova = |i: u64| Iova::new(0x10_0000 + i * 0x10_0000);
-    let bufs = [
-        (iova(0), data_page(h, 0), PAGE_SIZE, Perm::READ_WRITE),
-        (iova(1), data_page(h, 16), 16 * PAGE_SIZE, Perm::READ),
-        (iova(2), data_page(h, 40), PAGE_SIZE, Perm::WRITE),
-    ];
-    for (i, gpa, len, perm) in bufs {
-        expect(h, i, Access::Read, None);
-        assert!(g.map(i, gpa, len, perm), "map completes");
-        expect_mapped(h, i, gpa, len, perm);
-    }
-    for (i, _, len, _) in bufs {
-        assert!(g.unmap(i, len), "unmap completes");
-        for off in (0..len).step_by(PAGE_SIZE as usize) {
-            expect(h, Iova::new(i.as_u64() + off), Access::Write, None);
-        }
-    }
-    let host = h.device().host;
-    let fault = v.report_host_fault(host, iova(0), Access::Read).expect("a fault for the guest");
-    assert_eq!(fault.reason, vtd_regs::FaultReason::ReadNotPermitted);
-    let c = v.counters();
-    assert_eq!((c.pins, c.unpins, c.host_errors), (18, 18, 0));
+    with_guest(
+        h,
+        |b| b,
+        |h, v, g| {
+            let iova = |i: u64| Iova::new(0x10_0000 + i * 0x10_0000);
+            let bufs = [
+                (iova(0), data_page(h, 0), PAGE_SIZE, Perm::READ_WRITE),
+                (iova(1), data_page(h, 16), 16 * PAGE_SIZE, Perm::READ),
+                (iova(2), data_page(h, 40), PAGE_SIZE, Perm::WRITE),
+            ];
+            for (i, gpa, len, perm) in bufs {
+                expect(h, i, Access::Read, None);
+                assert!(g.map(i, gpa, len, perm), "map completes");
+                expect_mapped(h, i, gpa, len, perm);
+            }
+            for (i, _, len, _) in bufs {
+                assert!(g.unmap(i, len), "unmap completes");
+                for off in (0..len).step_by(PAGE_SIZE as usize) {
+                    expect(h, Iova::new(i.as_u64() + off), Access::Write, None);
+                }
+            }
+            let host = h.device().host;
+            let fault =
+                v.report_host_fault(host, iova(0), Access::Read).expect("a fault for the guest");
+            assert_eq!(fault.reason, vtd_regs::FaultReason::ReadNotPermitted);
+            let c = v.counters();
+            assert_eq!((c.pins, c.unpins, c.host_errors), (18, 18, 0));
+        },
+    );
 }
 
 /// Unmapping part of what one map installed keeps the rest reachable.
 pub fn partial_unmap<H: Harness>(h: &mut H) {
-    let ram = h.ram();
-    let frames = frames(h, ram.clone());
-    let v = viommu(h.device(), ram.clone(), h.backend());
-    let mut g = Guest::new(&v, ram, &frames, h.device().guest);
-    g.bring_up();
-    let (iova, gpa) = (Iova::new(0x40_0000), data_page(h, 0));
-    assert!(g.map(iova, gpa, 16 * PAGE_SIZE, Perm::READ_WRITE));
-    let page = |i: u64| Iova::new(iova.as_u64() + i * PAGE_SIZE);
-    assert!(g.unmap(page(4), 4 * PAGE_SIZE));
-    expect_mapped(h, iova, gpa, 4 * PAGE_SIZE, Perm::READ_WRITE);
-    for i in 4..8 {
-        expect(h, page(i), Access::Read, None);
-    }
-    let rest = PhysAddr::new(gpa.as_u64() + 8 * PAGE_SIZE);
-    expect_mapped(h, page(8), rest, 8 * PAGE_SIZE, Perm::READ_WRITE);
-    // A page mapped again in the hole, somewhere else.
-    let other = data_page(h, 100);
-    assert!(g.map(page(5), other, PAGE_SIZE, Perm::READ));
-    expect_mapped(h, page(5), other, PAGE_SIZE, Perm::READ);
-    assert!(g.unmap(iova, 4 * PAGE_SIZE) && g.unmap(page(5), PAGE_SIZE));
-    assert!(g.unmap(page(8), 8 * PAGE_SIZE));
-    let c = v.counters();
-    assert_eq!((c.pins, c.unpins, c.host_errors), (17, 17, 0));
+    with_guest(
+        h,
+        |b| b,
+        |h, v, g| {
+            let (iova, gpa) = (Iova::new(0x40_0000), data_page(h, 0));
+            assert!(g.map(iova, gpa, 16 * PAGE_SIZE, Perm::READ_WRITE));
+            let page = |i: u64| Iova::new(iova.as_u64() + i * PAGE_SIZE);
+            assert!(g.unmap(page(4), 4 * PAGE_SIZE));
+            expect_mapped(h, iova, gpa, 4 * PAGE_SIZE, Perm::READ_WRITE);
+            for i in 4..8 {
+                expect(h, page(i), Access::Read, None);
+            }
+            let rest = PhysAddr::new(gpa.as_u64() + 8 * PAGE_SIZE);
+            expect_mapped(h, page(8), rest, 8 * PAGE_SIZE, Perm::READ_WRITE);
+            // A page mapped again in the hole, somewhere else.
+            let other = data_page(h, 100);
+            assert!(g.map(page(5), other, PAGE_SIZE, Perm::READ));
+            expect_mapped(h, page(5), other, PAGE_SIZE, Perm::READ);
+            assert!(g.unmap(iova, 4 * PAGE_SIZE) && g.unmap(page(5), PAGE_SIZE));
+            assert!(g.unmap(page(8), 8 * PAGE_SIZE));
+            let c = v.counters();
+            assert_eq!((c.pins, c.unpins, c.host_errors), (17, 17, 0));
+        },
+    );
 }
 
 /// 16 contiguous pages are one map and one unmap of the backend; the
 /// guest's unmap costs one completion.
 pub fn one_call_per_range<H: Harness>(h: &mut H) {
-    let ram = h.ram();
-    let frames = frames(h, ram.clone());
-    let v = viommu(h.device(), ram.clone(), h.backend());
-    let mut g = Guest::new(&v, ram, &frames, h.device().guest);
-    g.bring_up();
-    let before = v.counters();
-    let iova = Iova::new(0x80_0000);
-    assert!(g.map(iova, data_page(h, 0), 16 * PAGE_SIZE, Perm::READ_WRITE));
-    assert!(g.unmap(iova, 16 * PAGE_SIZE));
-    let c = v.counters();
-    assert_eq!(c.map_calls - before.map_calls, 1);
-    assert_eq!(c.unmap_calls - before.unmap_calls, 1);
-    assert_eq!(c.completions - before.completions, 1);
+    with_guest(
+        h,
+        |b| b,
+        |h, v, g| {
+            let before = v.counters();
+            let iova = Iova::new(0x80_0000);
+            assert!(g.map(iova, data_page(h, 0), 16 * PAGE_SIZE, Perm::READ_WRITE));
+            assert!(g.unmap(iova, 16 * PAGE_SIZE));
+            let c = v.counters();
+            assert_eq!(c.map_calls - before.map_calls, 1);
+            assert_eq!(c.unmap_calls - before.unmap_calls, 1);
+            assert_eq!(c.completions - before.completions, 1);
+        },
+    );
 }
 
 /// A guest 2 MiB page: every page of it is reachable, through one map.
 pub fn superpage<H: Harness>(h: &mut H) {
-    let ram = h.ram();
-    let frames = frames(h, ram.clone());
-    let v = viommu(h.device(), ram.clone(), h.backend());
-    let mut g = Guest::new(&v, ram, &frames, h.device().guest);
-    g.bring_up();
-    let start = h.data().start.as_u64();
-    let gpa = PhysAddr::new(start.next_multiple_of(2 << 20));
-    let iova = Iova::new(0x4000_0000);
-    let before = v.counters();
-    g.table.map(iova, gpa, PageSize::Size2MiB, Perm::READ_WRITE).expect("guest table");
-    assert!(g.submit(&[Guest::<H::Ram, H::Backend>::psi(iova, 512, false)]));
-    assert_eq!(v.counters().map_calls - before.map_calls, 1);
-    for page in [0, 1, 255, 511] {
-        let off = page * PAGE_SIZE;
-        let (i, p) = (Iova::new(iova.as_u64() + off), PhysAddr::new(gpa.as_u64() + off));
-        expect(h, i, Access::Write, Some(p));
-    }
-    let token = g.table.unmap(iova, PageSize::Size2MiB).expect("guest table");
-    assert!(g.submit(&[Guest::<H::Ram, H::Backend>::psi(iova, 512, true)]));
-    g.table.release(token).expect("own table");
-    expect(h, iova, Access::Read, None);
-    assert_eq!(v.counters().unpins, v.counters().pins);
+    with_guest(
+        h,
+        |b| b,
+        |h, v, g| {
+            let start = h.data().start.as_u64();
+            let gpa = PhysAddr::new(start.next_multiple_of(2 << 20));
+            let iova = Iova::new(0x4000_0000);
+            let before = v.counters();
+            g.table.map(iova, gpa, PageSize::Size2MiB, Perm::READ_WRITE).expect("guest table");
+            assert!(g.submit(&[Guest::<H::Ram, H::Backend>::psi(iova, 512, false)]));
+            assert_eq!(v.counters().map_calls - before.map_calls, 1);
+            for page in [0, 1, 255, 511] {
+                let off = page * PAGE_SIZE;
+                let (i, p) = (Iova::new(iova.as_u64() + off), PhysAddr::new(gpa.as_u64() + off));
+                expect(h, i, Access::Write, Some(p));
+            }
+            let token = g.table.unmap(iova, PageSize::Size2MiB).expect("guest table");
+            assert!(g.submit(&[Guest::<H::Ram, H::Backend>::psi(iova, 512, true)]));
+            g.table.release(token).expect("own table");
+            expect(h, iova, Access::Read, None);
+            assert_eq!(v.counters().unpins, v.counters().pins);
+        },
+    );
 }
 
 /// Leaves pointing outside the guest's RAM (above it, and into a hole)
 /// are never mapped; what is mapped is all RAM.
 pub fn nothing_outside_ram<H: Harness>(h: &mut H) {
-    let ram = h.ram();
-    let frames = frames(h, ram.clone());
-    let v = viommu(h.device(), ram.clone(), h.backend());
-    let mut g = Guest::new(&v, ram.clone(), &frames, h.device().guest);
-    g.bring_up();
-    let top = last_ram_end(&ram);
-    let iova = Iova::new(0x20_0000);
-    // The last RAM page and the one after it, in one guest mapping.
-    let last = PhysAddr::new(top.as_u64() - PAGE_SIZE);
-    assert!(g.map(iova, last, 2 * PAGE_SIZE, Perm::READ));
-    expect(h, iova, Access::Read, Some(last));
-    expect(h, Iova::new(iova.as_u64() + PAGE_SIZE), Access::Read, None);
-    // Far beyond.
-    let far = Iova::new(0x30_0000);
-    assert!(g.map(far, PhysAddr::new(1 << 38), PAGE_SIZE, Perm::READ_WRITE));
-    expect(h, far, Access::Read, None);
-    v.for_each_mapping(|m| {
-        let end = PhysAddr::new(m.gpa.as_u64() + m.len - 1);
-        assert!(ram.ram_at(m.gpa).is_some() && ram.ram_at(end).is_some(), "{m:?}");
-    });
-    assert_eq!(v.counters().outside_ram, 2);
+    with_guest(
+        h,
+        |b| b,
+        |h, v, g| {
+            let top = last_ram_end(&g.mem);
+            let iova = Iova::new(0x20_0000);
+            // The last RAM page and the one after it, in one guest mapping.
+            let last = PhysAddr::new(top.as_u64() - PAGE_SIZE);
+            assert!(g.map(iova, last, 2 * PAGE_SIZE, Perm::READ));
+            expect(h, iova, Access::Read, Some(last));
+            expect(h, Iova::new(iova.as_u64() + PAGE_SIZE), Access::Read, None);
+            // Far beyond.
+            let far = Iova::new(0x30_0000);
+            assert!(g.map(far, PhysAddr::new(1 << 38), PAGE_SIZE, Perm::READ_WRITE));
+            expect(h, far, Access::Read, None);
+            v.for_each_mapping(|m| {
+                let end = PhysAddr::new(m.gpa.as_u64() + m.len - 1);
+                assert!(g.mem.ram_at(m.gpa).is_some() && g.mem.ram_at(end).is_some(), "{m:?}");
+            });
+            assert_eq!(v.counters().outside_ram, 2);
+        },
+    );
 }
 
 /// The end of the guest's highest RAM region.
@@ -281,38 +302,41 @@ fn last_ram_end<R: GuestRam>(ram: &R) -> PhysAddr {
 /// A queue and a context table outside the guest's RAM: queue errors and
 /// faults for the guest, nothing for the host to map.
 pub fn hostile_queue_and_context<H: Harness>(h: &mut H) {
-    let ram = h.ram();
-    let frames = frames(h, ram.clone());
-    let v = viommu(h.device(), ram.clone(), h.backend());
-    let mut g = Guest::new(&v, ram.clone(), &frames, h.device().guest);
-    g.bring_up();
-    let (iova, gpa) = (Iova::new(0x10_0000), data_page(h, 0));
-    assert!(g.map(iova, gpa, PAGE_SIZE, Perm::READ));
-    // The context entry now points at a table outside RAM.
-    let bad = ContextEntry::translated(
-        GUEST_DOMAIN,
-        PhysAddr::new(1 << 38),
-        vtd_regs::regs::cap::Agaw::Bits39,
-        TranslationType::Untranslated,
+    with_guest(
+        h,
+        |b| b,
+        |h, v, g| {
+            let (iova, gpa) = (Iova::new(0x10_0000), data_page(h, 0));
+            assert!(g.map(iova, gpa, PAGE_SIZE, Perm::READ));
+            // The context entry now points at a table outside RAM.
+            let bad = ContextEntry::translated(
+                GUEST_DOMAIN,
+                PhysAddr::new(1 << 38),
+                vtd_regs::regs::cap::Agaw::Bits39,
+                TranslationType::Untranslated,
+            );
+            let root_entry = g.mem.read_u64(g.contexts.root_table()).expect("root table");
+            bad.write(&g.mem, PhysAddr::new(root_entry & !0xfff), h.device().guest)
+                .expect("context");
+            let context =
+                Descriptor::from(ContextCacheInv { scope: ContextScope::Global }).encode();
+            assert!(g.submit(&[context]));
+            expect(h, iova, Access::Read, None);
+            assert_eq!(v.counters().unpins, 1);
+            // The queue moved outside RAM: a fetch error, and nothing shadowed.
+            g.command(GlobalBits::QIE, false);
+            let mut r = v;
+            let qs = QueueSize::from_order(0).expect("one page");
+            r.write_reg(Iqt(0));
+            r.write_reg(Iqa::new(PhysAddr::new(1 << 38), qs, DescriptorWidth::Bits128));
+            g.command(GlobalBits::QIE, true);
+            let shadowed = v.counters().invalidations_shadowed;
+            r.write_reg(Iqt::from_index(1, DescriptorWidth::Bits128));
+            assert!(v.unit().fault_status().iqe());
+            assert_eq!(v.counters().invalidations_shadowed, shadowed);
+            assert_eq!(v.counters().host_errors, 0);
+        },
     );
-    let root_entry = ram.read_u64(g.contexts.root_table()).expect("root table");
-    bad.write(&ram, PhysAddr::new(root_entry & !0xfff), h.device().guest).expect("context");
-    let context = Descriptor::from(ContextCacheInv { scope: ContextScope::Global }).encode();
-    assert!(g.submit(&[context]));
-    expect(h, iova, Access::Read, None);
-    assert_eq!(v.counters().unpins, 1);
-    // The queue moved outside RAM: a fetch error, and nothing shadowed.
-    g.command(GlobalBits::QIE, false);
-    let mut r = &v;
-    let qs = QueueSize::from_order(0).expect("one page");
-    r.write_reg(Iqt(0));
-    r.write_reg(Iqa::new(PhysAddr::new(1 << 38), qs, DescriptorWidth::Bits128));
-    g.command(GlobalBits::QIE, true);
-    let shadowed = v.counters().invalidations_shadowed;
-    r.write_reg(Iqt::from_index(1, DescriptorWidth::Bits128));
-    assert!(v.unit().fault_status().iqe());
-    assert_eq!(v.counters().invalidations_shadowed, shadowed);
-    assert_eq!(v.counters().host_errors, 0);
 }
 
 /// A backend that does not confirm an unmap holds the guest's wait back:
@@ -320,23 +344,20 @@ pub fn hostile_queue_and_context<H: Harness>(h: &mut H) {
 /// once the backend completes (the unit retried), the wait completes and
 /// the page is gone.
 pub fn wait_follows_the_host<H: Harness>(h: &mut H) {
-    let ram = h.ram();
-    let frames = frames(h, ram.clone());
-    let v = viommu(h.device(), ram.clone(), Flaky::new(h.backend()));
-    let mut g = Guest::new(&v, ram, &frames, h.device().guest);
-    g.bring_up();
-    let (iova, gpa) = (Iova::new(0x10_0000), data_page(h, 0));
-    assert!(g.map(iova, gpa, PAGE_SIZE, Perm::READ_WRITE));
-    v.with_backend(|b| b.fail_completions(2));
-    assert!(!g.unmap(iova, PAGE_SIZE), "the wait must not complete");
-    assert!(!g.completed());
-    assert_eq!(v.counters().unpins, 0, "still pinned");
-    v.unit().process();
-    assert!(!g.completed(), "still failing");
-    v.unit().process();
-    assert!(g.completed(), "completes once the backend did");
-    expect(h, iova, Access::Read, None);
-    assert_eq!(v.counters().unpins, 1);
+    with_guest(h, Flaky::new, |h, v, g| {
+        let (iova, gpa) = (Iova::new(0x10_0000), data_page(h, 0));
+        assert!(g.map(iova, gpa, PAGE_SIZE, Perm::READ_WRITE));
+        v.with_backend(|b| b.fail_completions(2));
+        assert!(!g.unmap(iova, PAGE_SIZE), "the wait must not complete");
+        assert!(!g.completed());
+        assert_eq!(v.counters().unpins, 0, "still pinned");
+        v.unit().process();
+        assert!(!g.completed(), "still failing");
+        v.unit().process();
+        assert!(g.completed(), "completes once the backend did");
+        expect(h, iova, Access::Read, None);
+        assert_eq!(v.counters().unpins, 1);
+    });
 }
 
 /// A backend unmap that fails (and leaves the range mapped) fails closed:
@@ -345,19 +366,16 @@ pub fn wait_follows_the_host<H: Harness>(h: &mut H) {
 /// it; the device is attached to a fresh domain with the guest's other
 /// mappings.
 pub fn a_failed_unmap_fails_closed<H: Harness>(h: &mut H) {
-    let ram = h.ram();
-    let frames = frames(h, ram.clone());
-    let v = viommu(h.device(), ram.clone(), Flaky::new(h.backend()));
-    let mut g = Guest::new(&v, ram, &frames, h.device().guest);
-    g.bring_up();
-    let (a, b) = (Iova::new(0x10_0000), Iova::new(0x20_0000));
-    let (ga, gb) = (data_page(h, 0), data_page(h, 1));
-    assert!(g.map(a, ga, PAGE_SIZE, Perm::READ_WRITE) && g.map(b, gb, PAGE_SIZE, Perm::READ));
-    v.with_backend(|f| f.fail_unmaps(1));
-    assert!(g.unmap(a, PAGE_SIZE), "completes once the device is safe");
-    expect(h, a, Access::Read, None);
-    expect(h, b, Access::Read, Some(gb));
-    assert!(v.counters().host_errors > 0);
+    with_guest(h, Flaky::new, |h, v, g| {
+        let (a, b) = (Iova::new(0x10_0000), Iova::new(0x20_0000));
+        let (ga, gb) = (data_page(h, 0), data_page(h, 1));
+        assert!(g.map(a, ga, PAGE_SIZE, Perm::READ_WRITE) && g.map(b, gb, PAGE_SIZE, Perm::READ));
+        v.with_backend(|f| f.fail_unmaps(1));
+        assert!(g.unmap(a, PAGE_SIZE), "completes once the device is safe");
+        expect(h, a, Access::Read, None);
+        expect(h, b, Access::Read, Some(gb));
+        assert!(v.counters().host_errors > 0);
+    });
 }
 
 /// A guest whose IQA has address bits above the host address width set
@@ -367,21 +385,22 @@ pub fn a_failed_unmap_fails_closed<H: Harness>(h: &mut H) {
 /// the page mapped through the first queue stayed reachable after the
 /// guest's completed unmap through the second.)
 pub fn queue_address_above_the_host_width<H: Harness>(h: &mut H) {
-    let ram = h.ram();
-    let frames = frames(h, ram.clone());
-    let v = viommu(h.device(), ram.clone(), h.backend());
-    let mut g = Guest::new(&v, ram, &frames, h.device().guest);
-    g.bring_up();
-    let (iova, gpa) = (Iova::new(0x10_0000), data_page(h, 0));
-    assert!(g.map(iova, gpa, PAGE_SIZE, Perm::READ_WRITE));
-    expect(h, iova, Access::Read, Some(gpa));
-    // A new queue, with IQA bit HAW + 1 set.
-    g.command(GlobalBits::QIE, false);
-    let haw = v.unit().config().host_address_width.bits();
-    g.enable_queue(1 << (haw + 1));
-    assert!(g.unmap(iova, PAGE_SIZE), "the unit runs the queue");
-    expect(h, iova, Access::Read, None);
-    assert_eq!(v.counters().unpins, 1);
+    with_guest(
+        h,
+        |b| b,
+        |h, v, g| {
+            let (iova, gpa) = (Iova::new(0x10_0000), data_page(h, 0));
+            assert!(g.map(iova, gpa, PAGE_SIZE, Perm::READ_WRITE));
+            expect(h, iova, Access::Read, Some(gpa));
+            // A new queue, with IQA bit HAW + 1 set.
+            g.command(GlobalBits::QIE, false);
+            let haw = v.unit().config().host_address_width.bits();
+            g.enable_queue(1 << (haw + 1));
+            assert!(g.unmap(iova, PAGE_SIZE), "the unit runs the queue");
+            expect(h, iova, Access::Read, None);
+            assert_eq!(v.counters().unpins, 1);
+        },
+    );
 }
 
 /// A guest vCPU rewrites a descriptor while the unit runs (here: the unit's
