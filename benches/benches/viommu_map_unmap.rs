@@ -144,6 +144,9 @@ impl Registers for Timed {
     fn write(&self, off: usize, value: u32) {
         self.time(|| self.v.write(off, value))
     }
+    fn read_into(&self, offs: &[usize], out: &mut [u32]) {
+        self.v.read_into(offs, out)
+    }
 }
 
 trait MapUnmap {

@@ -163,6 +163,14 @@ pub trait Registers {
     fn read(&self, off: usize) -> u32;
     /// A guest write of `value` to `off`, with its side effects.
     fn write(&self, off: usize, value: u32);
+    /// The registers at `offs`, into `out` (the same length): what the
+    /// sidecore publishes after each command. The default reads them one
+    /// by one; a unit behind a lock reads them under one acquisition.
+    fn read_into(&self, offs: &[usize], out: &mut [u32]) {
+        for (o, v) in offs.iter().zip(out) {
+            *v = self.read(*o);
+        }
+    }
 }
 
 /// Registers the guest writes and the unit never changes, polled for
@@ -285,9 +293,11 @@ impl Layout {
         shown: &mut Shown,
         all: bool,
     ) {
+        let mut status = [0; STATUS.len()];
+        regs.read_into(&STATUS, &mut status);
         page.publishing(&mut || {
-            for off in STATUS {
-                self.show(page, shown, off, regs.read(off));
+            for (off, value) in STATUS.into_iter().zip(status) {
+                self.show(page, shown, off, value);
             }
             if all {
                 let fixed =

@@ -173,4 +173,8 @@ impl<G: GuestRam, B: HostIommu> crate::sidecore::Registers for Viommu<G, B> {
     fn write(&self, off: usize, value: u32) {
         self.write_register(off, value)
     }
+
+    fn read_into(&self, offs: &[usize], out: &mut [u32]) {
+        self.unit.read_registers(offs, out)
+    }
 }

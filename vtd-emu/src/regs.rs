@@ -379,6 +379,18 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
     }
 }
 
+impl<M: PhysMem, const I: usize, const C: usize, H: Hook<M>> Emulator<M, I, C, H> {
+    /// Reads the 32-bit registers at `offs` into `out` (the same length),
+    /// as consecutive register reads with the unit locked once: what a
+    /// polling front end publishes after each command.
+    pub fn read_registers(&self, offs: &[usize], out: &mut [u32]) {
+        let mut st = self.state.lock();
+        for (off, v) in offs.iter().zip(out) {
+            *v = st.read32(&self.mem, *off);
+        }
+    }
+}
+
 impl<M: PhysMem, const I: usize, const C: usize, H: Hook<M>> Mmio for &Emulator<M, I, C, H> {
     fn read32(&self, offset: usize) -> u32 {
         self.state.lock().read32(&self.mem, offset)
