@@ -13,10 +13,10 @@
 
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::time::Instant;
 
 use viommu::sidecore::{Layout, Polling, Registers, Sidecore};
 
+use crate::host::rdtsc;
 use crate::memory::GuestRam;
 
 /// The unit as a sidecore drives it (`viommu::sidecore::Registers`, which
@@ -41,18 +41,18 @@ pub struct SidecoreStats {
     /// Register writes forwarded to the unit.
     pub writes: u64,
     /// Time spent in passes that did work (forwarding writes, emulating
-    /// and publishing registers: what a sidecore does beyond looking),
-    /// nanoseconds.
-    pub busy_ns: u64,
-    /// Time the poller ran, nanoseconds.
-    pub total_ns: u64,
+    /// and publishing registers: what a sidecore does beyond looking), TSC
+    /// cycles.
+    pub busy_cycles: u64,
+    /// Time the poller ran, TSC cycles.
+    pub total_cycles: u64,
 }
 
 impl SidecoreStats {
     /// Fraction of its time the sidecore was busy (not merely polling).
     #[must_use]
     pub fn busy_fraction(&self) -> f64 {
-        self.busy_ns as f64 / self.total_ns.max(1) as f64
+        self.busy_cycles as f64 / self.total_cycles.max(1) as f64
     }
 }
 
@@ -81,18 +81,19 @@ impl<'a, 'r, U: Registers + ?Sized> Poller<'a, Polled<'r, U>> {
         Ok(Poller { sidecore, regs, stats: SidecoreStats::default() })
     }
 
-    /// Polls until `stop` is set.
+    /// Polls until `stop` is set. Passes are timed with the TSC (a clock
+    /// read per pass would lengthen the poll loop the guest waits on).
     pub fn run(&mut self, stop: &AtomicBool) {
-        let started = Instant::now();
+        let started = rdtsc();
         while !stop.load(Ordering::Relaxed) {
-            let t0 = Instant::now();
+            let t0 = rdtsc();
             if self.sidecore.poll(self.regs.0) {
-                self.stats.busy_ns += u64::try_from(t0.elapsed().as_nanos()).unwrap_or(u64::MAX);
+                self.stats.busy_cycles += rdtsc().saturating_sub(t0);
             } else {
                 std::hint::spin_loop();
             }
         }
-        self.stats.total_ns = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        self.stats.total_cycles = rdtsc().saturating_sub(started);
         self.stats.passes = self.sidecore.passes();
         self.stats.writes = self.sidecore.forwarded();
     }

@@ -445,6 +445,14 @@ impl<'p, W: SharedWords + ?Sized> Sidecore<'p, W> {
         let page = self.page;
         self.passes += 1;
         let mut work = false;
+        // The queue tail first: the doorbell of every queued invalidation.
+        let tail = page.load(offset::IQT / 4);
+        if tail != self.last_iqt {
+            self.forward_data(regs);
+            self.last_iqt = tail;
+            self.write(regs, offset::IQT, tail);
+            work = true;
+        }
         if self.layout.polling == Polling::All {
             work |= self.poll_trapped(regs);
         }
@@ -460,13 +468,6 @@ impl<'p, W: SharedWords + ?Sized> Sidecore<'p, W> {
                 });
                 work = true;
             }
-        }
-        let tail = page.load(offset::IQT / 4);
-        if tail != self.last_iqt {
-            self.forward_data(regs);
-            self.last_iqt = tail;
-            self.write(regs, offset::IQT, tail);
-            work = true;
         }
         if work {
             self.served += 1;
