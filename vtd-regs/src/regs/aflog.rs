@@ -9,7 +9,7 @@ use crate::mmio::register;
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(transparent)]
 pub struct Aflog(pub u64);
-register!(Aflog, super::offset::AFLOG, u64);
+register!(Aflog, super::offset::AFLOG, u64, ReadWrite);
 
 impl Aflog {
     /// The value for a log at `log` of 2^`size_order` pages.

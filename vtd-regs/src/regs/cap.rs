@@ -10,7 +10,7 @@ use crate::mmio::register;
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
 #[repr(transparent)]
 pub struct Cap(pub u64);
-register!(Cap, super::offset::CAP, u64);
+register!(Cap, super::offset::CAP, u64, ReadOnly);
 
 /// CAP.ND: how many domain-id bits the unit supports (bits 2:0). Value `n`
 /// means 4 + 2n bits; 7 is reserved.

@@ -14,7 +14,7 @@ use crate::scope::{ContextScope, FunctionMask, Granularity};
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(transparent)]
 pub struct Ccmd(pub u64);
-register!(Ccmd, super::offset::CCMD, u64);
+register!(Ccmd, super::offset::CCMD, u64, ReadWrite);
 
 bit_fields!(Ccmd: u64 {
     /// ICC (bit 63): invalidate context cache; the unit clears it when done.

@@ -9,7 +9,7 @@ use crate::mmio::register;
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
 #[repr(transparent)]
 pub struct Ecap(pub u64);
-register!(Ecap, super::offset::ECAP, u64);
+register!(Ecap, super::offset::ECAP, u64, ReadOnly);
 
 /// ECAP.IRO (bits 17:8): where the IOTLB registers start, in 16-byte units.
 /// The invalidate address register (IVA_REG) is first, the IOTLB invalidate

@@ -10,7 +10,7 @@ use crate::mmio::register;
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(transparent)]
 pub struct Fsts(pub u32);
-register!(Fsts, super::offset::FSTS, u32);
+register!(Fsts, super::offset::FSTS, u32, ReadWrite);
 
 bit_fields!(Fsts: u32 {
     /// PFO (bit 0, RW1C): primary fault overflow: a fault was dropped because

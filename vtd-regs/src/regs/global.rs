@@ -54,13 +54,13 @@ impl GlobalBits {
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(transparent)]
 pub struct Gcmd(pub u32);
-register!(Gcmd, super::offset::GCMD, u32);
+register!(Gcmd, super::offset::GCMD, u32, WriteOnly);
 
 /// Global status register (read-only, 32-bit, offset 0x1C), section 10.4.5.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(transparent)]
 pub struct Gsts(pub u32);
-register!(Gsts, super::offset::GSTS, u32);
+register!(Gsts, super::offset::GSTS, u32, ReadOnly);
 
 macro_rules! global_register {
     ($ty:ident) => {

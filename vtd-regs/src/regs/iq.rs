@@ -62,7 +62,7 @@ impl QueueSize {
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(transparent)]
 pub struct Iqa(pub u64);
-register!(Iqa, super::offset::IQA, u64);
+register!(Iqa, super::offset::IQA, u64, ReadWrite);
 
 impl Iqa {
     /// The value for a queue at `base` (4 KiB aligned; low bits dropped).
@@ -104,12 +104,12 @@ impl Iqa {
 }
 
 macro_rules! queue_pointer {
-    ($(#[$doc:meta])* $ty:ident, $offset:ident, $field:literal) => {
+    ($(#[$doc:meta])* $ty:ident, $offset:ident, $access:ident, $field:literal) => {
         $(#[$doc])*
         #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
         #[repr(transparent)]
         pub struct $ty(pub u64);
-        register!($ty, super::offset::$offset, u64);
+        register!($ty, super::offset::$offset, u64, $access);
 
         impl $ty {
             #[doc = concat!("The value pointing at descriptor `index` of a queue of `width`; ",
@@ -133,13 +133,13 @@ macro_rules! queue_pointer {
 queue_pointer!(
     /// Invalidation queue head register (64-bit, RO, offset 0x80), section
     /// 10.4.21: where the unit will fetch the next descriptor.
-    Iqh, IQH, "QH"
+    Iqh, IQH, ReadOnly, "QH"
 );
 queue_pointer!(
     /// Invalidation queue tail register (64-bit, offset 0x88), section
     /// 10.4.22: where software will write the next descriptor. Writing it
     /// hands the descriptors between head and tail to the unit.
-    Iqt, IQT, "QT"
+    Iqt, IQT, ReadWrite, "QT"
 );
 
 /// Invalidation completion status register (32-bit, offset 0x9C), section
@@ -147,7 +147,7 @@ queue_pointer!(
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(transparent)]
 pub struct Ics(pub u32);
-register!(Ics, super::offset::ICS, u32);
+register!(Ics, super::offset::ICS, u32, ReadWrite);
 
 bit_fields!(Ics: u32 {
     /// IWC (bit 0, RW1C): an invalidation wait descriptor with IF set completed.
@@ -206,7 +206,7 @@ impl QueueErrorInfo {
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(transparent)]
 pub struct Iqercd(pub u64);
-register!(Iqercd, super::offset::IQERCD, u64);
+register!(Iqercd, super::offset::IQERCD, u64, ReadOnly);
 
 impl Iqercd {
     /// ICESID (bits 63:48): the device whose completion caused FSTS.ICE.

@@ -10,7 +10,7 @@ use crate::mmio::register;
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(transparent)]
 pub struct Irta(pub u64);
-register!(Irta, super::offset::IRTA, u64);
+register!(Irta, super::offset::IRTA, u64, ReadWrite);
 
 bit_fields!(Irta: u64 {
     /// EIME (bit 11): extended interrupt mode (x2APIC, 32-bit destination ids).

@@ -16,7 +16,7 @@ use crate::mmio::register;
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(transparent)]
 pub struct Pmen(pub u32);
-register!(Pmen, super::offset::PMEN, u32);
+register!(Pmen, super::offset::PMEN, u32, ReadWrite);
 
 bit_fields!(Pmen: u32 {
     /// EPM (bit 31): enable the protected memory regions.
@@ -31,7 +31,7 @@ macro_rules! region_bound {
         #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
         #[repr(transparent)]
         pub struct $ty(pub $raw);
-        register!($ty, super::offset::$offset, $raw);
+        register!($ty, super::offset::$offset, $raw, ReadWrite);
 
         impl $ty {
             /// The address as programmed (reserved low bits as read).

@@ -42,7 +42,7 @@ impl TranslationTableMode {
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(transparent)]
 pub struct Rtaddr(pub u64);
-register!(Rtaddr, super::offset::RTADDR, u64);
+register!(Rtaddr, super::offset::RTADDR, u64, ReadWrite);
 
 impl Rtaddr {
     /// The value pointing at `table` (its low 12 bits are dropped) in `mode`.

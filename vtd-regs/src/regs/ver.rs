@@ -6,7 +6,7 @@ use crate::mmio::register;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(transparent)]
 pub struct Ver(pub u32);
-register!(Ver, super::offset::VER, u32);
+register!(Ver, super::offset::VER, u32, ReadOnly);
 
 impl Ver {
     /// Builds the value for `major.minor` (each 0..=15).
