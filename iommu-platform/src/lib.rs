@@ -8,18 +8,43 @@
 //!   translation tables and the invalidation queue live.
 //! - [`FrameAllocator`]: frames for those tables and queues.
 //! - [`Clock`]: monotonic time for the deadlines of deferred invalidation
-//!   and optimistic teardown.
+//!   and optimistic teardown; [`TscClock`] (x86-64, no_std) and, with the
+//!   `std` feature, `StdClock`.
+//! - [`Platform`]: the three bundled behind one trait with associated
+//!   types, so a stored mapping layer names one type for them.
+//! - [`RegionFrames`]: a frame allocator for kernels over one region of
+//!   physical memory (no heap, bounded, never hands out a frame twice).
+//! - [`Storage`]: inline arrays ([`Inline`]) or, with `alloc`, heap arrays
+//!   sized at run time (`Boxed`), for the bounded collections of the
+//!   flush queue and the mapping layer.
 //!
-//! `unsafe` is denied except where a trait is unsafe to implement (the
-//! forwarding impls of [`FrameAllocator`]), each allowed locally with its
-//! `// SAFETY:` reason.
+//! `unsafe` is denied except where a trait is unsafe to implement
+//! ([`FrameAllocator`]) and for the `RDTSC` and `CPUID` instructions, each
+//! allowed locally with its `// SAFETY:` reason.
 #![cfg_attr(not(test), no_std)]
 #![deny(unsafe_code, unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks, missing_docs)]
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
+#[cfg(feature = "std")]
+extern crate std;
+
 pub mod addr;
 pub mod clock;
+pub mod frames;
 pub mod mem;
+pub mod platform;
+pub mod storage;
 
 pub use addr::{Iova, PAGE_SHIFT, PAGE_SIZE, PageSize, PhysAddr};
+#[cfg(feature = "std")]
+pub use clock::StdClock;
+#[cfg(target_arch = "x86_64")]
+pub use clock::TscClock;
 pub use clock::{Clock, Instant, NoClock};
+pub use frames::{RegionError, RegionFrames};
 pub use mem::{FrameAllocator, MemError, PhysMem};
+pub use platform::Platform;
+#[cfg(feature = "alloc")]
+pub use storage::Boxed;
+pub use storage::{Inline, Storage};
