@@ -3,9 +3,10 @@
 //! memory, brought up the way a driver does it, with one device attached to
 //! one domain.
 
-use std::time::Instant as StdInstant;
+use std::time::Duration;
 
-use invalidation::{Clock, Instant, QueuedInvalidator};
+use invalidation::QueuedInvalidator;
+use iommu_platform::TscClock;
 use vtd_emu::mem::HeapMemory;
 use vtd_emu::{EmuConfig, Emulator, SimFrameAllocator};
 use vtd_regs::regs::QueueSize;
@@ -22,6 +23,8 @@ pub type Emu = Emulator<Mem>;
 pub type Inv = QueuedInvalidator<&'static Emu, Mem>;
 /// A domain's table in simulated memory.
 pub type Table = SlPageTable<Mem, Frames>;
+/// The platform of a [`Testbed`]: its memory and frames, and a clock.
+pub type Platform<C> = (Mem, Frames, C);
 
 /// Simulated RAM of [`Testbed::new`]: data buffers below [`FRAMES_START`],
 /// tables above.
@@ -40,6 +43,8 @@ fn leak<T>(t: T) -> &'static T {
 /// A unit brought up with translation and queued invalidation on, and a
 /// 39-bit domain table with [`DEVICE`] attached.
 pub struct Testbed {
+    /// The simulated memory.
+    pub mem: Mem,
     /// The unit.
     pub emu: &'static Emu,
     /// Its frame allocator.
@@ -71,42 +76,18 @@ impl Testbed {
         let qs = QueueSize::from_order(0).expect("1 page");
         let inv = QueuedInvalidator::enable_remapping(unit, contexts.root_table(), mem, frames, qs)
             .expect("remapping on");
-        Testbed { emu, frames, table, inv }
+        Testbed { mem, emu, frames, table, inv }
+    }
+
+    /// The platform of the test bed with `clock`.
+    pub fn platform<C>(&self, clock: C) -> Platform<C> {
+        (self.mem, self.frames, clock)
     }
 }
 
-/// Time from the time-stamp counter, as an OS kernel would read it (one
-/// RDTSC, no system call), scaled to nanoseconds by a calibration against
-/// the wall clock.
-pub struct Tsc {
-    /// Nanoseconds per tick, in 32.32 fixed point.
-    ns_per_tick: u64,
-}
-
-impl Default for Tsc {
-    fn default() -> Self {
-        let (t0, w0) = (rdtsc(), StdInstant::now());
-        while w0.elapsed().as_millis() < 20 {
-            std::hint::spin_loop();
-        }
-        let (ticks, ns) = (rdtsc() - t0, w0.elapsed().as_nanos() as u64);
-        Tsc {
-            ns_per_tick: (u128::from(ns) << 32).checked_div(u128::from(ticks)).unwrap_or(1 << 32)
-                as u64,
-        }
-    }
-}
-
-impl Clock for Tsc {
-    #[inline]
-    fn now(&self) -> Instant {
-        Instant(((u128::from(rdtsc()) * u128::from(self.ns_per_tick)) >> 32) as u64)
-    }
-}
-
-/// The time-stamp counter.
-#[inline]
-pub fn rdtsc() -> u64 {
-    // SAFETY: RDTSC has no memory effects; every x86-64 CPU has it.
-    unsafe { core::arch::x86_64::_rdtsc() }
+/// The time-stamp counter as a clock, calibrated against the wall clock
+/// over 20 ms (a kernel would read the frequency from CPUID or firmware:
+/// [`TscClock::from_cpuid`], [`TscClock::from_hz`]).
+pub fn tsc() -> TscClock {
+    TscClock::calibrate(Duration::from_millis(20)).expect("the TSC ticks")
 }

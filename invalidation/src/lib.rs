@@ -20,6 +20,7 @@ pub mod invalidator;
 pub mod queued;
 pub mod register;
 pub mod request;
+mod ring;
 
 use core::fmt;
 
@@ -30,7 +31,7 @@ pub use clock::{Clock, Instant, NoClock};
 pub use counters::InvalidatorCounters;
 pub use flush::{FlushConfig, FlushMode, FlushQueue, FlushStats};
 pub use invalidator::{InvalidationCaps, Invalidator};
-pub use queued::{QueueFault, QueuedInvalidator};
+pub use queued::{QueueFault, QueuedInvalidator, Rejected};
 pub use register::RegisterInvalidator;
 pub use request::{Invalidation, Ticket};
 
@@ -55,6 +56,21 @@ pub enum Error {
     Descriptor(DescError),
     /// The unit reported a queue error; the queue has been recovered.
     Queue(QueueFault),
+    /// A flush configuration: the batch is larger than the queue holds.
+    BatchTooLarge {
+        /// The batch configured.
+        batch: usize,
+        /// The unmaps the queue holds.
+        capacity: usize,
+    },
+    /// A flush configuration: a deferred or asynchronous batch of zero
+    /// unmaps.
+    EmptyBatch,
+    /// A flush configuration: storage of no capacity.
+    NoCapacity,
+    /// A flush configuration: a deadline with a clock that cannot tell time
+    /// ([`NoClock`]), which would never fire.
+    DeadlineWithoutClock,
 }
 
 impl fmt::Display for Error {
@@ -68,6 +84,14 @@ impl fmt::Display for Error {
             Error::Unit(e) => write!(f, "remapping unit: {e}"),
             Error::Descriptor(e) => write!(f, "descriptor: {e}"),
             Error::Queue(q) => write!(f, "queue error at slot {}: {:?}", q.index, q.error),
+            Error::BatchTooLarge { batch, capacity } => {
+                write!(f, "a batch of {batch} unmaps exceeds the flush queue's {capacity}")
+            }
+            Error::EmptyBatch => f.write_str("a batch of zero unmaps"),
+            Error::NoCapacity => f.write_str("a flush queue of no capacity"),
+            Error::DeadlineWithoutClock => {
+                f.write_str("a deadline needs a clock that tells time (NoClock does not)")
+            }
         }
     }
 }

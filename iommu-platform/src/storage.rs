@@ -26,6 +26,11 @@ pub trait Storage {
 
     /// An array whose elements are `fill()`.
     fn array<T>(&self, fill: impl FnMut() -> T) -> Self::Array<T>;
+
+    /// An array whose elements are `value`: for `Copy` elements, built
+    /// in place without a temporary per element (large inline arrays stay
+    /// off the stack's deep end in debug builds).
+    fn filled<T: Copy>(&self, value: T) -> Self::Array<T>;
 }
 
 /// Arrays of `N` elements, inline (no heap).
@@ -43,6 +48,11 @@ impl<const N: usize> Storage for Inline<N> {
 
     fn array<T>(&self, mut fill: impl FnMut() -> T) -> [T; N] {
         core::array::from_fn(|_| fill())
+    }
+
+    #[inline]
+    fn filled<T: Copy>(&self, value: T) -> [T; N] {
+        [value; N]
     }
 }
 
@@ -64,6 +74,10 @@ impl Storage for Boxed {
     fn array<T>(&self, mut fill: impl FnMut() -> T) -> alloc::boxed::Box<[T]> {
         (0..self.0).map(|_| fill()).collect()
     }
+
+    fn filled<T: Copy>(&self, value: T) -> alloc::boxed::Box<[T]> {
+        alloc::vec![value; self.0].into_boxed_slice()
+    }
 }
 
 #[cfg(test)]
@@ -78,12 +92,14 @@ mod tests {
             n
         });
         assert_eq!(a, [1, 2, 3]);
+        assert_eq!(Inline::<2>.filled(9), [9, 9]);
         assert_eq!((Inline::<3>.len(), Inline::<3>::FIXED_LEN), (3, Some(3)));
         assert!(Inline::<0>.is_empty());
         #[cfg(feature = "alloc")]
         {
             let b = Boxed(4).array(|| 7u8);
             assert_eq!(&*b, &[7; 4]);
+            assert_eq!(&*Boxed(2).filled(1u16), &[1, 1]);
             assert_eq!(Boxed::FIXED_LEN, None);
         }
     }

@@ -13,7 +13,12 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[cfg(feature = "alloc")]
+extern crate alloc;
+
+pub mod capacity;
 pub mod counters;
+mod index;
 pub mod mapper;
 pub mod pinner;
 pub mod policy;
@@ -22,6 +27,9 @@ pub mod space;
 
 use core::fmt;
 
+#[cfg(feature = "alloc")]
+pub use capacity::Runtime;
+pub use capacity::{Capacity, Fixed};
 pub use counters::MapperCounters;
 pub use mapper::Mapper;
 pub use pinner::{NoPinning, PagePinner, PinError};
@@ -64,6 +72,10 @@ pub enum Error {
     Invalidation(invalidation::Error),
     /// A page could not be pinned.
     Pin(PinError),
+    /// An optimistic time limit with a clock that cannot tell time
+    /// ([`NoClock`](invalidation::NoClock)): stale mappings would never
+    /// age, and the stale window would have no bound in time.
+    TimeLimitWithoutClock,
 }
 
 impl fmt::Display for Error {
@@ -80,6 +92,9 @@ impl fmt::Display for Error {
             Error::Table(e) => write!(f, "page table: {e}"),
             Error::Invalidation(e) => write!(f, "invalidation: {e}"),
             Error::Pin(e) => write!(f, "cannot pin {:?}", e.page),
+            Error::TimeLimitWithoutClock => {
+                f.write_str("an optimistic time limit needs a clock that tells time")
+            }
         }
     }
 }

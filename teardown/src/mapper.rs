@@ -7,12 +7,14 @@
 //! that an invalidation covering them has completed.
 
 use invalidation::{Clock, FlushMode, FlushQueue, Instant, Invalidation, Invalidator, PageBlocks};
+use iommu_platform::Platform;
 use iova_alloc::IovaRange;
-use vtd_regs::{FrameAllocator, IotlbScope, Iova, PAGE_SHIFT, PAGE_SIZE, PhysAddr, PhysMem};
+use vtd_regs::{IotlbScope, Iova, PAGE_SHIFT, PAGE_SIZE, PhysAddr};
 use vtd_tables::{Perm, SlPageTable, Unmapped};
 
+use crate::capacity::{Capacity, Fixed};
 use crate::counters::MapperCounters;
-use crate::pinner::PagePinner;
+use crate::pinner::{NoPinning, PagePinner};
 use crate::policy::{MapperConfig, Reuse};
 use crate::registry::{Mapping, Registry, SlotId};
 use crate::space::IovaSpace;
@@ -27,15 +29,18 @@ pub(crate) struct Teardown<L> {
     pinned: (u64, u64),
 }
 
+/// The domain table of the platform `P`.
+type Table<P> = SlPageTable<<P as Platform>::Mem, <P as Platform>::Frames>;
+
 /// The parts a completed teardown is given back to.
-struct Owners<M: PhysMem, A: FrameAllocator, S, P> {
-    table: SlPageTable<M, A>,
+struct Owners<P: Platform, S, Pin> {
+    table: Table<P>,
     space: S,
-    pinner: P,
+    pinner: Pin,
     counters: MapperCounters,
 }
 
-impl<M: PhysMem, A: FrameAllocator, S: IovaSpace, P: PagePinner> Owners<M, A, S, P> {
+impl<P: Platform, S: IovaSpace, Pin: PagePinner> Owners<P, S, Pin> {
     fn release(&mut self, t: Teardown<S::Lease>) {
         if self.table.release(t.token).is_err() {
             self.counters.release_errors += 1;
@@ -55,7 +60,7 @@ impl<M: PhysMem, A: FrameAllocator, S: IovaSpace, P: PagePinner> Owners<M, A, S,
     }
 
     fn unpin(&mut self, first: u64, pages: u64) {
-        if P::PINNING {
+        if Pin::PINNING {
             for p in first..first + pages {
                 self.pinner.unpin(PhysAddr::new(p << PAGE_SHIFT));
             }
@@ -99,7 +104,7 @@ impl<M: PhysMem, A: FrameAllocator, S: IovaSpace, P: PagePinner> Owners<M, A, S,
 
     fn pin(&mut self, page: u64) -> Result<PhysAddr> {
         let frame = self.pinner.pin(PhysAddr::new(page << PAGE_SHIFT)).map_err(Error::Pin)?;
-        if P::PINNING {
+        if Pin::PINNING {
             self.counters.pins += 1;
         }
         Ok(frame)
@@ -123,53 +128,147 @@ impl<M: PhysMem, A: FrameAllocator, S: IovaSpace, P: PagePinner> Owners<M, A, S,
     }
 }
 
-/// A domain's mapping layer, holding up to `MAPS` mappings (a power of two)
-/// and up to `PENDING` teardowns awaiting invalidation.
-pub struct Mapper<M, A, S, I, C, P, const MAPS: usize, const PENDING: usize>
+/// A domain's mapping layer: maps and unmaps DMA buffers in the domain's
+/// table `SlPageTable<P::Mem, P::Frames>` on the platform `P`, drawing
+/// IOVAs from the space `S`, invalidating through `I`, pinning through
+/// `Pin` (none by default), and holding as many mappings and pending
+/// teardowns as the capacity `K` says (by default [`Fixed`]: 1024 and 256,
+/// inline).
+///
+/// A driver that stores one names the platform, the space and the
+/// invalidator: `Mapper<Kernel, IovaTree<Nodes>, QueuedInvalidator<Regs,
+/// Mem>>`. The DMA API a driver usually holds (`vtd-dma`'s `DmaDomain`)
+/// picks all but the platform.
+///
+/// ```
+/// use core::time::Duration;
+/// use invalidation::{FlushConfig, QueuedInvalidator};
+/// use iommu_platform::{Inline, StdClock};
+/// use iova_alloc::{IovaTree, Window};
+/// use teardown::{Capacity, Fixed, Mapper, MapperConfig, NoPinning, Reuse};
+/// use vtd_emu::{EmuConfig, Emulator, SimFrameAllocator, mem::HeapMemory};
+/// use vtd_regs::regs::QueueSize;
+/// use vtd_regs::{DomainId, Iova, PhysAddr, RemappingUnit, SourceId};
+/// use vtd_tables::{ContextManager, Perm, SlPageTable, TableConfig};
+///
+/// // The platform: memory, frames for tables, a clock; a software VT-d.
+/// let mem = HeapMemory::new(8 << 20);
+/// let frames = SimFrameAllocator::new(&mem, PhysAddr::new(4 << 20), PhysAddr::new(8 << 20));
+/// let platform = (&mem, &frames, StdClock::new());
+/// let emu: Emulator<_> = Emulator::new(&mem, EmuConfig::qemu()).unwrap();
+///
+/// // A domain's table, device 00:01.0 attached, remapping on.
+/// let unit = RemappingUnit::new(&emu)?;
+/// let table = SlPageTable::new(&mem, &frames, TableConfig::from_cap(unit.cap(), 39)?)?;
+/// let mut contexts = ContextManager::new(&mem, &frames)?;
+/// let _ = contexts.attach(SourceId::new(0, 1, 0).unwrap(), DomainId::new(1), &table)?;
+/// let qs = QueueSize::from_order(0).unwrap();
+/// let inv = QueuedInvalidator::enable_remapping(unit, contexts.root_table(), &mem, &frames, qs)
+///     .map_err(|r| r.error)?;
+///
+/// // Optimistic teardown over deferred invalidation, Linux's 256 / 10 ms.
+/// let config = MapperConfig {
+///     reuse: Reuse::Optimistic { quota: 64, time_limit: Duration::from_millis(10) },
+///     flush: FlushConfig::deferred(256, Duration::from_millis(10)),
+///     domain: DomainId::new(1),
+///     dma_limit: Iova::new(1 << 32),
+/// };
+/// let space = IovaTree::new(Window::from_pages(1, (1 << 20) - 1)?, Fixed::<1024, 256>.nodes());
+/// let mut mapper = Mapper::new(platform, table, space, inv, NoPinning, config)?;
+/// let iova = mapper.map(PhysAddr::new(0x12_3450), 1500, Perm::WRITE)?;
+/// mapper.unmap(iova, 1500)?;
+/// assert_eq!(mapper.map(PhysAddr::new(0x12_3450), 1500, Perm::WRITE)?, iova); // reused
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Mapper<P, S, I, Pin = NoPinning, K = Fixed>
 where
-    M: PhysMem,
-    A: FrameAllocator,
+    P: Platform,
     S: IovaSpace,
-    C: Clock,
+    K: Capacity,
 {
-    owners: Owners<M, A, S, P>,
+    platform: P,
+    owners: Owners<P, S, Pin>,
     inv: I,
-    flush: FlushQueue<Teardown<S::Lease>, C, PENDING>,
-    registry: Registry<S::Lease, MAPS>,
+    flush: FlushQueue<Teardown<S::Lease>, P::Clock, K::Pending>,
+    registry: Registry<S::Lease, K::Maps>,
     config: MapperConfig,
     /// Mappings kept forever so far (persistent policy).
     kept: usize,
 }
 
-impl<M, A, S, I, C, P, const MAPS: usize, const PENDING: usize>
-    Mapper<M, A, S, I, C, P, MAPS, PENDING>
+impl<P, S, I, Pin> Mapper<P, S, I, Pin>
 where
-    M: PhysMem,
-    A: FrameAllocator,
+    P: Platform,
     S: IovaSpace,
     I: Invalidator,
-    C: Clock,
-    P: PagePinner,
+    Pin: PagePinner,
 {
-    /// A mapper over `table` (the domain's second-level table, already
-    /// attached to its devices), drawing IOVAs from `space`, invalidating
-    /// through `inv` and pinning through `pinner`.
+    /// A mapper of the default capacity ([`Fixed`]: 1024 mappings, 256
+    /// pending teardowns) over `table` (the domain's second-level table,
+    /// attached to its devices before or after), drawing IOVAs from
+    /// `space`, invalidating through `inv`, pinning through `pinner` and
+    /// timing deadlines with `platform`'s clock.
+    ///
+    /// # Errors
+    /// As [`with_capacity`](Self::with_capacity).
     pub fn new(
-        table: SlPageTable<M, A>,
+        platform: P,
+        table: Table<P>,
         space: S,
         inv: I,
-        pinner: P,
-        clock: C,
+        pinner: Pin,
         config: MapperConfig,
-    ) -> Self {
-        Mapper {
+    ) -> Result<Self> {
+        Self::with_capacity(platform, table, space, inv, pinner, config, Fixed)
+    }
+}
+
+impl<P, S, I, Pin, K> Mapper<P, S, I, Pin, K>
+where
+    P: Platform,
+    S: IovaSpace,
+    I: Invalidator,
+    Pin: PagePinner,
+    K: Capacity,
+{
+    /// [`new`](Mapper::new) with other capacities: other [`Fixed`] ones
+    /// (`Fixed::<4096, 512>`), or capacities chosen at run time
+    /// ([`Runtime`](crate::Runtime), with the `alloc` feature).
+    ///
+    /// # Errors
+    /// A configuration the mapper cannot honour, refused rather than
+    /// adjusted: [`Error::TimeLimitWithoutClock`] for an optimistic time
+    /// limit with a clock that cannot tell time, and the flush queue's
+    /// (as [`Error::Invalidation`]): a batch beyond the pending capacity, an
+    /// empty batch, a deadline without a clock, no capacity.
+    pub fn with_capacity(
+        platform: P,
+        table: Table<P>,
+        space: S,
+        inv: I,
+        pinner: Pin,
+        config: MapperConfig,
+        capacity: K,
+    ) -> Result<Self> {
+        if matches!(config.reuse, Reuse::Optimistic { .. }) && !P::Clock::TELLS_TIME {
+            return Err(Error::TimeLimitWithoutClock);
+        }
+        let flush = FlushQueue::with_storage(config.flush, platform.clock(), capacity.pending())
+            .map_err(Error::Invalidation)?;
+        Ok(Mapper {
             owners: Owners { table, space, pinner, counters: MapperCounters::default() },
+            platform,
             inv,
-            flush: FlushQueue::new(config.flush, clock),
-            registry: Registry::new(),
+            flush,
+            registry: Registry::new(&capacity.maps()),
             config,
             kept: 0,
-        }
+        })
+    }
+
+    /// The platform.
+    pub fn platform(&self) -> &P {
+        &self.platform
     }
 
     /// The settings.
@@ -188,7 +287,7 @@ where
     }
 
     /// The domain's table.
-    pub fn table(&self) -> &SlPageTable<M, A> {
+    pub fn table(&self) -> &Table<P> {
         &self.owners.table
     }
 
@@ -198,7 +297,7 @@ where
     }
 
     /// The pinner.
-    pub fn pinner(&self) -> &P {
+    pub fn pinner(&self) -> &Pin {
         &self.owners.pinner
     }
 
@@ -313,7 +412,7 @@ where
     /// are dropped with everything they hold: their frames, IOVAs and pins
     /// are never released, rather than released before the unit forgot
     /// them.
-    pub fn into_table(self) -> SlPageTable<M, A> {
+    pub fn into_table(self) -> Table<P> {
         self.owners.table
     }
 

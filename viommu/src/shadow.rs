@@ -17,7 +17,7 @@ use alloc::vec::Vec;
 use core::time::Duration;
 
 use invalidation::{FlushConfig, FlushMode, Invalidator, NoClock};
-use teardown::{Mapper, MapperConfig, PagePinner, PlacedOnly, Reuse};
+use teardown::{Mapper, MapperConfig, PagePinner, PlacedOnly, Reuse, Runtime};
 use vtd_regs::{DomainId, FrameAllocator, Iova, PAGE_SHIFT, PAGE_SIZE, PhysAddr, PhysMem};
 use vtd_tables::{ContextInfo, SlPageTable, WalkLimits};
 
@@ -35,22 +35,14 @@ pub(crate) const DOMAIN_PAGES: usize = 2048;
 const BATCH: usize = 256;
 
 /// The host side of a shadow domain.
-pub(crate) type HostMapper<'h, M, A, I, P> = Mapper<
-    M,
-    A,
-    PlacedOnly,
-    SharedHost<'h, M, A, I>,
-    NoClock,
-    SharedPinner<P>,
-    DOMAIN_PAGES,
-    BATCH,
->;
+pub(crate) type HostMapper<'h, M, A, I, P> =
+    Mapper<(M, A, NoClock), PlacedOnly, SharedHost<'h, M, A, I>, SharedPinner<P>, Runtime>;
 
 /// A guest domain's shadow.
 pub(crate) struct ShadowDomain<'h, M, A, I, P>
 where
-    M: PhysMem,
-    A: FrameAllocator,
+    M: PhysMem + Clone,
+    A: FrameAllocator + Clone,
 {
     /// The guest context it shadows (DID, table root, width).
     pub(crate) guest: ContextInfo,
@@ -74,20 +66,22 @@ pub(crate) struct Sync<'a, G: ?Sized> {
 
 impl<'h, M, A, I, P> ShadowDomain<'h, M, A, I, P>
 where
-    M: PhysMem,
-    A: FrameAllocator,
+    M: PhysMem + Clone,
+    A: FrameAllocator + Clone,
     I: Invalidator,
     P: PagePinner,
 {
     /// An empty shadow of `guest` in host domain `host_domain`, whose
-    /// (empty) table is `table`.
+    /// (empty) table is `table`. Fails only if the mapper refuses its
+    /// configuration (it never does: a deferred batch of `BATCH` without a
+    /// deadline).
     pub(crate) fn new(
         guest: ContextInfo,
         host_domain: DomainId,
         table: SlPageTable<M, A>,
         host: SharedHost<'h, M, A, I>,
         pinner: SharedPinner<P>,
-    ) -> Self {
+    ) -> Result<Self, teardown::Error> {
         let config = MapperConfig {
             reuse: Reuse::SingleUse,
             // Flushed explicitly at the end of each resynchronisation.
@@ -100,8 +94,13 @@ where
             domain: host_domain,
             dma_limit: Iova::new(0),
         };
-        let mapper = Box::new(Mapper::new(table, PlacedOnly, host, pinner, NoClock, config));
-        Self { guest, mapper, pages: BTreeMap::new(), devices: 0 }
+        let platform = (table.mem().clone(), table.frames().clone(), NoClock);
+        // The registry sized at run time, its arrays on the heap.
+        let capacity = Runtime { maps: DOMAIN_PAGES, pending: BATCH };
+        let mapper =
+            Mapper::with_capacity(platform, table, PlacedOnly, host, pinner, config, capacity)?;
+        let mapper = Box::new(mapper);
+        Ok(Self { guest, mapper, pages: BTreeMap::new(), devices: 0 })
     }
 
     /// The host domain.

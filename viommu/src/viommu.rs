@@ -72,7 +72,7 @@ struct Device {
 }
 
 /// What the lock protects.
-struct State<'h, M: PhysMem, A: FrameAllocator, I, P> {
+struct State<'h, M: PhysMem + Clone, A: FrameAllocator + Clone, I, P> {
     /// The guest's root table latched by its last SRTP.
     root: Option<PhysAddr>,
     devices: Vec<Device>,
@@ -94,8 +94,8 @@ struct State<'h, M: PhysMem, A: FrameAllocator, I, P> {
 pub struct Viommu<'h, G, M, A, I, P>
 where
     G: PhysMem,
-    M: PhysMem,
-    A: FrameAllocator,
+    M: PhysMem + Clone,
+    A: FrameAllocator + Clone,
 {
     emu: Emulator<G>,
     host: &'h spin::Mutex<Host<M, A, I>>,
@@ -408,7 +408,11 @@ where
             return None;
         };
         let host = SharedHost::new(self.host);
-        let mut d = ShadowDomain::new(ctx, host_domain, table, host, self.pinner.clone());
+        let Ok(mut d) = ShadowDomain::new(ctx, host_domain, table, host, self.pinner.clone())
+        else {
+            st.counters.host_errors += 1;
+            return None;
+        };
         let State { counters, room, .. } = st;
         let mut sync = self.sync(counters, room);
         d.resync(&mut sync, (0, u64::MAX));
