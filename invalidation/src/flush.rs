@@ -97,6 +97,34 @@ impl FlushConfig {
     }
 }
 
+impl FlushConfig {
+    /// Whether a queue holding `capacity` unmaps and timed by a clock `C`
+    /// can honour this configuration (what [`FlushQueue::new`] checks).
+    ///
+    /// # Errors
+    /// [`Error::NoCapacity`] for a capacity of 0, [`Error::EmptyBatch`] or
+    /// [`Error::BatchTooLarge`] for a batch outside `1..=capacity` (unless
+    /// strict, which ignores it), [`Error::DeadlineWithoutClock`] for a
+    /// deadline with a clock that cannot tell time.
+    pub fn validate<C: Clock>(&self, capacity: usize) -> Result<()> {
+        if capacity == 0 {
+            return Err(Error::NoCapacity);
+        }
+        if self.mode != FlushMode::Strict {
+            if self.batch == 0 {
+                return Err(Error::EmptyBatch);
+            }
+            if self.batch > capacity {
+                return Err(Error::BatchTooLarge { batch: self.batch, capacity });
+            }
+        }
+        if self.deadline.is_some() && !C::TELLS_TIME {
+            return Err(Error::DeadlineWithoutClock);
+        }
+        Ok(())
+    }
+}
+
 /// What a [`FlushQueue`] has done.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct FlushStats {
@@ -197,21 +225,7 @@ impl<T, C: Clock, S: Storage> FlushQueue<T, C, S> {
                 "FlushQueue: the pending capacity N of Inline<N> must be at least 1"
             )
         };
-        let capacity = storage.len();
-        if capacity == 0 {
-            return Err(Error::NoCapacity);
-        }
-        if config.mode != FlushMode::Strict {
-            if config.batch == 0 {
-                return Err(Error::EmptyBatch);
-            }
-            if config.batch > capacity {
-                return Err(Error::BatchTooLarge { batch: config.batch, capacity });
-            }
-        }
-        if config.deadline.is_some() && !C::TELLS_TIME {
-            return Err(Error::DeadlineWithoutClock);
-        }
+        config.validate::<C>(storage.len())?;
         Ok(FlushQueue {
             config,
             clock,

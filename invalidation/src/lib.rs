@@ -21,6 +21,7 @@ pub mod queued;
 pub mod register;
 pub mod request;
 mod ring;
+pub mod unit;
 
 use core::fmt;
 
@@ -34,6 +35,7 @@ pub use invalidator::{InvalidationCaps, Invalidator};
 pub use queued::{QueueFault, QueuedInvalidator, Rejected};
 pub use register::RegisterInvalidator;
 pub use request::{Invalidation, Ticket};
+pub use unit::UnitInvalidator;
 
 /// What can go wrong while invalidating.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]

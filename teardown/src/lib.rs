@@ -31,7 +31,7 @@ use core::fmt;
 pub use capacity::Runtime;
 pub use capacity::{Capacity, Fixed};
 pub use counters::MapperCounters;
-pub use mapper::Mapper;
+pub use mapper::{Mapper, sg_iova};
 pub use pinner::{NoPinning, PagePinner, PinError};
 pub use policy::{MapperConfig, Reuse};
 pub use space::{IovaSpace, PlacedOnly};

@@ -7,7 +7,7 @@
 //! that an invalidation covering them has completed.
 
 use invalidation::{Clock, FlushMode, FlushQueue, Instant, Invalidation, Invalidator, PageBlocks};
-use iommu_platform::Platform;
+use iommu_platform::{Platform, Storage};
 use iova_alloc::IovaRange;
 use vtd_regs::{IotlbScope, Iova, PAGE_SHIFT, PAGE_SIZE, PhysAddr};
 use vtd_tables::{Perm, SlPageTable, Unmapped};
@@ -250,11 +250,14 @@ where
         config: MapperConfig,
         capacity: K,
     ) -> Result<Self> {
-        if matches!(config.reuse, Reuse::Optimistic { .. }) && !P::Clock::TELLS_TIME {
-            return Err(Error::TimeLimitWithoutClock);
-        }
-        let flush = FlushQueue::with_storage(config.flush, platform.clock(), capacity.pending())
-            .map_err(Error::Invalidation)?;
+        let pending = capacity.pending();
+        config.validate::<P::Clock>(pending.len())?;
+        // No `?` on large values from here: in debug builds each one is a
+        // copy of the mapper on the stack.
+        let flush = match FlushQueue::with_storage(config.flush, platform.clock(), pending) {
+            Ok(flush) => flush,
+            Err(e) => return Err(Error::Invalidation(e)),
+        };
         Ok(Mapper {
             owners: Owners { table, space, pinner, counters: MapperCounters::default() },
             platform,
@@ -294,6 +297,12 @@ where
     /// The invalidator.
     pub fn invalidator(&mut self) -> &mut I {
         &mut self.inv
+    }
+
+    /// The IOVA space, for reservations (`IovaTree::reserve`) and
+    /// statistics.
+    pub fn space(&mut self) -> &mut S {
+        &mut self.owners.space
     }
 
     /// The pinner.
@@ -337,7 +346,8 @@ where
         self.make_room()?;
         let lease = self.owners.space.alloc(pages, self.config.dma_limit).map_err(Error::Iova)?;
         let range = S::range(&lease);
-        self.install(range, Some(lease), (first, pages), perm)?;
+        let reusable = self.config.reuse != Reuse::SingleUse;
+        self.install(range, Some(lease), [(first, pages)], perm, reusable)?;
         Ok(Iova::new(range.start().as_u64() + offset))
     }
 
@@ -356,7 +366,7 @@ where
         }
         let range = IovaRange::from_pages(iova.page_number(), pages).map_err(Error::Iova)?;
         self.make_room()?;
-        self.install(range, None, (first, pages), perm)
+        self.install(range, None, [(first, pages)], perm, false)
     }
 
     /// Makes room in the registry for one more mapping: reclaims the stale
@@ -371,31 +381,43 @@ where
         Ok(())
     }
 
-    /// Pins and maps the buffer's `pages` pages from page `first` at the
-    /// start of `range` and records the mapping; on failure undoes what was
-    /// done. `lease`: the range's lease from the space, none if the caller
-    /// placed it.
+    /// Pins and maps the runs of pages `(first page, pages)` one after the
+    /// other from the start of `range` and records the mapping; on failure
+    /// undoes what was done. `lease`: the range's lease from the space, none
+    /// if the caller placed it; `reusable`: whether a later map of the same
+    /// buffer may reuse it (otherwise its last unmap tears it down, whatever
+    /// the policy). Several runs only without pinning: a teardown unpins
+    /// one run.
     fn install(
         &mut self,
         range: IovaRange,
         lease: Option<S::Lease>,
-        (first, pages): (u64, u64),
+        runs: impl IntoIterator<Item = (u64, u64)>,
         perm: Perm,
+        reusable: bool,
     ) -> Result<()> {
         let placed = lease.is_none();
-        let (pinned, mapped, err) = self.owners.map_pages(range.start(), first, pages, perm);
-        if let Some(e) = err {
-            self.abandon(range, lease, first, pinned, mapped)?;
-            return Err(e);
+        let (mut pages, mut mapped, mut buffer) = (0, 0, None);
+        for (first, run) in runs {
+            debug_assert!(!Pin::PINNING || buffer.is_none(), "one run per pinned mapping");
+            let at = Iova::new(range.start().as_u64() + (pages << PAGE_SHIFT));
+            let (pinned, run_mapped, err) = self.owners.map_pages(at, first, run, perm);
+            mapped += run_mapped;
+            if let Some(e) = err {
+                self.abandon(range, lease, first, pinned, mapped)?;
+                return Err(e);
+            }
+            buffer.get_or_insert(first);
+            pages += run;
         }
+        let first = buffer.unwrap_or(0);
         let keep = match self.config.reuse {
-            Reuse::Persistent { quota } => !placed && quota.is_none_or(|q| self.kept < q),
+            Reuse::Persistent { quota } => reusable && quota.is_none_or(|q| self.kept < q),
             _ => false,
         };
-        let mapping = Mapping::new(range, first, pages, perm, keep);
-        let shared = self.config.reuse != Reuse::SingleUse && !placed;
-        if let Err(lease) = self.registry.insert(mapping, lease, shared) {
-            self.abandon(range, lease, first, pinned, mapped)?;
+        let mapping = Mapping::new(range, first, pages, perm, keep, !reusable);
+        if let Err(lease) = self.registry.insert(mapping, lease, reusable && !placed) {
+            self.abandon(range, lease, first, pages, mapped)?;
             return Err(Error::TooManyMappings);
         }
         self.kept += usize::from(keep);
@@ -416,6 +438,13 @@ where
         self.owners.table
     }
 
+    /// Gives up the mapper and returns its parts: the table, the space, the
+    /// invalidator and the pinner (with the same caveat as
+    /// [`into_table`](Self::into_table) about teardowns still pending).
+    pub fn into_parts(self) -> (Table<P>, S, I, Pin) {
+        (self.owners.table, self.owners.space, self.inv, self.owners.pinner)
+    }
+
     /// Unmaps the buffer `map` returned `iova` for; `len` as given to `map`.
     /// What happens to the mapping is the reuse policy's choice; its
     /// resources come back only after the invalidation that covers it.
@@ -430,9 +459,11 @@ where
             return Err(Error::NotMapped { iova });
         }
         m.refs -= 1;
-        let (refs, keep) = (m.refs, m.keep);
+        let (refs, keep, single) = (m.refs, m.keep, m.single);
         self.owners.counters.unmaps += 1;
-        if refs == 0 {
+        if refs == 0 && single {
+            self.tear_down(id)?;
+        } else if refs == 0 {
             match self.config.reuse {
                 Reuse::SingleUse | Reuse::Shared => self.tear_down(id)?,
                 Reuse::Persistent { .. } if !keep => self.tear_down(id)?,
@@ -493,6 +524,13 @@ where
     /// and every released resource is back.
     pub fn flush(&mut self) -> Result<()> {
         self.tear_down_stale()?;
+        self.drain_pending()
+    }
+
+    /// Completes every pending invalidation (posting what is queued and
+    /// waiting for it) and releases what it covers; stale mappings stay.
+    /// Afterwards nothing unmapped is reachable by a device.
+    pub fn drain_pending(&mut self) -> Result<()> {
         let owners = &mut self.owners;
         self.flush.flush(&mut self.inv, |t| owners.release(t)).map_err(Error::Invalidation)
     }
@@ -593,6 +631,68 @@ where
         };
         result.map_err(Error::Invalidation)
     }
+}
+
+impl<P, S, I, K> Mapper<P, S, I, NoPinning, K>
+where
+    P: Platform,
+    S: IovaSpace,
+    I: Invalidator,
+    K: Capacity,
+{
+    /// Maps the scatter-gather list `segments` (each `(phys, len)`) into
+    /// one contiguous IOVA range with `perm`, as Linux's
+    /// `iommu_dma_map_sg` does: each segment starts in the page after the
+    /// last page of the one before, at its own page offset, so a list whose
+    /// inner boundaries are page-aligned is one contiguous buffer to the
+    /// device. Returns the IOVA of the first segment's first byte; segment
+    /// `i`'s is [`sg_iova`]`(first, segments, i)`. The mapping is never
+    /// reused; [`unmap_sg`](Self::unmap_sg) removes it. Only without
+    /// pinning: each guest page of a hypervisor is pinned on its own.
+    ///
+    /// # Errors
+    /// [`Error::Empty`] for an empty list or segment, and those of
+    /// [`map`](Mapper::map).
+    pub fn map_sg(&mut self, segments: &[(PhysAddr, u64)], perm: Perm) -> Result<Iova> {
+        let (first, pages) = sg_span(segments).ok_or(Error::Empty)?;
+        self.make_room()?;
+        let lease = self.owners.space.alloc(pages, self.config.dma_limit).map_err(Error::Iova)?;
+        let range = S::range(&lease);
+        let runs = segments.iter().filter_map(|&(phys, len)| span(phys.as_u64(), len));
+        self.install(range, Some(lease), runs, perm, false)?;
+        Ok(Iova::new(range.start().as_u64() + first.page_offset()))
+    }
+
+    /// Unmaps what [`map_sg`](Self::map_sg) mapped at `iova` for the same
+    /// `segments`.
+    ///
+    /// # Errors
+    /// As [`unmap`](Mapper::unmap).
+    pub fn unmap_sg(&mut self, iova: Iova, segments: &[(PhysAddr, u64)]) -> Result<()> {
+        let (_, pages) = sg_span(segments).ok_or(Error::Empty)?;
+        self.unmap(iova, (pages << PAGE_SHIFT) - iova.page_offset())
+    }
+}
+
+/// The IOVA of segment `index` of a list [`Mapper::map_sg`] mapped at
+/// `first` (the IOVA it returned); `None` past the end.
+pub fn sg_iova(first: Iova, segments: &[(PhysAddr, u64)], index: usize) -> Option<Iova> {
+    let (&(phys, _), before) = segments.get(..=index)?.split_last()?;
+    let pages: u64 = before.iter().filter_map(|&(p, l)| span(p.as_u64(), l)).map(|(_, n)| n).sum();
+    Some(Iova::new(
+        (first.as_u64() & !(PAGE_SIZE - 1)) + (pages << PAGE_SHIFT) + phys.page_offset(),
+    ))
+}
+
+/// The first segment's start and the pages of a scatter-gather list laid
+/// out as [`Mapper::map_sg`] does; `None` if it or a segment is empty.
+fn sg_span(segments: &[(PhysAddr, u64)]) -> Option<(PhysAddr, u64)> {
+    let (&(first, _), _) = segments.split_first()?;
+    let mut pages = 0u64;
+    for &(phys, len) in segments {
+        pages = pages.checked_add(span(phys.as_u64(), len)?.1)?;
+    }
+    Some((first, pages))
 }
 
 /// The first page and the page count of `[addr, addr + len)`; `None` for

@@ -32,6 +32,9 @@ pub(crate) struct Mapping {
     pub(crate) refs: u32,
     /// Persistent: never torn down.
     pub(crate) keep: bool,
+    /// Never reused: torn down on its last unmap whatever the policy
+    /// (placed and scatter-gather mappings).
+    pub(crate) single: bool,
     stale: Option<Stale>,
 }
 
@@ -54,8 +57,15 @@ impl Mapping {
         hash_buffer(self.phys_page, self.pages, self.perm.bits())
     }
 
-    pub(crate) fn new(iova: IovaRange, phys_page: u64, pages: u64, perm: Perm, keep: bool) -> Self {
-        Mapping { iova, phys_page, pages, perm, refs: 1, keep, stale: None }
+    pub(crate) fn new(
+        iova: IovaRange,
+        phys_page: u64,
+        pages: u64,
+        perm: Perm,
+        keep: bool,
+        single: bool,
+    ) -> Self {
+        Mapping { iova, phys_page, pages, perm, refs: 1, keep, single, stale: None }
     }
 
     /// What a free slot holds.
@@ -66,6 +76,7 @@ impl Mapping {
         perm: Perm::empty(),
         refs: 0,
         keep: false,
+        single: false,
         stale: None,
     };
 }
