@@ -32,7 +32,7 @@ pub fn emu_queue(data: &[u8]) {
     let mem = memory(&[]);
     let n = contents.len().min(size.bytes());
     mem.write_bytes(PhysAddr::new(QUEUE), &contents[..n]).unwrap();
-    let emu = Emulator::<_, 64, 16>::new(&mem, cfg).unwrap();
+    let emu = Emulator::<_, 64, 16>::with_caches(&mem, cfg).unwrap();
     let mut e = &emu;
     e.write_reg(Iqt(0));
     e.write_reg(iqa);

@@ -51,7 +51,7 @@ pub fn emu_registers(data: &[u8]) {
     let (pattern, ops) = rest.split_at(usize::from(len).min(rest.len()));
     let cfg = config(cfg_byte);
     let mem = memory(pattern);
-    let emu = Emulator::<_, 64, 16>::new(&mem, cfg).unwrap();
+    let emu = Emulator::<_, 64, 16>::with_caches(&mem, cfg).unwrap();
     let mut e = &emu;
     let mut translations = 0;
     for op in ops.chunks_exact(12).take(MAX_OPS) {

@@ -53,7 +53,7 @@ fn run(data: &[u8]) -> usize {
     let host_mem = HeapMemory::new(HOST_RAM as usize);
     let mem = &host_mem;
     let frames = SimFrameAllocator::new(mem, PhysAddr::new(HOST_FRAMES), PhysAddr::new(HOST_RAM));
-    let emu = Emulator::<_, 64, 16>::new(mem, EmuConfig::qemu()).unwrap();
+    let emu = Emulator::<_, 64, 16>::with_caches(mem, EmuConfig::qemu()).unwrap();
     let unit = RemappingUnit::new(&emu).unwrap();
     let tables = TableConfig::from_cap(unit.cap(), 39).unwrap();
     let contexts = ContextManager::new(mem, &frames).unwrap();

@@ -100,6 +100,13 @@ fn bring_up_from_the_dmar_table_and_map() {
         assert_eq!(m.dma(NIC, iova, Access::Write), Some(buf));
         assert_eq!(m.dma(NIC, iova, Access::Read), None, "from the device: write-only");
         assert_eq!(m.dma(USB, iova, Access::Write), None, "another device");
+        // A frame written by the device, page by page through the unit.
+        m.emu.dma_write(NIC, iova, &[0xab; 1500]).unwrap();
+        let mut back = [0u8; 1500];
+        m.ram.read_bytes(buf, &mut back).unwrap();
+        assert!(back.iter().all(|b| *b == 0xab));
+        let beyond = Iova::new(iova.as_u64() + 0x1000);
+        assert!(matches!(m.emu.dma_write(NIC, beyond, &[0; 16]), Err(vtd_emu::DmaError::Fault(_))));
         dma.unmap(iova, 1500).unwrap();
         assert_eq!(m.dma(NIC, iova, Access::Write), None, "strict: gone at unmap");
         dma.detach(NIC).unwrap();
