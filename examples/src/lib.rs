@@ -1,14 +1,17 @@
-//! The test bed shared by the example programs in `src/bin/` and the
-//! benchmarks in `benches/`: the software VT-d (`vtd-emu`) over simulated
-//! memory, brought up the way a driver does it, with one device attached to
-//! one domain.
+//! The test beds shared by the example programs in `src/bin/` and the
+//! benchmarks in `benches/`: [`Machine`], a simulated computer with a
+//! software VT-d behind a DMAR table, as a kernel finds one; and
+//! [`Testbed`], the software VT-d (`vtd-emu`) over simulated memory,
+//! brought up the way a driver does it, with one device attached to one
+//! domain.
 
 use std::time::Duration;
 
 use invalidation::QueuedInvalidator;
-use iommu_platform::TscClock;
+use iommu_platform::{RegionFrames, StdClock, TscClock};
 use vtd_emu::mem::HeapMemory;
 use vtd_emu::{EmuConfig, Emulator, SimFrameAllocator};
+use vtd_regs::dmar::{DeviceScopeKind, DmarFlags, DmarWriter, DrhdFlags};
 use vtd_regs::regs::QueueSize;
 use vtd_regs::{DomainId, PhysAddr, RemappingUnit, SourceId};
 use vtd_tables::{ContextManager, SlPageTable, TableConfig};
@@ -38,6 +41,79 @@ pub const DOMAIN: DomainId = DomainId::new(1);
 
 fn leak<T>(t: T) -> &'static T {
     Box::leak(Box::new(t))
+}
+
+/// Frames of a [`Machine`]'s table pool, one bit each (32 MiB).
+pub type MachineFrames = &'static RegionFrames<128>;
+
+/// A simulated computer: [`RAM`] bytes of memory, a software VT-d (QEMU's
+/// capabilities) at [`Machine::REGISTERS`], the DMAR table that describes
+/// it (naming the NIC, [`DEVICE`], and a USB controller with a reserved
+/// region), and the frames `[FRAMES_START, RAM)` for tables.
+pub struct Machine {
+    /// The memory.
+    pub ram: Mem,
+    /// The frame pool for tables and queues.
+    pub frames: MachineFrames,
+    /// The remapping unit.
+    pub unit: &'static Emu,
+    dmar: Vec<u8>,
+}
+
+impl Machine {
+    /// The NIC, 00:01.0.
+    pub const NIC: SourceId = DEVICE;
+    /// A receive ring in the NIC driver's memory.
+    pub const RING: PhysAddr = PhysAddr::new(0x10_0000);
+    /// Where the unit's register page is.
+    pub const REGISTERS: PhysAddr = PhysAddr::new(0xfed9_0000);
+    /// The USB controller's reserved region (an RMRR): 1 MiB at 31 MiB.
+    pub const USB_REGION: (PhysAddr, PhysAddr) =
+        (PhysAddr::new(0x1f0_0000), PhysAddr::new(0x1ff_ffff));
+
+    /// The machine, powered on: the unit in its reset state.
+    pub fn new() -> Self {
+        let ram: Mem = leak(HeapMemory::new(RAM as usize));
+        let pool = RegionFrames::new(PhysAddr::new(FRAMES_START), PhysAddr::new(RAM));
+        let frames: MachineFrames = leak(pool.expect("the pool fits its bitmap"));
+        let unit: &'static Emu = leak(Emulator::new(ram, EmuConfig::qemu()).expect("config"));
+        let pci = DeviceScopeKind::PciEndpoint;
+        let (usb, usb_region) = ((0x14, 0), Self::USB_REGION);
+        let mut buf = vec![0u8; 256];
+        let len = DmarWriter::new(&mut buf, 39, DmarFlags::INTR_REMAP)
+            .and_then(|w| w.drhd(DrhdFlags::empty(), 0, Self::REGISTERS))
+            .and_then(|w| w.device(pci, 0, 0, &[(DEVICE.device(), DEVICE.function())]))
+            .and_then(|w| w.device(pci, 0, 0, &[usb]))
+            .and_then(|w| w.rmrr(0, usb_region.0, usb_region.1))
+            .and_then(|w| w.device(pci, 0, 0, &[usb]))
+            .and_then(|w| w.finish())
+            .expect("the table fits")
+            .len();
+        buf.truncate(len);
+        Machine { ram, frames, unit, dmar: buf }
+    }
+
+    /// The platform a kernel on this machine has: its memory, its frame
+    /// pool, and the OS's monotonic clock.
+    pub fn platform(&self) -> (Mem, MachineFrames, StdClock) {
+        (self.ram, self.frames, StdClock::new())
+    }
+
+    /// The DMAR ACPI table (VT-d §8).
+    pub fn dmar(&self) -> &[u8] {
+        &self.dmar
+    }
+
+    /// The register page at `base`, if a unit is there.
+    pub fn registers(&self, base: PhysAddr) -> Option<&'static Emu> {
+        (base == Self::REGISTERS).then_some(self.unit)
+    }
+}
+
+impl Default for Machine {
+    fn default() -> Self {
+        Self::new()
+    }
 }
 
 /// A unit brought up with translation and queued invalidation on, and a
