@@ -140,46 +140,7 @@ impl<P: Platform, S: IovaSpace, Pin: PagePinner> Owners<P, S, Pin> {
 /// Mem>>`. The DMA API a driver usually holds (`vtd-dma`'s `DmaDomain`)
 /// picks all but the platform.
 ///
-/// ```
-/// use core::time::Duration;
-/// use invalidation::{FlushConfig, QueuedInvalidator};
-/// use iommu_platform::{Inline, StdClock};
-/// use iova_alloc::{IovaTree, Window};
-/// use teardown::{Capacity, Fixed, Mapper, MapperConfig, NoPinning, Reuse};
-/// use vtd_emu::{EmuConfig, Emulator, SimFrameAllocator, mem::HeapMemory};
-/// use vtd_regs::regs::QueueSize;
-/// use vtd_regs::{DomainId, Iova, PhysAddr, RemappingUnit, SourceId};
-/// use vtd_tables::{ContextManager, Perm, SlPageTable, TableConfig};
-///
-/// // The platform: memory, frames for tables, a clock; a software VT-d.
-/// let mem = HeapMemory::new(8 << 20);
-/// let frames = SimFrameAllocator::new(&mem, PhysAddr::new(4 << 20), PhysAddr::new(8 << 20));
-/// let platform = (&mem, &frames, StdClock::new());
-/// let emu: Emulator<_> = Emulator::new(&mem, EmuConfig::qemu()).unwrap();
-///
-/// // A domain's table, device 00:01.0 attached, remapping on.
-/// let unit = RemappingUnit::new(&emu)?;
-/// let table = SlPageTable::new(&mem, &frames, TableConfig::from_cap(unit.cap(), 39)?)?;
-/// let mut contexts = ContextManager::new(&mem, &frames)?;
-/// let _ = contexts.attach(SourceId::new(0, 1, 0).unwrap(), DomainId::new(1), &table)?;
-/// let qs = QueueSize::from_order(0).unwrap();
-/// let inv = QueuedInvalidator::enable_remapping(unit, contexts.root_table(), &mem, &frames, qs)
-///     .map_err(|r| r.error)?;
-///
-/// // Optimistic teardown over deferred invalidation, Linux's 256 / 10 ms.
-/// let config = MapperConfig {
-///     reuse: Reuse::Optimistic { quota: 64, time_limit: Duration::from_millis(10) },
-///     flush: FlushConfig::deferred(256, Duration::from_millis(10)),
-///     domain: DomainId::new(1),
-///     dma_limit: Iova::new(1 << 32),
-/// };
-/// let space = IovaTree::new(Window::from_pages(1, (1 << 20) - 1)?, Fixed::<1024, 256>.nodes());
-/// let mut mapper = Mapper::new(platform, table, space, inv, NoPinning, config)?;
-/// let iova = mapper.map(PhysAddr::new(0x12_3450), 1500, Perm::WRITE)?;
-/// mapper.unmap(iova, 1500)?;
-/// assert_eq!(mapper.map(PhysAddr::new(0x12_3450), 1500, Perm::WRITE)?, iova); // reused
-/// # Ok::<(), Box<dyn std::error::Error>>(())
-/// ```
+/// The crate-level documentation has a walk-through.
 pub struct Mapper<P, S, I, Pin = NoPinning, K = Fixed>
 where
     P: Platform,

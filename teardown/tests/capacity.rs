@@ -9,7 +9,7 @@ use std::time::Duration;
 use common::*;
 use invalidation::{FlushConfig, NoClock};
 use iova_alloc::{IovaTree, Window};
-use teardown::{Capacity, Error, Fixed, Mapper, MapperConfig, NoPinning, Reuse, Runtime};
+use teardown::{Capacity, Error, Fixed, Mapper, MapperConfig, NoPinning, Reuse};
 use vtd_emu::EmuConfig;
 use vtd_regs::{Iova, PhysAddr};
 use vtd_tables::Perm;
@@ -51,8 +51,10 @@ fn a_capacity_of_1000_holds_1000_mappings() {
     assert_eq!(m.flush_stats().batches, 1000u64.div_ceil(17));
 }
 
+#[cfg(feature = "alloc")]
 #[test]
 fn runtime_capacities() {
+    use teardown::Runtime;
     let bed = Testbed::with_memory(EmuConfig::qemu(), RAM, FRAMES_START);
     let cap = Runtime { maps: 3, pending: 100 };
     let flush = FlushConfig::deferred(100, Duration::from_millis(10));

@@ -102,13 +102,14 @@ pub struct DmaStats {
 /// capacities, defaults to 1024 mappings and 256 pending teardowns).
 ///
 /// ```
-/// use vtd_dma::{Direction, DmaConfig, DmaDomain, PhysAddr, SourceId, StdClock};
+/// use iommu_platform::StdClock; // `vtd_dma::StdClock` with the `std` feature
+/// use vtd_dma::{Direction, DmaConfig, DmaDomain, PhysAddr, SourceId};
 /// use vtd_emu::{EmuConfig, Emulator, SimFrameAllocator, mem::HeapMemory};
 ///
 /// // The platform: RAM, frames for tables, a clock; and a software VT-d.
 /// let ram = HeapMemory::new(8 << 20);
 /// let frames = SimFrameAllocator::new(&ram, PhysAddr::new(4 << 20), PhysAddr::new(8 << 20));
-/// let unit: Emulator<_> = Emulator::new(&ram, EmuConfig::qemu()).unwrap();
+/// let unit = Emulator::new(&ram, EmuConfig::qemu()).unwrap();
 ///
 /// let mut dma = DmaDomain::new((&ram, &frames, StdClock::new()), &unit, DmaConfig::optimistic())?;
 /// let nic = SourceId::new(0, 1, 0).unwrap();

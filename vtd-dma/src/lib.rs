@@ -6,13 +6,14 @@
 //! [`Mmio`]).
 //!
 //! ```
-//! use vtd_dma::{Direction, DmaConfig, DmaDomain, PhysAddr, SourceId, StdClock};
+//! use iommu_platform::StdClock; // `vtd_dma::StdClock` with the `std` feature
+//! use vtd_dma::{Direction, DmaConfig, DmaDomain, PhysAddr, SourceId};
 //! use vtd_emu::{EmuConfig, Emulator, SimFrameAllocator, mem::HeapMemory};
 //!
 //! // A software VT-d over simulated RAM stands in for the hardware here.
 //! let ram = HeapMemory::new(8 << 20);
 //! let frames = SimFrameAllocator::new(&ram, PhysAddr::new(4 << 20), PhysAddr::new(8 << 20));
-//! let unit: Emulator<_> = Emulator::new(&ram, EmuConfig::qemu()).unwrap();
+//! let unit = Emulator::new(&ram, EmuConfig::qemu()).unwrap();
 //! let platform = (&ram, &frames, StdClock::new());
 //!
 //! let mut dma = DmaDomain::new(platform, &unit, DmaConfig::lazy())?;
