@@ -1,7 +1,7 @@
 //! Typed addresses: host/guest physical addresses and I/O virtual addresses.
 //!
 //! VT-d translates an *I/O virtual address* (IOVA, "DMA address" in the
-//! specification's words, section 3.1) of a request into a *physical address*
+//! specification's words, §3.1) of a request into a *physical address*
 //! through the second-level tables of the request's domain. Keeping the two in
 //! distinct types makes it a compile error to hand an IOVA to code that wants a
 //! physical address, as rust-osdev `x86_64`'s `PhysAddr`/`VirtAddr` do.
@@ -106,12 +106,12 @@ address_type!(
 
 address_type!(
     /// An I/O virtual address: the address a device puts on the bus, which the
-    /// remapping unit translates through the device's domain (VT-d section 3.1).
+    /// remapping unit translates through the device's domain (§3.1).
     Iova,
     "Iova"
 );
 
-/// The page sizes of second-level translation (VT-d section 3.7 and 9.8):
+/// The page sizes of second-level translation (§3.7 and §9.8):
 /// 4 KiB always, 2 MiB and 1 GiB where CAP.SLLPS reports them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum PageSize {

@@ -96,7 +96,7 @@ pub trait PhysMem {
 
     /// Makes the CPU's writes to `[addr, addr + len)` visible to a remapping
     /// unit that does not snoop the CPU caches when it walks tables (ECAP.C = 0,
-    /// VT-d section 6.2.1): a `clflush` loop on real hardware. The default
+    /// §6.2.1): a `clflush` loop on real hardware. The default
     /// does nothing, which is right for coherent units and simulations.
     fn flush_for_device(&self, addr: PhysAddr, len: usize) {
         let _ = (addr, len);

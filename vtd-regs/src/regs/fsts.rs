@@ -1,9 +1,9 @@
-//! FSTS_REG: fault status (VT-d section 10.4.9).
+//! FSTS_REG: fault status (§10.4.9).
 
 use super::bits::{bit_fields, field};
 use crate::mmio::register;
 
-/// Fault status register (32-bit, offset 0x34), section 10.4.9.
+/// Fault status register (32-bit, offset 0x34), §10.4.9.
 ///
 /// The error bits are write-1-to-clear: writing back a value clears the bits
 /// it has set. PPF and FRI are read-only and ignored on write.

@@ -1,4 +1,4 @@
-//! VER_REG: the architecture version the unit implements (section 10.4.1).
+//! VER_REG: the architecture version the unit implements (§10.4.1).
 
 use crate::mmio::register;
 
