@@ -37,7 +37,7 @@ use vtd_regs::{DomainId, IotlbScope, Iova};
 use crate::blocks::PageBlocks;
 use crate::clock::{Clock, Instant};
 use crate::invalidator::Invalidator;
-use crate::ring::Ring;
+use crate::ring::{Batches, Ring};
 use crate::{Error, Invalidation, Result, Ticket};
 
 /// When invalidations are performed.
@@ -187,12 +187,14 @@ const MAX_BATCH_DOMAINS: usize = 8;
 /// ```
 pub struct FlushQueue<T, C: Clock, S: Storage = Inline<256>> {
     config: FlushConfig,
+    /// Unmaps per batch: `config.batch`, or one when strict.
+    batch: usize,
     clock: C,
     /// Oldest first; the first `posted` entries belong to posted batches.
     entries: Ring<Entry<T>, S>,
     posted: usize,
     /// Posted batches, oldest first: their ticket and entry count.
-    in_flight: Ring<(Ticket, usize), S>,
+    in_flight: Batches<S>,
     stats: FlushStats,
 }
 
@@ -202,6 +204,7 @@ impl<T, C: Clock> FlushQueue<T, C> {
     ///
     /// # Errors
     /// As [`with_storage`](Self::with_storage).
+    #[inline]
     pub fn new(config: FlushConfig, clock: C) -> Result<Self> {
         Self::with_storage(config, clock, Inline)
     }
@@ -218,6 +221,7 @@ impl<T, C: Clock, S: Storage> FlushQueue<T, C, S> {
     /// outside `1..=capacity` (unless strict, which ignores it),
     /// [`Error::DeadlineWithoutClock`] for a deadline with a clock that
     /// cannot tell time ([`NoClock`](crate::NoClock)).
+    #[inline]
     pub fn with_storage(config: FlushConfig, clock: C, storage: S) -> Result<Self> {
         const {
             assert!(
@@ -226,12 +230,14 @@ impl<T, C: Clock, S: Storage> FlushQueue<T, C, S> {
             )
         };
         config.validate::<C>(storage.len())?;
+        let batch = if config.mode == FlushMode::Strict { 1 } else { config.batch };
         Ok(FlushQueue {
             config,
+            batch,
             clock,
             entries: Ring::new(&storage),
             posted: 0,
-            in_flight: Ring::new(&storage),
+            in_flight: Batches::new(&storage),
             stats: FlushStats::default(),
         })
     }
@@ -308,7 +314,7 @@ impl<T, C: Clock, S: Storage> FlushQueue<T, C, S> {
     /// Invalidates everything queued, waits, and releases every payload.
     pub fn flush<I: Invalidator>(&mut self, inv: &mut I, mut release: impl FnMut(T)) -> Result<()> {
         self.post_queued(inv)?;
-        if let Some(&(last, _)) = self.in_flight.back() {
+        if let Some(last) = self.in_flight.back() {
             self.wait(inv, last)?;
         }
         self.reap(inv, &mut release)
@@ -327,21 +333,13 @@ impl<T, C: Clock, S: Storage> FlushQueue<T, C, S> {
         self.reap(inv, release)
     }
 
-    /// Unmaps per batch: one when strict.
-    fn batch(&self) -> usize {
-        match self.config.mode {
-            FlushMode::Strict => 1,
-            _ => self.config.batch,
-        }
-    }
-
     /// Whether the unposted unmaps must be posted now.
     fn due(&self) -> bool {
         let queued = self.entries.len() - self.posted;
         if queued == 0 {
             return false;
         }
-        if queued >= self.batch() {
+        if queued >= self.batch {
             return true;
         }
         let oldest = self.entries.get(self.posted).map(|e| e.since);
@@ -359,7 +357,7 @@ impl<T, C: Clock, S: Storage> FlushQueue<T, C, S> {
         release: &mut impl FnMut(T),
     ) -> Result<()> {
         self.post_queued(inv)?;
-        if let Some(&(oldest, _)) = self.in_flight.front() {
+        if let Some((oldest, _)) = self.in_flight.front() {
             self.wait(inv, oldest)?;
         }
         self.reap(inv, release)
@@ -375,7 +373,7 @@ impl<T, C: Clock, S: Storage> FlushQueue<T, C, S> {
 
     /// Releases the payloads of completed batches, oldest first.
     fn reap<I: Invalidator>(&mut self, inv: &mut I, release: &mut impl FnMut(T)) -> Result<()> {
-        while let Some(&(ticket, count)) = self.in_flight.front() {
+        while let Some((ticket, count)) = self.in_flight.front() {
             if !inv.is_complete(ticket)? {
                 break;
             }
@@ -430,7 +428,7 @@ impl<T, C: Clock, S: Storage> FlushQueue<T, C, S> {
             }
         };
         // `in_flight` has room: it never holds more batches than entries.
-        if self.in_flight.push_back((ticket, count)).is_err() {
+        if !self.in_flight.push_back(ticket, count) {
             return Err(Error::QueueFull);
         }
         self.posted += count;
