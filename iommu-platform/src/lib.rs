@@ -18,6 +18,33 @@
 //!   sized at run time (`Boxed`), for the bounded collections of the
 //!   flush queue and the mapping layer.
 //!
+//! A kernel's platform in a few lines (the [`Platform`] documentation has
+//! one as its own type):
+//!
+//! ```
+//! use iommu_platform::{Clock, FrameAllocator, NoClock, PhysAddr, Platform, RegionFrames};
+//!
+//! // Frames for IOMMU tables: 1 MiB the kernel set aside.
+//! static FRAMES: RegionFrames<4> =
+//!     match RegionFrames::new(PhysAddr::new(0x20_0000), PhysAddr::new(0x30_0000)) {
+//!         Ok(frames) => frames,
+//!         Err(_) => panic!("the region fits the bitmap"),
+//!     };
+//!
+//! # #[derive(Clone, Copy)] struct DirectMap;
+//! # impl iommu_platform::PhysMem for DirectMap {
+//! #     fn read_u64(&self, a: PhysAddr) -> Result<u64, iommu_platform::MemError> { Ok(0) }
+//! #     fn write_u64(&self, a: PhysAddr, _: u64) -> Result<(), iommu_platform::MemError> { Ok(()) }
+//! #     fn read_bytes(&self, _: PhysAddr, _: &mut [u8]) -> Result<(), iommu_platform::MemError> { Ok(()) }
+//! #     fn write_bytes(&self, _: PhysAddr, _: &[u8]) -> Result<(), iommu_platform::MemError> { Ok(()) }
+//! # }
+//! // Memory (the kernel's direct map), frames, a clock: one platform.
+//! let platform = (DirectMap, &FRAMES, NoClock);
+//! let table = platform.frames().allocate(0).expect("a frame");
+//! assert!(table.is_aligned(4096) && FRAMES.in_use() == 1);
+//! assert!(!<NoClock as Clock>::TELLS_TIME); // no deadline can be measured with it
+//! ```
+//!
 //! `unsafe` is denied except where a trait is unsafe to implement
 //! ([`FrameAllocator`]) and for the `RDTSC` and `CPUID` instructions, each
 //! allowed locally with its `// SAFETY:` reason.
