@@ -22,24 +22,29 @@ fn space<K: Capacity>(capacity: &K) -> IovaTree<K::Nodes> {
     IovaTree::new(Window::from_pages(1, (1 << 20) - 1).unwrap(), capacity.nodes())
 }
 
+type CapMapper<K> = Mapper<
+    viommu_examples::Platform<TestClock>,
+    IovaTree<<K as Capacity>::Nodes>,
+    Inv,
+    NoPinning,
+    K,
+>;
+
+/// A single-use mapper with capacities `cap`, flushing deferred batches of
+/// `batch`.
+fn mapper<K: Capacity>(cap: K, batch: usize) -> CapMapper<K> {
+    let bed = Testbed::with_memory(EmuConfig::qemu(), RAM, FRAMES_START);
+    let flush = FlushConfig::deferred(batch, Duration::from_millis(10));
+    let (platform, s) = (bed.platform(TestClock::default()), space(&cap));
+    let cfg = config(Reuse::SingleUse, flush);
+    Mapper::with_capacity(platform, bed.table, s, bed.inv, NoPinning, cfg, cap).unwrap()
+}
+
 /// 1000 mappings fit a `Fixed<1000, 17>` mapper, the 1001st is refused
 /// with a typed error, and after unmapping everything comes back.
 #[test]
 fn a_capacity_of_1000_holds_1000_mappings() {
-    let bed = Testbed::with_memory(EmuConfig::qemu(), RAM, FRAMES_START);
-    let cap = Fixed::<1000, 17>;
-    let flush = FlushConfig::deferred(17, Duration::from_millis(10));
-    let (platform, s) = (bed.platform(TestClock::default()), space(&cap));
-    let mut m = Mapper::with_capacity(
-        platform,
-        bed.table,
-        s,
-        bed.inv,
-        NoPinning,
-        config(Reuse::SingleUse, flush),
-        cap,
-    )
-    .unwrap();
+    let mut m = mapper(Fixed::<1000, 17>, 17);
     let buf = |i: u64| PhysAddr::new(i << 12);
     let iovas: Vec<Iova> = (0..1000).map(|i| m.map(buf(i), 64, Perm::READ).unwrap()).collect();
     assert_eq!(m.map(buf(1000), 64, Perm::READ), Err(Error::TooManyMappings));
@@ -55,20 +60,7 @@ fn a_capacity_of_1000_holds_1000_mappings() {
 #[test]
 fn runtime_capacities() {
     use teardown::Runtime;
-    let bed = Testbed::with_memory(EmuConfig::qemu(), RAM, FRAMES_START);
-    let cap = Runtime { maps: 3, pending: 100 };
-    let flush = FlushConfig::deferred(100, Duration::from_millis(10));
-    let (platform, s) = (bed.platform(TestClock::default()), space(&cap));
-    let mut m = Mapper::with_capacity(
-        platform,
-        bed.table,
-        s,
-        bed.inv,
-        NoPinning,
-        config(Reuse::SingleUse, flush),
-        cap,
-    )
-    .unwrap();
+    let mut m = mapper(Runtime { maps: 3, pending: 100 }, 100);
     for i in 0..3 {
         m.map(PhysAddr::new(i << 12), 8, Perm::READ).unwrap();
     }
