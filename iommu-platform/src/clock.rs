@@ -55,7 +55,7 @@ impl Clock for NoClock {
 
 /// Time from the x86-64 time-stamp counter: one `RDTSC` per reading, no
 /// system call, usable in a kernel or unikernel. The counter must be
-/// invariant (CPUID.80000007H:EDX[8], every x86-64 CPU of the last decade):
+/// invariant (CPUID.80000007H:EDX bit 8, every x86-64 CPU of the last decade):
 /// it then ticks at a constant rate, which the clock is given or reads from
 /// CPUID.
 ///
