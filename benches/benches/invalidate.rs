@@ -8,16 +8,17 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use invalidation::{FlushConfig, FlushQueue};
-use viommu_examples::{DOMAIN, Inv, Testbed, Tsc};
+use iommu_platform::TscClock;
+use viommu_examples::{DOMAIN, Inv, Testbed, tsc};
 use vtd_emu::EmuConfig;
 use vtd_regs::{Iova, PAGE_SIZE};
 
 const UNMAPS: u64 = 10_000;
 
 /// 10,000 unmaps of one page each, then a flush; returns IQT writes.
-fn run(config: FlushConfig, inv: &mut Inv, clock: &Tsc) -> u64 {
+fn run(config: FlushConfig, inv: &mut Inv, clock: &TscClock) -> u64 {
     let before = inv.counters().tail_writes;
-    let mut q: FlushQueue<u64, _, 256> = FlushQueue::new(config, clock);
+    let mut q: FlushQueue<u64, _> = FlushQueue::new(config, clock).expect("config");
     let mut released = 0u64;
     for n in 0..UNMAPS {
         let start = Iova::new((n % 65_536) * PAGE_SIZE);
@@ -36,7 +37,7 @@ fn invalidate(c: &mut Criterion) {
         ("async", FlushConfig::asynchronous(64, Duration::from_millis(10))),
     ];
     // Calibrated once: a clock is 20 ms of calibration, not part of a run.
-    let clock = Tsc::default();
+    let clock = tsc();
     let mut group = c.benchmark_group("invalidate");
     group.sample_size(10);
     for (name, config) in policies {

@@ -9,10 +9,11 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use invalidation::FlushConfig;
+use iommu_platform::TscClock;
 use iova_alloc::{CpuHandle, Magazine, Node, VecIovaCache, Window};
 use std::sync::atomic::AtomicU8;
-use teardown::{Mapper, MapperConfig, NoPinning, Reuse};
-use viommu_examples::{DOMAIN, Frames, Inv, Mem, Testbed, Tsc};
+use teardown::{Fixed, Mapper, MapperConfig, NoPinning, Reuse};
+use viommu_examples::{DOMAIN, Inv, Platform, Testbed, tsc};
 use vtd_emu::EmuConfig;
 use vtd_regs::{Iova, PhysAddr};
 use vtd_tables::Perm;
@@ -21,14 +22,16 @@ const RING: u64 = 256;
 const BUFFER: u64 = 1500;
 
 type Handle = CpuHandle<'static, Vec<Node>, Vec<Magazine>, Box<[AtomicU8]>>;
-type NicMapper = Mapper<Mem, Frames, Handle, Inv, Tsc, NoPinning, 1024, 512>;
+type NicMapper = Mapper<Platform<TscClock>, Handle, Inv, NoPinning, Fixed<1024, 512>>;
 
 fn mapper(reuse: Reuse, flush: FlushConfig) -> NicMapper {
     let bed = Testbed::new(EmuConfig::qemu());
     let window = Window::from_pages(1, (1 << 20) - 1).expect("window");
     let cache: &'static VecIovaCache = Box::leak(Box::new(VecIovaCache::with_window(window)));
     let config = MapperConfig { reuse, flush, domain: DOMAIN, dma_limit: Iova::new(1 << 32) };
-    Mapper::new(bed.table, cache.handle(), bed.inv, NoPinning, Tsc::default(), config)
+    let platform = bed.platform(tsc());
+    Mapper::with_capacity(platform, bed.table, cache.handle(), bed.inv, NoPinning, config, Fixed)
+        .expect("config")
 }
 
 /// Receive buffer `n` of the ring: 2 KiB apart, two per page.

@@ -22,7 +22,7 @@ use std::time::Instant;
 use criterion::{Criterion, criterion_group, criterion_main};
 use invalidation::{FlushConfig, NoClock, QueuedInvalidator};
 use iova_alloc::{IovaTree, Node, Window};
-use teardown::{Mapper, MapperConfig, NoPinning, Reuse};
+use teardown::{Fixed, Mapper, MapperConfig, NoPinning, Reuse};
 use viommu::sidecore::{RegisterPage, Registers, Sidecore, SidecoreMmio};
 use viommu::{
     Assignment, GuestLayout, GuestMemory, GuestPinner, Host, Native, Viommu, ViommuConfig,
@@ -43,14 +43,11 @@ type GMem = GuestMemory<Mem>;
 type GFrames = &'static SimFrameAllocator<GMem>;
 type Vmmu = Viommu<GMem, Native<Mem, Frames, HostInv, GuestPinner>>;
 type GuestMapper<X> = Mapper<
-    GMem,
-    GFrames,
+    (GMem, GFrames, NoClock),
     IovaTree<Vec<Node>>,
     QueuedInvalidator<X, GMem>,
-    NoClock,
     NoPinning,
-    1024,
-    64,
+    Fixed<1024, 64>,
 >;
 
 const HOST_RAM: u64 = 64 << 20;
@@ -110,7 +107,8 @@ fn guest<X: Mmio>(v: &'static Vmmu, mmio: X) -> GuestMapper<X> {
         domain: DomainId::new(1),
         dma_limit: Iova::new(1 << 39),
     };
-    Mapper::new(table, space, inv, NoPinning, NoClock, config)
+    Mapper::with_capacity((mem, frames, NoClock), table, space, inv, NoPinning, config, Fixed)
+        .expect("config")
 }
 
 /// Times the emulation the vIOMMU does (the host's work).
@@ -268,8 +266,17 @@ fn viommu_map_unmap(c: &mut Criterion) {
         domain: DOMAIN,
         dma_limit: Iova::new(1 << 39),
     };
-    let mut native: Mapper<_, _, _, _, _, _, 1024, 64> =
-        Mapper::new(bed.table, space, bed.inv, NoPinning, NoClock, config);
+    let platform = bed.platform(NoClock);
+    let mut native = Mapper::with_capacity(
+        platform,
+        bed.table,
+        space,
+        bed.inv,
+        NoPinning,
+        config,
+        Fixed::<1024, 64>,
+    )
+    .expect("config");
     group.bench_function("bare_metal", |b| {
         b.iter(|| {
             let iova = native.map(BUFFER, PAGE_SIZE, Perm::READ_WRITE).expect("map");

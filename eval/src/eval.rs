@@ -9,12 +9,11 @@ use std::{
 
 use viommu::ViommuCounters;
 use viommu_eval_driver::{
-    Driver, DriverMapper, Params, Policy, Report,
-    bringup::Frames,
+    Driver, DriverMapper, Params, Policy, Report, bringup,
     layout::{self, NIC},
     nic_loop,
     params::REPORT_WORDS,
-    tsc::{TscClock, rdtsc, spin_cycles},
+    tsc::{self, rdtsc, spin_cycles},
 };
 use vtd_emu::{Access, EmuConfig, Emulator, mem::HeapMemory};
 use vtd_regs::{Iova, Mmio, PhysAddr, PhysMem, PollBudget};
@@ -424,9 +423,8 @@ fn drive<R: Mmio>(
         nic_loop::run(none, mem, params, report, kick).map_err(driver_error)?;
         return Ok((0, PinCounts::default()));
     };
-    let frames =
-        Frames::new(mem, PhysAddr::new(layout::FRAMES_START), PhysAddr::new(layout::FRAMES_END));
-    let clock = TscClock::new(settings.tsc_khz);
+    let frames = bringup::frames();
+    let clock = tsc::clock(settings.tsc_khz);
     let mut driver = Driver::bring_up(regs, mem, &frames, BUDGET, config, clock)
         .map_err(|e| format!("bring-up: {e}"))?;
     let (exits, pins) = snapshot();

@@ -234,17 +234,13 @@ mod tests {
     /// the guest's unit.
     #[test]
     fn the_nic_reaches_through_the_physical_unit_what_the_guest_mapped() {
-        use viommu_eval_driver::{Driver, Params, Policy, bringup::Frames, layout, tsc::TscClock};
+        use viommu_eval_driver::{Driver, Params, Policy, bringup, layout, tsc};
         use vtd_regs::PollBudget;
         use vtd_tables::Perm;
         // The driver's inline tables want a big stack in a debug build.
         let run = || {
             let ram = HeapMemory::new(layout::RAM_SIZE as usize);
-            let frames = Frames::new(
-                &ram,
-                PhysAddr::new(layout::FRAMES_START),
-                PhysAddr::new(layout::FRAMES_END),
-            );
+            let frames = bringup::frames();
             let params = Params {
                 policy: Policy::Secure,
                 buffers: 1,
@@ -256,7 +252,7 @@ mod tests {
             };
             with_viommu(&ram, layout::RAM_SIZE, |rig| {
                 let config = params.mapper_config().expect("an IOMMU policy");
-                let clock = TscClock::new(params.tsc_khz);
+                let clock = tsc::clock(params.tsc_khz);
                 let budget = PollBudget::new(1 << 20);
                 let mut d = Driver::bring_up(rig.viommu, &ram, &frames, budget, config, clock)
                     .expect("bring-up");

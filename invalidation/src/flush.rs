@@ -21,17 +21,24 @@
 //!
 //! Deadlines are checked when the queue is called: an OS calls
 //! [`FlushQueue::poll`] from a timer to bound the stale window in time.
+//!
+//! A configuration the queue cannot honour is refused when the queue is
+//! made, never adjusted: a batch larger than the queue's capacity
+//! ([`Error::BatchTooLarge`]), an empty batch, or a deadline measured with a
+//! clock that cannot tell time ([`Error::DeadlineWithoutClock`]).
 
 use core::ops::Range;
 use core::time::Duration;
 
-use heapless::{Deque, Vec};
+use heapless::Vec;
+use iommu_platform::{Inline, Storage};
 use vtd_regs::{DomainId, IotlbScope, Iova};
 
 use crate::blocks::PageBlocks;
 use crate::clock::{Clock, Instant};
 use crate::invalidator::Invalidator;
-use crate::{Invalidation, Result, Ticket};
+use crate::ring::{Batches, Ring};
+use crate::{Error, Invalidation, Result, Ticket};
 
 /// When invalidations are performed.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -49,10 +56,12 @@ pub enum FlushMode {
 pub struct FlushConfig {
     /// The policy.
     pub mode: FlushMode,
-    /// Unmaps per batch (ignored by [`FlushMode::Strict`]); at most the
-    /// queue's capacity.
+    /// Unmaps per batch (ignored by [`FlushMode::Strict`]); at least one
+    /// and at most the queue's capacity, or the queue refuses the
+    /// configuration.
     pub batch: usize,
-    /// The longest an unmap may wait before its batch is posted.
+    /// The longest an unmap may wait before its batch is posted; needs a
+    /// clock that tells time.
     pub deadline: Option<Duration>,
     /// The most page-selective descriptors a batch may use before it falls
     /// back to domain-selective invalidation.
@@ -88,6 +97,34 @@ impl FlushConfig {
     }
 }
 
+impl FlushConfig {
+    /// Whether a queue holding `capacity` unmaps and timed by a clock `C`
+    /// can honour this configuration (what [`FlushQueue::new`] checks).
+    ///
+    /// # Errors
+    /// [`Error::NoCapacity`] for a capacity of 0, [`Error::EmptyBatch`] or
+    /// [`Error::BatchTooLarge`] for a batch outside `1..=capacity` (unless
+    /// strict, which ignores it), [`Error::DeadlineWithoutClock`] for a
+    /// deadline with a clock that cannot tell time.
+    pub fn validate<C: Clock>(&self, capacity: usize) -> Result<()> {
+        if capacity == 0 {
+            return Err(Error::NoCapacity);
+        }
+        if self.mode != FlushMode::Strict {
+            if self.batch == 0 {
+                return Err(Error::EmptyBatch);
+            }
+            if self.batch > capacity {
+                return Err(Error::BatchTooLarge { batch: self.batch, capacity });
+            }
+        }
+        if self.deadline.is_some() && !C::TELLS_TIME {
+            return Err(Error::DeadlineWithoutClock);
+        }
+        Ok(())
+    }
+}
+
 /// What a [`FlushQueue`] has done.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct FlushStats {
@@ -117,34 +154,97 @@ struct Entry<T> {
 /// invalidates globally instead.
 const MAX_BATCH_DOMAINS: usize = 8;
 
-/// A flush policy over at most `N` unmaps awaiting invalidation.
-pub struct FlushQueue<T, C: Clock, const N: usize> {
+/// A flush policy over at most as many unmaps awaiting invalidation as
+/// the storage `S` holds: `Inline<N>` (the default, 256) without a heap,
+/// `Boxed(n)` with the `alloc` feature.
+///
+/// ```
+/// use core::time::Duration;
+/// use invalidation::{Error, FlushConfig, FlushQueue, NoClock};
+/// use iommu_platform::{Inline, TscClock};
+///
+/// let tsc = TscClock::from_hz(2_000_000_000).unwrap();
+/// let linux = FlushConfig::deferred(256, Duration::from_millis(10));
+/// let q: FlushQueue<u64, _> = FlushQueue::new(linux, tsc)?;
+/// assert_eq!(q.capacity(), 256);
+///
+/// // Refused, not adjusted: a batch beyond the capacity, a deadline no
+/// // clock can measure.
+/// let small = FlushQueue::<u64, _, _>::with_storage(linux, tsc, Inline::<16>);
+/// assert_eq!(small.err(), Some(Error::BatchTooLarge { batch: 256, capacity: 16 }));
+/// let blind = FlushQueue::<u64, _>::new(linux, NoClock);
+/// assert_eq!(blind.err(), Some(Error::DeadlineWithoutClock));
+/// # Ok::<(), Error>(())
+/// ```
+///
+/// An inline capacity of zero does not build (the message names it):
+///
+/// ```compile_fail,E0080
+/// use invalidation::{FlushConfig, FlushQueue, NoClock};
+/// use iommu_platform::Inline;
+///
+/// let q = FlushQueue::<u64, _, _>::with_storage(FlushConfig::strict(), NoClock, Inline::<0>);
+/// ```
+pub struct FlushQueue<T, C: Clock, S: Storage = Inline<256>> {
     config: FlushConfig,
+    /// Unmaps per batch: `config.batch`, or one when strict.
+    batch: usize,
     clock: C,
     /// Oldest first; the first `posted` entries belong to posted batches.
-    entries: Deque<Entry<T>, N>,
+    entries: Ring<Entry<T>, S>,
     posted: usize,
     /// Posted batches, oldest first: their ticket and entry count.
-    in_flight: Deque<(Ticket, usize), N>,
+    in_flight: Batches<S>,
     stats: FlushStats,
 }
 
-impl<T, C: Clock, const N: usize> FlushQueue<T, C, N> {
-    /// A queue with the given policy and clock.
-    pub fn new(mut config: FlushConfig, clock: C) -> Self {
-        const { assert!(N > 0, "a flush queue needs room for one unmap") };
-        config.batch = match config.mode {
-            FlushMode::Strict => 1,
-            _ => config.batch.clamp(1, N),
+impl<T, C: Clock> FlushQueue<T, C> {
+    /// A queue with the given policy and clock, of the default capacity
+    /// (256 unmaps, inline).
+    ///
+    /// # Errors
+    /// As [`with_storage`](Self::with_storage).
+    #[inline]
+    pub fn new(config: FlushConfig, clock: C) -> Result<Self> {
+        Self::with_storage(config, clock, Inline)
+    }
+}
+
+impl<T, C: Clock, S: Storage> FlushQueue<T, C, S> {
+    /// A queue with the given policy and clock, holding as many unmaps as
+    /// `storage`'s arrays are long: `Inline::<N>` or, with `alloc`,
+    /// `Boxed(n)`.
+    ///
+    /// # Errors
+    /// [`Error::NoCapacity`] for a storage of length 0,
+    /// [`Error::EmptyBatch`] or [`Error::BatchTooLarge`] for a batch
+    /// outside `1..=capacity` (unless strict, which ignores it),
+    /// [`Error::DeadlineWithoutClock`] for a deadline with a clock that
+    /// cannot tell time ([`NoClock`](crate::NoClock)).
+    #[inline]
+    pub fn with_storage(config: FlushConfig, clock: C, storage: S) -> Result<Self> {
+        const {
+            assert!(
+                !matches!(S::FIXED_LEN, Some(0)),
+                "FlushQueue: the pending capacity N of Inline<N> must be at least 1"
+            )
         };
-        FlushQueue {
+        config.validate::<C>(storage.len())?;
+        let batch = if config.mode == FlushMode::Strict { 1 } else { config.batch };
+        Ok(FlushQueue {
             config,
+            batch,
             clock,
-            entries: Deque::new(),
+            entries: Ring::new(&storage),
             posted: 0,
-            in_flight: Deque::new(),
+            in_flight: Batches::new(&storage),
             stats: FlushStats::default(),
-        }
+        })
+    }
+
+    /// How many unmaps the queue holds.
+    pub fn capacity(&self) -> usize {
+        self.entries.capacity()
     }
 
     /// The policy.
@@ -188,10 +288,10 @@ impl<T, C: Clock, const N: usize> FlushQueue<T, C, N> {
             self.make_room(inv, &mut release)?;
         }
         let since = self.clock.now();
-        // `make_room` succeeded, so there is a free slot (N > 0 is checked
-        // at compile time in `new`).
+        // `make_room` succeeded, so there is a free slot (the capacity is
+        // at least one, checked in `new`).
         if self.entries.push_back(Entry { domain, range, leaf_only, since, payload }).is_err() {
-            return Err(crate::Error::QueueFull);
+            return Err(Error::QueueFull);
         }
         self.stats.unmaps += 1;
         self.advance(inv, &mut release)
@@ -214,7 +314,7 @@ impl<T, C: Clock, const N: usize> FlushQueue<T, C, N> {
     /// Invalidates everything queued, waits, and releases every payload.
     pub fn flush<I: Invalidator>(&mut self, inv: &mut I, mut release: impl FnMut(T)) -> Result<()> {
         self.post_queued(inv)?;
-        if let Some(&(last, _)) = self.in_flight.back() {
+        if let Some(last) = self.in_flight.back() {
             self.wait(inv, last)?;
         }
         self.reap(inv, &mut release)
@@ -239,7 +339,7 @@ impl<T, C: Clock, const N: usize> FlushQueue<T, C, N> {
         if queued == 0 {
             return false;
         }
-        if queued >= self.config.batch {
+        if queued >= self.batch {
             return true;
         }
         let oldest = self.entries.get(self.posted).map(|e| e.since);
@@ -257,7 +357,7 @@ impl<T, C: Clock, const N: usize> FlushQueue<T, C, N> {
         release: &mut impl FnMut(T),
     ) -> Result<()> {
         self.post_queued(inv)?;
-        if let Some(&(oldest, _)) = self.in_flight.front() {
+        if let Some((oldest, _)) = self.in_flight.front() {
             self.wait(inv, oldest)?;
         }
         self.reap(inv, release)
@@ -273,7 +373,7 @@ impl<T, C: Clock, const N: usize> FlushQueue<T, C, N> {
 
     /// Releases the payloads of completed batches, oldest first.
     fn reap<I: Invalidator>(&mut self, inv: &mut I, release: &mut impl FnMut(T)) -> Result<()> {
-        while let Some(&(ticket, count)) = self.in_flight.front() {
+        while let Some((ticket, count)) = self.in_flight.front() {
             if !inv.is_complete(ticket)? {
                 break;
             }
@@ -297,7 +397,7 @@ impl<T, C: Clock, const N: usize> FlushQueue<T, C, N> {
         }
         let caps = inv.caps();
         let drain = caps.drain;
-        let queued = || self.entries.iter().skip(self.posted);
+        let queued = || self.entries.iter_from(self.posted);
         let selective: usize = if caps.page_selective {
             queued().map(|e| PageBlocks::count(&e.range, caps.max_mask_order)).sum()
         } else {
@@ -328,8 +428,8 @@ impl<T, C: Clock, const N: usize> FlushQueue<T, C, N> {
             }
         };
         // `in_flight` has room: it never holds more batches than entries.
-        if self.in_flight.push_back((ticket, count)).is_err() {
-            return Err(crate::Error::QueueFull);
+        if !self.in_flight.push_back(ticket, count) {
+            return Err(Error::QueueFull);
         }
         self.posted += count;
         self.stats.batches += 1;
@@ -393,6 +493,7 @@ mod tests {
         }
     }
 
+    #[derive(Default)]
     struct TestClock(Cell<u64>);
     impl Clock for TestClock {
         fn now(&self) -> Instant {
@@ -409,7 +510,8 @@ mod tests {
     #[test]
     fn strict_releases_every_unmap_after_its_own_invalidation() {
         let mut inv = FakeInvalidator::default();
-        let mut q: FlushQueue<u64, _, 4> = FlushQueue::new(FlushConfig::strict(), NoClock);
+        let mut q: FlushQueue<u64, _, Inline<4>> =
+            FlushQueue::with_storage(FlushConfig::strict(), NoClock, Inline).unwrap();
         let mut released = std::vec::Vec::new();
         for n in 0..3 {
             q.unmapped(&mut inv, D, page(n), true, n, |p| released.push(p)).unwrap();
@@ -425,7 +527,8 @@ mod tests {
     fn deferred_posts_one_batch_when_full() {
         let mut inv = FakeInvalidator::default();
         let config = FlushConfig::deferred(4, Duration::from_millis(10));
-        let mut q: FlushQueue<u64, _, 8> = FlushQueue::new(config, NoClock);
+        let mut q: FlushQueue<u64, _, Inline<8>> =
+            FlushQueue::with_storage(config, TestClock::default(), Inline).unwrap();
         let mut released = std::vec::Vec::new();
         for n in 0..3 {
             q.unmapped(&mut inv, D, page(n * 2), true, n, |p| released.push(p)).unwrap();
@@ -442,7 +545,8 @@ mod tests {
         let mut inv = FakeInvalidator::default();
         let clock = TestClock(Cell::new(0));
         let config = FlushConfig::deferred(256, Duration::from_millis(10));
-        let mut q: FlushQueue<u64, _, 256> = FlushQueue::new(config, &clock);
+        let mut q: FlushQueue<u64, _, Inline<256>> =
+            FlushQueue::with_storage(config, &clock, Inline).unwrap();
         let mut released = std::vec::Vec::new();
         q.unmapped(&mut inv, D, page(1), true, 1, |p| released.push(p)).unwrap();
         clock.0.set(9_999_999);
@@ -457,7 +561,8 @@ mod tests {
     fn async_releases_only_after_completion() {
         let mut inv = FakeInvalidator::default();
         let config = FlushConfig::asynchronous(2, Duration::from_millis(10));
-        let mut q: FlushQueue<u64, _, 4> = FlushQueue::new(config, NoClock);
+        let mut q: FlushQueue<u64, _, Inline<4>> =
+            FlushQueue::with_storage(config, TestClock::default(), Inline).unwrap();
         let mut released = std::vec::Vec::new();
         q.unmapped(&mut inv, D, page(1), true, 1, |p| released.push(p)).unwrap();
         q.unmapped(&mut inv, D, page(2), true, 2, |p| released.push(p)).unwrap();
@@ -475,7 +580,8 @@ mod tests {
     fn async_full_queue_waits_for_the_oldest_batch() {
         let mut inv = FakeInvalidator::default();
         let config = FlushConfig::asynchronous(2, Duration::from_millis(10));
-        let mut q: FlushQueue<u64, _, 4> = FlushQueue::new(config, NoClock);
+        let mut q: FlushQueue<u64, _, Inline<4>> =
+            FlushQueue::with_storage(config, TestClock::default(), Inline).unwrap();
         let mut released = std::vec::Vec::new();
         for n in 0..5 {
             q.unmapped(&mut inv, D, page(n), true, n, |p| released.push(p)).unwrap();
@@ -493,7 +599,8 @@ mod tests {
             max_page_selective: 8,
             ..FlushConfig::deferred(4, Duration::from_millis(10))
         };
-        let mut q: FlushQueue<u64, _, 4> = FlushQueue::new(config, NoClock);
+        let mut q: FlushQueue<u64, _, Inline<4>> =
+            FlushQueue::with_storage(config, TestClock::default(), Inline).unwrap();
         let other = DomainId::new(4);
         // Pages 1..6 need blocks 1, 2-3, 4-5: 3 descriptors per range, 12 > 8.
         let range = Iova::new(PAGE_SIZE)..Iova::new(6 * PAGE_SIZE);
@@ -508,9 +615,55 @@ mod tests {
     }
 
     #[test]
+    fn configurations_it_cannot_honour_are_refused() {
+        fn q<C: Clock>(config: FlushConfig, clock: C) -> Result<FlushQueue<u64, C, Inline<16>>> {
+            FlushQueue::with_storage(config, clock, Inline)
+        }
+        let deferred = FlushConfig::deferred(16, Duration::from_millis(10));
+        assert!(q(deferred, TestClock::default()).is_ok());
+        assert_eq!(
+            q(FlushConfig { batch: 17, ..deferred }, TestClock::default()).err(),
+            Some(Error::BatchTooLarge { batch: 17, capacity: 16 })
+        );
+        let asynchronous = FlushConfig::asynchronous(0, Duration::from_millis(1));
+        assert_eq!(q(asynchronous, TestClock::default()).err(), Some(Error::EmptyBatch));
+        assert_eq!(q(deferred, NoClock).err(), Some(Error::DeadlineWithoutClock));
+        assert!(q(FlushConfig { deadline: None, ..deferred }, NoClock).is_ok());
+        // Strict ignores the batch; its deadline is refused like any other.
+        assert!(q(FlushConfig { batch: 1000, ..FlushConfig::strict() }, NoClock).is_ok());
+        #[cfg(feature = "alloc")]
+        {
+            use iommu_platform::Boxed;
+            let q =
+                FlushQueue::<u64, _, _>::with_storage(deferred, TestClock::default(), Boxed(64));
+            assert_eq!(q.map(|q| q.capacity()).ok(), Some(64));
+            let none = FlushQueue::<u64, _, _>::with_storage(deferred, NoClock, Boxed(0));
+            assert_eq!(none.err(), Some(Error::NoCapacity));
+        }
+        assert!(Error::BatchTooLarge { batch: 17, capacity: 16 }.to_string().contains("17"));
+    }
+
+    /// A configured batch is the batch: 256 deferred unmaps in batches of
+    /// 16 are 16 posts (each one IQT write on a queued invalidator).
+    #[test]
+    fn batches_are_as_configured() {
+        let mut inv = FakeInvalidator::default();
+        let config = FlushConfig::deferred(16, Duration::from_millis(10));
+        let mut q: FlushQueue<u64, _, Inline<16>> =
+            FlushQueue::with_storage(config, TestClock::default(), Inline).unwrap();
+        for n in 0..256 {
+            q.unmapped(&mut inv, D, page(n), true, n, drop).unwrap();
+        }
+        q.flush(&mut inv, drop).unwrap();
+        assert_eq!(inv.posted.len(), 16);
+        assert!(inv.posted.iter().all(|b| b.len() <= 16));
+    }
+
+    #[test]
     fn failed_posts_keep_payloads_for_a_retry() {
         let mut inv = FakeInvalidator { fail_posts: true, ..Default::default() };
-        let mut q: FlushQueue<u64, _, 4> = FlushQueue::new(FlushConfig::strict(), NoClock);
+        let mut q: FlushQueue<u64, _, Inline<4>> =
+            FlushQueue::with_storage(FlushConfig::strict(), NoClock, Inline).unwrap();
         let mut released = std::vec::Vec::new();
         assert_eq!(
             q.unmapped(&mut inv, D, page(1), true, 1, |p| released.push(p)),
@@ -545,8 +698,8 @@ mod tests {
     fn mode() -> impl Strategy<Value = FlushConfig> {
         prop_oneof![
             Just(FlushConfig::strict()),
-            (1usize..20).prop_map(|b| FlushConfig::deferred(b, Duration::from_millis(3))),
-            (1usize..20).prop_map(|b| FlushConfig::asynchronous(b, Duration::from_millis(3))),
+            (1usize..=16).prop_map(|b| FlushConfig::deferred(b, Duration::from_millis(3))),
+            (1usize..=16).prop_map(|b| FlushConfig::asynchronous(b, Duration::from_millis(3))),
         ]
     }
 
@@ -558,7 +711,7 @@ mod tests {
         fn released_only_after_covering_invalidation(config in mode(), ops in prop::collection::vec(op(), 1..200)) {
             let mut inv = FakeInvalidator::default();
             let clock = TestClock(Cell::new(0));
-            let mut q: FlushQueue<(DomainId, Range<Iova>), _, 16> = FlushQueue::new(config, &clock);
+            let mut q: FlushQueue<(DomainId, Range<Iova>), _, Inline<16>> = FlushQueue::with_storage(config, &clock, Inline).unwrap();
             let mut unmaps = 0;
             let mut released = std::vec::Vec::new();
             for op in ops {

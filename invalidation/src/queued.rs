@@ -33,6 +33,31 @@ pub struct QueueFault {
     pub descriptor: Option<Descriptor>,
 }
 
+/// A constructor that took over a unit handle failed: why, and the unit,
+/// given back (every constructor of this crate that consumes a
+/// [`RemappingUnit`] returns it on failure), so the caller can fall back to
+/// register-based invalidation or report the unit.
+pub struct Rejected<M: Mmio> {
+    /// What failed.
+    pub error: Error,
+    /// The unit, as the constructor left it.
+    pub unit: RemappingUnit<M>,
+}
+
+impl<M: Mmio> core::fmt::Debug for Rejected<M> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("Rejected").field("error", &self.error).finish_non_exhaustive()
+    }
+}
+
+impl<M: Mmio> core::fmt::Display for Rejected<M> {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        core::fmt::Display::fmt(&self.error, f)
+    }
+}
+
+impl<M: Mmio> core::error::Error for Rejected<M> {}
+
 /// The queued invalidator: owns the queue memory and the unit.
 pub struct QueuedInvalidator<M: Mmio, P: PhysMem> {
     unit: RemappingUnit<M>,
@@ -55,26 +80,26 @@ impl<M: Mmio, P: PhysMem> QueuedInvalidator<M, P> {
     /// zeroes them, programs IQA and enables queued invalidation
     /// (§10.4.23, through [`RemappingUnit::enable_queued_invalidation`]).
     ///
-    /// On failure the frames are given back and the unit is returned in the
-    /// error's company, so the caller can fall back to register-based
+    /// On failure the frames are given back and so is the unit
+    /// ([`Rejected`]), so the caller can fall back to register-based
     /// invalidation.
     pub fn new<A: FrameAllocator>(
         mut unit: RemappingUnit<M>,
         mem: P,
         frames: &A,
         size: QueueSize,
-    ) -> core::result::Result<Self, (Error, RemappingUnit<M>)> {
+    ) -> core::result::Result<Self, Rejected<M>> {
         let Some(base) = frames.allocate(size.order()) else {
-            return Err((Error::OutOfFrames, unit));
+            return Err(Rejected { error: Error::OutOfFrames, unit });
         };
         let Some(status) = frames.allocate(0) else {
             frames.deallocate(base, size.order());
-            return Err((Error::OutOfFrames, unit));
+            return Err(Rejected { error: Error::OutOfFrames, unit });
         };
-        let give_back = |e: Error, unit| {
+        let give_back = |error: Error, unit| {
             frames.deallocate(status, 0);
             frames.deallocate(base, size.order());
-            Err((e, unit))
+            Err(Rejected { error, unit })
         };
         let zeroed = (0..1u64 << size.order())
             .try_for_each(|p| mem.zero_frame(PhysAddr::new(base.as_u64() + (p << PAGE_SHIFT))))
@@ -110,16 +135,18 @@ impl<M: Mmio, P: PhysMem> QueuedInvalidator<M, P> {
     /// table (the firmware's, a previous kernel's) survives (§6.5), and only
     /// then enables translation (§10.4.4).
     ///
-    /// On failure the queue is shut down and its frames given back (kept
-    /// if the unit does not stop using them).
+    /// On failure the queue is shut down, its frames given back and the
+    /// unit returned ([`Rejected`]). A unit that would not stop using its
+    /// queue comes back with queued invalidation still on, and the queue's
+    /// frames are kept (never freed while the unit may read them).
     pub fn enable_remapping<A: FrameAllocator>(
         unit: RemappingUnit<M>,
         root: PhysAddr,
         mem: P,
         frames: &A,
         size: QueueSize,
-    ) -> Result<Self> {
-        let mut inv = Self::new(unit, mem, frames, size).map_err(|(e, _)| e)?;
+    ) -> core::result::Result<Self, Rejected<M>> {
+        let mut inv = Self::new(unit, mem, frames, size)?;
         let done = inv
             .unit
             .set_root_table(root, TranslationTableMode::Legacy)
@@ -133,12 +160,12 @@ impl<M: Mmio, P: PhysMem> QueuedInvalidator<M, P> {
             .and_then(|()| inv.unit.enable_translation().map_err(Error::Unit));
         match done {
             Ok(()) => Ok(inv),
-            Err(e) => {
-                // A unit that does not stop keeps its frames (dropping the
-                // invalidator frees nothing).
-                let _ = inv.shutdown(frames);
-                Err(e)
-            }
+            Err(error) => match inv.shutdown(frames) {
+                Ok(unit) => Err(Rejected { error, unit }),
+                // A unit that does not stop keeps its frames (taking the
+                // unit out of the invalidator frees nothing).
+                Err((_, inv)) => Err(Rejected { error, unit: inv.unit }),
+            },
         }
     }
 

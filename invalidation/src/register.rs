@@ -2,10 +2,12 @@
 //! fallback for units without queued invalidation (ECAP.QI = 0): each
 //! request is one command, performed and waited for before `post` returns.
 
-use vtd_regs::{Mmio, RemappingUnit};
+use vtd_regs::regs::rtaddr::TranslationTableMode;
+use vtd_regs::{ContextScope, Drain, IotlbScope, Mmio, PhysAddr, RemappingUnit};
 
 use crate::counters::InvalidatorCounters;
 use crate::invalidator::{InvalidationCaps, Invalidator};
+use crate::queued::Rejected;
 use crate::{Error, Invalidation, Result, Ticket};
 
 /// The register-based invalidator: owns the unit.
@@ -22,6 +24,28 @@ impl<M: Mmio> RegisterInvalidator<M> {
     pub fn new(unit: RemappingUnit<M>) -> Self {
         let caps = InvalidationCaps::from_cap(unit.cap());
         RegisterInvalidator { unit, caps, last: 0, counters: InvalidatorCounters::default() }
+    }
+
+    /// Turns DMA remapping on through the registers, in the order of
+    /// [`QueuedInvalidator::enable_remapping`](crate::QueuedInvalidator::enable_remapping):
+    /// latches the legacy-mode root table at `root` (SRTP), invalidates the
+    /// context cache and the IOTLB globally (§6.5), then enables
+    /// translation (§10.4.4). Queued invalidation must be off.
+    ///
+    /// On failure the unit is given back ([`Rejected`]).
+    pub fn enable_remapping(
+        mut unit: RemappingUnit<M>,
+        root: PhysAddr,
+    ) -> core::result::Result<Self, Rejected<M>> {
+        let done = unit
+            .set_root_table(root, TranslationTableMode::Legacy)
+            .and_then(|()| unit.invalidate_context(ContextScope::Global).map(drop))
+            .and_then(|()| unit.invalidate_iotlb(IotlbScope::Global, Drain::empty()).map(drop))
+            .and_then(|()| unit.enable_translation());
+        match done {
+            Ok(()) => Ok(Self::new(unit)),
+            Err(e) => Err(Rejected { error: Error::Unit(e), unit }),
+        }
     }
 
     /// The unit, for commands other than invalidation.

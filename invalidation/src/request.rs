@@ -38,6 +38,27 @@ impl Invalidation {
     }
 }
 
+impl Invalidation {
+    /// What software owes after making the context entry of `source`
+    /// present where none was, in `domain`, on a unit in caching mode
+    /// (CAP.CM, §6.1): the unit may have cached the not-present entry, as
+    /// if in domain 0, so a device-selective context-cache invalidation
+    /// with domain id 0, then a domain-selective IOTLB invalidation of the
+    /// new domain (Linux's `domain_context_mapping_one`). Without caching
+    /// mode nothing is cached for a not-present entry: a write-buffer flush
+    /// where CAP.RWBF asks for one is all that is owed.
+    pub const fn context_created(source: SourceId, domain: DomainId) -> [Invalidation; 2] {
+        [
+            Invalidation::Context(ContextScope::Device {
+                domain: DomainId::new(0),
+                source,
+                function_mask: FunctionMask::None,
+            }),
+            Invalidation::Iotlb { scope: IotlbScope::Domain(domain), drain: Drain::empty() },
+        ]
+    }
+}
+
 /// A token for posted invalidations: they have completed once the
 /// invalidator reports this ticket done. Tickets are ordered: completing one
 /// completes every earlier one, as invalidations complete in order.

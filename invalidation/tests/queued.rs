@@ -6,6 +6,7 @@ use invalidation::{
     Error, FlushConfig, FlushQueue, Invalidation, Invalidator, NoClock, QueuedInvalidator,
     RegisterInvalidator,
 };
+use iommu_platform::Inline;
 use vtd_emu::mem::HeapMemory;
 use vtd_emu::{EmuConfig, Emulator, SimFrameAllocator};
 use vtd_regs::desc::DescType;
@@ -35,7 +36,7 @@ fn queued(
     let (mem, frames, emu) = rig(EmuConfig::qemu());
     let unit = RemappingUnit::new(emu).unwrap();
     let size = QueueSize::from_order(order).unwrap();
-    let inv = QueuedInvalidator::new(unit, mem, &frames, size).map_err(|(e, _)| e).unwrap();
+    let inv = QueuedInvalidator::new(unit, mem, &frames, size).map_err(|r| r.error).unwrap();
     (inv, frames, emu)
 }
 
@@ -116,8 +117,10 @@ fn register_fallback_performs_each_request() {
 #[test]
 fn deferred_flushing_costs_one_tail_write_per_batch() {
     let (mut inv, _frames, _emu) = queued(0);
-    let mut q: FlushQueue<u64, _, 64> =
-        FlushQueue::new(FlushConfig::deferred(32, Duration::from_millis(10)), NoClock);
+    // No deadline: the batch size alone decides (NoClock cannot time one).
+    let config = FlushConfig { deadline: None, ..FlushConfig::deferred(32, Duration::ZERO) };
+    let mut q: FlushQueue<u64, _, Inline<64>> =
+        FlushQueue::with_storage(config, NoClock, Inline).unwrap();
     let mut released = 0;
     for n in 0..10_000u64 {
         let iova = Iova::new((n % 4096) * PAGE_SIZE);
@@ -171,7 +174,7 @@ fn a_rejected_descriptor_is_reported_and_the_queue_recovers_covered() {
         Box::leak(Box::new(Corrupting { emu, mem, armed: std::cell::Cell::new(false) }));
     let unit = RemappingUnit::new(bad).unwrap();
     let mut inv = QueuedInvalidator::new(unit, mem, &frames, QueueSize::from_order(0).unwrap())
-        .map_err(|(e, _)| e)
+        .map_err(|r| r.error)
         .unwrap();
     inv.invalidate([dsi(1)]).unwrap();
     bad.armed.set(true);

@@ -6,8 +6,9 @@ use core::panic::PanicInfo;
 
 #[allow(unused_imports)]
 use {
-    invalidation as _, iova_alloc as _, teardown as _, viommu as _, viommu_eval_driver as _,
-    vtd_emu as _, vtd_regs as _, vtd_tables as _,
+    invalidation as _, iommu_platform as _, iova_alloc as _, teardown as _, viommu as _,
+    viommu_eval_driver as _, viommu_unikernel as _, vtd_dma as _, vtd_emu as _, vtd_regs as _,
+    vtd_tables as _,
 };
 
 #[cfg(feature = "alloc")]

@@ -194,6 +194,18 @@ impl Qtest {
     pub fn outl(&self, port: u16, value: u32) -> Result<()> {
         self.ok(&format!("outl {port:#x} {value:#x}"))
     }
+
+    /// Reads the 8-bit I/O port `port`.
+    pub fn inb(&self, port: u16) -> Result<u8> {
+        let cmd = format!("inb {port:#x}");
+        let v = self.value(&cmd)?;
+        u8::try_from(v).map_err(|_| Error::BadAnswer { command: cmd, answer: format!("{v:#x}") })
+    }
+
+    /// Writes the 16-bit I/O port `port`.
+    pub fn outw(&self, port: u16, value: u16) -> Result<()> {
+        self.ok(&format!("outw {port:#x} {value:#x}"))
+    }
 }
 
 /// `addr + len`, or an error if the access wraps around the address space.

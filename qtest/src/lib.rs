@@ -26,6 +26,7 @@
 //! ```
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks, missing_docs)]
 
+mod acpi;
 pub mod client;
 pub mod diff;
 pub mod edu;

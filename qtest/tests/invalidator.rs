@@ -91,7 +91,7 @@ fn unit(qemu: &Qemu) -> RemappingUnit<QtestMmio<'_>> {
 
 fn queued<'q>(g: &Guest<'q>, qemu: &'q Qemu) -> QueuedInvalidator<QtestMmio<'q>, QtestMem<'q>> {
     let size = QueueSize::from_order(0).unwrap();
-    QueuedInvalidator::new(unit(qemu), g.mem, &g.frames, size).map_err(|(e, _)| e).unwrap()
+    QueuedInvalidator::new(unit(qemu), g.mem, &g.frames, size).map_err(|r| r.error).unwrap()
 }
 
 #[test]

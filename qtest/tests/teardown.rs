@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::{DID, EDU_SID, pattern, start};
 use invalidation::{Clock, FlushConfig, FlushMode, Instant, QueuedInvalidator};
 use iova_alloc::{IovaTree, Window};
-use teardown::{Mapper, MapperConfig, NoPinning, Reuse};
+use teardown::{Fixed, Mapper, MapperConfig, NoPinning, Reuse};
 use viommu_qtest::{EDU_BUFFER_SIZE, Edu, GuestFrames, IommuOptions, QtestMem, QtestMmio};
 use vtd_regs::regs::{FaultRecord, FaultType, QueueSize};
 use vtd_regs::{FaultReason, FrameAllocator, Iova, PAGE_SIZE, PhysAddr, PhysMem, RemappingUnit};
@@ -93,8 +93,10 @@ fn carry_buffers_on(options: &IommuOptions, reuse: Reuse, flush: FlushConfig) {
     let pages = 1u64 << (width - 12);
     let space = IovaTree::new(Window::from_pages(1, pages - 1).unwrap(), Vec::new());
     let config = MapperConfig { reuse, flush, domain: DID, dma_limit: Iova::new(1 << width) };
-    let mut mapper: Mapper<_, _, _, _, _, _, 256, 64> =
-        Mapper::new(table, space, inv, NoPinning, &clock, config);
+    let platform = (mem, frames.clone(), &clock);
+    let mut mapper =
+        Mapper::with_capacity(platform, table, space, inv, NoPinning, config, Fixed::<256, 64>)
+            .unwrap();
 
     let slots: Vec<(PhysAddr, PhysAddr)> =
         (0..SLOTS).map(|_| (frames.allocate(1).unwrap(), frames.allocate(1).unwrap())).collect();

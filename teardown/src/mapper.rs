@@ -7,12 +7,14 @@
 //! that an invalidation covering them has completed.
 
 use invalidation::{Clock, FlushMode, FlushQueue, Instant, Invalidation, Invalidator, PageBlocks};
+use iommu_platform::{Platform, Storage};
 use iova_alloc::IovaRange;
-use vtd_regs::{FrameAllocator, IotlbScope, Iova, PAGE_SHIFT, PAGE_SIZE, PhysAddr, PhysMem};
+use vtd_regs::{IotlbScope, Iova, PAGE_SHIFT, PAGE_SIZE, PhysAddr};
 use vtd_tables::{Perm, SlPageTable, Unmapped};
 
+use crate::capacity::{Capacity, Fixed};
 use crate::counters::MapperCounters;
-use crate::pinner::PagePinner;
+use crate::pinner::{NoPinning, PagePinner};
 use crate::policy::{MapperConfig, Reuse};
 use crate::registry::{Mapping, Registry, SlotId};
 use crate::space::IovaSpace;
@@ -27,15 +29,18 @@ pub(crate) struct Teardown<L> {
     pinned: (u64, u64),
 }
 
+/// The domain table of the platform `P`.
+type Table<P> = SlPageTable<<P as Platform>::Mem, <P as Platform>::Frames>;
+
 /// The parts a completed teardown is given back to.
-struct Owners<M: PhysMem, A: FrameAllocator, S, P> {
-    table: SlPageTable<M, A>,
+struct Owners<P: Platform, S, Pin> {
+    table: Table<P>,
     space: S,
-    pinner: P,
+    pinner: Pin,
     counters: MapperCounters,
 }
 
-impl<M: PhysMem, A: FrameAllocator, S: IovaSpace, P: PagePinner> Owners<M, A, S, P> {
+impl<P: Platform, S: IovaSpace, Pin: PagePinner> Owners<P, S, Pin> {
     fn release(&mut self, t: Teardown<S::Lease>) {
         if self.table.release(t.token).is_err() {
             self.counters.release_errors += 1;
@@ -55,7 +60,7 @@ impl<M: PhysMem, A: FrameAllocator, S: IovaSpace, P: PagePinner> Owners<M, A, S,
     }
 
     fn unpin(&mut self, first: u64, pages: u64) {
-        if P::PINNING {
+        if Pin::PINNING {
             for p in first..first + pages {
                 self.pinner.unpin(PhysAddr::new(p << PAGE_SHIFT));
             }
@@ -99,7 +104,7 @@ impl<M: PhysMem, A: FrameAllocator, S: IovaSpace, P: PagePinner> Owners<M, A, S,
 
     fn pin(&mut self, page: u64) -> Result<PhysAddr> {
         let frame = self.pinner.pin(PhysAddr::new(page << PAGE_SHIFT)).map_err(Error::Pin)?;
-        if P::PINNING {
+        if Pin::PINNING {
             self.counters.pins += 1;
         }
         Ok(frame)
@@ -123,53 +128,111 @@ impl<M: PhysMem, A: FrameAllocator, S: IovaSpace, P: PagePinner> Owners<M, A, S,
     }
 }
 
-/// A domain's mapping layer, holding up to `MAPS` mappings (a power of two)
-/// and up to `PENDING` teardowns awaiting invalidation.
-pub struct Mapper<M, A, S, I, C, P, const MAPS: usize, const PENDING: usize>
+/// A domain's mapping layer: maps and unmaps DMA buffers in the domain's
+/// table `SlPageTable<P::Mem, P::Frames>` on the platform `P`, drawing
+/// IOVAs from the space `S`, invalidating through `I`, pinning through
+/// `Pin` (none by default), and holding as many mappings and pending
+/// teardowns as the capacity `K` says (by default [`Fixed`]: 1024 and 256,
+/// inline).
+///
+/// A driver that stores one names the platform, the space and the
+/// invalidator: `Mapper<Kernel, IovaTree<Nodes>, QueuedInvalidator<Regs,
+/// Mem>>`. The DMA API a driver usually holds (`vtd-dma`'s `DmaDomain`)
+/// picks all but the platform.
+///
+/// The crate-level documentation has a walk-through.
+pub struct Mapper<P, S, I, Pin = NoPinning, K = Fixed>
 where
-    M: PhysMem,
-    A: FrameAllocator,
+    P: Platform,
     S: IovaSpace,
-    C: Clock,
+    K: Capacity,
 {
-    owners: Owners<M, A, S, P>,
+    platform: P,
+    owners: Owners<P, S, Pin>,
     inv: I,
-    flush: FlushQueue<Teardown<S::Lease>, C, PENDING>,
-    registry: Registry<S::Lease, MAPS>,
+    flush: FlushQueue<Teardown<S::Lease>, P::Clock, K::Pending>,
+    registry: Registry<S::Lease, K::Maps>,
     config: MapperConfig,
     /// Mappings kept forever so far (persistent policy).
     kept: usize,
 }
 
-impl<M, A, S, I, C, P, const MAPS: usize, const PENDING: usize>
-    Mapper<M, A, S, I, C, P, MAPS, PENDING>
+impl<P, S, I, Pin> Mapper<P, S, I, Pin>
 where
-    M: PhysMem,
-    A: FrameAllocator,
+    P: Platform,
     S: IovaSpace,
     I: Invalidator,
-    C: Clock,
-    P: PagePinner,
+    Pin: PagePinner,
 {
-    /// A mapper over `table` (the domain's second-level table, already
-    /// attached to its devices), drawing IOVAs from `space`, invalidating
-    /// through `inv` and pinning through `pinner`.
+    /// A mapper of the default capacity ([`Fixed`]: 1024 mappings, 256
+    /// pending teardowns) over `table` (the domain's second-level table,
+    /// attached to its devices before or after), drawing IOVAs from
+    /// `space`, invalidating through `inv`, pinning through `pinner` and
+    /// timing deadlines with `platform`'s clock.
+    ///
+    /// # Errors
+    /// As [`with_capacity`](Self::with_capacity).
     pub fn new(
-        table: SlPageTable<M, A>,
+        platform: P,
+        table: Table<P>,
         space: S,
         inv: I,
-        pinner: P,
-        clock: C,
+        pinner: Pin,
         config: MapperConfig,
-    ) -> Self {
-        Mapper {
+    ) -> Result<Self> {
+        Self::with_capacity(platform, table, space, inv, pinner, config, Fixed)
+    }
+}
+
+impl<P, S, I, Pin, K> Mapper<P, S, I, Pin, K>
+where
+    P: Platform,
+    S: IovaSpace,
+    I: Invalidator,
+    Pin: PagePinner,
+    K: Capacity,
+{
+    /// [`new`](Mapper::new) with other capacities: other [`Fixed`] ones
+    /// (`Fixed::<4096, 512>`), or capacities chosen at run time
+    /// ([`Runtime`](crate::Runtime), with the `alloc` feature).
+    ///
+    /// # Errors
+    /// A configuration the mapper cannot honour, refused rather than
+    /// adjusted: [`Error::TimeLimitWithoutClock`] for an optimistic time
+    /// limit with a clock that cannot tell time, and the flush queue's
+    /// (as [`Error::Invalidation`]): a batch beyond the pending capacity, an
+    /// empty batch, a deadline without a clock, no capacity.
+    pub fn with_capacity(
+        platform: P,
+        table: Table<P>,
+        space: S,
+        inv: I,
+        pinner: Pin,
+        config: MapperConfig,
+        capacity: K,
+    ) -> Result<Self> {
+        let pending = capacity.pending();
+        config.validate::<P::Clock>(pending.len())?;
+        // No `?` on large values from here: in debug builds each one is a
+        // copy of the mapper on the stack.
+        let flush = match FlushQueue::with_storage(config.flush, platform.clock(), pending) {
+            Ok(flush) => flush,
+            Err(e) => return Err(Error::Invalidation(e)),
+        };
+        Ok(Mapper {
             owners: Owners { table, space, pinner, counters: MapperCounters::default() },
+            platform,
             inv,
-            flush: FlushQueue::new(config.flush, clock),
-            registry: Registry::new(),
+            flush,
+            registry: Registry::new(&capacity.maps()),
             config,
             kept: 0,
-        }
+        })
+    }
+
+    /// The platform.
+    pub fn platform(&self) -> &P {
+        &self.platform
     }
 
     /// The settings.
@@ -188,7 +251,7 @@ where
     }
 
     /// The domain's table.
-    pub fn table(&self) -> &SlPageTable<M, A> {
+    pub fn table(&self) -> &Table<P> {
         &self.owners.table
     }
 
@@ -197,8 +260,14 @@ where
         &mut self.inv
     }
 
+    /// The IOVA space, for reservations (`IovaTree::reserve`) and
+    /// statistics.
+    pub fn space(&mut self) -> &mut S {
+        &mut self.owners.space
+    }
+
     /// The pinner.
-    pub fn pinner(&self) -> &P {
+    pub fn pinner(&self) -> &Pin {
         &self.owners.pinner
     }
 
@@ -238,7 +307,8 @@ where
         self.make_room()?;
         let lease = self.owners.space.alloc(pages, self.config.dma_limit).map_err(Error::Iova)?;
         let range = S::range(&lease);
-        self.install(range, Some(lease), (first, pages), perm)?;
+        let reusable = self.config.reuse != Reuse::SingleUse;
+        self.install(range, Some(lease), [(first, pages)], perm, reusable)?;
         Ok(Iova::new(range.start().as_u64() + offset))
     }
 
@@ -257,7 +327,7 @@ where
         }
         let range = IovaRange::from_pages(iova.page_number(), pages).map_err(Error::Iova)?;
         self.make_room()?;
-        self.install(range, None, (first, pages), perm)
+        self.install(range, None, [(first, pages)], perm, false)
     }
 
     /// Makes room in the registry for one more mapping: reclaims the stale
@@ -272,31 +342,43 @@ where
         Ok(())
     }
 
-    /// Pins and maps the buffer's `pages` pages from page `first` at the
-    /// start of `range` and records the mapping; on failure undoes what was
-    /// done. `lease`: the range's lease from the space, none if the caller
-    /// placed it.
+    /// Pins and maps the runs of pages `(first page, pages)` one after the
+    /// other from the start of `range` and records the mapping; on failure
+    /// undoes what was done. `lease`: the range's lease from the space, none
+    /// if the caller placed it; `reusable`: whether a later map of the same
+    /// buffer may reuse it (otherwise its last unmap tears it down, whatever
+    /// the policy). Several runs only without pinning: a teardown unpins
+    /// one run.
     fn install(
         &mut self,
         range: IovaRange,
         lease: Option<S::Lease>,
-        (first, pages): (u64, u64),
+        runs: impl IntoIterator<Item = (u64, u64)>,
         perm: Perm,
+        reusable: bool,
     ) -> Result<()> {
         let placed = lease.is_none();
-        let (pinned, mapped, err) = self.owners.map_pages(range.start(), first, pages, perm);
-        if let Some(e) = err {
-            self.abandon(range, lease, first, pinned, mapped)?;
-            return Err(e);
+        let (mut pages, mut mapped, mut buffer) = (0, 0, None);
+        for (first, run) in runs {
+            debug_assert!(!Pin::PINNING || buffer.is_none(), "one run per pinned mapping");
+            let at = Iova::new(range.start().as_u64() + (pages << PAGE_SHIFT));
+            let (pinned, run_mapped, err) = self.owners.map_pages(at, first, run, perm);
+            mapped += run_mapped;
+            if let Some(e) = err {
+                self.abandon(range, lease, first, pinned, mapped)?;
+                return Err(e);
+            }
+            buffer.get_or_insert(first);
+            pages += run;
         }
+        let first = buffer.unwrap_or(0);
         let keep = match self.config.reuse {
-            Reuse::Persistent { quota } => !placed && quota.is_none_or(|q| self.kept < q),
+            Reuse::Persistent { quota } => reusable && quota.is_none_or(|q| self.kept < q),
             _ => false,
         };
-        let mapping = Mapping::new(range, first, pages, perm, keep);
-        let shared = self.config.reuse != Reuse::SingleUse && !placed;
-        if let Err(lease) = self.registry.insert(mapping, lease, shared) {
-            self.abandon(range, lease, first, pinned, mapped)?;
+        let mapping = Mapping::new(range, first, pages, perm, keep, !reusable);
+        if let Err(lease) = self.registry.insert(mapping, lease, reusable && !placed) {
+            self.abandon(range, lease, first, pages, mapped)?;
             return Err(Error::TooManyMappings);
         }
         self.kept += usize::from(keep);
@@ -313,8 +395,15 @@ where
     /// are dropped with everything they hold: their frames, IOVAs and pins
     /// are never released, rather than released before the unit forgot
     /// them.
-    pub fn into_table(self) -> SlPageTable<M, A> {
+    pub fn into_table(self) -> Table<P> {
         self.owners.table
+    }
+
+    /// Gives up the mapper and returns its parts: the table, the space, the
+    /// invalidator and the pinner (with the same caveat as
+    /// [`into_table`](Self::into_table) about teardowns still pending).
+    pub fn into_parts(self) -> (Table<P>, S, I, Pin) {
+        (self.owners.table, self.owners.space, self.inv, self.owners.pinner)
     }
 
     /// Unmaps the buffer `map` returned `iova` for; `len` as given to `map`.
@@ -331,9 +420,11 @@ where
             return Err(Error::NotMapped { iova });
         }
         m.refs -= 1;
-        let (refs, keep) = (m.refs, m.keep);
+        let (refs, keep, single) = (m.refs, m.keep, m.single);
         self.owners.counters.unmaps += 1;
-        if refs == 0 {
+        if refs == 0 && single {
+            self.tear_down(id)?;
+        } else if refs == 0 {
             match self.config.reuse {
                 Reuse::SingleUse | Reuse::Shared => self.tear_down(id)?,
                 Reuse::Persistent { .. } if !keep => self.tear_down(id)?,
@@ -394,6 +485,13 @@ where
     /// and every released resource is back.
     pub fn flush(&mut self) -> Result<()> {
         self.tear_down_stale()?;
+        self.drain_pending()
+    }
+
+    /// Completes every pending invalidation (posting what is queued and
+    /// waiting for it) and releases what it covers; stale mappings stay.
+    /// Afterwards nothing unmapped is reachable by a device.
+    pub fn drain_pending(&mut self) -> Result<()> {
         let owners = &mut self.owners;
         self.flush.flush(&mut self.inv, |t| owners.release(t)).map_err(Error::Invalidation)
     }
@@ -494,6 +592,68 @@ where
         };
         result.map_err(Error::Invalidation)
     }
+}
+
+impl<P, S, I, K> Mapper<P, S, I, NoPinning, K>
+where
+    P: Platform,
+    S: IovaSpace,
+    I: Invalidator,
+    K: Capacity,
+{
+    /// Maps the scatter-gather list `segments` (each `(phys, len)`) into
+    /// one contiguous IOVA range with `perm`, as Linux's
+    /// `iommu_dma_map_sg` does: each segment starts in the page after the
+    /// last page of the one before, at its own page offset, so a list whose
+    /// inner boundaries are page-aligned is one contiguous buffer to the
+    /// device. Returns the IOVA of the first segment's first byte; segment
+    /// `i`'s is [`sg_iova`]`(first, segments, i)`. The mapping is never
+    /// reused; [`unmap_sg`](Self::unmap_sg) removes it. Only without
+    /// pinning: each guest page of a hypervisor is pinned on its own.
+    ///
+    /// # Errors
+    /// [`Error::Empty`] for an empty list or segment, and those of
+    /// [`map`](Mapper::map).
+    pub fn map_sg(&mut self, segments: &[(PhysAddr, u64)], perm: Perm) -> Result<Iova> {
+        let (first, pages) = sg_span(segments).ok_or(Error::Empty)?;
+        self.make_room()?;
+        let lease = self.owners.space.alloc(pages, self.config.dma_limit).map_err(Error::Iova)?;
+        let range = S::range(&lease);
+        let runs = segments.iter().filter_map(|&(phys, len)| span(phys.as_u64(), len));
+        self.install(range, Some(lease), runs, perm, false)?;
+        Ok(Iova::new(range.start().as_u64() + first.page_offset()))
+    }
+
+    /// Unmaps what [`map_sg`](Self::map_sg) mapped at `iova` for the same
+    /// `segments`.
+    ///
+    /// # Errors
+    /// As [`unmap`](Mapper::unmap).
+    pub fn unmap_sg(&mut self, iova: Iova, segments: &[(PhysAddr, u64)]) -> Result<()> {
+        let (_, pages) = sg_span(segments).ok_or(Error::Empty)?;
+        self.unmap(iova, (pages << PAGE_SHIFT) - iova.page_offset())
+    }
+}
+
+/// The IOVA of segment `index` of a list [`Mapper::map_sg`] mapped at
+/// `first` (the IOVA it returned); `None` past the end.
+pub fn sg_iova(first: Iova, segments: &[(PhysAddr, u64)], index: usize) -> Option<Iova> {
+    let (&(phys, _), before) = segments.get(..=index)?.split_last()?;
+    let pages: u64 = before.iter().filter_map(|&(p, l)| span(p.as_u64(), l)).map(|(_, n)| n).sum();
+    Some(Iova::new(
+        (first.as_u64() & !(PAGE_SIZE - 1)) + (pages << PAGE_SHIFT) + phys.page_offset(),
+    ))
+}
+
+/// The first segment's start and the pages of a scatter-gather list laid
+/// out as [`Mapper::map_sg`] does; `None` if it or a segment is empty.
+fn sg_span(segments: &[(PhysAddr, u64)]) -> Option<(PhysAddr, u64)> {
+    let (&(first, _), _) = segments.split_first()?;
+    let mut pages = 0u64;
+    for &(phys, len) in segments {
+        pages = pages.checked_add(span(phys.as_u64(), len)?.1)?;
+    }
+    Some((first, pages))
 }
 
 /// The first page and the page count of `[addr, addr + len)`; `None` for

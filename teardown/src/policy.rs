@@ -3,8 +3,10 @@
 
 use core::time::Duration;
 
-use invalidation::FlushConfig;
+use invalidation::{Clock, FlushConfig};
 use vtd_regs::{DomainId, Iova};
+
+use crate::{Error, Result};
 
 /// What happens to a mapping when its buffer is unmapped.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -49,4 +51,22 @@ pub struct MapperConfig {
     /// IOVAs are allocated below this address (a 32-bit DMA mask is
     /// `Iova::new(1 << 32)`).
     pub dma_limit: Iova,
+}
+
+impl MapperConfig {
+    /// Whether a mapper timed by a clock `C`, with room for `pending`
+    /// teardowns awaiting invalidation, can honour this configuration; what
+    /// [`Mapper::new`](crate::Mapper::new) checks, for a caller that wants
+    /// to know before it starts the hardware.
+    ///
+    /// # Errors
+    /// [`Error::TimeLimitWithoutClock`] for an optimistic time limit with a
+    /// clock that cannot tell time, and the flush configuration's errors
+    /// ([`FlushConfig::validate`]) as [`Error::Invalidation`].
+    pub fn validate<C: Clock>(&self, pending: usize) -> Result<()> {
+        if matches!(self.reuse, Reuse::Optimistic { .. }) && !C::TELLS_TIME {
+            return Err(Error::TimeLimitWithoutClock);
+        }
+        self.flush.validate::<C>(pending).map_err(Error::Invalidation)
+    }
 }

@@ -1,56 +1,24 @@
 //! The live, idle and stale mappings of a mapper, found by buffer (for
 //! reuse) and by IOVA (for unmap) in O(1), with the stale ones on an
-//! intrusive oldest-first list so a reuse takes one out in O(1).
+//! intrusive oldest-first list so a reuse takes one out in O(1). Every
+//! array is one of the mapper's [`Storage`], so the registry holds as many
+//! mappings as that says, fixed in the type or chosen at run time.
 
-use core::hash::Hasher;
-
-use hash32::BuildHasherDefault;
-
-use heapless::Vec;
-use heapless::index_map::IndexMap;
 use invalidation::Instant;
+use iommu_platform::Storage;
 use iova_alloc::IovaRange;
 use vtd_tables::Perm;
 
-/// A multiplicative hash of the few words of a key (FxHash's scheme): the
-/// keys are page numbers, and one multiply mixes them well enough.
-#[derive(Default)]
-pub(crate) struct WordHasher(u64);
-
-impl Hasher for WordHasher {
-    #[inline]
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    #[inline]
-    fn write(&mut self, bytes: &[u8]) {
-        for b in bytes {
-            self.write_u64(u64::from(*b));
-        }
-    }
-    #[inline]
-    fn write_u8(&mut self, n: u8) {
-        self.write_u64(u64::from(n));
-    }
-    #[inline]
-    fn write_u64(&mut self, n: u64) {
-        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
-    }
-}
-
-impl hash32::Hasher for WordHasher {
-    #[inline]
-    fn finish32(&self) -> u32 {
-        (self.0 >> 32) as u32
-    }
-}
-
-type Map<K, const N: usize> = IndexMap<K, SlotId, BuildHasherDefault<WordHasher>, N>;
+use crate::index::{Bucket, Index, NIL, hash_buffer, hash_page};
 
 /// Index of a mapping in the registry.
 pub(crate) type SlotId = u32;
 
-const NIL: SlotId = SlotId::MAX;
+/// The range of a free slot (never read).
+const VACANT_RANGE: IovaRange = match IovaRange::from_pages(0, 1) {
+    Ok(r) => r,
+    Err(_) => panic!("one page at page 0 is a range"),
+};
 
 /// One mapping: `pages` pages of a buffer starting at page `phys_page`
 /// (guest-physical when pinning), mapped at the start of `iova`.
@@ -64,6 +32,9 @@ pub(crate) struct Mapping {
     pub(crate) refs: u32,
     /// Persistent: never torn down.
     pub(crate) keep: bool,
+    /// Never reused: torn down on its last unmap whatever the policy
+    /// (placed and scatter-gather mappings).
+    pub(crate) single: bool,
     stale: Option<Stale>,
 }
 
@@ -81,48 +52,83 @@ impl Mapping {
         (self.phys_page, self.pages, self.perm.bits())
     }
 
-    pub(crate) fn new(iova: IovaRange, phys_page: u64, pages: u64, perm: Perm, keep: bool) -> Self {
-        Mapping { iova, phys_page, pages, perm, refs: 1, keep, stale: None }
+    /// The hash of [`buffer_key`](Self::buffer_key).
+    fn buffer_hash(&self) -> u32 {
+        hash_buffer(self.phys_page, self.pages, self.perm.bits())
     }
+
+    pub(crate) fn new(
+        iova: IovaRange,
+        phys_page: u64,
+        pages: u64,
+        perm: Perm,
+        keep: bool,
+        single: bool,
+    ) -> Self {
+        Mapping { iova, phys_page, pages, perm, refs: 1, keep, single, stale: None }
+    }
+
+    /// What a free slot holds.
+    const VACANT: Self = Mapping {
+        iova: VACANT_RANGE,
+        phys_page: 0,
+        pages: 0,
+        perm: Perm::empty(),
+        refs: 0,
+        keep: false,
+        single: false,
+        stale: None,
+    };
 }
 
-/// Up to `N` mappings (`N` a power of two), each with the lease `L` of its
-/// IOVA range (none for a placed mapping).
-pub(crate) struct Registry<L, const N: usize> {
-    slots: Vec<Mapping, N>,
+/// Up to as many mappings as the storage `M` holds, each with the lease
+/// `L` of its IOVA range (none for a placed mapping).
+pub(crate) struct Registry<L, M: Storage> {
+    slots: M::Array<Mapping>,
     /// The lease of each slot's mapping; `None` while the slot is free or
     /// its mapping placed.
-    leases: Vec<Option<L>, N>,
-    free: Vec<SlotId, N>,
-    by_buffer: Map<(u64, u64, u8), N>,
-    by_iova: Map<u64, N>,
+    leases: M::Array<Option<L>>,
+    /// Freed slots, a stack of `free_len` ids.
+    free: M::Array<SlotId>,
+    free_len: usize,
+    /// Slots ever used: `0..used`.
+    used: usize,
+    by_buffer: Index<M::Array<[Bucket; 2]>>,
+    by_iova: Index<M::Array<[Bucket; 2]>>,
+    len: usize,
     stale_head: SlotId,
     stale_tail: SlotId,
     stale_len: usize,
 }
 
-impl<L, const N: usize> Registry<L, N> {
-    pub(crate) fn new() -> Self {
+impl<L, M: Storage> Registry<L, M> {
+    pub(crate) fn new(storage: &M) -> Self {
         Registry {
-            slots: Vec::new(),
-            leases: Vec::new(),
-            free: Vec::new(),
-            by_buffer: Map::new(),
-            by_iova: Map::new(),
+            slots: storage.filled(Mapping::VACANT),
+            leases: storage.array(|| None),
+            free: storage.filled(NIL),
+            free_len: 0,
+            used: 0,
+            by_buffer: Index::new(storage.filled(Bucket::PAIR)),
+            by_iova: Index::new(storage.filled(Bucket::PAIR)),
+            len: 0,
             stale_head: NIL,
             stale_tail: NIL,
             stale_len: 0,
         }
     }
 
+    #[inline]
     pub(crate) fn len(&self) -> usize {
-        self.by_iova.len()
+        self.len
     }
 
+    #[inline]
     pub(crate) fn is_full(&self) -> bool {
-        self.len() == N
+        self.len == self.slots.as_ref().len()
     }
 
+    #[inline]
     pub(crate) fn stale_len(&self) -> usize {
         self.stale_len
     }
@@ -138,49 +144,66 @@ impl<L, const N: usize> Registry<L, N> {
         if self.is_full() {
             return Err(lease);
         }
-        let id = match self.free.pop() {
-            Some(id) => id,
+        let id = match self.free_len.checked_sub(1) {
+            Some(top) => {
+                self.free_len = top;
+                self.free.as_ref().get(top).copied().unwrap_or(NIL)
+            }
             None => {
-                // `slots` and `leases` grow together, one slot at a time,
-                // and only while fewer than N exist.
-                if self.slots.push(m).is_err() || self.leases.push(None).is_err() {
-                    return Err(lease);
-                }
-                (self.slots.len() - 1) as SlotId
+                self.used += 1;
+                (self.used - 1) as SlotId
             }
         };
-        match (self.slots.get_mut(id as usize), self.leases.get_mut(id as usize)) {
+        match (self.slots.as_mut().get_mut(id as usize), self.leases.as_mut().get_mut(id as usize))
+        {
             (Some(slot), Some(held)) => {
                 *slot = m;
                 *held = lease;
             }
             _ => return Err(lease),
         }
-        // Room is guaranteed: both maps hold at most `len() < N` entries.
-        let indexed = self.by_iova.insert(m.iova.start_page(), id);
-        debug_assert!(indexed.is_ok(), "the IOVA index had no room");
-        if index_buffer && !self.by_buffer.contains_key(&m.buffer_key()) {
-            let indexed = self.by_buffer.insert(m.buffer_key(), id);
-            debug_assert!(indexed.is_ok(), "the buffer index had no room");
+        self.len += 1;
+        // Room is guaranteed: both indexes hold at most `len <= capacity`
+        // keys in twice as many buckets.
+        let slots = self.slots.as_ref();
+        let page = m.iova.start_page();
+        let at = |s: SlotId| slots.get(s as usize).is_some_and(|o| o.iova.start_page() == page);
+        let indexed = self.by_iova.insert(hash_page(page), id, at);
+        debug_assert!(indexed, "an IOVA was indexed twice");
+        if index_buffer {
+            // A second mapping of the same buffer (placed elsewhere) stays
+            // findable by IOVA only.
+            let key = m.buffer_key();
+            let same = |s: SlotId| slots.get(s as usize).is_some_and(|o| o.buffer_key() == key);
+            self.by_buffer.insert(m.buffer_hash(), id, same);
         }
         Ok(id)
     }
 
+    #[inline]
     pub(crate) fn get(&self, id: SlotId) -> Option<&Mapping> {
-        self.slots.get(id as usize)
+        self.slots.as_ref().get(id as usize)
     }
 
+    #[inline]
     pub(crate) fn get_mut(&mut self, id: SlotId) -> Option<&mut Mapping> {
-        self.slots.get_mut(id as usize)
+        self.slots.as_mut().get_mut(id as usize)
     }
 
     /// The mapping of exactly these pages with exactly this permission.
+    #[inline]
     pub(crate) fn find_buffer(&self, phys_page: u64, pages: u64, perm: Perm) -> Option<SlotId> {
-        self.by_buffer.get(&(phys_page, pages, perm.bits())).copied()
+        let (slots, key) = (self.slots.as_ref(), (phys_page, pages, perm.bits()));
+        let same = |s: SlotId| slots.get(s as usize).is_some_and(|o| o.buffer_key() == key);
+        self.by_buffer.get(hash_buffer(phys_page, pages, perm.bits()), same)
     }
 
+    #[inline]
     pub(crate) fn find_iova(&self, iova_page: u64) -> Option<SlotId> {
-        self.by_iova.get(&iova_page).copied()
+        let slots = self.slots.as_ref();
+        let at =
+            |s: SlotId| slots.get(s as usize).is_some_and(|o| o.iova.start_page() == iova_page);
+        self.by_iova.get(hash_page(iova_page), at)
     }
 
     /// Forgets a mapping (taking it off the stale list if it is there) and
@@ -188,13 +211,14 @@ impl<L, const N: usize> Registry<L, N> {
     pub(crate) fn remove(&mut self, id: SlotId) -> Option<(Mapping, Option<L>)> {
         self.unstale(id);
         let m = *self.get(id)?;
-        let lease = self.leases.get_mut(id as usize)?.take();
-        self.by_iova.swap_remove(&m.iova.start_page());
-        if self.by_buffer.get(&m.buffer_key()) == Some(&id) {
-            self.by_buffer.swap_remove(&m.buffer_key());
-        }
+        let lease = self.leases.as_mut().get_mut(id as usize)?.take();
+        // The mapping itself is indexed: remove its own buckets.
+        self.by_iova.remove(hash_page(m.iova.start_page()), |s| s == id);
+        self.by_buffer.remove(m.buffer_hash(), |s| s == id);
         // `free` never holds more ids than there are slots.
-        self.free.push(id).ok()?;
+        *self.free.as_mut().get_mut(self.free_len)? = id;
+        self.free_len += 1;
+        self.len -= 1;
         Some((m, lease))
     }
 

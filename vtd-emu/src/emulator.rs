@@ -150,11 +150,20 @@ pub struct Emulator<M, const IOTLB: usize = 1024, const CONTEXTS: usize = 64, H 
     pub(crate) state: spin::Mutex<State<IOTLB, CONTEXTS, H>>,
 }
 
-impl<M: PhysMem, const I: usize, const C: usize> Emulator<M, I, C> {
+impl<M: PhysMem> Emulator<M> {
     /// A unit in its reset state (translation, queued invalidation and
     /// interrupt remapping disabled, event interrupts masked), configured by
-    /// `cfg`, over `mem`.
+    /// `cfg`, over `mem`, with the default cache capacities. Other
+    /// capacities: [`with_caches`](Emulator::with_caches).
     pub fn new(mem: M, cfg: EmuConfig) -> Result<Self, ConfigError> {
+        Self::with_hook(mem, cfg, NoHook)
+    }
+}
+
+impl<M: PhysMem, const I: usize, const C: usize> Emulator<M, I, C> {
+    /// [`new`](Emulator::new) with an IOTLB of at most `I` entries and a
+    /// context cache of at most `C`: `Emulator::<_, 64, 16>::with_caches`.
+    pub fn with_caches(mem: M, cfg: EmuConfig) -> Result<Self, ConfigError> {
         Self::with_hook(mem, cfg, NoHook)
     }
 }

@@ -85,7 +85,7 @@ fn register_semantics_agree_with_qemu() {
     let mut q = QtestMmio::new(&qemu);
     let qmem = QtestMem::new(&qemu);
     let mem = HeapMemory::new(RAM_SIZE as usize);
-    let emu: Emulator<_, 64, 16> = Emulator::new(&mem, EmuConfig::qemu()).unwrap();
+    let emu: Emulator<_, 64, 16> = Emulator::with_caches(&mem, EmuConfig::qemu()).unwrap();
     let mut e = &emu;
     let mut diffs = differences(&q, &e, "reset");
     // All ones to every register but those starting commands or queue
@@ -152,7 +152,7 @@ fn fault_records_agree_with_qemu() {
     let mut q = QtestMmio::new(&qemu);
     let edu = Edu::probe(&qemu).unwrap();
     let mem = HeapMemory::new(RAM_SIZE as usize);
-    let emu: Emulator<_, 64, 16> = Emulator::new(&mem, EmuConfig::qemu()).unwrap();
+    let emu: Emulator<_, 64, 16> = Emulator::with_caches(&mem, EmuConfig::qemu()).unwrap();
     let mut e = &emu;
     // An empty root table (RAM is zero on both): every request faults with
     // "root entry not present".

@@ -2,7 +2,7 @@
 //! Appendix A, "Non-Recoverable Fault Reason Encodings").
 //!
 //! A fault reason is what a fault recording register's FR field holds
-//! (section 10.4.14) and what a table walk reports when it cannot translate.
+//! (§10.4.14) and what a table walk reports when it cannot translate.
 
 use core::fmt;
 

@@ -3,7 +3,7 @@
 
 use core::fmt;
 
-/// The PCI requester id of a DMA request, bus:device.function (VT-d section 3.4.1):
+/// The PCI requester id of a DMA request, bus:device.function (§3.4.1):
 /// bits 15:8 bus, 7:3 device, 2:0 function. It selects the root entry (bus) and
 /// the context entry (devfn).
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
@@ -70,7 +70,7 @@ impl fmt::Display for SourceId {
 }
 
 /// A domain identifier (DID), as programmed in context entries and named by
-/// domain-selective invalidations (VT-d section 3.4.3, 9.3). How many bits are
+/// domain-selective invalidations (§3.4.3, §9.3). How many bits are
 /// valid is given by CAP.ND.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Default)]
 #[repr(transparent)]

@@ -30,7 +30,9 @@ pub use desc::{DescError, Descriptor, RawDescriptor};
 pub use fault::FaultReason;
 pub use ids::{DomainId, SourceId};
 pub use mem::{FrameAllocator, MemError, PhysMem};
-pub use mmio::{Mmio, RegWidth, Register};
+pub use mmio::{
+    Access, Mmio, ReadOnly, ReadWrite, Readable, RegWidth, Register, Writable, WriteOnly,
+};
 pub use scope::{ContextScope, Drain, FunctionMask, Granularity, IotlbScope};
 pub use unit::{PollBudget, RemappingUnit, UnitError};
 pub use volatile::VolatileMmio;

@@ -1,6 +1,6 @@
 //! What an invalidation covers: the scopes (granularities) shared by the
-//! register-based invalidation interface (CCMD, IOTLB_REG; section 10.4.7 and
-//! 10.4.8) and the queued invalidation descriptors (section 6.5.2). Both
+//! register-based invalidation interface (CCMD, IOTLB_REG; §10.4.7 and
+//! §10.4.8) and the queued invalidation descriptors (§6.5.2). Both
 //! encode the same three granularities, global, domain-selective and
 //! device/page-selective, as 1, 2 and 3.
 
@@ -42,7 +42,7 @@ impl Granularity {
 }
 
 /// The function mask of a device-selective context-cache invalidation
-/// (CCMD.FM, section 10.4.7): how many low bits of the function number are
+/// (CCMD.FM, §10.4.7): how many low bits of the function number are
 /// ignored when matching the source id, so all functions of a device can be
 /// invalidated at once.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, Default)]
@@ -87,7 +87,7 @@ impl FunctionMask {
     }
 }
 
-/// What a context-cache invalidation covers (section 6.5.1 and 10.4.7).
+/// What a context-cache invalidation covers (§6.5.1 and §10.4.7).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub enum ContextScope {
     /// Every cached context entry.
@@ -117,11 +117,11 @@ impl ContextScope {
 }
 
 /// The address-mask order of a page-selective IOTLB invalidation (IVA.AM,
-/// descriptor AM; section 6.5.2.3): it covers 2^order pages starting at an
+/// descriptor AM; §6.5.2.3): it covers 2^order pages starting at an
 /// address aligned to that size. CAP.MAMV caps the order a unit accepts.
 pub type AddressMaskOrder = u8;
 
-/// What an IOTLB invalidation covers (section 6.5.1 and 10.4.8).
+/// What an IOTLB invalidation covers (§6.5.1 and §10.4.8).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub enum IotlbScope {
     /// Every cached translation of every domain.
@@ -207,7 +207,7 @@ impl IotlbScope {
 }
 
 bitflags::bitflags! {
-    /// Drain requests of an IOTLB invalidation (DR, DW; section 6.5.2.3),
+    /// Drain requests of an IOTLB invalidation (DR, DW; §6.5.2.3),
     /// allowed where CAP.DRD / CAP.DWD say so.
     #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, Default)]
     pub struct Drain: u8 {

@@ -5,8 +5,7 @@ use core::ptr::NonNull;
 
 use crate::mmio::Mmio;
 
-/// Register access to a remapping unit's mapped register page (VT-d section
-/// 10.2) through volatile reads and writes of the access's width. No Rust
+/// Register access to a remapping unit's mapped register page (§10.2) through volatile reads and writes of the access's width. No Rust
 /// reference to the device memory is ever formed.
 ///
 /// Every access is bounds- and alignment-checked: an access that does not

@@ -122,6 +122,11 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         &self.mem
     }
 
+    /// The allocator its frames come from.
+    pub const fn frames(&self) -> &A {
+        &self.alloc
+    }
+
     /// Maps the page of `size` at `iova` to `phys` with `perm`.
     ///
     /// Errors: `UnsupportedPageSize`, `Misaligned`, `BeyondWidth`,

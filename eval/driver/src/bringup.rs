@@ -3,39 +3,53 @@
 //! IQA/QIE) and the mapping layer a NIC driver calls.
 
 use invalidation::QueuedInvalidator;
+use iommu_platform::{RegionFrames, TscClock};
 use iova_alloc::{IovaTree, Node, Window};
 use teardown::{Mapper, MapperConfig, NoPinning};
-use vtd_emu::SimFrameAllocator;
 use vtd_regs::regs::QueueSize;
 use vtd_regs::unit::PollBudget;
-use vtd_regs::{Mmio, PhysMem, RemappingUnit};
+use vtd_regs::{Mmio, PhysAddr, PhysMem, RemappingUnit};
 use vtd_tables::{ContextManager, SlPageTable, TableConfig};
 
 use crate::Error;
-use crate::layout::{DOMAIN, IOVA_BITS, NIC};
-use crate::tsc::TscClock;
+use crate::layout::{DOMAIN, FRAMES_END, FRAMES_START, IOVA_BITS, NIC};
 
 /// IOVA ranges the allocator can track.
 pub const IOVA_NODES: usize = 1024;
-/// Mappings the mapper can hold (live, idle and stale).
-pub const MAPS: usize = 1024;
-/// Teardowns that may await invalidation.
-pub const PENDING: usize = 256;
 
 /// The IOVA space: a range allocator over a fixed node array (no heap).
 pub type Space = IovaTree<heapless::Vec<Node, IOVA_NODES>>;
 
-/// Frames for tables and the queue, carved from a region of `M`.
-pub type Frames<M> = SimFrameAllocator<M>;
+/// Frames in the layout's frame pool.
+const POOL_FRAMES: u64 = (FRAMES_END - FRAMES_START) >> 12;
 
-/// The mapping layer over unit registers `R` and memory `M`.
+/// Frames of the layout's frame pool, one bit each (a kernel's allocator,
+/// not the simulator's: nothing in the pool holds bookkeeping).
+pub type Frames = RegionFrames<{ POOL_FRAMES.div_ceil(64) as usize }>;
+
+/// The frame pool `[FRAMES_START, FRAMES_END)` of the layout, all free.
+pub const fn frames() -> Frames {
+    match Frames::new(PhysAddr::new(FRAMES_START), PhysAddr::new(FRAMES_END)) {
+        Ok(frames) => frames,
+        Err(_) => panic!("the frame pool is not empty and its bitmap is sized for it"),
+    }
+}
+
+// The pool is good at compile time, so `frames` never panics.
+const _: () = assert!(POOL_FRAMES > 0);
+
+/// What the driver runs on: memory `M`, the frame pool, the TSC.
+pub type DriverPlatform<'f, M> = (M, &'f Frames, TscClock);
+
+/// The mapping layer over unit registers `R` and memory `M` (the default
+/// capacities: 1024 mappings, 256 teardowns awaiting invalidation).
 pub type DriverMapper<'f, R, M> =
-    Mapper<M, &'f Frames<M>, Space, QueuedInvalidator<R, M>, TscClock, NoPinning, MAPS, PENDING>;
+    Mapper<DriverPlatform<'f, M>, Space, QueuedInvalidator<R, M>, NoPinning>;
 
 /// A brought-up unit: the context tables (kept alive) and the mapper.
-pub struct Driver<'f, R: Mmio, M: PhysMem> {
+pub struct Driver<'f, R: Mmio, M: PhysMem + Copy> {
     /// The root and context tables, with the NIC attached to [`DOMAIN`].
-    pub contexts: ContextManager<M, &'f Frames<M>>,
+    pub contexts: ContextManager<M, &'f Frames>,
     /// The mapping layer.
     pub mapper: DriverMapper<'f, R, M>,
 }
@@ -48,7 +62,7 @@ impl<'f, R: Mmio, M: PhysMem + Copy> Driver<'f, R, M> {
     pub fn bring_up(
         regs: R,
         mem: M,
-        frames: &'f Frames<M>,
+        frames: &'f Frames,
         budget: PollBudget,
         config: MapperConfig,
         clock: TscClock,
@@ -62,11 +76,12 @@ impl<'f, R: Mmio, M: PhysMem + Copy> Driver<'f, R, M> {
         let size = QueueSize::from_order(0).ok_or(Error::QueueSetup)?;
         let inv =
             QueuedInvalidator::enable_remapping(unit, contexts.root_table(), mem, frames, size)
-                .map_err(Error::Invalidation)?;
+                .map_err(|rejected| Error::Invalidation(rejected.error))?;
         let window = Window::from_pages(1, (1 << (IOVA_BITS - 12)) - 1)
             .map_err(|e| Error::Map(teardown::Error::Iova(e)))?;
         let space = Space::new_fixed(window);
-        let mapper = Mapper::new(table, space, inv, NoPinning, clock, config);
+        let mapper = Mapper::new((mem, frames, clock), table, space, inv, NoPinning, config)
+            .map_err(Error::Map)?;
         Ok(Driver { contexts, mapper })
     }
 }

@@ -1,16 +1,8 @@
-//! Time from the time-stamp counter: RDTSC for the driver's timing, and a
-//! [`Clock`] for the flush and teardown deadlines.
+//! Time from the time-stamp counter: RDTSC for the driver's timing, and
+//! `iommu_platform`'s [`TscClock`] for the flush and teardown deadlines.
 
-use invalidation::{Clock, Instant};
-
-/// Reads the time-stamp counter.
-#[inline]
-#[must_use]
-#[allow(unsafe_code)] // reason: the RDTSC intrinsic
-pub fn rdtsc() -> u64 {
-    // SAFETY: RDTSC has no memory effects; every x86-64 CPU has it.
-    unsafe { core::arch::x86_64::_rdtsc() }
-}
+pub use iommu_platform::TscClock;
+pub use iommu_platform::clock::rdtsc;
 
 /// Busy-waits `cycles` TSC cycles (the per-buffer protocol work the model
 /// charges, see [`crate::Params::work_cycles`]).
@@ -21,24 +13,15 @@ pub fn spin_cycles(cycles: u64) {
     }
 }
 
-/// A monotonic clock in nanoseconds from the TSC at a known frequency.
-#[derive(Clone, Copy, Debug)]
-pub struct TscClock {
-    /// Nanoseconds per tick, 32.32 fixed point.
-    ns_per_tick: u64,
-}
-
-impl TscClock {
-    /// A clock for a TSC ticking at `khz` kHz (1 GHz if `khz` is 0).
-    #[must_use]
-    pub const fn new(khz: u64) -> Self {
-        let khz = if khz == 0 { 1_000_000 } else { khz };
-        Self { ns_per_tick: ((1_000_000u128 << 32) / khz as u128) as u64 }
-    }
-}
-
-impl Clock for TscClock {
-    fn now(&self) -> Instant {
-        Instant(((u128::from(rdtsc()) * u128::from(self.ns_per_tick)) >> 32) as u64)
-    }
+/// The shipped TSC clock for a TSC ticking at `khz` kHz (1 GHz if `khz`
+/// is 0: the VMM could not tell).
+#[must_use]
+pub fn clock(khz: u64) -> TscClock {
+    let one_ghz = const {
+        match TscClock::from_hz(1_000_000_000) {
+            Some(c) => c,
+            None => panic!("1 GHz is a frequency"),
+        }
+    };
+    TscClock::from_hz(khz.saturating_mul(1000)).unwrap_or(one_ghz)
 }

@@ -6,7 +6,7 @@
 use core::ptr::NonNull;
 
 use viommu_eval_driver::params::PARAM_WORDS;
-use viommu_eval_driver::{Driver, Params, Report, bringup::Frames, layout, nic_loop};
+use viommu_eval_driver::{Driver, Params, Report, bringup, layout, nic_loop};
 use vtd_regs::{PhysAddr, PollBudget, VolatileMmio};
 
 use crate::{abi, doorbell, ram::IdentityRam, write64};
@@ -47,9 +47,8 @@ pub(crate) fn main() -> ! {
     };
     let mem = IdentityRam;
     let kick = |n: u64| doorbell(abi::DOORBELL_NIC, n);
-    let clock = viommu_eval_driver::tsc::TscClock::new(params.tsc_khz);
-    let frames =
-        Frames::new(mem, PhysAddr::new(layout::FRAMES_START), PhysAddr::new(layout::FRAMES_END));
+    let clock = viommu_eval_driver::tsc::clock(params.tsc_khz);
+    let frames = bringup::frames();
     if let Err(e) = layout::warm_up(&mem) {
         failed(e.into(), Report::default())
     }

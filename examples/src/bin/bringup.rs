@@ -9,7 +9,7 @@
 
 use invalidation::{FlushConfig, NoClock};
 use iova_alloc::{IovaTree, Window};
-use teardown::{Mapper, MapperConfig, NoPinning, Reuse};
+use teardown::{Fixed, Mapper, MapperConfig, NoPinning, Reuse};
 use viommu_examples::{DEVICE, DOMAIN, Emu, Testbed};
 use vtd_emu::EmuConfig;
 use vtd_regs::{Iova, PageSize, PhysAddr, RemappingUnit};
@@ -65,8 +65,17 @@ fn main() {
         domain: DOMAIN,
         dma_limit: Iova::new(1 << 32),
     };
-    let mut mapper: Mapper<_, _, _, _, _, _, 64, 16> =
-        Mapper::new(bed.table, space, bed.inv, NoPinning, NoClock, config);
+    let platform = bed.platform(NoClock);
+    let mut mapper = Mapper::with_capacity(
+        platform,
+        bed.table,
+        space,
+        bed.inv,
+        NoPinning,
+        config,
+        Fixed::<64, 16>,
+    )
+    .expect("config");
     let buffer = PhysAddr::new(0x12_3450);
     let iova = mapper.map(buffer, 1500, Perm::WRITE).expect("map");
     println!(

@@ -13,14 +13,13 @@ use vtd_emu::EmuConfig;
 use vtd_regs::{Iova, PhysAddr};
 use vtd_tables::Access;
 
-pub type TestMapper<P> =
-    Mapper<Mem, Frames, IovaTree<Vec<Node>>, Inv, &'static TestClock, P, 1024, 256>;
+pub type TestMapper<P> = Mapper<(Mem, Frames, &'static TestClock), IovaTree<Vec<Node>>, Inv, P>;
 
 /// Simulated RAM: data buffers live below `FRAMES_START`, tables above.
 pub const RAM: u64 = 32 << 20;
 pub const FRAMES_START: u64 = 16 << 20;
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 pub struct TestClock(pub Cell<u64>);
 
 impl Clock for TestClock {
@@ -52,7 +51,9 @@ impl<P: PagePinner> Rig<P> {
         let clock = leak(TestClock::default());
         // IOVA pages 1 .. 2^27 (512 GiB, inside the 39-bit domain).
         let space = IovaTree::new(Window::from_pages(1, (1 << 27) - 1).unwrap(), Vec::new());
-        let mapper = Mapper::new(bed.table, space, bed.inv, pinner, clock, config);
+        let platform = bed.platform(clock);
+        let mapper = Mapper::new(platform, bed.table, space, bed.inv, pinner, config)
+            .expect("a configuration the mapper honours");
         Rig { mapper, emu: bed.emu, frames: bed.frames, clock }
     }
 

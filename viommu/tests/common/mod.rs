@@ -7,7 +7,7 @@
 use invalidation::{FlushConfig, NoClock, QueuedInvalidator};
 use iova_alloc::{IovaTree, Node, Window};
 use std::sync::Arc;
-use teardown::{Mapper, MapperConfig, NoPinning, Reuse};
+use teardown::{Fixed, Mapper, MapperConfig, NoPinning, Reuse};
 
 use viommu::{
     Assignment, GuestLayout, GuestMemory, GuestPinner, Host, Native, Viommu, ViommuConfig,
@@ -30,7 +30,7 @@ pub type Backend = Native<Mem, Frames, HostInv, GuestPinner>;
 pub type Vmmu = Viommu<GMem, Backend>;
 pub type GuestInv<X> = QueuedInvalidator<X, GMem>;
 pub type GuestMapper<X = &'static Vmmu> =
-    Mapper<GMem, GFrames, IovaTree<Vec<Node>>, GuestInv<X>, NoClock, NoPinning, 1024, 64>;
+    Mapper<(GMem, GFrames, NoClock), IovaTree<Vec<Node>>, GuestInv<X>, NoPinning, Fixed<1024, 64>>;
 /// The guest's register page under the sidecore.
 pub type SidecoreRegs =
     viommu::sidecore::SidecoreMmio<'static, viommu::sidecore::RegisterPage, Vmmu>;
@@ -219,7 +219,16 @@ impl<X: vtd_regs::Mmio> Guest<X> {
             domain: GUEST_DOMAIN,
             dma_limit: Iova::new(dma_limit),
         };
-        let mapper = Mapper::new(table, space, inv, NoPinning, NoClock, config);
+        let mapper = Mapper::with_capacity(
+            (mem, frames, NoClock),
+            table,
+            space,
+            inv,
+            NoPinning,
+            config,
+            Fixed,
+        )
+        .unwrap();
         Guest { n, viommu, mem, frames, mapper }
     }
 

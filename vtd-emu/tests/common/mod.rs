@@ -35,7 +35,7 @@ impl Rig {
     pub fn new(cfg: EmuConfig) -> Self {
         let mem: &'static HeapMemory = Box::leak(Box::new(HeapMemory::new(RAM)));
         let frames = SimFrameAllocator::new(mem, PhysAddr::new(0x1000), PhysAddr::new(RAM as u64));
-        let emu = Emulator::new(mem, cfg).unwrap();
+        let emu = Emulator::with_caches(mem, cfg).unwrap();
         let mut rig = Self { mem, frames, emu, root: PhysAddr::ZERO };
         rig.root = rig.frame();
         rig

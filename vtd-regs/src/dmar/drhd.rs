@@ -66,7 +66,7 @@ impl<'a> Drhd<'a> {
         self.raw.segment.get()
     }
 
-    /// The base address of the unit's register set (section 10).
+    /// The base address of the unit's register set (§10).
     pub fn register_base(&self) -> PhysAddr {
         PhysAddr::new(self.raw.register_base.get())
     }

@@ -128,6 +128,17 @@ pub enum DmarError {
         /// Where the ANDD starts.
         offset: usize,
     },
+    /// Writing a table: the buffer (or a structure's 16-bit length) has
+    /// no room for what was added.
+    NoRoom {
+        /// Bytes the table would need.
+        needed: usize,
+        /// Bytes there are room for.
+        available: usize,
+    },
+    /// Writing a table: a device scope added before any structure that
+    /// takes one (DRHD, RMRR).
+    ScopeWithoutStructure,
 }
 
 impl fmt::Display for DmarError {
@@ -184,6 +195,12 @@ impl fmt::Display for DmarError {
             ),
             DmarError::UnterminatedName { offset } => {
                 write!(f, "DMAR @{offset:#x}: ACPI object name without terminating NUL")
+            }
+            DmarError::NoRoom { needed, available } => {
+                write!(f, "DMAR: {needed} bytes needed, room for {available}")
+            }
+            DmarError::ScopeWithoutStructure => {
+                f.write_str("DMAR: a device scope needs a DRHD or RMRR before it")
             }
         }
     }

@@ -50,6 +50,7 @@ mod structure;
 mod table;
 #[cfg(test)]
 mod tests;
+mod writer;
 
 pub use andd::Andd;
 pub use atsr::{Atsr, AtsrFlags};
@@ -61,3 +62,4 @@ pub use rmrr::Rmrr;
 pub use satc::{Satc, SatcFlags};
 pub use structure::{RemappingStructure, StructureKind, Structures};
 pub use table::{Dmar, DmarFlags};
+pub use writer::DmarWriter;

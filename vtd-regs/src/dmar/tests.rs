@@ -781,3 +781,67 @@ proptest! {
         prop_assert_eq!(got, model);
     }
 }
+
+#[test]
+fn writer_round_trips_through_the_parser() {
+    let mut buf = [0u8; 200];
+    let table = DmarWriter::new(&mut buf, 46, DmarFlags::INTR_REMAP | DmarFlags::X2APIC_OPT_OUT)
+        .unwrap()
+        .drhd(DrhdFlags::INCLUDE_PCI_ALL, 0, PhysAddr::new(0xfed9_1000))
+        .unwrap()
+        .device(DeviceScopeKind::IoApic, 2, 0xf0, &[(0x1f, 0)])
+        .unwrap()
+        .rmrr(0, PhysAddr::new(0x398d_a000), PhysAddr::new(0x39b2_3fff))
+        .unwrap()
+        .device(DeviceScopeKind::PciEndpoint, 0, 0, &[(0x14, 0)])
+        .unwrap()
+        .device(DeviceScopeKind::PciEndpoint, 0, 0, &[(0x1c, 0), (0, 1)])
+        .unwrap()
+        .finish()
+        .unwrap();
+    let dmar = Dmar::parse(table).unwrap();
+    assert_eq!(dmar.validate(), Ok(()));
+    assert_eq!((dmar.host_address_width(), dmar.flags().bits()), (46, 3));
+    assert_eq!(dmar.length() as usize, table.len());
+    let all: Vec<_> = dmar.structures().map(Result::unwrap).collect();
+    let RemappingStructure::Drhd(drhd) = all[0] else { panic!("{:?}", all[0]) };
+    assert!(drhd.include_pci_all());
+    assert_eq!(drhd.register_base(), PhysAddr::new(0xfed9_1000));
+    let s: Vec<_> = drhd.device_scopes().map(Result::unwrap).collect();
+    assert_eq!(
+        (s[0].kind(), s[0].enumeration_id(), s[0].start_bus()),
+        (DeviceScopeKind::IoApic, 2, 0xf0)
+    );
+    let RemappingStructure::Rmrr(usb) = all[1] else { panic!("{:?}", all[1]) };
+    assert_eq!((usb.base(), usb.pages()), (PhysAddr::new(0x398d_a000), 0x24a));
+    let s: Vec<_> = usb.device_scopes().map(Result::unwrap).collect();
+    assert_eq!(s[0].resolve(no_bridges), Some(sid(0, 0x14, 0)));
+    assert_eq!(path(&s[1]), [(0x1c, 0), (0, 1)]);
+    assert_eq!(s[1].resolve(|_| Some(3)), Some(sid(3, 0, 1)));
+}
+
+#[test]
+fn writer_errors() {
+    let mut small = [0u8; 60];
+    let w = DmarWriter::new(&mut small, 39, DmarFlags::empty()).unwrap();
+    assert_eq!(
+        w.drhd(DrhdFlags::empty(), 0, PhysAddr::ZERO).unwrap_err(),
+        DmarError::NoRoom { needed: 64, available: 60 }
+    );
+    let mut buf = [0u8; 100];
+    assert_eq!(
+        DmarWriter::new(&mut buf[..40], 39, DmarFlags::empty()).unwrap_err(),
+        DmarError::NoRoom { needed: 48, available: 40 }
+    );
+    let w = DmarWriter::new(&mut buf, 39, DmarFlags::empty()).unwrap();
+    let e = w.device(DeviceScopeKind::PciEndpoint, 0, 0, &[(1, 0)]).unwrap_err();
+    assert_eq!(e, DmarError::ScopeWithoutStructure);
+    let w = DmarWriter::new(&mut buf, 39, DmarFlags::empty()).unwrap();
+    let w = w.drhd(DrhdFlags::empty(), 0, PhysAddr::ZERO).unwrap();
+    let e = w.device(DeviceScopeKind::PciEndpoint, 0, 0, &[(32, 0)]).unwrap_err();
+    assert_eq!(e, DmarError::InvalidPathEntry { offset: 64, device: 32, function: 0 });
+    let w = DmarWriter::new(&mut buf, 39, DmarFlags::empty()).unwrap();
+    let e = w.rmrr(0, PhysAddr::new(0x1000), PhysAddr::new(0x1ffe)).unwrap_err();
+    assert!(matches!(e, DmarError::RmrrRange { offset: 48, .. }), "{e:?}");
+    assert!(DmarError::ScopeWithoutStructure.to_string().contains("DRHD"));
+}

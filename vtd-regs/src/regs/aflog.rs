@@ -1,15 +1,15 @@
-//! AFLOG_REG: the advanced fault log (VT-d section 10.4.15).
+//! AFLOG_REG: the advanced fault log (§10.4.15).
 
 use super::bits::{field, with_field};
 use crate::addr::PhysAddr;
 use crate::mmio::register;
 
-/// Advanced fault log register (64-bit, offset 0x58), section 10.4.15: FLA
+/// Advanced fault log register (64-bit, offset 0x58), §10.4.15: FLA
 /// (bits 63:12), the 4 KiB-aligned log, and FLS (bits 11:9), its size.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(transparent)]
 pub struct Aflog(pub u64);
-register!(Aflog, super::offset::AFLOG, u64);
+register!(Aflog, super::offset::AFLOG, u64, ReadWrite);
 
 impl Aflog {
     /// The value for a log at `log` of 2^`size_order` pages.

@@ -1,4 +1,4 @@
-//! CAP_REG: what the remapping hardware can do (VT-d section 10.4.2).
+//! CAP_REG: what the remapping hardware can do (§10.4.2).
 
 use core::fmt;
 
@@ -6,11 +6,11 @@ use super::bits::{bit_fields, field, with_field};
 use crate::addr::PageSize;
 use crate::mmio::register;
 
-/// Capability register (read-only, 64-bit, offset 0x08), section 10.4.2.
+/// Capability register (read-only, 64-bit, offset 0x08), §10.4.2.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
 #[repr(transparent)]
 pub struct Cap(pub u64);
-register!(Cap, super::offset::CAP, u64);
+register!(Cap, super::offset::CAP, u64, ReadOnly);
 
 /// CAP.ND: how many domain-id bits the unit supports (bits 2:0). Value `n`
 /// means 4 + 2n bits; 7 is reserved.
@@ -45,7 +45,7 @@ impl DomainBits {
 }
 
 /// An adjusted guest address width and the number of second-level paging
-/// levels that goes with it (VT-d section 3.6): the values SAGAW can report and
+/// levels that goes with it (§3.6): the values SAGAW can report and
 /// a context entry's AW field selects.
 #[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Debug, Hash)]
 pub enum Agaw {
@@ -78,7 +78,7 @@ impl Agaw {
         }
     }
     /// The encoding of this width in a context entry's AW field and in the
-    /// bit position of SAGAW (section 9.3): 1, 2 or 3.
+    /// bit position of SAGAW (§9.3): 1, 2 or 3.
     pub const fn aw_field(self) -> u8 {
         match self {
             Agaw::Bits39 => 1,
@@ -111,7 +111,7 @@ impl Agaw {
 
 bitflags::bitflags! {
     /// CAP.SAGAW (bits 12:8): the adjusted guest address widths, i.e. table
-    /// depths, the unit supports for second-level translation (section 10.4.2).
+    /// depths, the unit supports for second-level translation (§10.4.2).
     #[derive(Clone, Copy, PartialEq, Eq, Debug)]
     pub struct Sagaw: u8 {
         /// 39-bit AGAW, 3-level page table.

@@ -1,11 +1,11 @@
-//! CCMD_REG: register-based context-cache invalidation (VT-d section 10.4.7).
+//! CCMD_REG: register-based context-cache invalidation (§10.4.7).
 
 use super::bits::{bit_fields, field, with_field};
 use crate::ids::{DomainId, SourceId};
 use crate::mmio::register;
 use crate::scope::{ContextScope, FunctionMask, Granularity};
 
-/// Context command register (64-bit, offset 0x28), section 10.4.7.
+/// Context command register (64-bit, offset 0x28), §10.4.7.
 ///
 /// Software writes ICC = 1 with the requested granularity (CIRG) and the
 /// domain, source id and function mask it needs; the unit clears ICC when the
@@ -14,7 +14,7 @@ use crate::scope::{ContextScope, FunctionMask, Granularity};
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(transparent)]
 pub struct Ccmd(pub u64);
-register!(Ccmd, super::offset::CCMD, u64);
+register!(Ccmd, super::offset::CCMD, u64, ReadWrite);
 
 bit_fields!(Ccmd: u64 {
     /// ICC (bit 63): invalidate context cache; the unit clears it when done.

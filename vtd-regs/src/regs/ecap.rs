@@ -1,19 +1,19 @@
-//! ECAP_REG: extended capabilities (VT-d section 10.4.3).
+//! ECAP_REG: extended capabilities (§10.4.3).
 
 use core::fmt;
 
 use super::bits::{bit_fields, field, with_field};
 use crate::mmio::register;
 
-/// Extended capability register (read-only, 64-bit, offset 0x10), section 10.4.3.
+/// Extended capability register (read-only, 64-bit, offset 0x10), §10.4.3.
 #[derive(Clone, Copy, PartialEq, Eq, Default)]
 #[repr(transparent)]
 pub struct Ecap(pub u64);
-register!(Ecap, super::offset::ECAP, u64);
+register!(Ecap, super::offset::ECAP, u64, ReadOnly);
 
 /// ECAP.IRO (bits 17:8): where the IOTLB registers start, in 16-byte units.
 /// The invalidate address register (IVA_REG) is first, the IOTLB invalidate
-/// register (IOTLB_REG) 8 bytes after it (section 10.4.8).
+/// register (IOTLB_REG) 8 bytes after it (§10.4.8).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(transparent)]
 pub struct IotlbRegisterOffset(pub u16);
@@ -57,7 +57,7 @@ impl Ecap {
 
 bit_fields!(Ecap: u64 {
     /// ECAP.C (bit 0): page walks snoop the CPU caches. When clear, software
-    /// must flush cache lines of table updates (section 6.2.1).
+    /// must flush cache lines of table updates (§6.2.1).
     0 => coherent / with_coherent;
     /// ECAP.QI (bit 1): queued invalidation supported.
     1 => qi / with_qi;

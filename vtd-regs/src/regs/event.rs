@@ -1,7 +1,7 @@
 //! The two interrupt-message register groups: fault events (FECTL, FEDATA,
-//! FEADDR, FEUADDR; VT-d sections 10.4.10 to 10.4.13) and invalidation
-//! completion events (IECTL, IEDATA, IEADDR, IEUADDR; sections 10.4.25 to
-//! 10.4.28). Both groups have the same layout, four 32-bit registers in a
+//! FEADDR, FEUADDR; §10.4.10 to §10.4.13) and invalidation
+//! completion events (IECTL, IEDATA, IEADDR, IEUADDR; §10.4.25 to
+//! §10.4.28). Both groups have the same layout, four 32-bit registers in a
 //! row, so one type, [`EventRegs`], serves both.
 
 use super::bits::bit_fields;
@@ -20,8 +20,8 @@ bit_fields!(EventControl: u32 {
     30 => ip / with_ip;
 });
 
-/// The MSI message an event register group sends (VT-d sections 10.4.11 to
-/// 10.4.13 and 10.4.26 to 10.4.28).
+/// The MSI message an event register group sends (§10.4.11 to
+/// §10.4.13 and §10.4.26 to §10.4.28).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct EventMessage {
     /// The data register: ID in bits 15:0, EID (extended data, if

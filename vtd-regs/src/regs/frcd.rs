@@ -1,4 +1,4 @@
-//! FRCD_REG: the fault recording registers (VT-d section 10.4.14).
+//! FRCD_REG: the fault recording registers (§10.4.14).
 //!
 //! A unit has CAP.NFR + 1 of them, 128 bits each, starting at CAP.FRO × 16.
 //! The unit fills a free register (F clear) when it blocks a request, and
@@ -48,7 +48,7 @@ impl AddressType {
     }
 }
 
-/// The raw 128-bit content of one fault recording register, section 10.4.14:
+/// The raw 128-bit content of one fault recording register, §10.4.14:
 /// `lo` holds bits 63:0, `hi` bits 127:64.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 pub struct Frcd {

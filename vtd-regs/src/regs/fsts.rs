@@ -1,16 +1,16 @@
-//! FSTS_REG: fault status (VT-d section 10.4.9).
+//! FSTS_REG: fault status (§10.4.9).
 
 use super::bits::{bit_fields, field};
 use crate::mmio::register;
 
-/// Fault status register (32-bit, offset 0x34), section 10.4.9.
+/// Fault status register (32-bit, offset 0x34), §10.4.9.
 ///
 /// The error bits are write-1-to-clear: writing back a value clears the bits
 /// it has set. PPF and FRI are read-only and ignored on write.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(transparent)]
 pub struct Fsts(pub u32);
-register!(Fsts, super::offset::FSTS, u32);
+register!(Fsts, super::offset::FSTS, u32, ReadWrite);
 
 bit_fields!(Fsts: u32 {
     /// PFO (bit 0, RW1C): primary fault overflow: a fault was dropped because

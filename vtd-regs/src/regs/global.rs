@@ -1,6 +1,6 @@
 //! GCMD_REG and GSTS_REG: the global command register and the status register
-//! that reports each command's effect, bit for bit (VT-d sections 10.4.4 and
-//! 10.4.5).
+//! that reports each command's effect, bit for bit (§10.4.4 and
+//! §10.4.5).
 //!
 //! Each command bit of GCMD has its status bit at the same position in GSTS, so
 //! one flag set, [`GlobalBits`], names both. Some bits are persistent enables
@@ -12,8 +12,8 @@
 use crate::mmio::register;
 
 bitflags::bitflags! {
-    /// The command/status bits shared by GCMD (section 10.4.4) and GSTS
-    /// (section 10.4.5). Bits 22:0 are reserved.
+    /// The command/status bits shared by GCMD (§10.4.4) and GSTS
+    /// (§10.4.5). Bits 22:0 are reserved.
     #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, Default)]
     pub struct GlobalBits: u32 {
         /// Bit 31, TE/TES: translation enable / translation enabled.
@@ -39,7 +39,7 @@ bitflags::bitflags! {
 
 impl GlobalBits {
     /// The one-shot command bits. Writing one starts an operation; a read-
-    /// modify-write of GCMD from GSTS must clear them (section 10.4.4).
+    /// modify-write of GCMD from GSTS must clear them (§10.4.4).
     pub const ONE_SHOT: Self = Self::SRTP.union(Self::SFL).union(Self::WBF).union(Self::SIRTP);
 
     /// The value to write to GCMD to issue `command`, given the current GSTS:
@@ -50,17 +50,17 @@ impl GlobalBits {
     }
 }
 
-/// Global command register (write-only, 32-bit, offset 0x18), section 10.4.4.
+/// Global command register (write-only, 32-bit, offset 0x18), §10.4.4.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(transparent)]
 pub struct Gcmd(pub u32);
-register!(Gcmd, super::offset::GCMD, u32);
+register!(Gcmd, super::offset::GCMD, u32, WriteOnly);
 
-/// Global status register (read-only, 32-bit, offset 0x1C), section 10.4.5.
+/// Global status register (read-only, 32-bit, offset 0x1C), §10.4.5.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(transparent)]
 pub struct Gsts(pub u32);
-register!(Gsts, super::offset::GSTS, u32);
+register!(Gsts, super::offset::GSTS, u32, ReadOnly);
 
 macro_rules! global_register {
     ($ty:ident) => {

@@ -1,5 +1,4 @@
-//! IVA_REG and IOTLB_REG: register-based IOTLB invalidation (VT-d section
-//! 10.4.8). Both sit at the offset ECAP.IRO reports, IVA_REG first and
+//! IVA_REG and IOTLB_REG: register-based IOTLB invalidation (§10.4.8). Both sit at the offset ECAP.IRO reports, IVA_REG first and
 //! IOTLB_REG 8 bytes after it.
 
 use super::bits::{bit_fields, field, with_field};
@@ -8,7 +7,7 @@ use crate::addr::{Iova, PAGE_SHIFT};
 use crate::ids::DomainId;
 use crate::scope::{AddressMaskOrder, Drain, Granularity, IotlbScope};
 
-/// Invalidate address register (64-bit, at ECAP.IRO × 16), section 10.4.8.1:
+/// Invalidate address register (64-bit, at ECAP.IRO × 16), §10.4.8.1:
 /// the page range of a page-selective IOTLB invalidation.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(transparent)]
@@ -50,7 +49,7 @@ impl Iva {
     }
 }
 
-/// IOTLB invalidate register (64-bit, at ECAP.IRO × 16 + 8), section 10.4.8.2.
+/// IOTLB invalidate register (64-bit, at ECAP.IRO × 16 + 8), §10.4.8.2.
 ///
 /// Software writes IVT = 1 with the requested granularity (IIRG), the domain
 /// and the drain hints; the unit clears IVT when done and reports the
@@ -135,7 +134,7 @@ impl IotlbInv {
     /// The scope the pair (`iva`, `self`) requests, or `None` if IIRG is
     /// reserved. A page-selective request whose ADDR is not aligned to its
     /// AM gives the scope of the aligned range that contains it, as the unit
-    /// ignores the low address bits (section 10.4.8.1).
+    /// ignores the low address bits (§10.4.8.1).
     pub const fn scope(self, iva: Iva) -> Option<IotlbScope> {
         match self.iirg() {
             Some(Granularity::Global) => Some(IotlbScope::Global),

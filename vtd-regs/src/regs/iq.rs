@@ -1,12 +1,12 @@
-//! The invalidation queue registers: IQH, IQT and IQA (VT-d sections 10.4.21
-//! to 10.4.23), ICS (10.4.24) and IQERCD (10.4.29).
+//! The invalidation queue registers: IQH, IQT and IQA (§10.4.21
+//! to §10.4.23), ICS (10.4.24) and IQERCD (10.4.29).
 
 use super::bits::{bit_fields, field, with_field};
 use crate::addr::PhysAddr;
 use crate::ids::SourceId;
 use crate::mmio::register;
 
-/// The size of one descriptor in the queue, IQA.DW (section 10.4.23).
+/// The size of one descriptor in the queue, IQA.DW (§10.4.23).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, Default)]
 pub enum DescriptorWidth {
     /// 128-bit descriptors (DW = 0): the legacy format.
@@ -57,12 +57,11 @@ impl QueueSize {
     }
 }
 
-/// Invalidation queue address register (64-bit, offset 0x90), section
-/// 10.4.23: IQA (bits 63:12), DW (bit 11) and QS (bits 2:0).
+/// Invalidation queue address register (64-bit, offset 0x90), §10.4.23: IQA (bits 63:12), DW (bit 11) and QS (bits 2:0).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(transparent)]
 pub struct Iqa(pub u64);
-register!(Iqa, super::offset::IQA, u64);
+register!(Iqa, super::offset::IQA, u64, ReadWrite);
 
 impl Iqa {
     /// The value for a queue at `base` (4 KiB aligned; low bits dropped).
@@ -104,12 +103,12 @@ impl Iqa {
 }
 
 macro_rules! queue_pointer {
-    ($(#[$doc:meta])* $ty:ident, $offset:ident, $field:literal) => {
+    ($(#[$doc:meta])* $ty:ident, $offset:ident, $access:ident, $field:literal) => {
         $(#[$doc])*
         #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
         #[repr(transparent)]
         pub struct $ty(pub u64);
-        register!($ty, super::offset::$offset, u64);
+        register!($ty, super::offset::$offset, u64, $access);
 
         impl $ty {
             #[doc = concat!("The value pointing at descriptor `index` of a queue of `width`; ",
@@ -131,30 +130,27 @@ macro_rules! queue_pointer {
 }
 
 queue_pointer!(
-    /// Invalidation queue head register (64-bit, RO, offset 0x80), section
-    /// 10.4.21: where the unit will fetch the next descriptor.
-    Iqh, IQH, "QH"
+    /// Invalidation queue head register (64-bit, RO, offset 0x80), §10.4.21: where the unit will fetch the next descriptor.
+    Iqh, IQH, ReadOnly, "QH"
 );
 queue_pointer!(
-    /// Invalidation queue tail register (64-bit, offset 0x88), section
-    /// 10.4.22: where software will write the next descriptor. Writing it
+    /// Invalidation queue tail register (64-bit, offset 0x88), §10.4.22: where software will write the next descriptor. Writing it
     /// hands the descriptors between head and tail to the unit.
-    Iqt, IQT, "QT"
+    Iqt, IQT, ReadWrite, "QT"
 );
 
-/// Invalidation completion status register (32-bit, offset 0x9C), section
-/// 10.4.24.
+/// Invalidation completion status register (32-bit, offset 0x9C), §10.4.24.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(transparent)]
 pub struct Ics(pub u32);
-register!(Ics, super::offset::ICS, u32);
+register!(Ics, super::offset::ICS, u32, ReadWrite);
 
 bit_fields!(Ics: u32 {
     /// IWC (bit 0, RW1C): an invalidation wait descriptor with IF set completed.
     0 => iwc / with_iwc;
 });
 
-/// IQERCD.IQEI (bits 3:0): why FSTS.IQE was set (section 10.4.29).
+/// IQERCD.IQEI (bits 3:0): why FSTS.IQE was set (§10.4.29).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub enum QueueErrorInfo {
     /// 0: no detail (older hardware).
@@ -202,11 +198,11 @@ impl QueueErrorInfo {
 }
 
 /// Invalidation queue error record register (64-bit, RO, offset 0xB0),
-/// section 10.4.29. Each field is valid only while its FSTS bit is set.
+/// §10.4.29. Each field is valid only while its FSTS bit is set.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(transparent)]
 pub struct Iqercd(pub u64);
-register!(Iqercd, super::offset::IQERCD, u64);
+register!(Iqercd, super::offset::IQERCD, u64, ReadOnly);
 
 impl Iqercd {
     /// ICESID (bits 63:48): the device whose completion caused FSTS.ICE.

@@ -1,16 +1,16 @@
-//! IRTA_REG: the interrupt remapping table (VT-d section 10.4.30).
+//! IRTA_REG: the interrupt remapping table (§10.4.30).
 
 use super::bits::{bit_fields, field, with_field};
 use crate::addr::PhysAddr;
 use crate::mmio::register;
 
 /// Interrupt remapping table address register (64-bit, offset 0xB8),
-/// section 10.4.30: IRTA (bits 63:12), EIME (bit 11) and S (bits 3:0), the
+/// §10.4.30: IRTA (bits 63:12), EIME (bit 11) and S (bits 3:0), the
 /// table holding 2^(S+1) 16-byte entries.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(transparent)]
 pub struct Irta(pub u64);
-register!(Irta, super::offset::IRTA, u64);
+register!(Irta, super::offset::IRTA, u64, ReadWrite);
 
 bit_fields!(Irta: u64 {
     /// EIME (bit 11): extended interrupt mode (x2APIC, 32-bit destination ids).

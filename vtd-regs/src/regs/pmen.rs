@@ -1,7 +1,5 @@
-//! The protected memory regions: PMEN_REG (VT-d section 10.4.16) and the
-//! base/limit registers of the low region (PLMBASE, PLMLIMIT; sections
-//! 10.4.17 and 10.4.18) and of the high region (PHMBASE, PHMLIMIT; sections
-//! 10.4.19 and 10.4.20).
+//! The protected memory regions: PMEN_REG (§10.4.16) and the
+//! base/limit registers of the low region (PLMBASE, PLMLIMIT; §10.4.17 and §10.4.18) and of the high region (PHMBASE, PHMLIMIT; §10.4.19 and §10.4.20).
 //!
 //! The base and limit registers hold an address whose low N bits are
 //! reserved: N is implementation-specific, found by writing all ones and
@@ -12,11 +10,11 @@ use super::bits::bit_fields;
 use crate::addr::PhysAddr;
 use crate::mmio::register;
 
-/// Protected memory enable register (32-bit, offset 0x64), section 10.4.16.
+/// Protected memory enable register (32-bit, offset 0x64), §10.4.16.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(transparent)]
 pub struct Pmen(pub u32);
-register!(Pmen, super::offset::PMEN, u32);
+register!(Pmen, super::offset::PMEN, u32, ReadWrite);
 
 bit_fields!(Pmen: u32 {
     /// EPM (bit 31): enable the protected memory regions.
@@ -31,7 +29,7 @@ macro_rules! region_bound {
         #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
         #[repr(transparent)]
         pub struct $ty(pub $raw);
-        register!($ty, super::offset::$offset, $raw);
+        register!($ty, super::offset::$offset, $raw, ReadWrite);
 
         impl $ty {
             /// The address as programmed (reserved low bits as read).
@@ -47,25 +45,25 @@ macro_rules! region_bound {
 }
 
 region_bound!(
-    /// Protected low-memory base register (32-bit, offset 0x68), section 10.4.17.
+    /// Protected low-memory base register (32-bit, offset 0x68), §10.4.17.
     Plmbase: u32, PLMBASE
 );
 region_bound!(
-    /// Protected low-memory limit register (32-bit, offset 0x6C), section 10.4.18.
+    /// Protected low-memory limit register (32-bit, offset 0x6C), §10.4.18.
     Plmlimit: u32, PLMLIMIT
 );
 region_bound!(
-    /// Protected high-memory base register (64-bit, offset 0x70), section 10.4.19.
+    /// Protected high-memory base register (64-bit, offset 0x70), §10.4.19.
     Phmbase: u64, PHMBASE
 );
 region_bound!(
-    /// Protected high-memory limit register (64-bit, offset 0x78), section 10.4.20.
+    /// Protected high-memory limit register (64-bit, offset 0x78), §10.4.20.
     Phmlimit: u64, PHMLIMIT
 );
 
 /// The number of reserved low bits (N + 1, for reserved bits N:0) of a
 /// base/limit register, from the value read back after writing all ones
-/// (section 10.4.17). `None` if nothing reads back (no such region).
+/// (§10.4.17). `None` if nothing reads back (no such region).
 pub const fn reserved_low_bits(read_back: u64) -> Option<u32> {
     if read_back == 0 { None } else { Some(read_back.trailing_zeros()) }
 }

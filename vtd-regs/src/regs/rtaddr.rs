@@ -1,15 +1,14 @@
-//! RTADDR_REG: where the root table is and how it is laid out (VT-d section
-//! 10.4.6).
+//! RTADDR_REG: where the root table is and how it is laid out (§10.4.6).
 
 use super::bits::{field, with_field};
 use crate::addr::PhysAddr;
 use crate::mmio::register;
 
 /// RTADDR.TTM (bits 11:10): the translation table mode, i.e. the format of
-/// the root table (section 10.4.6).
+/// the root table (§10.4.6).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub enum TranslationTableMode {
-    /// 00b: legacy mode, root and context entries of section 9.1/9.3.
+    /// 00b: legacy mode, root and context entries of §9.1/9.3.
     Legacy,
     /// 01b: scalable mode, scalable-mode root and context entries (needs ECAP.SMTS).
     Scalable,
@@ -37,12 +36,12 @@ impl TranslationTableMode {
     }
 }
 
-/// Root table address register (64-bit, offset 0x20), section 10.4.6: RTA
+/// Root table address register (64-bit, offset 0x20), §10.4.6: RTA
 /// (bits 63:12), the 4 KiB-aligned root table, and TTM (bits 11:10).
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Default)]
 #[repr(transparent)]
 pub struct Rtaddr(pub u64);
-register!(Rtaddr, super::offset::RTADDR, u64);
+register!(Rtaddr, super::offset::RTADDR, u64, ReadWrite);
 
 impl Rtaddr {
     /// The value pointing at `table` (its low 12 bits are dropped) in `mode`.

@@ -1,4 +1,4 @@
-//! VER_REG: the architecture version the unit implements (section 10.4.1).
+//! VER_REG: the architecture version the unit implements (§10.4.1).
 
 use crate::mmio::register;
 
@@ -6,7 +6,7 @@ use crate::mmio::register;
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 #[repr(transparent)]
 pub struct Ver(pub u32);
-register!(Ver, super::offset::VER, u32);
+register!(Ver, super::offset::VER, u32, ReadOnly);
 
 impl Ver {
     /// Builds the value for `major.minor` (each 0..=15).

@@ -8,7 +8,7 @@ use crate::scope::MisalignedScope;
 /// The register operation a [`UnitError::Timeout`] waited for.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash)]
 pub enum Operation {
-    /// GCMD.SRTP: GSTS.RTPS did not become set (section 10.4.4).
+    /// GCMD.SRTP: GSTS.RTPS did not become set (§10.4.4).
     SetRootTable,
     /// GCMD.TE: GSTS.TES did not follow.
     Translation,
@@ -24,9 +24,9 @@ pub enum Operation {
     InterruptRemapping,
     /// GCMD.CFI: GSTS.CFIS did not follow.
     CompatibilityFormat,
-    /// CCMD.ICC did not clear (section 10.4.7).
+    /// CCMD.ICC did not clear (§10.4.7).
     ContextInvalidation,
-    /// IOTLB_REG.IVT did not clear (section 10.4.8).
+    /// IOTLB_REG.IVT did not clear (§10.4.8).
     IotlbInvalidation,
 }
 
@@ -100,7 +100,7 @@ pub enum UnitError {
     /// A domain id beyond the CAP.ND width.
     DomainOutOfRange(DomainId),
     /// Register-based invalidation was requested, or the queue reprogrammed,
-    /// while queued invalidation is enabled (section 6.5: software must use
+    /// while queued invalidation is enabled (§6.5: software must use
     /// one interface at a time).
     QueuedInvalidationEnabled,
     /// A queue operation while queued invalidation is disabled.

@@ -1,4 +1,4 @@
-//! Draining the primary fault log (VT-d sections 7.3 and 10.4.14): the fault
+//! Draining the primary fault log (§7.3 and §10.4.14): the fault
 //! recording registers from FSTS.FRI on, wrapping around, each cleared by
 //! writing 1 to its F bit.
 

@@ -1,4 +1,4 @@
-//! The global command protocol (VT-d section 10.4.4): one command bit per GCMD
+//! The global command protocol (§10.4.4): one command bit per GCMD
 //! write, the persistent enables carried over from GSTS, and a bounded wait
 //! for the matching status bit.
 
@@ -36,9 +36,9 @@ impl<M: Mmio> RemappingUnit<M> {
     }
 
     /// Points the unit at a root table: writes RTADDR, then GCMD.SRTP, and
-    /// waits for GSTS.RTPS (section 10.4.6). Scalable mode needs ECAP.SMTS.
+    /// waits for GSTS.RTPS (§10.4.6). Scalable mode needs ECAP.SMTS.
     /// Software must then invalidate the context cache and the IOTLB
-    /// globally (section 6.5), unless CAP.ESRTPS says SRTP did.
+    /// globally (§6.5), unless CAP.ESRTPS says SRTP did.
     pub fn set_root_table(
         &mut self,
         table: PhysAddr,
@@ -71,7 +71,7 @@ impl<M: Mmio> RemappingUnit<M> {
     }
 
     /// Points the unit at an interrupt remapping table: writes IRTA, then
-    /// GCMD.SIRTP, and waits for GSTS.IRTPS (section 10.4.30). Needs ECAP.IR,
+    /// GCMD.SIRTP, and waits for GSTS.IRTPS (§10.4.30). Needs ECAP.IR,
     /// and ECAP.EIM for x2APIC mode (IRTA.EIME).
     pub fn set_interrupt_remap_table(&mut self, irta: Irta) -> Result<(), UnitError> {
         if !self.ecap.ir() {

@@ -1,4 +1,4 @@
-//! Register-based invalidation (VT-d sections 6.5.1, 10.4.7 and 10.4.8): one
+//! Register-based invalidation (§6.5.1, §10.4.7 and §10.4.8): one
 //! command register write, a bounded wait for the unit to clear the command
 //! bit, and the granularity the unit actually performed.
 
@@ -12,7 +12,7 @@ use crate::scope::{ContextScope, Drain, Granularity, IotlbScope, MisalignedScope
 
 impl<M: Mmio> RemappingUnit<M> {
     /// Register-based invalidation may not be used while queued invalidation
-    /// is on (section 6.5.2).
+    /// is on (§6.5.2).
     fn register_invalidation_allowed(&self, domain: Option<DomainId>) -> Result<(), UnitError> {
         if self.status().contains(GlobalBits::QIE) {
             return Err(UnitError::QueuedInvalidationEnabled);

@@ -1,5 +1,5 @@
 //! [`RemappingUnit`]: a driver handle that performs a remapping unit's
-//! register protocols (VT-d section 10.4) over any [`Mmio`].
+//! register protocols (§10.4) over any [`Mmio`].
 //!
 //! The handle owns the register access, caches the read-only VER, CAP and
 //! ECAP, and bounds every wait for a status bit by a [`PollBudget`]. Nothing

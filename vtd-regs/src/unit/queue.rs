@@ -1,5 +1,5 @@
-//! The invalidation queue registers (VT-d sections 6.5.2 and 10.4.21 to
-//! 10.4.24): enabling and disabling queued invalidation, moving the tail,
+//! The invalidation queue registers (§6.5.2 and §10.4.21 to
+//! §10.4.24): enabling and disabling queued invalidation, moving the tail,
 //! reading the head, and the queue errors of FSTS/IQERCD.
 
 use super::RemappingUnit;
@@ -25,8 +25,7 @@ pub struct QueueError {
 
 impl<M: Mmio> RemappingUnit<M> {
     /// Enables queued invalidation with the queue `iqa` describes: writes
-    /// IQT = 0, then IQA, then GCMD.QIE, and waits for GSTS.QIES (section
-    /// 10.4.23). Needs ECAP.QI, and ECAP.SMTS for 256-bit descriptors. Fails
+    /// IQT = 0, then IQA, then GCMD.QIE, and waits for GSTS.QIES (§10.4.23). Needs ECAP.QI, and ECAP.SMTS for 256-bit descriptors. Fails
     /// with [`UnitError::QueuedInvalidationEnabled`] if the queue is already on.
     pub fn enable_queued_invalidation(&mut self, iqa: Iqa) -> Result<(), UnitError> {
         if !self.ecap.qi() {
