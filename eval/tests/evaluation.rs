@@ -311,7 +311,8 @@ fn the_viommu_has_no_pass_through_so_none_bypasses_it() {
             SimFrameAllocator::new(&ram, PhysAddr::new(0x8_0000), PhysAddr::new(0x10_0000));
         let agaw = TableConfig::from_cap(unit.cap(), 39).expect("39-bit").agaw();
         let mut contexts = ContextManager::new(&ram, &frames).expect("tables");
-        contexts
+        // The unit is off: nothing cached; the global flush below follows.
+        let _set = contexts
             .set(layout::NIC, Attachment::PassThrough { domain: DomainId::new(1), agaw })
             .expect("pass-through context");
         unit.set_root_table(contexts.root_table(), TranslationTableMode::Legacy).expect("SRTP");
