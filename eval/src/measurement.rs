@@ -175,6 +175,18 @@ impl RunResult {
     pub fn cycles_per_op(&self) -> f64 {
         self.samples.mean
     }
+    /// What the best of a configuration's repeated runs minimises (host
+    /// noise only adds to it): mean cycles per buffer or request for the
+    /// throughput jobs, the 99th percentile of the round trip for the
+    /// latency job (its median hardly moves; its tail is where a
+    /// preempted vCPU or sidecore shows).
+    #[must_use]
+    pub fn noise(&self) -> f64 {
+        match self.job {
+            Job::Latency => self.samples.p99 as f64,
+            Job::Stream | Job::Web => self.cycles_per_op(),
+        }
+    }
     /// Mean loop cycles per buffer or request, doorbells excluded,
     /// preemption included.
     #[must_use]

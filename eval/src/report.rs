@@ -15,8 +15,8 @@ use crate::{
     settings::RR_BYTES,
 };
 
-/// The best run (least cycles per buffer or request: preemption only
-/// adds) of each job, front end and policy.
+/// The best run ([`RunResult::noise`]: preemption only adds to it) of
+/// each job, front end and policy.
 pub struct Results {
     /// Front ends in the order run.
     pub frontends: Vec<Frontend>,

@@ -1,6 +1,6 @@
 //! The evaluation's DMA driver, written as a unikernel would write it with
 //! the viommu crates: bring a VT-d unit up through its registers
-//! (`vtd_regs::RemappingUnit` over any [`Mmio`](vtd_regs::Mmio)), build the
+//! (`vtd_regs::RemappingUnit` over any [`Mmio`]), build the
 //! root/context tables and a domain's second-level table
 //! (`vtd_tables`), invalidate through the queue (`invalidation`), and map
 //! every DMA buffer through `teardown::Mapper` under the policy being
