@@ -96,7 +96,7 @@ impl Settings {
         work_cycles: 3800,
         tsc_khz: 0,
         modelled_exit_cycles: 68_000,
-        requests: 1000,
+        requests: 500,
         concurrency: 25,
         request_cycles: 380_000,
         page_bytes: (10 << 10, 20 << 10),
@@ -196,7 +196,7 @@ mod tests {
         let web = s.params(Job::Web, Policy::Relaxed);
         assert_eq!(
             (web.workload, web.buffers, web.concurrency),
-            (Workload::RequestResponse, 1000, 25)
+            (Workload::RequestResponse, 500, 25)
         );
         assert_eq!((web.response_min, web.response_max), (10240, 20480));
         let rr = s.params(Job::Latency, Policy::Secure);
