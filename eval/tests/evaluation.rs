@@ -344,7 +344,7 @@ fn without_kvm_the_evaluation_is_modelled_and_says_so() {
     }
     // The sidecore needs no VM: it runs in-process, and says so.
     assert!(stdout.contains("sidecore [in-process, no VM]"), "{stdout}");
-    assert!(stdout.contains("(MODELLED, without KVM)"), "{stdout}");
+    assert!(stdout.contains("; MODELLED, without KVM)"), "{stdout}");
     // Every table is there.
     for table in ["(a) ", "(b) ", "(c) ", "(d) ", "(e) "] {
         assert!(stdout.contains(table), "{table} missing:\n{stdout}");
