@@ -146,13 +146,14 @@ impl<R: PhysMem> Clone for Rig<'_, '_, R> {
 impl<R: PhysMem> Copy for Rig<'_, '_, R> {}
 
 impl<R: PhysMem> Rig<'_, '_, R> {
-    /// The NIC writing at `iova`: the physical unit's translation for the
-    /// NIC's host source id (a fault is also reported to the guest's unit).
+    /// The NIC reading or writing at `iova`: the physical unit's
+    /// translation for the NIC's host source id (a fault is also reported
+    /// to the guest's unit).
     #[must_use]
-    pub fn dma(&self, iova: Iova) -> Option<PhysAddr> {
-        let hpa = self.host_unit.translate(HOST_NIC, iova, Access::Write);
+    pub fn dma(&self, iova: Iova, access: Access) -> Option<PhysAddr> {
+        let hpa = self.host_unit.translate(HOST_NIC, iova, access);
         if hpa.is_err() {
-            self.viommu.report_host_fault(HOST_NIC, iova, Access::Write);
+            self.viommu.report_host_fault(HOST_NIC, iova, access);
         }
         hpa.ok()
     }
@@ -218,7 +219,7 @@ mod tests {
     fn before_the_guest_attaches_it_the_nic_is_blocked() {
         let ram = HeapMemory::new(1 << 20);
         with_viommu(&ram, 1 << 20, |rig| {
-            assert_eq!(rig.dma(Iova::new(0x5000)), None);
+            assert_eq!(rig.dma(Iova::new(0x5000), Access::Write), None);
             assert_eq!(
                 rig.untranslated(Iova::new(0x5000)),
                 Some(PhysAddr::new(GUEST_RAM_HPA + 0x5000))
@@ -249,6 +250,8 @@ mod tests {
                 time_limit_us: 1,
                 work_cycles: 0,
                 tsc_khz: 2_000_000,
+                ..Params::from_words(&[0; viommu_eval_driver::params::PARAM_WORDS])
+                    .expect("the receive workload")
             };
             with_viommu(&ram, layout::RAM_SIZE, |rig| {
                 let config = params.mapper_config().expect("an IOMMU policy");
@@ -259,12 +262,12 @@ mod tests {
                 let buf = PhysAddr::new(layout::BUFFERS + 0x3000);
                 let iova = d.mapper.map(buf, 4096, Perm::WRITE).expect("map");
                 let hpa = PhysAddr::new(GUEST_RAM_HPA + buf.as_u64());
-                assert_eq!(rig.dma(iova), Some(hpa));
+                assert_eq!(rig.dma(iova, Access::Write), Some(hpa));
                 let c = rig.viommu.counters();
                 assert_eq!((c.pins, c.unpins), (1, 0));
                 assert_eq!(rig.viommu.with_backend(|b| b.pinner().pins(buf)), 1);
                 d.mapper.unmap(iova, 4096).expect("unmap");
-                assert_eq!(rig.dma(iova), None);
+                assert_eq!(rig.dma(iova, Access::Write), None);
                 let c = rig.viommu.counters();
                 assert_eq!((c.pins, c.unpins), (1, 1));
                 assert_eq!(rig.viommu.with_backend(|b| b.pinner().pinned_pages()), 0);

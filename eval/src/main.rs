@@ -1,16 +1,21 @@
-//! `viommu-eval` command line. See the library docs and `eval/README.md`.
+//! `viommu-eval` command line (`--help` lists every flag with its
+//! default). See the library docs and `eval/README.md`.
 //!
 //! `cargo run --release -p viommu-eval` runs the evaluation: the DMA
-//! driver's receive loop under each mapping policy, on bare metal (the
-//! software VT-d in-process), trap-and-emulate and sidecore (a KVM guest),
-//! and prints the tables next to the seed's figures.
+//! driver's workloads (receive stream, web server, request-response
+//! round trips) under each mapping policy, on bare metal (the software
+//! VT-d in-process), trap-and-emulate and sidecore (a KVM guest), and
+//! prints the tables next to the seed's figures.
 //! `cargo run --release -p viommu-eval -- --probe` prints the KVM flavour,
 //! the guest's loop cost and the MMIO exit round-trip cost.
 
-use std::{io::Write as _, path::PathBuf, process::ExitCode, time::Instant};
+use std::{path::PathBuf, process::ExitCode, time::Instant};
+
+use clap::{ArgAction, Parser, ValueEnum};
+use indicatif::{ProgressBar, ProgressStyle};
 use viommu_eval::{
     abi,
-    eval::{self, RunResult, Settings},
+    eval::{self, Job, RunResult, Settings},
     frontend::Frontend,
     host,
     host::KvmKind,
@@ -19,114 +24,162 @@ use viommu_eval::{
     stats::Summary,
     vm::{Privilege, VmConfig},
 };
-use viommu_eval_driver::{Policy, layout, ring};
+use viommu_eval_driver::Policy;
 
-const USAGE: &str = "usage: viommu-eval [--buffers N] [--quota Q] [--time-limit-us T]
-                   [--work-cycles W] [--batch B] [--repeat R] [--out DIR]
-                   [--modelled] [--no-sidecore]
-       viommu-eval --probe [--cpl3 | --no-pvm-vif]
-  (no flags)        run the evaluation: map/unmap cost, throughput relative to
-                    no IOMMU, exits and vIOMMU pins per buffer for bare metal,
-                    trap & emulate and sidecore (the guest's unit a vIOMMU
-                    shadowing into a physical software unit) under the
-                    secure, relaxed and optimistic policies, next to the
-                    seed's figures; writes DIR/results.csv and
-                    DIR/throughput.svg
-  --buffers N       buffers received per run (default 10000)
-  --quota Q         optimistic teardown: stale mappings that trigger a reclaim
-                    (default 256)
-  --time-limit-us T optimistic teardown: oldest a stale mapping may get
-                    (default 10000)
-  --work-cycles W   per-buffer protocol work charged, TSC cycles (default 3800:
-                    one core at 9.3 Gbps of 1500-byte frames on the seed's
-                    2.93 GHz X5570)
-  --batch B         buffers per NIC doorbell (default 32, at most 64)
-  --repeat R        runs per configuration; the fastest is kept (default 3)
-  --out DIR         where the CSV and SVG go (default eval/results)
-  --modelled        do not use KVM: model trap & emulate in-process
-  --no-sidecore     skip the sidecore front end
-  --probe           detect the KVM flavour, run the probe guest, print its loop
-                    cost and the cost of a VT-d register access that exits
-  --cpl3            (probe) start the guest at CPL 3 instead of CPL 0
-  --no-pvm-vif      (probe) under PVM, do not register the virtual
-                    interrupt-flag area that lets a CPL 0 guest run natively
-exit status: 0 ok, 2 usage, 3 no usable KVM (probe), 1 a run failed";
-
-/// Cycles per trapped register access charged where KVM is missing: the
-/// median MMIO exit measured by `--probe` on the development host
-/// (eval/README.md: 68,200-69,300 under PVM native CPL 0).
-const MODELLED_EXIT_CYCLES: u64 = 68_000;
-
-struct Options {
-    settings: Settings,
+/// The seed's vIOMMU evaluation with this workspace's crates: the same
+/// no_std driver on bare metal (the software VT-d in-process), in a KVM
+/// guest whose VT-d register accesses trap (trap & emulate) and with its
+/// register page served by a polling thread (sidecore), the guest's unit a
+/// vIOMMU shadowing into a physical software unit; under the secure,
+/// relaxed, asynchronous and optimistic policies and without IOMMU.
+///
+/// Prints (a) map+unmap cost, (b) receive throughput, (c) exits and pins
+/// per buffer, (d) web-server requests/s, (e) request-response round
+/// trips, each beside the seed's figures; writes results.csv and chart.svg
+/// into --out. Without a usable /dev/kvm it says so and models the exits
+/// in-process (every line says so).
+#[derive(Parser, Debug)]
+#[command(
+    name = "viommu-eval",
+    after_help = "Exit status: 0 ok, 2 usage, 3 no usable KVM (--probe), 1 a run failed.\n\
+                  VIOMMU_EVAL_KVM_DEV replaces /dev/kvm (the tests point it at a missing path)."
+)]
+struct Cli {
+    /// Receive stream (a-c): buffers received per run
+    #[arg(long, value_name = "N", default_value_t = Settings::DEFAULT.buffers)]
+    buffers: u64,
+    /// Receive stream: buffers per NIC doorbell (at most 64)
+    #[arg(long, value_name = "B", default_value_t = Settings::DEFAULT.batch)]
+    batch: u64,
+    /// Per-frame protocol work charged, TSC cycles (3800: one core at 9.3 Gbps of
+    /// 1500-byte frames on the seed's 2.93 GHz X5570)
+    #[arg(long, value_name = "W", default_value_t = Settings::DEFAULT.work_cycles)]
+    work_cycles: u64,
+    /// Web server (d): requests served per run
+    #[arg(long, value_name = "N", default_value_t = Settings::DEFAULT.requests)]
+    requests: u64,
+    /// Web server: requests outstanding at once (the seed's ApacheBench ran 25)
+    #[arg(long, value_name = "C", default_value_t = Settings::DEFAULT.concurrency)]
+    concurrency: u64,
+    /// Web server: application work per request, TSC cycles (380000: with the
+    /// per-frame work, ~429,000 cycles a request, the seed's 6828 req/s at 2.93 GHz)
+    #[arg(long, value_name = "W", default_value_t = Settings::DEFAULT.request_cycles)]
+    request_cycles: u64,
+    /// Web server: smallest page, bytes (sizes spread uniformly up to --page-max)
+    #[arg(long, value_name = "BYTES", default_value_t = Settings::DEFAULT.page_bytes.0)]
+    page_min: u64,
+    /// Web server: largest page, bytes
+    #[arg(long, value_name = "BYTES", default_value_t = Settings::DEFAULT.page_bytes.1)]
+    page_max: u64,
+    /// Web server: pages on the site (files sent from their page-cache pages), asked for
+    /// uniformly; their sizes spread over --page-min..--page-max
+    #[arg(long, value_name = "N", default_value_t = Settings::DEFAULT.files)]
+    files: u64,
+    /// Latency (e): round trips per run, one request outstanding
+    #[arg(long, value_name = "N", default_value_t = Settings::DEFAULT.rr_requests)]
+    rr_requests: u64,
+    /// Optimistic teardown: stale mappings that trigger a reclaim
+    #[arg(long, value_name = "Q", default_value_t = Settings::DEFAULT.quota)]
+    quota: u64,
+    /// Optimistic teardown: oldest a stale mapping may get, microseconds
+    #[arg(long, value_name = "T", default_value_t = Settings::DEFAULT.time_limit_us)]
+    time_limit_us: u64,
+    /// Runs per configuration; the fastest is kept
+    #[arg(long, value_name = "R", default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..))]
     repeat: u32,
-    out: PathBuf,
+    /// Which measurements to run
+    #[arg(long, value_name = "JOB", value_enum, value_delimiter = ',', default_values_t = [JobArg::Stream, JobArg::Web, JobArg::Latency])]
+    jobs: Vec<JobArg>,
+    /// Where results.csv and chart.svg go [default: target/viommu-eval, beside the
+    /// binary's profile directory]
+    #[arg(long, value_name = "DIR")]
+    out: Option<PathBuf>,
+    /// Do not use KVM: model trap & emulate in-process (each register access charged
+    /// --exit-cycles) and run the sidecore without a VM
+    #[arg(long)]
     modelled: bool,
-    sidecore: bool,
+    /// Modelled trap & emulate: TSC cycles charged per register access (the MMIO exit
+    /// --probe measured here under KVM PVM)
+    #[arg(long, value_name = "C", default_value_t = Settings::DEFAULT.modelled_exit_cycles)]
+    exit_cycles: u64,
+    /// Skip the sidecore front end
+    #[arg(long)]
+    no_sidecore: bool,
+    /// Instead of the evaluation: detect the KVM flavour, run the probe guest, print its
+    /// loop cost and the cost of a VT-d register access that exits
+    #[arg(long)]
+    probe: bool,
+    /// Probe: start the guest at CPL 3 instead of CPL 0
+    #[arg(long, requires = "probe", conflicts_with = "no_pvm_vif")]
+    cpl3: bool,
+    /// Probe: under PVM, do not register the virtual interrupt-flag area that lets a
+    /// CPL 0 guest run natively
+    #[arg(long, requires = "probe", action = ArgAction::SetTrue)]
+    no_pvm_vif: bool,
+}
+
+/// A measurement, as `--jobs` names it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum JobArg {
+    /// (a)-(c): the receive stream
+    Stream,
+    /// (d): the web server
+    Web,
+    /// (e): request-response round trips
+    Latency,
+}
+
+impl From<JobArg> for Job {
+    fn from(j: JobArg) -> Self {
+        match j {
+            JobArg::Stream => Job::Stream,
+            JobArg::Web => Job::Web,
+            JobArg::Latency => Job::Latency,
+        }
+    }
+}
+
+impl Cli {
+    fn settings(&self) -> Settings {
+        Settings {
+            buffers: self.buffers,
+            batch: self.batch,
+            quota: self.quota,
+            time_limit_us: self.time_limit_us,
+            work_cycles: self.work_cycles,
+            tsc_khz: 0,
+            modelled_exit_cycles: self.exit_cycles,
+            requests: self.requests,
+            concurrency: self.concurrency,
+            request_cycles: self.request_cycles,
+            page_bytes: (self.page_min, self.page_max),
+            files: self.files,
+            rr_requests: self.rr_requests,
+        }
+    }
+}
+
+/// `target/viommu-eval`: beside the profile directory the binary runs from
+/// (`target/release/viommu-eval`), so a run leaves the checkout clean.
+fn default_out() -> PathBuf {
+    std::env::current_exe()
+        .ok()
+        .and_then(|exe| Some(exe.parent()?.parent()?.join("viommu-eval")))
+        .unwrap_or_else(|| PathBuf::from("viommu-eval-results"))
 }
 
 fn main() -> ExitCode {
-    let mut config = VmConfig::default();
-    let (mut probe, mut bad) = (false, false);
-    let mut o = Options {
-        settings: Settings {
-            buffers: 10_000,
-            batch: 32,
-            quota: 256,
-            time_limit_us: 10_000,
-            work_cycles: 3800,
-            tsc_khz: 0,
-            modelled_exit_cycles: MODELLED_EXIT_CYCLES,
-        },
-        repeat: 3,
-        out: PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/results")),
-        modelled: false,
-        sidecore: true,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut num = |target: &mut u64| match args.next().and_then(|v| v.parse().ok()) {
-            Some(v) => *target = v,
-            None => bad = true,
-        };
-        match arg.as_str() {
-            "--probe" => probe = true,
-            "--cpl3" => config.privilege = Privilege::User,
-            "--no-pvm-vif" => config.pvm_vif = false,
-            "--buffers" => num(&mut o.settings.buffers),
-            "--quota" => num(&mut o.settings.quota),
-            "--time-limit-us" => num(&mut o.settings.time_limit_us),
-            "--work-cycles" => num(&mut o.settings.work_cycles),
-            "--batch" => num(&mut o.settings.batch),
-            "--repeat" => {
-                let mut r = 0;
-                num(&mut r);
-                o.repeat = u32::try_from(r).unwrap_or(1).max(1);
-            }
-            "--out" => match args.next() {
-                Some(d) => o.out = PathBuf::from(d),
-                None => bad = true,
-            },
-            "--modelled" => o.modelled = true,
-            "--no-sidecore" => o.sidecore = false,
-            _ => bad = true,
-        }
+    let cli = Cli::parse();
+    if cli.probe {
+        let privilege = if cli.cpl3 { Privilege::User } else { Privilege::Kernel };
+        return run_probe(VmConfig { privilege, pvm_vif: !cli.no_pvm_vif, ..VmConfig::default() });
     }
-    let s = &o.settings;
-    if bad
-        || s.buffers == 0
-        || s.batch == 0
-        || s.batch > ring::SLOTS
-        || s.quota == 0
-        || s.buffers > layout::MAX_SAMPLES
-    {
-        eprintln!("{USAGE}");
+    let settings = cli.settings();
+    if let Err(why) = settings.check() {
+        eprintln!("error: {why}");
         return ExitCode::from(2);
     }
-    if probe {
-        return run_probe(config);
-    }
-    run_eval(o)
+    run_eval(&cli, settings)
 }
 
 /// Opens KVM if this host has a usable one; otherwise says why.
@@ -140,22 +193,11 @@ fn open_kvm() -> Result<kvm_ioctls::Kvm, String> {
         .map_err(|e| format!("cannot open {}: {e}", host::kvm_dev().display()))
 }
 
-fn progress(done: usize, total: usize, what: &str) {
-    let width = 30;
-    let filled = done * width / total.max(1);
-    eprint!(
-        "\r[{}{}] {done:>3}/{total} {what:<44}",
-        "#".repeat(filled),
-        ".".repeat(width - filled)
-    );
-    let _ = std::io::stderr().flush();
-}
-
-fn run_eval(mut o: Options) -> ExitCode {
+fn run_eval(cli: &Cli, mut s: Settings) -> ExitCode {
     let started = Instant::now();
     let kind = KvmKind::detect();
     println!("host: {kind}");
-    let kvm = if o.modelled {
+    let kvm = if cli.modelled {
         println!("KVM not used (--modelled)");
         None
     } else {
@@ -168,22 +210,22 @@ fn run_eval(mut o: Options) -> ExitCode {
         }
     };
     let tsc_hz = host::tsc_hz();
-    o.settings.tsc_khz = (tsc_hz / 1e3) as u64;
+    s.tsc_khz = (tsc_hz / 1e3) as u64;
     let mut frontends = vec![Frontend::BareMetal];
     match &kvm {
         Some(_) => {
             frontends.push(Frontend::Trap);
-            if o.sidecore {
+            if !cli.no_sidecore {
                 frontends.push(Frontend::Sidecore);
             }
         }
         None => {
             println!(
                 "MODELLED: trap & emulate runs in-process, every register access charged {} TSC cycles (the exit cost --probe measured under KVM)",
-                o.settings.modelled_exit_cycles
+                s.modelled_exit_cycles
             );
             frontends.push(Frontend::ModelledTrap);
-            if o.sidecore {
+            if !cli.no_sidecore {
                 println!(
                     "sidecore without a VM: the driver runs in-process on a shared register page served by the polling thread"
                 );
@@ -191,64 +233,79 @@ fn run_eval(mut o: Options) -> ExitCode {
             }
         }
     }
-    let s = o.settings;
     println!(
-        "TSC {:.3} GHz; {} buffers per run, {} per doorbell, {} cycles of work per buffer; optimistic quota {}, time limit {} us; best of {} runs",
+        "TSC {:.3} GHz; stream: {} buffers per run, {} per doorbell; web: {} requests, {} outstanding, {} cycles each; latency: {} round trips; {} cycles of work per frame; optimistic quota {}, time limit {} us; best of {} runs",
         tsc_hz / 1e9,
         s.buffers,
         s.batch,
+        s.requests,
+        s.concurrency,
+        s.request_cycles,
+        s.rr_requests,
         s.work_cycles,
         s.quota,
         s.time_limit_us,
-        o.repeat
+        cli.repeat
     );
-    let total = frontends.len() * Policy::ALL.len() * o.repeat as usize;
-    let mut done = 0;
+    let mut jobs: Vec<Job> = cli.jobs.iter().map(|&j| Job::from(j)).collect();
+    jobs.dedup();
+    let total = jobs.len() * frontends.len() * Policy::ALL.len() * cli.repeat as usize;
+    let bar = ProgressBar::new(total as u64).with_style(
+        ProgressStyle::with_template("{bar:30} {pos:>3}/{len} {msg:<40} {elapsed_precise}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
     let mut runs: Vec<RunResult> = Vec::new();
-    for &f in &frontends {
-        for p in Policy::ALL {
-            let mut best: Option<RunResult> = None;
-            for _ in 0..o.repeat {
-                progress(done, total, &format!("{f} / {}", p.name()));
-                let r = match (&kvm, f) {
-                    (Some(k), Frontend::Trap | Frontend::Sidecore) => eval::run_kvm(k, &s, p, f),
-                    _ => eval::run_in_process(&s, p, f),
-                };
-                done += 1;
-                match r {
-                    Ok(r) => {
-                        if best.is_none_or(|b| r.cycles_per_buffer() < b.cycles_per_buffer()) {
-                            best = Some(r);
+    let mut job_walls = Vec::new();
+    for &job in &jobs {
+        let job_started = Instant::now();
+        for &f in &frontends {
+            for p in Policy::ALL {
+                bar.set_message(format!("{job} / {f} / {}", p.name()));
+                let mut best: Option<RunResult> = None;
+                for _ in 0..cli.repeat {
+                    let r = match (&kvm, f) {
+                        (Some(k), Frontend::Trap | Frontend::Sidecore) => {
+                            eval::run_kvm(k, &s, job, p, f)
+                        }
+                        _ => eval::run_in_process(&s, job, p, f),
+                    };
+                    bar.inc(1);
+                    match r {
+                        Ok(r) => {
+                            if best.is_none_or(|b| r.noise() < b.noise()) {
+                                best = Some(r);
+                            }
+                        }
+                        Err(e) => {
+                            bar.abandon();
+                            eprintln!("error: {job} / {f} / {}: {e}", p.name());
+                            return ExitCode::FAILURE;
                         }
                     }
-                    Err(e) => {
-                        eprintln!();
-                        eprintln!("error: {f} / {}: {e}", p.name());
-                        return ExitCode::FAILURE;
-                    }
                 }
+                runs.extend(best);
             }
-            runs.extend(best);
         }
+        job_walls.push(format!("{job} {:.0} s", job_started.elapsed().as_secs_f64()));
     }
-    progress(done, total, "done");
-    eprintln!();
-    let results = Results {
-        frontends,
-        runs,
-        modelled_exit_cycles: s.modelled_exit_cycles,
-        buffers: s.buffers,
-    };
+    bar.finish_and_clear();
+    let results = Results { frontends, runs, settings: s };
     println!();
     print!("{}", results.tables());
-    match results.write(&o.out) {
+    let out = cli.out.clone().unwrap_or_else(default_out);
+    match results.write(&out) {
         Ok((csv, svg)) => println!("\nwrote {} and {}", csv.display(), svg.display()),
         Err(e) => {
-            eprintln!("error: writing {}: {e}", o.out.display());
+            eprintln!("error: writing {}: {e}", out.display());
             return ExitCode::FAILURE;
         }
     }
-    println!("wall time {:.1} s", started.elapsed().as_secs_f64());
+    let fallback = if kvm.is_some() { "under KVM" } else { "MODELLED, without KVM" };
+    println!(
+        "wall time {:.1} s ({}; {fallback})",
+        started.elapsed().as_secs_f64(),
+        job_walls.join(", ")
+    );
     ExitCode::SUCCESS
 }
 

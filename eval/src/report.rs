@@ -1,37 +1,85 @@
-//! The evaluation's output: the three tables, a CSV and an SVG chart.
+//! The evaluation's output: tables (a) to (e), a CSV with one line per
+//! run, and an SVG chart of (b) and (d) drawn with `plotters`.
 
 use std::{fmt::Write as _, io, path::Path};
 
-use viommu_eval_driver::Policy;
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+use viommu_eval_driver::{Policy, layout, request_response};
 
-use crate::{eval::RunResult, frontend::Frontend, seed};
+use crate::{
+    eval::{Job, RunResult, Settings},
+    frontend::Frontend,
+    seed,
+    settings::RR_BYTES,
+};
 
-/// The best run (least loop cycles: preemption only adds) of each
-/// front end and policy.
+/// The best run ([`RunResult::noise`]: preemption only adds to it) of
+/// each job, front end and policy.
 pub struct Results {
     /// Front ends in the order run.
     pub frontends: Vec<Frontend>,
-    /// Best run per (front end, policy).
+    /// Best run per (job, front end, policy).
     pub runs: Vec<RunResult>,
-    /// The exit cost the modelled front end charged, if any ran.
-    pub modelled_exit_cycles: u64,
-    /// Buffers per run.
-    pub buffers: u64,
+    /// What the runs shared.
+    pub settings: Settings,
+}
+
+/// The policies with an IOMMU, as every table orders them.
+const POLICIES: [Policy; 4] = Policy::PROTECTED;
+
+/// The chart's colour of each of [`POLICIES`].
+const COLOURS: [RGBColor; 4] =
+    [RGBColor(192, 57, 43), RGBColor(230, 126, 34), RGBColor(41, 128, 185), RGBColor(39, 174, 96)];
+
+/// The chart's colour of the seed's bars.
+const SEED_COLOUR: RGBColor = RGBColor(170, 170, 170);
+
+/// Percent, or `-`.
+fn pct(x: Option<f64>) -> String {
+    x.map_or("-".into(), |x| format!("{:.0}", x * 100.0))
 }
 
 impl Results {
-    /// The run of `frontend` under `policy`.
+    /// The run of `frontend` under `policy` for `job`.
     #[must_use]
-    pub fn get(&self, frontend: Frontend, policy: Policy) -> Option<&RunResult> {
-        self.runs.iter().find(|r| r.frontend == frontend && r.policy == policy)
+    pub fn get(&self, job: Job, frontend: Frontend, policy: Policy) -> Option<&RunResult> {
+        self.runs.iter().find(|r| r.job == job && r.frontend == frontend && r.policy == policy)
     }
 
-    /// Throughput of `frontend` under `policy` relative to its no-IOMMU run.
+    /// Throughput (buffers or requests per second) of `frontend` under
+    /// `policy` relative to its no-IOMMU run.
     #[must_use]
-    pub fn relative(&self, frontend: Frontend, policy: Policy) -> Option<f64> {
-        let base = self.get(frontend, Policy::NoIommu)?.cycles_per_buffer();
-        let run = self.get(frontend, policy)?.cycles_per_buffer();
+    pub fn relative(&self, job: Job, frontend: Frontend, policy: Policy) -> Option<f64> {
+        let base = self.get(job, frontend, Policy::NoIommu)?.cycles_per_op();
+        let run = self.get(job, frontend, policy)?.cycles_per_op();
         (run > 0.0).then(|| base / run)
+    }
+
+    /// Round trip of the latency job, median and 99th percentile, in
+    /// microseconds.
+    #[must_use]
+    pub fn latency_us(&self, frontend: Frontend, policy: Policy) -> Option<(f64, f64)> {
+        let r = self.get(Job::Latency, frontend, policy)?;
+        Some((self.us(r.samples.median), self.us(r.samples.p99)))
+    }
+
+    /// [`latency_us`](Self::latency_us) relative to the same front end
+    /// without IOMMU.
+    #[must_use]
+    pub fn latency_relative(&self, frontend: Frontend, policy: Policy) -> Option<(f64, f64)> {
+        let (m, p) = self.latency_us(frontend, policy)?;
+        let (m0, p0) = self.latency_us(frontend, Policy::NoIommu)?;
+        (m0 > 0.0 && p0 > 0.0).then(|| (m / m0, p / p0))
+    }
+
+    fn tsc_hz(&self) -> f64 {
+        self.settings.tsc_khz.max(1) as f64 * 1e3
+    }
+
+    fn us(&self, cycles: u64) -> f64 {
+        cycles as f64 * 1e6 / self.tsc_hz()
     }
 
     fn label(f: Frontend) -> String {
@@ -42,15 +90,27 @@ impl Results {
         }
     }
 
-    /// The three tables, as printed.
+    fn modelled(f: Frontend) -> &'static str {
+        if f == Frontend::ModelledTrap { "  (modelled)" } else { "" }
+    }
+
+    /// Tables (a) to (e), as printed.
     #[must_use]
     pub fn tables(&self) -> String {
         let mut s = String::new();
-        let m = |f: Frontend| if f == Frontend::ModelledTrap { "  (modelled)" } else { "" };
+        self.table_a(&mut s);
+        self.table_b(&mut s);
+        self.table_c(&mut s);
+        self.table_d(&mut s);
+        self.table_e(&mut s);
+        s
+    }
+
+    fn table_a(&self, s: &mut String) {
         let _ = writeln!(
             s,
             "(a) map + unmap of one page, strict invalidation (policy secure), TSC cycles,\n    median of {} buffers; seed: Xeon X5570 cycles",
-            self.buffers
+            self.settings.buffers
         );
         let _ = writeln!(
             s,
@@ -58,7 +118,7 @@ impl Results {
             "", "map", "unmap", "total", "seed map", "unmap", "total"
         );
         for &f in &self.frontends {
-            let Some(r) = self.get(f, Policy::Secure) else { continue };
+            let Some(r) = self.get(Job::Stream, f, Policy::Secure) else { continue };
             let (sm, su) = seed::map_unmap(f).unwrap_or((0, 0));
             let _ = writeln!(
                 s,
@@ -70,62 +130,58 @@ impl Results {
                 sm,
                 su,
                 sm + su,
-                m(f)
+                Self::modelled(f)
             );
         }
+    }
+
+    fn table_b(&self, s: &mut String) {
         let _ = writeln!(
             s,
-            "\n(b) receive throughput relative to the same front end without IOMMU, %: this host,\n    driver cycles per buffer of a NIC model (mean, preempted buffers dropped);\n    seed: netperf TCP, % of 9.3 Gbps"
+            "\n(b) receive throughput relative to the same front end without IOMMU, %: this host,\n    driver cycles per buffer of a NIC model (mean, preempted buffers dropped);\n    seed: netperf TCP, % of 9.3 Gbps (no asynchronous column)"
         );
         let _ = writeln!(
             s,
-            "    {:<30} {:>8} {:>8} {:>10} | {:>6} {:>7} {:>10} | {:>14}",
-            "", "secure", "relaxed", "optimistic", "seed", "", "", "none, cycles"
+            "    {:<30} {:>7} {:>7} {:>7} {:>10} | {:>6} {:>7} {:>10} | {:>13}",
+            "",
+            "secure",
+            "relaxed",
+            "async",
+            "optimistic",
+            "seed",
+            "relaxed",
+            "optimistic",
+            "none, cycles"
         );
-        let pols = [Policy::Secure, Policy::Relaxed, Policy::Optimistic];
         for &f in &self.frontends {
-            let pct = |p| self.relative(f, p).map_or("-".into(), |x| format!("{:.0}", x * 100.0));
+            let ours = POLICIES.map(|p| pct(self.relative(Job::Stream, f, p)));
             let sd = |p| seed::netperf(f, p).map_or("-".into(), |x: u32| x.to_string());
-            let base = self.get(f, Policy::NoIommu).map_or(0.0, RunResult::cycles_per_buffer);
+            let base = self.get(Job::Stream, f, Policy::NoIommu).map_or(0.0, |r| r.cycles_per_op());
             let _ = writeln!(
                 s,
-                "    {:<30} {:>8} {:>8} {:>10} | {:>6} {:>7} {:>10} | {:>14.0}{}",
+                "    {:<30} {:>7} {:>7} {:>7} {:>10} | {:>6} {:>7} {:>10} | {:>13.0}{}",
                 Self::label(f),
-                pct(pols[0]),
-                pct(pols[1]),
-                pct(pols[2]),
-                sd(pols[0]),
-                sd(pols[1]),
-                sd(pols[2]),
+                ours[0],
+                ours[1],
+                ours[2],
+                ours[3],
+                sd(Policy::Secure),
+                sd(Policy::Relaxed),
+                sd(Policy::Optimistic),
                 base,
-                m(f)
+                Self::modelled(f)
             );
         }
-        let dropped: Vec<String> = self
-            .frontends
-            .iter()
-            .map(|&f| {
-                let n: Vec<String> = Policy::ALL
-                    .iter()
-                    .map(|&p| {
-                        self.get(f, p).map_or("-".into(), |r| r.samples.preempted.to_string())
-                    })
-                    .collect();
-                format!("{} {}", Self::label(f), n.join("/"))
-            })
-            .collect();
         let _ = writeln!(
             s,
-            "    buffers dropped as preempted (none/secure/relaxed/optimistic): {}",
-            dropped.join(", ")
+            "    samples dropped as preempted (none/secure/relaxed/async/optimistic): {}",
+            self.preempted(Job::Stream)
         );
-        for &f in &self.frontends {
-            if f == Frontend::BareMetal {
-                continue;
-            }
-            let (Some(o), Some(r)) =
-                (self.relative(f, Policy::Optimistic), self.relative(f, Policy::Relaxed))
-            else {
+        for &f in self.frontends.iter().filter(|&&f| f != Frontend::BareMetal) {
+            let (Some(o), Some(r)) = (
+                self.relative(Job::Stream, f, Policy::Optimistic),
+                self.relative(Job::Stream, f, Policy::Relaxed),
+            ) else {
                 continue;
             };
             let _ = writeln!(
@@ -133,15 +189,15 @@ impl Results {
                 "    optimistic / relaxed under {}: {:.1}x (seed: \"over 7 times faster than relaxed in guest\"){}",
                 Self::label(f),
                 o / r,
-                m(f)
+                Self::modelled(f)
             );
         }
         let busy: Vec<String> = Policy::ALL
             .iter()
             .filter_map(|&p| {
                 let st = self
-                    .get(Frontend::Sidecore, p)
-                    .or_else(|| self.get(Frontend::SidecoreNoVm, p))?
+                    .get(Job::Stream, Frontend::Sidecore, p)
+                    .or_else(|| self.get(Job::Stream, Frontend::SidecoreNoVm, p))?
                     .sidecore?;
                 Some(format!("{} {:.1}%", p.name(), st.busy_fraction() * 100.0))
             })
@@ -149,211 +205,402 @@ impl Results {
         if !busy.is_empty() {
             let _ = writeln!(
                 s,
-                "    sidecore busy (forwarding and publishing, not just polling): {} (seed: \"at most 33% of the time\")",
+                "    sidecore busy (forwarding and publishing, not just polling): {}\n    (seed: \"at most 33% of the time\")",
                 busy.join(", ")
             );
         }
+    }
+
+    /// Samples dropped as preempted, per front end, for each policy.
+    fn preempted(&self, job: Job) -> String {
+        let per_frontend: Vec<String> = self
+            .frontends
+            .iter()
+            .map(|&f| {
+                let n: Vec<String> = Policy::ALL
+                    .iter()
+                    .map(|&p| {
+                        self.get(job, f, p).map_or("-".into(), |r| r.samples.preempted.to_string())
+                    })
+                    .collect();
+                format!("{} {}", Self::label(f), n.join("/"))
+            })
+            .collect();
+        per_frontend.join(", ")
+    }
+
+    fn table_c(&self, s: &mut String) {
         let _ = writeln!(
             s,
-            "\n(c) per buffer: register exits (trap: KVM MMIO exits to the VMM; modelled: charged\n    accesses; sidecore: none, the page is polled) / IQT writes / mappings reused\n    / guest pages pinned / unpinned by the vIOMMU (- : no vIOMMU)"
+            "\n(c) receive stream, per buffer: register exits (trap: KVM MMIO exits to the VMM;\n    modelled: charged accesses; sidecore: none, the page is polled), IQT writes,\n    maps that reused a mapping, guest pages pinned and unpinned by the vIOMMU (- : no vIOMMU)"
         );
-        let _ =
-            writeln!(s, "    {:<30} {:>34} {:>34} {:>34}", "", "secure", "relaxed", "optimistic");
+        let _ = writeln!(
+            s,
+            "    {:<30} {:<11} {:>7} {:>7} {:>7} {:>7} {:>8} {:>10}",
+            "", "policy", "exits", "IQT", "reused", "pinned", "unpinned", "VMM/exit"
+        );
         for &f in &self.frontends {
-            let cell = |p| {
-                self.get(f, p).map_or("-".into(), |r: &RunResult| {
-                    let pins = r
-                        .pins_per_buffer()
-                        .map_or("- / -".into(), |(p, u)| format!("{p:.2} / {u:.2}"));
-                    format!(
-                        "{:.2} / {:.2} / {:.2} / {pins}",
-                        r.exits_per_buffer(),
-                        r.iqt_per_buffer(),
-                        r.report.reuse_hits as f64 / r.report.buffers.max(1) as f64
-                    )
-                })
-            };
-            let _ = writeln!(
-                s,
-                "    {:<30} {:>34} {:>34} {:>34}{}",
-                Self::label(f),
-                cell(pols[0]),
-                cell(pols[1]),
-                cell(pols[2]),
-                m(f)
-            );
-        }
-        for &f in &self.frontends {
-            let serve: Vec<String> = pols
-                .iter()
-                .filter_map(|&p| {
-                    let c = self.get(f, p)?.vmm_cycles_per_exit()?;
-                    Some(format!("{} {c:.0}", p.name()))
-                })
-                .collect();
-            if !serve.is_empty() {
+            for p in POLICIES {
+                let Some(r) = self.get(Job::Stream, f, p) else { continue };
+                let (pinned, unpinned) =
+                    r.pins_per_op().map_or(("-".into(), "-".into()), |(p, u)| {
+                        (format!("{p:.2}"), format!("{u:.2}"))
+                    });
+                let serve = r.vmm_cycles_per_exit().map_or("-".into(), |c| format!("{c:.0}"));
                 let _ = writeln!(
                     s,
-                    "    {}: VMM cycles per exit serving the vIOMMU (emulation, shadowing,\n    host invalidation; not the exit itself): {}",
-                    Self::label(f),
-                    serve.join(", ")
+                    "    {:<30} {:<11} {:>7.2} {:>7.2} {:>7.2} {:>7} {:>8} {:>10}{}",
+                    if p == POLICIES[0] { Self::label(f) } else { String::new() },
+                    p.name(),
+                    r.exits_per_op(),
+                    r.iqt_per_op(),
+                    r.reuse_per_op(),
+                    pinned,
+                    unpinned,
+                    serve,
+                    Self::modelled(f)
                 );
             }
         }
         let _ = writeln!(
             s,
-            "    seed: no per-buffer counts published (\"each mapping change results in VM-exit\");\n    expected: strict = an IQT write per unmap and, in caching mode, per map; the vIOMMU\n    pins a page when the guest's map is invalidated and unpins it after the host\n    invalidation that follows the guest's unmap"
+            "    VMM/exit: trap & emulate's TSC cycles per exit serving the vIOMMU (emulation,\n    shadowing, host invalidation; not the exit itself). Seed: no per-buffer counts published\n    (\"each mapping change results in VM-exit\"); expected: strict = an IQT write per unmap\n    and, in caching mode, per map; the vIOMMU pins a page when the guest's map is\n    invalidated and unpins it after the host invalidation that follows the guest's unmap"
         );
-        s
+    }
+
+    fn table_d(&self, s: &mut String) {
+        let st = &self.settings;
+        let frames = self.runs.iter().find(|r| r.job == Job::Web).map_or(0.0, |r| r.samples.frames);
+        let _ = writeln!(
+            s,
+            "\n(d) web server: requests/s relative to the same front end without IOMMU, %: this host,\n    {} requests outstanding, each a {}-byte request in a receive buffer answered with a\n    {}-byte header and one of {} static pages of {} to {} bytes sent from its page-cache\n    pages, in frames of at most {} bytes ({:.1} frames per response), each mapped\n    read-only for the device; {} cycles of work per request and {} per frame; driver\n    cycles per request (mean, preempted requests dropped); seed: Apache under\n    ApacheBench, 25 concurrent requests, % of {} req/s (bare metal without IOMMU), and\n    that divided by the guest's own best ({}%, \"maximum attainable throughput in guest\")",
+            st.concurrency,
+            request_response::REQUEST_LEN,
+            request_response::HEADER_LEN,
+            st.files,
+            st.page_bytes.0,
+            st.page_bytes.1,
+            layout::FRAME_LEN,
+            frames,
+            st.request_cycles,
+            st.work_cycles,
+            seed::APACHE_BASELINE,
+            seed::APACHE_GUEST_MAX,
+        );
+        let _ = writeln!(
+            s,
+            "    {:<30} {:>7} {:>7} {:>7} {:>10} | {:>15} | {:>17} | {:>11}",
+            "",
+            "secure",
+            "relaxed",
+            "async",
+            "optimistic",
+            "seed, % of 6828",
+            "seed / own best",
+            "none, req/s"
+        );
+        for &f in &self.frontends {
+            let ours = POLICIES.map(|p| pct(self.relative(Job::Web, f, p)));
+            let raw = [Policy::Secure, Policy::Relaxed, Policy::Optimistic]
+                .map(|p| seed::apache(f, p).map_or("-".into(), |x| x.to_string()));
+            let own = [Policy::Secure, Policy::Relaxed, Policy::Optimistic]
+                .map(|p| seed::apache_relative(f, p).map_or("-".into(), |x| format!("{x:.0}")));
+            let rps = self
+                .get(Job::Web, f, Policy::NoIommu)
+                .map_or(0.0, |r| self.tsc_hz() / r.cycles_per_op().max(1.0));
+            let _ = writeln!(
+                s,
+                "    {:<30} {:>7} {:>7} {:>7} {:>10} | {:>4} {:>4} {:>5} | {:>5} {:>5} {:>5} | {:>11.0}{}",
+                Self::label(f),
+                ours[0],
+                ours[1],
+                ours[2],
+                ours[3],
+                raw[0],
+                raw[1],
+                raw[2],
+                own[0],
+                own[1],
+                own[2],
+                rps,
+                Self::modelled(f)
+            );
+        }
+        let _ = writeln!(
+            s,
+            "    requests dropped as preempted (none/secure/relaxed/async/optimistic): {}",
+            self.preempted(Job::Web)
+        );
+        let _ = writeln!(
+            s,
+            "    per request: register exits / IQT writes / maps that reused a mapping"
+        );
+        for &f in &self.frontends {
+            let cells: Vec<String> = POLICIES
+                .iter()
+                .map(|&p| {
+                    self.get(Job::Web, f, p).map_or("-".into(), |r| {
+                        format!(
+                            "{} {:.1} / {:.1} / {:.1}",
+                            p.name(),
+                            r.exits_per_op(),
+                            r.iqt_per_op(),
+                            r.reuse_per_op()
+                        )
+                    })
+                })
+                .collect();
+            let _ = writeln!(s, "    {:<30} {}", Self::label(f), cells.join(",  "));
+        }
+    }
+
+    fn table_e(&self, s: &mut String) {
+        let _ = writeln!(
+            s,
+            "\n(e) request-response round trip, one request outstanding ({RR_BYTES}-byte request and\n    response, one frame each way, {} cycles of work per frame: netperf UDP_RR's shape):\n    the server's part, from the request's arrival to its response handed to the NIC\n    (the previous response's completion included; the device and the wire excluded),\n    microseconds, and in parentheses relative to the same front end without IOMMU;\n    seed: UDP_RR was measured, no figures published",
+            self.settings.work_cycles
+        );
+        let header = Policy::ALL.map(|p| p.name());
+        for (title, which) in [("median", 0), ("99th percentile", 1)] {
+            let _ = writeln!(
+                s,
+                "    {:<30} {:>7} {:>15} {:>15} {:>15} {:>15}",
+                title, header[0], header[1], header[2], header[3], header[4]
+            );
+            for &f in &self.frontends {
+                let cells = Policy::ALL.map(|p| {
+                    let Some(us) = self.latency_us(f, p) else { return "-".to_string() };
+                    let us = if which == 0 { us.0 } else { us.1 };
+                    match (p, self.latency_relative(f, p)) {
+                        (Policy::NoIommu, _) | (_, None) => format!("{us:.1}"),
+                        (_, Some(rel)) => {
+                            format!("{us:.1} ({:.2}x)", if which == 0 { rel.0 } else { rel.1 })
+                        }
+                    }
+                });
+                let _ = writeln!(
+                    s,
+                    "    {:<30} {:>7} {:>15} {:>15} {:>15} {:>15}{}",
+                    Self::label(f),
+                    cells[0],
+                    cells[1],
+                    cells[2],
+                    cells[3],
+                    cells[4],
+                    Self::modelled(f)
+                );
+            }
+        }
+        let _ = writeln!(
+            s,
+            "    round trips above the median by more than 1,000,000 cycles (preempted; kept in the\n    percentiles): {}",
+            self.preempted(Job::Latency)
+        );
     }
 
     /// One CSV line per run.
     #[must_use]
     pub fn csv(&self) -> String {
         let mut s = String::from(
-            "frontend,modelled,policy,buffers,map_median_cycles,unmap_median_cycles,map_mean_cycles,unmap_mean_cycles,cycles_per_buffer,preempted_buffers,loop_cycles_per_buffer,relative_throughput,exits_per_buffer,iqt_writes_per_buffer,reuse_hits,pins,unpins,vmm_cycles_per_exit,seed_map_cycles,seed_unmap_cycles,seed_netperf_percent\n",
+            "job,frontend,modelled,policy,ops,buffers,map_median_cycles,unmap_median_cycles,map_mean_cycles,unmap_mean_cycles,cycles_per_op,median_cycles,p99_cycles,preempted,loop_cycles_per_op,relative_throughput,ops_per_second,median_us,p99_us,median_relative,p99_relative,frames_per_request,exits_per_op,iqt_writes_per_op,reuse_hits,pins,unpins,vmm_cycles_per_exit,seed_map_cycles,seed_unmap_cycles,seed_percent,seed_relative_percent\n",
         );
+        let opt =
+            |x: Option<f64>, digits: usize| x.map_or(String::new(), |x| format!("{x:.digits$}"));
         for r in &self.runs {
-            let (sm, su) = match r.policy {
-                Policy::Secure => seed::map_unmap(r.frontend).unwrap_or((0, 0)),
+            let (sm, su) = match (r.job, r.policy) {
+                (Job::Stream, Policy::Secure) => seed::map_unmap(r.frontend).unwrap_or((0, 0)),
                 _ => (0, 0),
             };
+            let (seed_pct, seed_rel) = match r.job {
+                Job::Stream => {
+                    let p = seed::netperf(r.frontend, r.policy).map(f64::from);
+                    (p, p)
+                }
+                Job::Web => (
+                    seed::apache(r.frontend, r.policy).map(f64::from),
+                    seed::apache_relative(r.frontend, r.policy),
+                ),
+                Job::Latency => (None, None),
+            };
+            let latency =
+                (r.job == Job::Latency).then(|| self.latency_us(r.frontend, r.policy)).flatten();
+            let latency_rel = (r.job == Job::Latency)
+                .then(|| self.latency_relative(r.frontend, r.policy))
+                .flatten();
+            let rate = (r.cycles_per_op() > 0.0).then(|| self.tsc_hz() / r.cycles_per_op());
             let _ = writeln!(
                 s,
-                "{},{},{},{},{},{},{:.1},{:.1},{:.1},{},{:.1},{:.4},{:.3},{:.3},{},{},{},{},{},{},{}",
+                "{},{},{},{},{},{},{},{},{:.1},{:.1},{:.1},{},{},{},{:.1},{},{},{},{},{},{},{},{:.3},{:.3},{},{},{},{},{},{},{},{}",
+                r.job.name(),
                 r.frontend.name(),
                 r.frontend == Frontend::ModelledTrap,
                 r.policy.name(),
+                r.ops(),
                 r.report.buffers,
                 r.map_median(),
                 r.unmap_median(),
                 r.map_cycles(),
                 r.unmap_cycles(),
-                r.cycles_per_buffer(),
+                r.cycles_per_op(),
+                r.samples.median,
+                r.samples.p99,
                 r.samples.preempted,
-                r.loop_cycles_per_buffer(),
-                self.relative(r.frontend, r.policy).unwrap_or(0.0),
-                r.exits_per_buffer(),
-                r.iqt_per_buffer(),
+                r.loop_cycles_per_op(),
+                opt(self.relative(r.job, r.frontend, r.policy), 4),
+                opt(rate, 1),
+                opt(latency.map(|l| l.0), 2),
+                opt(latency.map(|l| l.1), 2),
+                opt(latency_rel.map(|l| l.0), 3),
+                opt(latency_rel.map(|l| l.1), 3),
+                opt((r.job != Job::Stream).then_some(r.samples.frames), 2),
+                r.exits_per_op(),
+                r.iqt_per_op(),
                 r.report.reuse_hits,
                 r.pins.map_or(String::new(), |p| p.pins.to_string()),
                 r.pins.map_or(String::new(), |p| p.unpins.to_string()),
-                r.vmm_cycles_per_exit().map_or(String::new(), |c| format!("{c:.0}")),
+                opt(r.vmm_cycles_per_exit(), 0),
                 sm,
                 su,
-                seed::netperf(r.frontend, r.policy).unwrap_or(0),
+                opt(seed_pct, 0),
+                opt(seed_rel, 1),
             );
         }
         s
     }
 
-    fn svg_label(f: Frontend) -> String {
-        Self::label(f).replace('&', "&amp;")
+    /// The chart: a legend, then (b) above (d), one group of bars per front
+    /// end, one bar per policy with its value, and the seed's figure as a
+    /// grey bar beside each (relative to the seed's own run without IOMMU,
+    /// as ours; the seed has no asynchronous column).
+    pub fn svg(&self) -> Result<String, String> {
+        let err = |e: DrawingAreaErrorKind<_>| e.to_string();
+        let mut out = String::new();
+        {
+            let root = SVGBackend::with_string(&mut out, (1100, 900)).into_drawing_area();
+            root.fill(&WHITE).map_err(err)?;
+            let (legend, panels) = root.split_vertically(40);
+            Self::legend(&legend).map_err(err)?;
+            let (top, bottom) = panels.split_vertically(430);
+            self.panel(
+                &top,
+                Job::Stream,
+                "(b) receive throughput, % of the same front end without IOMMU; seed: netperf TCP",
+                |f, p| seed::netperf(f, p).map(f64::from),
+            )
+            .map_err(err)?;
+            self.panel(
+                &bottom,
+                Job::Web,
+                "(d) web server, requests/s, % of the same front end without IOMMU; seed: Apache",
+                seed::apache_relative,
+            )
+            .map_err(err)?;
+            root.present().map_err(err)?;
+        }
+        Ok(out)
     }
 
-    /// A grouped bar chart of (b): one group per front end, one bar per
-    /// policy, the seed's figure as a tick on each bar.
-    #[must_use]
-    pub fn svg(&self) -> String {
-        let pols = [Policy::Secure, Policy::Relaxed, Policy::Optimistic];
-        let colors = ["#c0392b", "#e67e22", "#27ae60"];
-        let (w, h, left, top, plot_h) = (760.0, 380.0, 60.0, 40.0, 260.0);
-        let group_w = (w - left - 20.0) / self.frontends.len().max(1) as f64;
-        let bar_w = group_w / 4.0;
-        let y = |pct: f64| top + plot_h * (1.0 - pct.clamp(0.0, 110.0) / 110.0);
-        let mut s = String::new();
-        let _ = writeln!(
-            s,
-            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{w}" height="{h}" font-family="sans-serif" font-size="12">"#
-        );
-        let _ = writeln!(
-            s,
-            r#"<text x="{}" y="20" text-anchor="middle" font-size="14">Receive throughput relative to no IOMMU (%), bars: this host, ticks: seed (netperf)</text>"#,
-            w / 2.0
-        );
-        for pct in [0, 25, 50, 75, 100] {
-            let yy = y(f64::from(pct));
-            let _ = writeln!(
-                s,
-                "<line x1=\"{left}\" y1=\"{yy:.1}\" x2=\"{}\" y2=\"{yy:.1}\" stroke=\"#ddd\"/><text x=\"{}\" y=\"{:.1}\" text-anchor=\"end\">{pct}</text>",
-                w - 20.0,
-                left - 6.0,
-                yy + 4.0
-            );
+    /// One row: a swatch and a name per policy, and the seed's.
+    fn legend(
+        area: &DrawingArea<SVGBackend<'_>, Shift>,
+    ) -> Result<(), DrawingAreaErrorKind<std::io::Error>> {
+        let font = ("sans-serif", 15).into_font().color(&BLACK);
+        let entries =
+            POLICIES.iter().zip(COLOURS).map(|(p, c)| (p.name().to_string(), c)).chain([(
+                "the seed (ATC 2011), beside each bar (no async figure)".to_string(),
+                SEED_COLOUR,
+            )]);
+        let mut x = 80;
+        for (name, colour) in entries {
+            area.draw(&Rectangle::new([(x, 14), (x + 16, 30)], colour.filled()))?;
+            area.draw(&Text::new(name.clone(), (x + 22, 15), font.clone()))?;
+            x += 40 + 9 * name.len() as i32;
         }
+        Ok(())
+    }
+
+    /// One panel of the chart.
+    fn panel(
+        &self,
+        area: &DrawingArea<SVGBackend<'_>, Shift>,
+        job: Job,
+        title: &str,
+        seed_of: impl Fn(Frontend, Policy) -> Option<f64>,
+    ) -> Result<(), DrawingAreaErrorKind<std::io::Error>> {
+        const TOP: f64 = 115.0;
+        let n = self.frontends.len().max(1);
+        let names: Vec<String> = self.frontends.iter().map(|&f| Self::label(f)).collect();
+        // Segments 0..=n-1 (a discrete range includes its end) carry the
+        // front ends' names; the bars use the secondary axis 0..n.
+        let mut chart = ChartBuilder::on(area)
+            .caption(title, ("sans-serif", 17))
+            .margin(12)
+            .x_label_area_size(34)
+            .y_label_area_size(60)
+            .build_cartesian_2d((0..n - 1).into_segmented(), 0f64..TOP)?
+            .set_secondary_coord(0f64..n as f64, 0f64..TOP);
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .y_desc("% of no IOMMU")
+            .y_labels(12)
+            .y_max_light_lines(1)
+            .y_label_formatter(&|y| format!("{y:.0}"))
+            .x_label_formatter(&|v| match v {
+                SegmentValue::CenterOf(i) => names.get(*i).cloned().unwrap_or_default(),
+                _ => String::new(),
+            })
+            .label_style(("sans-serif", 14))
+            .axis_desc_style(("sans-serif", 14))
+            .draw()?;
+        chart.draw_secondary_series(std::iter::once(PathElement::new(
+            [(0.0, 100.0), (n as f64, 100.0)],
+            BLACK.stroke_width(1),
+        )))?;
+        // Per group: four policy slots, each a bar and the seed's bar beside.
+        let slot = 0.88 / POLICIES.len() as f64;
+        let (bar, seed_bar) = (slot * 0.5, slot * 0.32);
+        let centred = Pos::new(HPos::Center, VPos::Bottom);
+        let ours_style = ("sans-serif", 12).into_font().color(&BLACK).pos(centred);
+        let seed_style = ("sans-serif", 11).into_font().color(&RGBColor(90, 90, 90)).pos(centred);
         for (gi, &f) in self.frontends.iter().enumerate() {
-            let gx = left + gi as f64 * group_w + bar_w / 2.0;
-            for (pi, &p) in pols.iter().enumerate() {
-                let x = gx + pi as f64 * bar_w;
-                if let Some(rel) = self.relative(f, p) {
-                    let pct = rel * 100.0;
-                    let _ = writeln!(
-                        s,
-                        r#"<rect x="{x:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{}"><title>{} {}: {pct:.0}%</title></rect>"#,
-                        y(pct),
-                        bar_w - 4.0,
-                        top + plot_h - y(pct),
-                        colors[pi],
-                        Self::svg_label(f),
-                        p.name()
-                    );
-                    let _ = writeln!(
-                        s,
-                        r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-size="10">{pct:.0}</text>"#,
-                        x + (bar_w - 4.0) / 2.0,
-                        y(pct) - 3.0
-                    );
+            for (pi, &p) in POLICIES.iter().enumerate() {
+                let x = gi as f64 + 0.06 + pi as f64 * slot;
+                if let Some(rel) = self.relative(job, f, p) {
+                    let v = (rel * 100.0).min(TOP - 6.0);
+                    chart.draw_secondary_series([Rectangle::new(
+                        [(x, 0.0), (x + bar, v)],
+                        COLOURS[pi].filled(),
+                    )])?;
+                    chart.draw_secondary_series([Text::new(
+                        format!("{:.0}", rel * 100.0),
+                        (x + bar / 2.0, v + 1.0),
+                        ours_style.clone(),
+                    )])?;
                 }
-                if let Some(sd) = seed::netperf(f, p) {
-                    let _ = writeln!(
-                        s,
-                        r#"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="black" stroke-width="2" stroke-dasharray="3,2"/>"#,
-                        x - 2.0,
-                        y(f64::from(sd)),
-                        x + bar_w - 2.0,
-                        y(f64::from(sd))
-                    );
+                if let Some(sd) = seed_of(f, p) {
+                    let (sx, v) = (x + bar, sd.min(TOP - 6.0));
+                    chart.draw_secondary_series([Rectangle::new(
+                        [(sx, 0.0), (sx + seed_bar, v)],
+                        SEED_COLOUR.filled(),
+                    )])?;
+                    chart.draw_secondary_series([Text::new(
+                        format!("{sd:.0}"),
+                        (sx + seed_bar / 2.0, v + 1.0),
+                        seed_style.clone(),
+                    )])?;
                 }
             }
-            let _ = writeln!(
-                s,
-                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle">{}</text>"#,
-                gx + 1.5 * bar_w,
-                top + plot_h + 18.0,
-                Self::svg_label(f)
-            );
         }
-        for (pi, &p) in pols.iter().enumerate() {
-            let x = left + pi as f64 * 120.0;
-            let _ = writeln!(
-                s,
-                r#"<rect x="{x}" y="{}" width="12" height="12" fill="{}"/><text x="{}" y="{}">{}</text>"#,
-                h - 30.0,
-                colors[pi],
-                x + 16.0,
-                h - 20.0,
-                p.name()
-            );
-        }
-        let _ = writeln!(
-            s,
-            r#"<line x1="{0}" y1="{1}" x2="{2}" y2="{1}" stroke="black" stroke-width="2" stroke-dasharray="3,2"/><text x="{3}" y="{4}">seed</text>"#,
-            left + 380.0,
-            h - 24.0,
-            left + 400.0,
-            left + 404.0,
-            h - 20.0
-        );
-        s.push_str("</svg>\n");
-        s
+        Ok(())
     }
 
-    /// Writes `results.csv` and `throughput.svg` into `dir`.
+    /// Writes `results.csv` and `chart.svg` into `dir`.
     pub fn write(&self, dir: &Path) -> io::Result<(std::path::PathBuf, std::path::PathBuf)> {
         std::fs::create_dir_all(dir)?;
-        let (csv, svg) = (dir.join("results.csv"), dir.join("throughput.svg"));
+        let (csv, svg) = (dir.join("results.csv"), dir.join("chart.svg"));
         std::fs::write(&csv, self.csv())?;
-        std::fs::write(&svg, self.svg())?;
+        std::fs::write(&svg, self.svg().map_err(io::Error::other)?)?;
         Ok((csv, svg))
     }
 }

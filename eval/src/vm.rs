@@ -12,6 +12,7 @@ use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
+use viommu_eval_driver::Doorbell;
 
 /// What the VMM does on the guest's exits to the VT-d register page and the
 /// NIC doorbell.
@@ -20,8 +21,8 @@ pub trait ExitHandler {
     fn vtd_read(&mut self, offset: u64, data: &mut [u8]);
     /// A write at `offset` of the VT-d register page.
     fn vtd_write(&mut self, offset: u64, data: &[u8]);
-    /// The guest rang the NIC's doorbell for ring slots `0..slots`.
-    fn nic_kick(&mut self, slots: u64) -> io::Result<()>;
+    /// The guest rang one of the NIC's doorbells.
+    fn nic(&mut self, bell: Doorbell) -> io::Result<()>;
     /// The guest entered `phase` (`abi::phase`).
     fn phase(&mut self, phase: u64) {
         let _ = phase;
@@ -35,7 +36,7 @@ impl ExitHandler for RegisterPage {
     fn vtd_write(&mut self, offset: u64, data: &[u8]) {
         self.write(offset, data);
     }
-    fn nic_kick(&mut self, _slots: u64) -> io::Result<()> {
+    fn nic(&mut self, _bell: Doorbell) -> io::Result<()> {
         Err(io::Error::other("the probe has no NIC"))
     }
 }
@@ -377,8 +378,13 @@ impl Vm {
                             phase_start = Some((value, returned, exits));
                             page.phase(value);
                         }
-                        abi::DOORBELL_NIC => {
-                            if let Err(e) = page.nic_kick(value) {
+                        abi::DOORBELL_NIC | abi::DOORBELL_NIC_TX => {
+                            let bell = if addr - abi::DOORBELL == abi::DOORBELL_NIC {
+                                Doorbell::Receive(value)
+                            } else {
+                                Doorbell::Transmit(value)
+                            };
+                            if let Err(e) = page.nic(bell) {
                                 return Err(self.failure(&format!("NIC doorbell: {e}")));
                             }
                         }

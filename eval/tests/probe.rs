@@ -71,7 +71,16 @@ fn bad_arguments_print_usage_with_exit_status_2() {
         .output()
         .expect("run viommu-eval");
     assert_eq!(out.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&out.stderr).contains("usage: viommu-eval"));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("--bogus") && stderr.contains("Usage: viommu-eval"), "{stderr}");
+    // A probe flag without --probe, and parameters that do not fit, too.
+    for args in [&["--cpl3"][..], &["--concurrency", "64"], &["--batch", "0"]] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_viommu-eval"))
+            .args(args)
+            .output()
+            .expect("run viommu-eval");
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
 }
 
 #[test]

@@ -118,7 +118,7 @@ fn run(data: &[u8]) -> usize {
     let host_mem = HeapMemory::new(HOST_RAM as usize);
     let mem = &host_mem;
     let frames = SimFrameAllocator::new(mem, PhysAddr::new(HOST_FRAMES), PhysAddr::new(HOST_RAM));
-    let host_unit: HostUnit<'_> = Emulator::new(mem, EmuConfig::qemu()).unwrap();
+    let host_unit: HostUnit<'_> = Emulator::with_caches(mem, EmuConfig::qemu()).unwrap();
     let mut rig = Rig::new(mem, &frames, &host_unit);
     bring_up(&mut rig);
     for op in data.chunks_exact(12).take(MAX_OPS) {

@@ -1,11 +1,12 @@
 //! The evaluation's DMA driver, written as a unikernel would write it with
 //! the viommu crates: bring a VT-d unit up through its registers
-//! (`vtd_regs::RemappingUnit` over any [`Mmio`](vtd_regs::Mmio)), build the
+//! (`vtd_regs::RemappingUnit` over any [`Mmio`]), build the
 //! root/context tables and a domain's second-level table
 //! (`vtd_tables`), invalidate through the queue (`invalidation`), and map
-//! every receive buffer through `teardown::Mapper` under the policy being
-//! measured. The NIC's receive loop ([`nic_loop::run`]) times map and unmap
-//! with RDTSC.
+//! every DMA buffer through `teardown::Mapper` under the policy being
+//! measured. Two workloads ([`Workload`]): the NIC's receive loop
+//! ([`nic_loop::run`]) and a request-response server
+//! ([`request_response::run`]); both time map and unmap with RDTSC.
 //!
 //! The same code runs in the KVM guest (`eval/guest`: register accesses are
 //! volatile and trap, or land on a sidecore-polled page) and in the host
@@ -18,11 +19,50 @@ pub mod bringup;
 pub mod layout;
 pub mod nic_loop;
 pub mod params;
+pub mod request_response;
 pub mod ring;
 pub mod tsc;
 
 pub use bringup::{Driver, DriverMapper};
-pub use params::{Params, Policy, Report};
+pub use params::{Params, Policy, Report, Workload};
+pub use ring::Doorbell;
+
+use vtd_regs::{Mmio, PhysMem};
+
+/// Runs `params.workload` with `mapper` (none: no IOMMU, the device gets
+/// physical addresses) over the driver's memory `mem`; `ring` rings the
+/// device's doorbell and returns once the device did what it asks. Then
+/// completes every pending invalidation (`Mapper::flush`) and adds the
+/// mapper's and invalidator's counters over the run to `r`.
+///
+/// The measurements accumulate in `r`, which on failure holds what was
+/// measured up to it.
+pub fn run<R: Mmio, M: PhysMem + Copy>(
+    mut mapper: Option<&mut DriverMapper<'_, R, M>>,
+    mem: M,
+    params: &Params,
+    r: &mut Report,
+    ring: impl FnMut(Doorbell),
+) -> Result<(), Error> {
+    let before = mapper.as_deref_mut().map(|m| (*m.counters(), *m.invalidator().counters()));
+    match params.workload {
+        Workload::Receive => nic_loop::run(mapper.as_deref_mut(), mem, params, r, ring),
+        Workload::RequestResponse => {
+            request_response::run(mapper.as_deref_mut(), mem, params, r, ring)
+        }
+    }?;
+    if let (Some(m), Some((c0, i0))) = (mapper, before) {
+        m.flush().map_err(Error::Map)?;
+        let c = *m.counters();
+        r.reuse_hits = c.reuse_hits - c0.reuse_hits;
+        r.teardowns = c.teardowns - c0.teardowns;
+        let i = *m.invalidator().counters();
+        r.iqt_writes = i.tail_writes - i0.tail_writes;
+        r.descriptors = i.descriptors.iter().sum::<u64>() - i0.descriptors.iter().sum::<u64>();
+        r.waits = i.waits - i0.waits;
+    }
+    Ok(())
+}
 
 /// Why the driver stopped.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -48,9 +88,11 @@ pub enum Error {
     },
     /// The buffer's contents were not what the device wrote.
     Data {
-        /// Buffer sequence number.
+        /// Buffer sequence number (request id).
         seq: u64,
     },
+    /// The parameters do not fit the rings or buffer pools.
+    Params,
 }
 
 impl Error {
@@ -66,6 +108,7 @@ impl Error {
             Error::Mem(_) => 6,
             Error::Device { .. } => 7,
             Error::Data { .. } => 8,
+            Error::Params => 9,
         }
     }
 }
@@ -106,6 +149,7 @@ impl core::fmt::Display for Error {
                 write!(f, "the device left buffer {seq} with status {status}")
             }
             Error::Data { seq } => write!(f, "buffer {seq} does not hold the device's frame"),
+            Error::Params => f.write_str("parameters out of range for the rings or buffer pools"),
         }
     }
 }

@@ -10,28 +10,26 @@ use crate::Error;
 use crate::bringup::DriverMapper;
 use crate::layout::{BUFFERS, FRAME_LEN, MAX_SAMPLES, POOL_PAGES, SAMPLE_BYTES, SAMPLES};
 use crate::params::{Params, Report};
-use crate::ring::{self, DONE};
+use crate::ring::{self, DONE, Doorbell};
 use crate::tsc::{rdtsc, spin_cycles};
 
-/// Receives `params.buffers` buffers. `kick(n)` rings the device's doorbell
-/// for slots `0..n` and returns once it completed them. Without a mapper
-/// (no IOMMU) the device is given physical addresses.
+/// Receives `params.buffers` buffers. `kick` rings the device's doorbell
+/// ([`Doorbell::Receive`] for slots `0..n`) and returns once it completed
+/// them. Without a mapper (no IOMMU) the device is given physical
+/// addresses.
 ///
 /// The measurements accumulate in `r`, which on failure holds what was
-/// measured up to it.
+/// measured up to it. Called through [`crate::run`], which adds the
+/// mapper's and the invalidator's counters.
 pub fn run<R: Mmio, M: PhysMem + Copy>(
     mut mapper: Option<&mut DriverMapper<'_, R, M>>,
     mem: M,
     params: &Params,
     r: &mut Report,
-    mut kick: impl FnMut(u64),
+    mut kick: impl FnMut(Doorbell),
 ) -> Result<(), Error> {
     let batch = params.batch.clamp(1, ring::SLOTS);
     let mut frame = [0u8; FRAME_LEN as usize];
-    let (c0, i0) = match mapper.as_deref_mut() {
-        Some(m) => (*m.counters(), *m.invalidator().counters()),
-        None => Default::default(),
-    };
     let start = rdtsc();
     let mut seq = 0;
     while seq < params.buffers {
@@ -53,7 +51,7 @@ pub fn run<R: Mmio, M: PhysMem + Copy>(
             ring::post(&mem, slot, addr, s).map_err(Error::from)?;
         }
         let t0 = rdtsc();
-        kick(n);
+        kick(Doorbell::Receive(n));
         r.kick_cycles += rdtsc().wrapping_sub(t0);
         r.kicks += 1;
         for slot in 0..n {
@@ -84,22 +82,12 @@ pub fn run<R: Mmio, M: PhysMem + Copy>(
         seq += n;
     }
     r.loop_cycles = rdtsc().wrapping_sub(start).wrapping_sub(r.kick_cycles);
-    if let Some(m) = mapper {
-        m.flush().map_err(Error::Map)?;
-        let c = *m.counters();
-        r.reuse_hits = c.reuse_hits - c0.reuse_hits;
-        r.teardowns = c.teardowns - c0.teardowns;
-        let i = *m.invalidator().counters();
-        r.iqt_writes = i.tail_writes - i0.tail_writes;
-        r.descriptors = i.descriptors.iter().sum::<u64>() - i0.descriptors.iter().sum::<u64>();
-        r.waits = i.waits - i0.waits;
-    }
     Ok(())
 }
 
-/// Keeps sample `which` of buffer `seq` ([`crate::layout::SAMPLES`]), if
-/// it has room.
-fn sample<M: PhysMem>(
+/// Keeps sample `which` of buffer (or request) `seq`
+/// ([`crate::layout::SAMPLES`]), if it has room.
+pub(crate) fn sample<M: PhysMem>(
     mem: &M,
     seq: u64,
     which: u64,

@@ -85,10 +85,15 @@ pub const EVAL_PARAMS: u64 = RESULTS + 0x900;
 /// Where the guest leaves the evaluation's report
 /// (`viommu_eval_driver::Report::to_words`).
 pub const EVAL_REPORT: u64 = RESULTS + 0xA00;
-/// Doorbell offset: the NIC's doorbell; the value is the number of posted
-/// ring slots (from slot 0). The device model completes them before the
-/// guest resumes.
+/// Doorbell offset: the NIC's receive doorbell; the value is the number
+/// of posted receive ring slots (from slot 0). The device model completes
+/// them before the guest resumes (`viommu_eval_driver::Doorbell::Receive`).
 pub const DOORBELL_NIC: u64 = 0x28;
+/// Doorbell offset: the NIC's transmit doorbell; the value is the number
+/// of posted transmit ring slots. The device model sends them, then
+/// delivers the client's next requests, before the guest resumes
+/// (`viommu_eval_driver::Doorbell::Transmit`).
+pub const DOORBELL_NIC_TX: u64 = 0x30;
 
 /// Phases the guest announces through [`DOORBELL_PHASE`].
 pub mod phase {
@@ -107,7 +112,7 @@ pub mod phase {
     pub const END: u64 = 6;
     /// Evaluation: unit bring-up.
     pub const BRINGUP: u64 = 7;
-    /// Evaluation: the receive loop.
+    /// Evaluation: the workload (receive loop or request-response).
     pub const RECEIVE: u64 = 8;
 }
 

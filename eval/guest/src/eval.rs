@@ -1,12 +1,13 @@
 //! The evaluation: the DMA driver (`viommu-eval-driver`) brings the VT-d
 //! unit at `abi::VTD_BASE` up through volatile register accesses (which
-//! exit to the VMM, or land on a page a sidecore polls) and runs the NIC's
-//! receive loop; the report goes to `abi::EVAL_REPORT`.
+//! exit to the VMM, or land on a page a sidecore polls) and runs the
+//! workload (the NIC's receive loop, or a request-response server); the
+//! report goes to `abi::EVAL_REPORT`.
 
 use core::ptr::NonNull;
 
 use viommu_eval_driver::params::PARAM_WORDS;
-use viommu_eval_driver::{Driver, Params, Report, bringup, layout, nic_loop};
+use viommu_eval_driver::{Doorbell, Driver, Params, Report, bringup, layout};
 use vtd_regs::{PhysAddr, PollBudget, VolatileMmio};
 
 use crate::{abi, doorbell, ram::IdentityRam, write64};
@@ -46,8 +47,11 @@ pub(crate) fn main() -> ! {
         failed(viommu_eval_driver::Error::QueueSetup, Report::default())
     };
     let mem = IdentityRam;
-    let kick = |n: u64| doorbell(abi::DOORBELL_NIC, n);
-    let clock = viommu_eval_driver::tsc::clock(params.tsc_khz);
+    let kick = |bell| match bell {
+        Doorbell::Receive(n) => doorbell(abi::DOORBELL_NIC, n),
+        Doorbell::Transmit(n) => doorbell(abi::DOORBELL_NIC_TX, n),
+    };
+        let clock = viommu_eval_driver::tsc::clock(params.tsc_khz);
     let frames = bringup::frames();
     if let Err(e) = layout::warm_up(&mem) {
         failed(e.into(), Report::default())
@@ -57,7 +61,7 @@ pub(crate) fn main() -> ! {
     let result = match params.mapper_config() {
         None => {
             doorbell(abi::DOORBELL_PHASE, abi::phase::RECEIVE);
-            nic_loop::run::<VolatileMmio, _>(None, mem, &params, &mut report, kick)
+            viommu_eval_driver::run::<VolatileMmio, _>(None, mem, &params, &mut report, kick)
         }
         Some(config) => {
             let Some(base) = NonNull::new(abi::VTD_BASE as *mut u8) else {
@@ -72,7 +76,7 @@ pub(crate) fn main() -> ! {
                 Err(e) => failed(e, Report::default()),
             };
             doorbell(abi::DOORBELL_PHASE, abi::phase::RECEIVE);
-            nic_loop::run(Some(&mut driver.mapper), mem, &params, &mut report, kick)
+            viommu_eval_driver::run(Some(&mut driver.mapper), mem, &params, &mut report, kick)
         }
     };
     doorbell(abi::DOORBELL_PHASE, abi::phase::END);
