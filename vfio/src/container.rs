@@ -8,9 +8,9 @@ use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::sync::Arc;
 
 use vfio_bindings::bindings::vfio::{
-    VFIO_API_VERSION, VFIO_DMA_MAP_FLAG_READ, VFIO_DMA_MAP_FLAG_WRITE, VFIO_GROUP_FLAGS_VIABLE,
-    VFIO_TYPE1v2_IOMMU, vfio_group_status, vfio_iommu_type1_dma_map, vfio_iommu_type1_dma_unmap,
-    vfio_iommu_type1_info,
+    VFIO_API_VERSION, VFIO_DMA_MAP_FLAG_READ, VFIO_DMA_MAP_FLAG_WRITE, VFIO_DMA_UNMAP_FLAG_ALL,
+    VFIO_GROUP_FLAGS_VIABLE, VFIO_TYPE1v2_IOMMU, vfio_group_status, vfio_iommu_type1_dma_map,
+    vfio_iommu_type1_dma_unmap, vfio_iommu_type1_info,
 };
 
 use crate::device::Device;
@@ -27,6 +27,11 @@ use crate::ioctl::{self, Counters, IoctlCounts};
 /// the pages. The container tracks its mappings, so an unmap of part of an
 /// earlier map works (see the [`dma`](crate::dma) module), and counts every
 /// ioctl ([`ioctl_counts`](Self::ioctl_counts)).
+///
+/// The kernel pins the pages of every mapping and charges them to the
+/// process's `RLIMIT_MEMLOCK` (unless it has `CAP_IPC_LOCK`), and holds at
+/// most `vfio_iommu_type1 dma_entry_limit` mappings (65535 by default):
+/// batches that coalesce keep that count low.
 ///
 /// Dropping the container closes it: the kernel unmaps everything.
 #[derive(Debug)]
@@ -278,6 +283,38 @@ impl Container {
             // contract, which lasts until this container unmaps it; it has
             // not unmapped `rest`.
             unsafe { self.map_dma(rest)? };
+        }
+        Ok(())
+    }
+
+    /// Unmaps every mapping with one `VFIO_IOMMU_UNMAP_DMA`
+    /// (`VFIO_DMA_UNMAP_FLAG_ALL`, Linux 5.13 and later); no ioctl when
+    /// nothing is mapped. The host domain is then empty, as when it was
+    /// created.
+    pub fn unmap_all(&mut self) -> Result<()> {
+        let expected: u64 = self.maps.iter().map(|m| m.len).sum();
+        if expected == 0 {
+            return Ok(());
+        }
+        let mut arg = vfio_iommu_type1_dma_unmap {
+            argsz: size_of::<vfio_iommu_type1_dma_unmap>() as u32,
+            flags: VFIO_DMA_UNMAP_FLAG_ALL,
+            ..Default::default()
+        };
+        // SAFETY: UNMAP_DMA takes a vfio_iommu_type1_dma_unmap with its
+        // argsz; with FLAG_ALL, iova and size are 0 and the kernel writes
+        // back the size unmapped.
+        unsafe {
+            self.counters.ioctl_ptr(
+                self.file.as_fd(),
+                ioctl::IOMMU_UNMAP_DMA,
+                &mut arg,
+                Op::UnmapDma,
+            )?
+        };
+        self.maps = Mappings::default();
+        if arg.size != expected {
+            return Err(Error::UnmapMismatch { expected, unmapped: arg.size });
         }
         Ok(())
     }

@@ -13,7 +13,7 @@ mod edu;
 use std::process::ExitCode;
 
 use edu::{BUFFER_SIZE, Edu};
-use viommu_vfio::{Container, Perm};
+use viommu_vfio::{Container, DmaMapping, Perm};
 use viommu_vm_memory::GuestRam;
 use vm_memory::{GuestAddress, GuestMemoryMmap};
 use vtd_regs::{PhysAddr, PhysMem};
@@ -125,6 +125,28 @@ fn run(address: &str) -> Result<(), String> {
     if container.map_guest_outside(&ram).is_ok() {
         return Err("a map reaching into the hole was accepted".into());
     }
+    // A batch whose second run overlaps B maps nothing: its first run is
+    // mapped, then unmapped again.
+    let mapped: Vec<_> = container.mappings().copied().collect();
+    let before = container.ioctl_counts();
+    let free = DmaMapping { iova: IOVA_BASE + 0x30_0000, hva: 0, len: PAGE, perm: RW };
+    let clash = DmaMapping { iova: b_iova + PAGE, ..free };
+    let hva =
+        |gpa| ram.host_range(PhysAddr::new(gpa), PAGE).map(|r| r.hva).map_err(|e| e.to_string());
+    let batch = [
+        DmaMapping { hva: hva(0x100_c000)?, ..free },
+        DmaMapping { hva: hva(0x100_d000)?, ..clash },
+    ];
+    // SAFETY: guest RAM in `mem`, as above.
+    let result = unsafe { container.map_batch(&batch) };
+    let d = container.ioctl_counts().since(before);
+    println!("ioctls failed-batch map={} unmap={}", d.map, d.unmap);
+    if result != Err(viommu_vfio::Error::Overlap { iova: clash.iova, len: PAGE })
+        || (d.map, d.unmap) != (1, 1)
+        || container.mappings().copied().collect::<Vec<_>>() != mapped
+    {
+        return Err(format!("an overlapping batch gave {result:?} with {d:?}"));
+    }
 
     // Device reads memory (unaligned, page-crossing, across two regions),
     // then writes it elsewhere (unaligned, page-crossing).
@@ -223,6 +245,20 @@ fn run(address: &str) -> Result<(), String> {
     println!("expect-fault write {:#x}", a_iova + 3 * PAGE);
     edu.write_memory(0x300, a_iova + 3 * PAGE, probe.len())?;
     check_untouched(&ram, a_gpa + 3 * PAGE, PAGE as usize, "write to unmapped A")?;
+
+    // Tear-down of the whole domain: two maps, one ioctl.
+    // SAFETY: as above.
+    unsafe {
+        container.map_guest(&ram, a_iova, a_gpa, a_len, RW).map_err(e)?;
+        container.map_guest(&ram, b_iova, b_gpa, b_len, RW).map_err(e)?;
+    }
+    let before = container.ioctl_counts();
+    container.unmap_all().map_err(e)?;
+    let d = container.ioctl_counts().since(before);
+    println!("ioctls unmap-all map={} unmap={}", d.map, d.unmap);
+    if (d.map, d.unmap) != (0, 1) || container.mappings().next().is_some() {
+        return Err(format!("unmap_all took {d:?}"));
+    }
     let counts = container.ioctl_counts();
     println!("ioctls total map={} unmap={} other={}", counts.map, counts.unmap, counts.other);
     Ok(())
