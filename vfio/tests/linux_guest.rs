@@ -48,11 +48,12 @@ fn edu_dma_through_vfio_on_linux() {
     assert!(run.output.contains("all checks passed"), "{}", run.output);
 
     // Every blocked DMA the program announced raised a fault event in the
-    // guest kernel (one "handling fault status" line each), and each of the
-    // first three is logged as a DMAR write fault at its page. Linux's
-    // dmar_fault() shares one ratelimit (10 per 5 s) between the event line,
-    // each record and the loop's final empty-record check: three tokens per
-    // fault, so the fourth fault's record is not printed.
+    // guest kernel (one "handling fault status" line each), and each fault
+    // record the kernel printed is a DMAR write fault at the announced page,
+    // in order. Linux's dmar_fault() shares one ratelimit (10 per 5 s)
+    // between the event line, each record and the loop's final empty-record
+    // check: three tokens per fault, so within 5 s the fourth fault's record
+    // is not printed; at least the first three are.
     let expected: Vec<u64> = run
         .output
         .lines()
@@ -63,11 +64,11 @@ fn edu_dma_through_vfio_on_linux() {
     let events = run.kernel_log.matches("DMAR: DRHD: handling fault status reg").count();
     assert_eq!(events, expected.len(), "fault events:\n{}", run.kernel_log);
     let faults = run.dmar_faults();
-    assert_eq!(faults.len(), 3, "{faults:x?}\n{}", run.kernel_log);
+    assert!((3..=expected.len()).contains(&faults.len()), "{faults:x?}\n{}", run.kernel_log);
     for (fault, page) in faults.iter().zip(&expected) {
         assert!(
             fault.write && fault.addr == *page && fault.reason == 5,
-            "{fault:x?}, expected {page:#x}"
+            "{fault:x?}, expected a write fault at {page:#x}"
         );
     }
     assert!(run.elapsed < Duration::from_secs(30), "QEMU ran {:?}", run.elapsed);
