@@ -34,8 +34,9 @@ fn edu_dma_through_vfio_on_linux() {
         .unwrap_or_else(|e| panic!("{e}"));
     let run = Machine::default().run(&kernel, &initramfs).unwrap_or_else(|e| panic!("{e}"));
     eprintln!(
-        "kernel {}: build {:?}, QEMU start to exit {:?}\n{}",
+        "kernel {} ({}): build {:?}, QEMU start to exit {:?}\n{}",
         kernel.release(),
+        kernel.packages().trim().replace('\n', ", "),
         built,
         run.elapsed,
         run.output
