@@ -300,7 +300,7 @@ fn the_viommu_has_no_pass_through_so_none_bypasses_it() {
     with_viommu(&ram, 1 << 20, |rig| {
         let gpa = Iova::new(0x5000);
         let mut unit = RemappingUnit::new(rig.viommu).expect("guest unit");
-        assert!(unit.ecap().pass_through(), "the guest is offered pass-through");
+        assert!(!unit.ecap().pass_through(), "ViommuConfig::pass_through is off: ECAP.PT clear");
         // Translation off: real hardware lets the DMA through untranslated.
         assert_eq!(rig.dma(gpa, Access::Write), None, "blocked with translation off");
         let frames =
