@@ -246,17 +246,17 @@ fn drive<R: Mmio>(
     Ok((exits_after - exits, pins_after.since(pins)))
 }
 
-/// The NIC's DMA on a vIOMMU: through the physical unit, or (policy
-/// *none*) at the host address of the guest-physical one. The vIOMMU has
-/// no pass-through: with translation off, or a pass-through context
-/// entry, it keeps the device blocked in the physical unit (`eval/README.md`).
-fn vmmu_dma<R: PhysMem>(
-    rig: Rig<'_, '_, R>,
-    policy: Policy,
-) -> impl Fn(Iova, Access) -> Option<PhysAddr> {
-    move |iova, access| {
-        if policy == Policy::NoIommu { rig.untranslated(iova) } else { rig.dma(iova, access) }
-    }
+/// The NIC's DMA on a vIOMMU: through the physical unit (under the policy
+/// *none*, the vIOMMU's pass-through: the guest leaves translation off).
+fn vmmu_dma<R: PhysMem>(rig: Rig<'_, '_, R>) -> impl Fn(Iova, Access) -> Option<PhysAddr> {
+    move |iova, access| rig.dma(iova, access)
+}
+
+/// Whether the guest's unit offers pass-through: only for the policy
+/// *none*, which leaves translation off; the other policies run on a unit
+/// without ECAP.PT, as the seed's.
+fn pass_through(policy: Policy) -> bool {
+    policy == Policy::NoIommu
 }
 
 /// The in-process stand-in for trap & emulate: the driver on a vIOMMU, as in
@@ -267,9 +267,9 @@ fn run_modelled_trap(
     settings: &Settings,
     params: &Params,
 ) -> Result<Measured, String> {
-    guest_viommu::with_viommu(mem, layout::RAM_SIZE, |rig| {
+    guest_viommu::with_viommu(mem, layout::RAM_SIZE, pass_through(params.policy), |rig| {
         let mut nic = Nic::new(params);
-        let dma = vmmu_dma(rig, params.policy);
+        let dma = vmmu_dma(rig);
         let kick = |bell| nic.doorbell(&mem, rig.mem, bell, &dma);
         let exits = Cell::new(0);
         let regs =
@@ -291,7 +291,7 @@ fn run_sidecore_in_process(
 ) -> Result<Measured, String> {
     let page = GuestRam::new(0x1000).map_err(|e| e.to_string())?;
     let words = page.atomic_words().map_err(|e| e.to_string())?;
-    guest_viommu::with_viommu(mem, layout::RAM_SIZE, |rig| {
+    guest_viommu::with_viommu(mem, layout::RAM_SIZE, pass_through(params.policy), |rig| {
         let mut poller = poller(&page, rig)?;
         let mut nic = Nic::new(params);
         let mut report = Report::default();
@@ -301,7 +301,7 @@ fn run_sidecore_in_process(
                 poller.run(&stop);
                 poller.stats
             });
-            let dma = vmmu_dma(rig, params.policy);
+            let dma = vmmu_dma(rig);
             let kick = |bell| nic.doorbell(&mem, rig.mem, bell, &dma);
             let snapshot = || (0, PinCounts::of(rig.viommu.counters()));
             let regs = SharedPageMmio { words };
@@ -320,8 +320,6 @@ fn run_sidecore_in_process(
 struct VmmHandler<'r, 'a, R: PhysMem> {
     rig: Rig<'r, 'a, R>,
     ram: &'r GuestRam,
-    /// The policy *none*: the NIC is assigned without an IOMMU.
-    policy: Policy,
     nic: Nic,
     vtd_exits: u64,
     receive_start: u64,
@@ -364,7 +362,7 @@ impl<R: PhysMem> ExitHandler for VmmHandler<'_, '_, R> {
 
     fn nic(&mut self, bell: Doorbell) -> std::io::Result<()> {
         let rig = self.rig;
-        self.nic.doorbell(&self.ram, rig.mem, bell, vmmu_dma(rig, self.policy));
+        self.nic.doorbell(&self.ram, rig.mem, bell, vmmu_dma(rig));
         Ok(())
     }
 
@@ -403,49 +401,49 @@ pub fn run_kvm(
     vm.configure_eval(&params.to_words()).map_err(|e| e.to_string())?;
     let ram = vm.ram();
     let page = vm.register_page().filter(|_| sidecore);
-    let mut measured = guest_viommu::with_viommu(&*ram, layout::RAM_SIZE, |rig| {
-        let mut handler = VmmHandler {
-            rig,
-            ram: &ram,
-            policy,
-            nic: Nic::new(&params),
-            vtd_exits: 0,
-            receive_start: 0,
-            receive_exits: 0,
-            pins_start: PinCounts::default(),
-            pins: PinCounts::default(),
-            serve_cycles: 0,
-            serve_start: 0,
-            receive_serve_cycles: 0,
-        };
-        let mut side_stats = None;
-        let outcome = match &page {
-            Some(page) => {
-                let mut poller = poller(page, rig)?;
-                let stop = AtomicBool::new(false);
-                std::thread::scope(|s| {
-                    let poll = s.spawn(|| {
-                        poller.run(&stop);
-                        poller.stats
-                    });
-                    let outcome = vm.run_with(RUN_TIMEOUT, &mut handler);
-                    stop.store(true, Ordering::Relaxed);
-                    side_stats = poll.join().ok();
-                    outcome
-                })
-            }
-            None => vm.run_with(RUN_TIMEOUT, &mut handler),
-        };
-        outcome.map_err(|e| format!("guest run: {e}"))?;
-        Ok::<_, String>(Measured {
-            report: Report::default(),
-            nic: handler.nic,
-            exits: handler.receive_exits,
-            pins: Some(handler.pins),
-            sidecore: side_stats,
-            vmm_cycles: (!sidecore).then_some(handler.receive_serve_cycles),
-        })
-    })??;
+    let mut measured =
+        guest_viommu::with_viommu(&*ram, layout::RAM_SIZE, pass_through(policy), |rig| {
+            let mut handler = VmmHandler {
+                rig,
+                ram: &ram,
+                nic: Nic::new(&params),
+                vtd_exits: 0,
+                receive_start: 0,
+                receive_exits: 0,
+                pins_start: PinCounts::default(),
+                pins: PinCounts::default(),
+                serve_cycles: 0,
+                serve_start: 0,
+                receive_serve_cycles: 0,
+            };
+            let mut side_stats = None;
+            let outcome = match &page {
+                Some(page) => {
+                    let mut poller = poller(page, rig)?;
+                    let stop = AtomicBool::new(false);
+                    std::thread::scope(|s| {
+                        let poll = s.spawn(|| {
+                            poller.run(&stop);
+                            poller.stats
+                        });
+                        let outcome = vm.run_with(RUN_TIMEOUT, &mut handler);
+                        stop.store(true, Ordering::Relaxed);
+                        side_stats = poll.join().ok();
+                        outcome
+                    })
+                }
+                None => vm.run_with(RUN_TIMEOUT, &mut handler),
+            };
+            outcome.map_err(|e| format!("guest run: {e}"))?;
+            Ok::<_, String>(Measured {
+                report: Report::default(),
+                nic: handler.nic,
+                exits: handler.receive_exits,
+                pins: Some(handler.pins),
+                sidecore: side_stats,
+                vmm_cycles: (!sidecore).then_some(handler.receive_serve_cycles),
+            })
+        })??;
     let mut words = [0u64; REPORT_WORDS];
     for (i, w) in words.iter_mut().enumerate() {
         *w = ram.read_u64(abi::EVAL_REPORT + i as u64 * 8).map_err(|e| e.to_string())?;

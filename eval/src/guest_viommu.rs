@@ -157,24 +157,17 @@ impl<R: PhysMem> Rig<'_, '_, R> {
         }
         hpa.ok()
     }
-
-    /// The host-physical address of guest-physical `gpa` (a device
-    /// assigned without an IOMMU: the policy *none*).
-    #[must_use]
-    pub fn untranslated(&self, gpa: Iova) -> Option<PhysAddr> {
-        layout(self.mem.ram_size).host_address(PhysAddr::new(gpa.as_u64()), 1).ok()
-    }
-}
-
-fn layout(ram_size: u64) -> GuestLayout {
-    GuestLayout::new(PhysAddr::new(GUEST_RAM_HPA), ram_size)
 }
 
 /// Builds the physical unit and the guest's vIOMMU around the guest RAM
-/// `ram` of `ram_size` bytes and runs `f` with them.
+/// `ram` of `ram_size` bytes and runs `f` with them. With `pass_through`
+/// the guest unit offers pass-through ([`ViommuConfig::pass_through`]):
+/// with translation off (the policy *none*) the NIC reaches all guest RAM
+/// through an identity-mapped host domain.
 pub fn with_viommu<R: PhysMem, T>(
     ram: R,
     ram_size: u64,
+    pass_through: bool,
     f: impl for<'r, 'a> FnOnce(Rig<'r, 'a, R>) -> T,
 ) -> Result<T, String> {
     let mem = HostMemory::new(ram, ram_size);
@@ -188,10 +181,11 @@ pub fn with_viommu<R: PhysMem, T>(
     let inv = QueuedInvalidator::enable_remapping(unit, contexts.root_table(), m, &frames, qs)
         .map_err(|e| format!("host unit: {e}"))?;
     let host = Arc::new(Host::new(m, &frames, contexts, inv, tables, DomainId::new(1)));
-    let layout = layout(ram_size);
+    let layout = GuestLayout::new(PhysAddr::new(GUEST_RAM_HPA), ram_size);
     let devices = [Assignment { guest: NIC, host: HOST_NIC }];
     let backend = Native::new(host, GuestPinner::new(layout));
-    let viommu = Viommu::new(GuestMemory::new(m, layout), backend, &devices, ViommuConfig::qemu())
+    let config = ViommuConfig { pass_through, ..ViommuConfig::qemu() };
+    let viommu = Viommu::new(GuestMemory::new(m, layout), backend, &devices, config)
         .map_err(|e| format!("vIOMMU: {e}"))?;
     Ok(f(Rig { viommu: &viommu, host_unit: &emu, mem: m }))
 }
@@ -218,13 +212,25 @@ mod tests {
     #[test]
     fn before_the_guest_attaches_it_the_nic_is_blocked() {
         let ram = HeapMemory::new(1 << 20);
-        with_viommu(&ram, 1 << 20, |rig| {
+        with_viommu(&ram, 1 << 20, false, |rig| {
             assert_eq!(rig.dma(Iova::new(0x5000), Access::Write), None);
-            assert_eq!(
-                rig.untranslated(Iova::new(0x5000)),
-                Some(PhysAddr::new(GUEST_RAM_HPA + 0x5000))
-            );
             assert_eq!(rig.viommu.counters().pins, 0);
+        })
+        .unwrap();
+    }
+
+    /// The policy *none*: with pass-through offered and translation off,
+    /// the NIC reaches every guest page at its host address.
+    #[test]
+    fn with_pass_through_and_translation_off_the_nic_reaches_all_guest_ram() {
+        let ram = HeapMemory::new(1 << 20);
+        with_viommu(&ram, 1 << 20, true, |rig| {
+            assert!(RemappingUnit::new(rig.viommu).expect("guest unit").ecap().pass_through());
+            for gpa in [8, 0x5008, (1 << 20) - 8] {
+                let hpa = PhysAddr::new(GUEST_RAM_HPA + gpa);
+                assert_eq!(rig.dma(Iova::new(gpa), Access::Write), Some(hpa), "{gpa:#x}");
+            }
+            assert_eq!(rig.dma(Iova::new(1 << 20), Access::Read), None, "beyond guest RAM");
         })
         .unwrap();
     }
@@ -253,7 +259,7 @@ mod tests {
                 ..Params::from_words(&[0; viommu_eval_driver::params::PARAM_WORDS])
                     .expect("the receive workload")
             };
-            with_viommu(&ram, layout::RAM_SIZE, |rig| {
+            with_viommu(&ram, layout::RAM_SIZE, false, |rig| {
                 let config = params.mapper_config().expect("an IOMMU policy");
                 let clock = tsc::clock(params.tsc_khz);
                 let budget = PollBudget::new(1 << 20);

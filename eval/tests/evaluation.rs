@@ -280,45 +280,42 @@ fn response_frames_are_mapped_read_only() {
         .expect("test");
 }
 
-/// Why the policy *none* does not go through the vIOMMU: it has no
-/// pass-through. Its guest unit advertises ECAP.PT (as QEMU's does), but
-/// with translation off, or with a pass-through context entry for the
-/// device, the vIOMMU keeps the device blocked in the physical unit. So
-/// under *none* the NIC is assigned without an IOMMU (its DMA lands at the
-/// host address of the guest-physical one). If this test fails, the vIOMMU
-/// gained pass-through: make *none* use it (`vmmu_dma` in `src/eval.rs`)
-/// and update `eval/README.md`.
+/// The policy *none* goes through the vIOMMU's pass-through: the guest
+/// unit offers ECAP.PT, the guest leaves translation off (or sets a
+/// pass-through context entry) and the NIC reaches guest RAM through the
+/// physical unit, in an identity-mapped host domain. The other policies'
+/// unit offers no pass-through, and the same context entry blocks.
 #[test]
-fn the_viommu_has_no_pass_through_so_none_bypasses_it() {
-    use viommu_eval::guest_viommu::with_viommu;
+fn none_reaches_guest_ram_through_the_viommus_pass_through() {
+    use viommu_eval::guest_viommu::{GUEST_RAM_HPA, with_viommu};
     use viommu_eval_driver::layout;
     use vtd_emu::{Access, SimFrameAllocator, mem::HeapMemory};
     use vtd_regs::regs::rtaddr::TranslationTableMode;
     use vtd_regs::{ContextScope, DomainId, Iova, PhysAddr, RemappingUnit};
     use vtd_tables::{Attachment, ContextManager, TableConfig};
-    let ram = HeapMemory::new(1 << 20);
-    with_viommu(&ram, 1 << 20, |rig| {
-        let gpa = Iova::new(0x5000);
-        let mut unit = RemappingUnit::new(rig.viommu).expect("guest unit");
-        assert!(!unit.ecap().pass_through(), "ViommuConfig::pass_through is off: ECAP.PT clear");
-        // Translation off: real hardware lets the DMA through untranslated.
-        assert_eq!(rig.dma(gpa, Access::Write), None, "blocked with translation off");
-        let frames =
-            SimFrameAllocator::new(&ram, PhysAddr::new(0x8_0000), PhysAddr::new(0x10_0000));
-        let agaw = TableConfig::from_cap(unit.cap(), 39).expect("39-bit").agaw();
-        let mut contexts = ContextManager::new(&ram, &frames).expect("tables");
-        // The unit is off: nothing cached; the global flush below follows.
-        let _set = contexts
-            .set(layout::NIC, Attachment::PassThrough { domain: DomainId::new(1), agaw })
-            .expect("pass-through context");
-        unit.set_root_table(contexts.root_table(), TranslationTableMode::Legacy).expect("SRTP");
-        unit.enable_translation().expect("TE");
-        unit.invalidate_context(ContextScope::Global).expect("context flush");
-        assert_eq!(rig.dma(gpa, Access::Write), None, "blocked with a pass-through context");
-        // What *none* uses instead: the host address of the guest page.
-        assert!(rig.untranslated(gpa).is_some());
-    })
-    .expect("rig");
+    for pass_through in [true, false] {
+        let ram = HeapMemory::new(1 << 20);
+        with_viommu(&ram, 1 << 20, pass_through, |rig| {
+            let gpa = Iova::new(0x5000);
+            let reach = pass_through.then_some(PhysAddr::new(GUEST_RAM_HPA + 0x5000));
+            let mut unit = RemappingUnit::new(rig.viommu).expect("guest unit");
+            assert_eq!(unit.ecap().pass_through(), pass_through, "ECAP.PT");
+            assert_eq!(rig.dma(gpa, Access::Write), reach, "translation off");
+            let frames =
+                SimFrameAllocator::new(&ram, PhysAddr::new(0x8_0000), PhysAddr::new(0x10_0000));
+            let agaw = TableConfig::from_cap(unit.cap(), 39).expect("39-bit").agaw();
+            let mut contexts = ContextManager::new(&ram, &frames).expect("tables");
+            // The unit is off: nothing cached; the global flush below follows.
+            let _set = contexts
+                .set(layout::NIC, Attachment::PassThrough { domain: DomainId::new(1), agaw })
+                .expect("pass-through context");
+            unit.set_root_table(contexts.root_table(), TranslationTableMode::Legacy).expect("SRTP");
+            unit.enable_translation().expect("TE");
+            unit.invalidate_context(ContextScope::Global).expect("context flush");
+            assert_eq!(rig.dma(gpa, Access::Write), reach, "a pass-through context");
+        })
+        .expect("rig");
+    }
 }
 
 #[test]
