@@ -7,7 +7,9 @@
 mod common;
 
 use common::start;
-use iommu_platform::StdClock;
+use std::cell::Cell;
+
+use iommu_platform::{Clock, Instant};
 use viommu_qtest::{Edu, GuestFrames, IommuOptions, QtestMem, QtestMmio, VTD_BASE};
 use viommu_unikernel::{BUFFERS, FRAME, RING, receive};
 use vtd_regs::{FrameAllocator, Iova, PhysAddr, PhysMem};
@@ -16,6 +18,19 @@ use vtd_regs::{FrameAllocator, Iova, PhysAddr, PhysMem};
 /// capacities hold its tables inline, and a debug build copies them.
 fn on_big_stack(test: impl FnOnce() + Send + 'static) {
     std::thread::Builder::new().stack_size(16 << 20).spawn(test).unwrap().join().unwrap();
+}
+
+/// A clock that advances 1 µs per reading: the driver's deadlines count
+/// its own steps, not qtest's round trips (which a loaded machine stretches
+/// past the 10 ms optimistic time limit, and reuse would then vary).
+#[derive(Clone, Default)]
+struct StepClock(Cell<u64>);
+
+impl Clock for StepClock {
+    fn now(&self) -> Instant {
+        self.0.set(self.0.get() + 1_000);
+        Instant(self.0.get())
+    }
 }
 
 fn receive_on(options: IommuOptions) {
@@ -43,7 +58,7 @@ fn receive_on(options: IommuOptions) {
         n += 1;
     };
     let registers = |base| (base == VTD_BASE).then(|| QtestMmio::new(&qemu));
-    let platform = (mem, frames.clone(), StdClock::new());
+    let platform = (mem, frames.clone(), StepClock::default());
     let report = receive(platform, &dmar, registers, edu.source_id(), ring, &mut nic).unwrap();
     assert_eq!((report.maps, written), (BUFFERS, BUFFERS.div_ceil(50)));
     // Two buffers share a page, and reuse is by page: the ring's pages are
