@@ -22,7 +22,7 @@ const RING: u64 = 256;
 const BUFFER: u64 = 1500;
 
 type Handle = CpuHandle<'static, Vec<Node>, Vec<Magazine>, Box<[AtomicU8]>>;
-type NicMapper = Mapper<Platform<TscClock>, Handle, Inv, NoPinning, Fixed<1024, 512>>;
+type NicMapper = Mapper<Platform<TscClock>, Handle, Inv, Fixed<1024, 512>>;
 
 fn mapper(reuse: Reuse, flush: FlushConfig) -> NicMapper {
     let bed = Testbed::new(EmuConfig::qemu());

@@ -46,7 +46,6 @@ type GuestMapper<X> = Mapper<
     (GMem, GFrames, NoClock),
     IovaTree<Vec<Node>>,
     QueuedInvalidator<X, GMem>,
-    NoPinning,
     Fixed<1024, 64>,
 >;
 

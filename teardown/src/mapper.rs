@@ -130,10 +130,10 @@ impl<P: Platform, S: IovaSpace, Pin: PagePinner> Owners<P, S, Pin> {
 
 /// A domain's mapping layer: maps and unmaps DMA buffers in the domain's
 /// table `SlPageTable<P::Mem, P::Frames>` on the platform `P`, drawing
-/// IOVAs from the space `S`, invalidating through `I`, pinning through
-/// `Pin` (none by default), and holding as many mappings and pending
-/// teardowns as the capacity `K` says (by default [`Fixed`]: 1024 and 256,
-/// inline).
+/// IOVAs from the space `S`, invalidating through `I`, holding as many
+/// mappings and pending teardowns as the capacity `K` says (by default
+/// [`Fixed`]: 1024 and 256, inline), and pinning through `Pin` (none by
+/// default: only a hypervisor mapping guest pages pins).
 ///
 /// A driver that stores one names the platform, the space and the
 /// invalidator: `Mapper<Kernel, IovaTree<Nodes>, QueuedInvalidator<Regs,
@@ -141,7 +141,7 @@ impl<P: Platform, S: IovaSpace, Pin: PagePinner> Owners<P, S, Pin> {
 /// picks all but the platform.
 ///
 /// The crate-level documentation has a walk-through.
-pub struct Mapper<P, S, I, Pin = NoPinning, K = Fixed>
+pub struct Mapper<P, S, I, K = Fixed, Pin = NoPinning>
 where
     P: Platform,
     S: IovaSpace,
@@ -157,7 +157,7 @@ where
     kept: usize,
 }
 
-impl<P, S, I, Pin> Mapper<P, S, I, Pin>
+impl<P, S, I, Pin> Mapper<P, S, I, Fixed, Pin>
 where
     P: Platform,
     S: IovaSpace,
@@ -184,7 +184,7 @@ where
     }
 }
 
-impl<P, S, I, Pin, K> Mapper<P, S, I, Pin, K>
+impl<P, S, I, K, Pin> Mapper<P, S, I, K, Pin>
 where
     P: Platform,
     S: IovaSpace,
@@ -594,7 +594,7 @@ where
     }
 }
 
-impl<P, S, I, K> Mapper<P, S, I, NoPinning, K>
+impl<P, S, I, K> Mapper<P, S, I, K, NoPinning>
 where
     P: Platform,
     S: IovaSpace,

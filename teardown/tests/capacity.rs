@@ -22,13 +22,8 @@ fn space<K: Capacity>(capacity: &K) -> IovaTree<K::Nodes> {
     IovaTree::new(Window::from_pages(1, (1 << 20) - 1).unwrap(), capacity.nodes())
 }
 
-type CapMapper<K> = Mapper<
-    viommu_examples::Platform<TestClock>,
-    IovaTree<<K as Capacity>::Nodes>,
-    Inv,
-    NoPinning,
-    K,
->;
+type CapMapper<K> =
+    Mapper<viommu_examples::Platform<TestClock>, IovaTree<<K as Capacity>::Nodes>, Inv, K>;
 
 /// A single-use mapper with capacities `cap`, flushing deferred batches of
 /// `batch`.

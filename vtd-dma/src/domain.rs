@@ -21,13 +21,8 @@ const MSI_WINDOW: (u64, u64) = (0xFEE0_0000 >> PAGE_SHIFT, 0xFEEF_FFFF >> PAGE_S
 const DEFAULT_WIDTH: u8 = 48;
 
 /// The mapping layer of a domain on platform `P` with unit registers `R`.
-type DomainMapper<P, R, K> = Mapper<
-    P,
-    IovaTree<<K as Capacity>::Nodes>,
-    UnitInvalidator<R, <P as Platform>::Mem>,
-    NoPinning,
-    K,
->;
+type DomainMapper<P, R, K> =
+    Mapper<P, IovaTree<<K as Capacity>::Nodes>, UnitInvalidator<R, <P as Platform>::Mem>, K>;
 
 /// Coherent memory ([`DmaDomain::alloc_coherent`]): zeroed frames mapped
 /// read-write for the device, until given back with

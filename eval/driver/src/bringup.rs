@@ -43,8 +43,7 @@ pub type DriverPlatform<'f, M> = (M, &'f Frames, TscClock);
 
 /// The mapping layer over unit registers `R` and memory `M` (the default
 /// capacities: 1024 mappings, 256 teardowns awaiting invalidation).
-pub type DriverMapper<'f, R, M> =
-    Mapper<DriverPlatform<'f, M>, Space, QueuedInvalidator<R, M>, NoPinning>;
+pub type DriverMapper<'f, R, M> = Mapper<DriverPlatform<'f, M>, Space, QueuedInvalidator<R, M>>;
 
 /// A brought-up unit: the context tables (kept alive) and the mapper.
 pub struct Driver<'f, R: Mmio, M: PhysMem + Copy> {

@@ -7,13 +7,14 @@ use std::collections::HashMap;
 
 use invalidation::{Clock, Instant};
 use iova_alloc::{IovaTree, Node, Window};
-use teardown::{Mapper, MapperConfig, PagePinner, PinError};
+use teardown::{Fixed, Mapper, MapperConfig, PagePinner, PinError};
 pub use viommu_examples::{DEVICE, DOMAIN, Emu, Frames, Inv, Mem, Testbed};
 use vtd_emu::EmuConfig;
 use vtd_regs::{Iova, PhysAddr};
 use vtd_tables::Access;
 
-pub type TestMapper<P> = Mapper<(Mem, Frames, &'static TestClock), IovaTree<Vec<Node>>, Inv, P>;
+pub type TestMapper<P> =
+    Mapper<(Mem, Frames, &'static TestClock), IovaTree<Vec<Node>>, Inv, Fixed, P>;
 
 /// Simulated RAM: data buffers live below `FRAMES_START`, tables above.
 pub const RAM: u64 = 32 << 20;

@@ -30,7 +30,7 @@ pub type Backend = Native<Mem, Frames, HostInv, GuestPinner>;
 pub type Vmmu = Viommu<GMem, Backend>;
 pub type GuestInv<X> = QueuedInvalidator<X, GMem>;
 pub type GuestMapper<X = &'static Vmmu> =
-    Mapper<(GMem, GFrames, NoClock), IovaTree<Vec<Node>>, GuestInv<X>, NoPinning, Fixed<1024, 64>>;
+    Mapper<(GMem, GFrames, NoClock), IovaTree<Vec<Node>>, GuestInv<X>, Fixed<1024, 64>>;
 /// The guest's register page under the sidecore.
 pub type SidecoreRegs =
     viommu::sidecore::SidecoreMmio<'static, viommu::sidecore::RegisterPage, Vmmu>;
