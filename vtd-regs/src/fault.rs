@@ -87,6 +87,81 @@ fault_reasons! {
     IrSourceIdInvalid = 0x26, "interrupt request with invalid source id";
     /// 31h: RTADDR.TTM holds a reserved translation table mode.
     InvalidTableMode = 0x31, "invalid translation table mode in RTADDR";
+    /// 38h (scalable mode): the scalable-mode root entry could not be read.
+    SmRootEntryAccess = 0x38, "SM: error accessing a root entry";
+    /// 39h: the half of the scalable-mode root entry for the device
+    /// function (LP or UP) is not present.
+    SmRootEntryNotPresent = 0x39, "SM: root entry not present";
+    /// 3Ah: a reserved field of a present scalable-mode root entry is non-zero.
+    SmRootEntryReserved = 0x3A, "SM: non-zero reserved field in a root entry";
+    /// 40h: the scalable-mode context entry could not be read.
+    SmContextEntryAccess = 0x40, "SM: error accessing a context entry";
+    /// 41h: the scalable-mode context entry is not present.
+    SmContextEntryNotPresent = 0x41, "SM: context entry not present";
+    /// 42h: a reserved field of a present scalable-mode context entry is non-zero.
+    SmContextEntryReserved = 0x42, "SM: non-zero reserved field in a context entry";
+    /// 43h: the scalable-mode context entry is programmed with an invalid value.
+    SmInvalidContextEntry = 0x43, "SM: invalid programming of a context entry";
+    /// 45h: a request with a PASID to a context entry with PASIDE clear.
+    SmPasidDisabled = 0x45, "SM: request with PASID while PASIDE is clear";
+    /// 46h: the request's PASID is beyond the PASID directory (PDTS).
+    SmPasidBeyondDirectory = 0x46, "SM: PASID beyond the PASID directory size";
+    /// 50h: the PASID directory entry could not be read.
+    PasidDirEntryAccess = 0x50, "SM: error accessing a PASID directory entry";
+    /// 51h: the PASID directory entry is not present.
+    PasidDirEntryNotPresent = 0x51, "SM: PASID directory entry not present";
+    /// 52h: a reserved field of a present PASID directory entry is non-zero.
+    PasidDirEntryReserved = 0x52, "SM: non-zero reserved field in a PASID directory entry";
+    /// 58h: the PASID table entry could not be read.
+    PasidEntryAccess = 0x58, "SM: error accessing a PASID table entry";
+    /// 59h: the PASID table entry is not present.
+    PasidEntryNotPresent = 0x59, "SM: PASID table entry not present";
+    /// 5Ah: a reserved field of a present PASID table entry is non-zero.
+    PasidEntryReserved = 0x5A, "SM: non-zero reserved field in a PASID table entry";
+    /// 5Bh: the PASID table entry is programmed with an invalid value (a
+    /// reserved or unsupported PGTT, AW or first-stage paging mode).
+    InvalidPasidEntry = 0x5B, "SM: invalid programming of a PASID table entry";
+    /// 5Dh: a supervisor request to a PASID entry with SRE clear.
+    SupervisorRequestsDisabled = 0x5D, "SM: supervisor request while SRE is clear";
+    /// 70h: a first-stage paging entry could not be read.
+    FsEntryAccess = 0x70, "SM: error accessing a first-stage paging entry";
+    /// 71h: a first-stage paging entry is not present.
+    FsEntryNotPresent = 0x71, "SM: first-stage paging entry not present";
+    /// 72h: a reserved field of a present first-stage paging entry is non-zero.
+    FsEntryReserved = 0x72, "SM: non-zero reserved field in a first-stage paging entry";
+    /// 73h: the first-stage table's root (FSPTPTR) could not be read.
+    FsRootAccess = 0x73, "SM: error accessing the first-stage table root";
+    /// 74h: nested: a first-stage table or page address is beyond the
+    /// second stage's input width.
+    NestedAddressBeyondWidth = 0x74, "SM: first-stage address beyond the second stage's width";
+    /// 75h: nested: the second stage denies reading the first-stage root table.
+    NestedRootReadDenied = 0x75, "SM: second stage denies reading the first-stage root";
+    /// 76h: nested: the second stage denies reading a first-stage table.
+    NestedTableReadDenied = 0x76, "SM: second stage denies reading a first-stage table";
+    /// 77h: nested: the second stage denies the write of an accessed or
+    /// dirty flag into a first-stage entry.
+    NestedTableWriteDenied = 0x77, "SM: second stage denies an A/D update of a first-stage entry";
+    /// 78h: a second-stage paging entry could not be read.
+    SsEntryAccess = 0x78, "SM: error accessing a second-stage paging entry";
+    /// 79h: a second-stage paging entry on the walk is not present (R = W = 0).
+    SsEntryNotPresent = 0x79, "SM: second-stage paging entry not present";
+    /// 7Ah: a reserved field of a present second-stage paging entry is non-zero.
+    SsEntryReserved = 0x7A, "SM: non-zero reserved field in a second-stage paging entry";
+    /// 80h: the input address of a first-stage translation is not canonical.
+    NonCanonical = 0x80, "SM: input address of a first-stage translation not canonical";
+    /// 81h: a user request to a first-stage page an entry marks supervisor (U/S = 0).
+    UserNotPermitted = 0x81, "SM: user request to a supervisor first-stage page";
+    /// 83h: the input address is above the translation's width.
+    SmAddressBeyondWidth = 0x83, "SM: input address beyond the translation's width";
+    /// 85h: a write to a page without write permission (scalable mode).
+    SmWriteNotPermitted = 0x85, "SM: write request without write permission";
+    /// 86h: a read to a page without read permission (scalable mode).
+    SmReadNotPermitted = 0x86, "SM: read request without read permission";
+    /// 87h: the output address falls in the interrupt address range (scalable mode).
+    SmInterruptAddressRange = 0x87, "SM: output address in the interrupt address range";
+    /// 91h: the unit could not write an accessed or dirty flag into a
+    /// first-stage entry.
+    FsFlagUpdateFailed = 0x91, "SM: accessed/dirty update of a first-stage entry failed";
 }
 
 impl fmt::Display for FaultReason {
@@ -112,5 +187,33 @@ mod tests {
         assert_eq!(FaultReason::from_code(5), Some(FaultReason::WriteNotPermitted));
         assert_eq!(FaultReason::from_code(6), Some(FaultReason::ReadNotPermitted));
         assert_eq!(FaultReason::from_code(2), Some(FaultReason::ContextEntryNotPresent));
+    }
+
+    #[test]
+    fn scalable_mode_codes() {
+        // Appendix A's scalable-mode codes, as QEMU's VTDFaultReason
+        // (VTD_FR_PASID_DIR_ENTRY_P 0x51, VTD_FR_PASID_ENTRY_P 0x59,
+        // VTD_FR_PASID_TABLE_ENTRY_INV 0x5b, VTD_FR_FS_PAGING_ENTRY_P 0x71,
+        // VTD_FR_FS_PAGING_ENTRY_RSVD 0x72, VTD_FR_FS_NON_CANONICAL 0x80,
+        // VTD_FR_FS_PAGING_ENTRY_US 0x81, VTD_FR_SM_WRITE 0x85,
+        // VTD_FR_SM_INTERRUPT_ADDR 0x87, VTD_FR_FS_BIT_UPDATE_FAILED 0x91)
+        // and Linux's dma_remap_sm_fault_reasons (from 0x30) number them.
+        let kat = [
+            (FaultReason::PasidDirEntryNotPresent, 0x51),
+            (FaultReason::PasidEntryNotPresent, 0x59),
+            (FaultReason::InvalidPasidEntry, 0x5b),
+            (FaultReason::FsEntryNotPresent, 0x71),
+            (FaultReason::FsEntryReserved, 0x72),
+            (FaultReason::NonCanonical, 0x80),
+            (FaultReason::UserNotPermitted, 0x81),
+            (FaultReason::SmWriteNotPermitted, 0x85),
+            (FaultReason::SmInterruptAddressRange, 0x87),
+            (FaultReason::FsFlagUpdateFailed, 0x91),
+            (FaultReason::SmContextEntryNotPresent, 0x41),
+            (FaultReason::SsEntryReserved, 0x7a),
+        ];
+        for (r, code) in kat {
+            assert_eq!(r as u8, code);
+        }
     }
 }

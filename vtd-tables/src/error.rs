@@ -55,6 +55,13 @@ pub enum Error {
     },
     /// A mapping needs at least one of read and write.
     NoPermission,
+    /// A first-stage page is always readable: write-only cannot be mapped.
+    WriteOnly,
+    /// The PASID is beyond the PASID table's size.
+    PasidBeyondTable {
+        /// The PASID.
+        pasid: u32,
+    },
     /// The frame allocator has no frame for a new table.
     OutOfFrames,
     /// The memory behind the tables refused an access.
@@ -99,6 +106,10 @@ impl fmt::Display for Error {
                 write!(f, "no supported table depth for {bits} bits")
             }
             Error::NoPermission => f.write_str("a mapping needs read or write permission"),
+            Error::WriteOnly => f.write_str("a first-stage mapping cannot be write-only"),
+            Error::PasidBeyondTable { pasid } => {
+                write!(f, "PASID {pasid:#x} is beyond the PASID table")
+            }
             Error::OutOfFrames => f.write_str("out of frames for page tables"),
             Error::Memory(e) => write!(f, "table memory: {e}"),
         }

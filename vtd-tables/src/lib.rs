@@ -84,9 +84,11 @@
 
 pub mod context;
 pub mod error;
+pub mod fl_pte;
 mod frames;
 mod leaf_cache;
 pub mod manager;
+pub mod pasid;
 pub mod perm;
 pub mod pte;
 mod raw;
@@ -99,11 +101,16 @@ pub mod walk;
 
 pub use context::{ContextEntry, TranslationType};
 pub use error::{Error, Result};
+pub use fl_pte::{FlPte, FlPteFlags};
 pub use manager::{Attachment, ContextChange, ContextManager};
+pub use pasid::{
+    PasidAttachment, PasidChange, PasidTable, PasidUse, ScalableContextChange,
+    ScalableContextManager,
+};
 pub use perm::{Access, Perm};
 pub use pte::{SlPte, SlPteFlags};
 pub use root::RootEntry;
-pub use table::{PartialMap, SlPageTable, TableConfig};
+pub use table::{PartialMap, SlPageTable, Stage, TableConfig};
 pub use translation::Translation;
 pub use unmap::{PartialUnmap, Unmapped};
 pub use walk::{ContextInfo, Fault, WalkLimits, lookup_context, walk, walk_second_level};

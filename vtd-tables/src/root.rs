@@ -122,6 +122,34 @@ impl ScalableRootEntry {
         Self { lo: half(lower), hi: half(upper) }
     }
 
+    /// Whether a reserved bit is set in the half of `devfn` (bits 11:1 of
+    /// it, or its pointer at or above HAW; fault 3Ah when present).
+    #[inline]
+    pub const fn has_reserved_bits(self, devfn: u8, haw: u8) -> bool {
+        let half = if devfn < 128 { self.lo } else { self.hi };
+        half & (LO_RESERVED | (CTP_MASK & !haw_frame_mask(haw))) != 0
+    }
+
+    /// Reads the entry of `bus` from the root table at `root_table`.
+    pub fn read<M: PhysMem + ?Sized>(
+        mem: &M,
+        root_table: PhysAddr,
+        bus: u8,
+    ) -> Result<Self, MemError> {
+        let (lo, hi) = read128(mem, RootEntry::address(root_table, bus))?;
+        Ok(Self { lo, hi })
+    }
+
+    /// Writes the entry of `bus` into the root table at `root_table`.
+    pub fn write<M: PhysMem + ?Sized>(
+        self,
+        mem: &M,
+        root_table: PhysAddr,
+        bus: u8,
+    ) -> Result<(), MemError> {
+        write128(mem, RootEntry::address(root_table, bus), self.lo, self.hi)
+    }
+
     /// The context table that holds `devfn`'s entry, or `None` when that
     /// half is not present.
     #[inline]

@@ -7,6 +7,7 @@ use vtd_regs::regs::{Cap, Sagaw, SecondLevelPageSizes};
 use vtd_regs::{FrameAllocator, Iova, PAGE_SIZE, PageSize, PhysAddr, PhysMem};
 
 use crate::error::{Error, Result};
+use crate::fl_pte::FlPte;
 use crate::frames::alloc_table;
 use crate::leaf_cache::LeafTableCache;
 use crate::perm::Perm;
@@ -22,6 +23,30 @@ pub struct TableConfig {
     sllps: SecondLevelPageSizes,
     /// The flags every leaf gets: SNP when snooping is on.
     leaf_flags: SlPteFlags,
+    /// Which entry format the table is built in.
+    stage: Stage,
+}
+
+/// The entry format of a table: second stage (§9.8), or first stage
+/// (§9.7, the processor's paging format) for scalable-mode PASID entries
+/// with PGTT first-stage or nested.
+///
+/// Both formats keep the present bit in bit 0, a write bit in bit 1, PS in
+/// bit 7, the address in bits 51:12 and ignore bits 61:52, so the same
+/// table code (and the same [`Unmapped`](crate::Unmapped) tokens, and
+/// `teardown` above it) serves both: only the entries it writes differ.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub enum Stage {
+    /// Second-stage entries: R and W.
+    Second,
+    /// First-stage entries: P, R/W, A (D for writable leaves), XD, and U/S
+    /// when `user`. A first-stage page is always readable, so a write-only
+    /// mapping cannot be expressed ([`Error::WriteOnly`]).
+    First {
+        /// Set U/S in every entry: requests without a PASID are user
+        /// requests (§3.6), so tables they use must allow user access.
+        user: bool,
+    },
 }
 
 impl TableConfig {
@@ -30,7 +55,59 @@ impl TableConfig {
     /// (§3.6). Pages that reach 2^`width` or beyond are refused.
     pub fn new(sagaw: Sagaw, sllps: SecondLevelPageSizes, width: u8) -> Result<Self> {
         let agaw = sagaw.choose(width).ok_or(Error::UnsupportedWidth { bits: width })?;
-        Ok(Self { agaw, width, sllps, leaf_flags: SlPteFlags::empty() })
+        Ok(Self { agaw, width, sllps, leaf_flags: SlPteFlags::empty(), stage: Stage::Second })
+    }
+
+    /// A first-stage table (§3.6, §9.7): 4 levels, or 5 with `five_level`
+    /// (CAP.FL5LP); 4 KiB and 2 MiB pages, and 1 GiB ones with `large`
+    /// (CAP.FL1GP); user entries when `user`. A first-stage input address
+    /// must be canonical, and a table maps the lower half only, so `width`
+    /// is at most 47 bits (4 levels) or 56 (5 levels).
+    pub fn first_stage(five_level: bool, large: bool, width: u8, user: bool) -> Result<Self> {
+        let (agaw, widest) = if five_level { (Agaw::Bits57, 56) } else { (Agaw::Bits48, 47) };
+        if width > widest || width < 12 {
+            return Err(Error::UnsupportedWidth { bits: width });
+        }
+        let sllps =
+            if large { SecondLevelPageSizes::all() } else { SecondLevelPageSizes::SIZE_2MIB };
+        let stage = Stage::First { user };
+        Ok(Self { agaw, width, sllps, leaf_flags: SlPteFlags::empty(), stage })
+    }
+
+    /// The entry format.
+    pub const fn stage(&self) -> Stage {
+        self.stage
+    }
+
+    /// The leaf entry (as a raw entry word) for `size` at `phys`.
+    #[inline]
+    pub(crate) const fn leaf_entry(&self, phys: PhysAddr, perm: Perm, size: PageSize) -> SlPte {
+        match self.stage {
+            Stage::Second => SlPte::leaf(phys, perm, size).with_flags(self.leaf_flags, true),
+            Stage::First { user } => SlPte(FlPte::leaf(phys, perm, size, user).0),
+        }
+    }
+
+    /// The non-leaf entry (as a raw entry word) pointing at `table`.
+    #[inline]
+    pub(crate) const fn table_entry(&self, table: PhysAddr) -> SlPte {
+        match self.stage {
+            Stage::Second => SlPte::table(table),
+            Stage::First { user } => SlPte(FlPte::table(table, user).0),
+        }
+    }
+
+    /// Whether a mapping may have `perm`: not empty, and not write-only in
+    /// a first-stage table.
+    #[inline]
+    pub(crate) const fn check_perm(&self, perm: Perm) -> Result<()> {
+        if perm.is_empty() {
+            return Err(Error::NoPermission);
+        }
+        if matches!(self.stage, Stage::First { .. }) && !perm.contains(Perm::READ) {
+            return Err(Error::WriteOnly);
+        }
+        Ok(())
     }
 
     /// [`new`](Self::new) with SAGAW and SLLPS from the unit's CAP.
@@ -356,15 +433,12 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         if phys.as_u64() & !ADDR_MASK != 0 {
             return Err(Error::PhysBeyondWidth { phys });
         }
-        if perm.is_empty() {
-            return Err(Error::NoPermission);
-        }
+        self.config.check_perm(perm)?;
         let slot = entry_address(self.cache.table(), index(iova, 1));
         if SlPte(self.mem.read_u64(slot)?).is_present() {
             return Err(Error::AlreadyMapped { iova });
         }
-        let leaf =
-            SlPte::leaf(phys, perm, PageSize::Size4KiB).with_flags(self.config.leaf_flags, true);
+        let leaf = self.config.leaf_entry(phys, perm, PageSize::Size4KiB);
         self.write_pte(slot, leaf)?;
         self.cache.count += 1;
         Ok(())
@@ -376,11 +450,9 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     #[inline(never)]
     fn map_one(&mut self, iova: Iova, phys: PhysAddr, size: PageSize, perm: Perm) -> Result<bool> {
         self.check(iova, phys, size)?;
-        if perm.is_empty() {
-            return Err(Error::NoPermission);
-        }
+        self.config.check_perm(perm)?;
         self.flush_cache()?;
-        let leaf = SlPte::leaf(phys, perm, size).with_flags(self.config.leaf_flags, true);
+        let leaf = self.config.leaf_entry(phys, perm, size);
         let target = size.level();
         let mut table = self.root;
         let mut parent = None;
@@ -437,7 +509,7 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         for (i, frame) in chain.iter().enumerate().rev() {
             let l = level - 1 - i as u8;
             self.write_pte(entry_address(*frame, index(iova, l)), below)?;
-            below = SlPte::table(*frame).with_count(1);
+            below = self.config.table_entry(*frame).with_count(1);
         }
         self.write_pte(slot, below)
     }

@@ -248,7 +248,7 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
                 self.write_pte(entry_address(*frame, k), pte)?;
             }
             let present = if l == target { PTES_PER_TABLE - 1 } else { PTES_PER_TABLE };
-            below = SlPte::table(*frame).with_count(present as u16);
+            below = self.config.table_entry(*frame).with_count(present as u16);
         }
         self.write_pte(slot, below)
     }

@@ -53,6 +53,11 @@ impl Ecap {
     pub const fn pss(self) -> u8 {
         field(self.0, 35, 39) as u8
     }
+    /// This value with ECAP.PSS replaced (5 bits: PASIDs of `pss + 1` bits).
+    #[must_use]
+    pub const fn with_pss(self, pss: u8) -> Self {
+        Self(with_field(self.0, 35, 39, pss as u64))
+    }
 }
 
 bit_fields!(Ecap: u64 {

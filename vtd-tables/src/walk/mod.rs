@@ -12,13 +12,25 @@
 //! [`MAX_WALK_READS`] words (a level never repeats, so cycles and entries that
 //! point at themselves only lead deeper until the last level), and reports
 //! the VT-d fault reason (Appendix A) a unit would record.
+//!
+//! Scalable mode ([`scalable`]) splits the same way, with a PASID cache's
+//! step between context and translation, and walks first-stage tables
+//! alone or nested over the second stage, whose one walker
+//! ([`walk_second_level`]) it reuses.
 
 mod context;
+mod first_stage;
 mod limits;
+pub mod scalable;
 mod second_level;
 
 pub use context::{ContextInfo, lookup_context};
 pub use limits::WalkLimits;
+pub use scalable::{
+    MAX_SCALABLE_WALK_READS, PasidInfo, PasidTranslation, Request, ScalableContextInfo,
+    ScalableLimits, effective_pasid, lookup_pasid, lookup_scalable_context, walk_pasid,
+    walk_scalable,
+};
 pub use second_level::walk_second_level;
 
 use vtd_regs::{FaultReason, Iova, PhysAddr, PhysMem, SourceId};
