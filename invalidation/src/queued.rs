@@ -8,7 +8,10 @@
 //! order, so the dword holds the latest completed sequence. Polling it is a
 //! memory read, not an MMIO access, which matters when MMIO is a VM exit.
 
-use vtd_regs::desc::{ContextCacheInv, Descriptor, IotlbInv, WaitDesc};
+use vtd_regs::desc::{
+    ContextCacheInv, Descriptor, IotlbInv, PasidCacheInv, PasidCacheScope, PasidIotlbScope,
+    WaitDesc,
+};
 use vtd_regs::regs::rtaddr::TranslationTableMode;
 use vtd_regs::regs::{DescriptorWidth, Fsts, Iqa, Iqh, QueueSize};
 use vtd_regs::unit::QueueError;
@@ -107,7 +110,11 @@ impl<M: Mmio, P: PhysMem> QueuedInvalidator<M, P> {
         if let Err(e) = zeroed {
             return give_back(Error::Mem(e), unit);
         }
-        let iqa = Iqa::new(base, size, DescriptorWidth::Bits128);
+        // 256-bit descriptors on a scalable-mode unit (ECAP.SMTS, as Linux
+        // does), so the PASID-based types can be queued (§6.5.2).
+        let width =
+            if unit.ecap().smts() { DescriptorWidth::Bits256 } else { DescriptorWidth::Bits128 };
+        let iqa = Iqa::new(base, size, width);
         if let Err(e) = unit.enable_queued_invalidation(iqa) {
             return give_back(Error::Unit(e), unit);
         }
@@ -207,9 +214,7 @@ impl<M: Mmio, P: PhysMem> QueuedInvalidator<M, P> {
     }
 
     fn slot_addr(&self, index: usize) -> PhysAddr {
-        PhysAddr::new(
-            self.iqa.base().as_u64() + ((index as u64) << DescriptorWidth::Bits128.shift()),
-        )
+        PhysAddr::new(self.iqa.base().as_u64() + ((index as u64) << self.iqa.width().shift()))
     }
 
     /// Free slots, keeping one empty so a full queue is distinguishable from
@@ -232,6 +237,17 @@ impl<M: Mmio, P: PhysMem> QueuedInvalidator<M, P> {
                 }
                 Ok(Descriptor::Iotlb(IotlbInv { scope, drain: drain & self.caps.drain }))
             }
+            _ if self.iqa.width() == DescriptorWidth::Bits128 => Err(Error::Unsupported(req)),
+            Invalidation::PasidCache(scope) => Ok(Descriptor::PasidCache(PasidCacheInv { scope })),
+            Invalidation::PasidIotlb(d) => {
+                if let PasidIotlbScope::Pages { order, .. } = d.scope
+                    && order > self.caps.max_mask_order
+                {
+                    return Err(Error::Unsupported(req));
+                }
+                Ok(Descriptor::PasidIotlb(d))
+            }
+            Invalidation::PasidDevTlb(d) => Ok(Descriptor::PasidDevTlb(d)),
         }
     }
 
@@ -249,9 +265,11 @@ impl<M: Mmio, P: PhysMem> QueuedInvalidator<M, P> {
             }
             self.wait_for_room()?;
         }
-        let mut bytes = [0u8; 16];
-        desc.write(DescriptorWidth::Bits128, &mut bytes).map_err(Error::Descriptor)?;
-        self.mem.write_bytes(self.slot_addr(self.tail), &bytes).map_err(Error::Mem)?;
+        let mut bytes = [0u8; 32];
+        let width = self.iqa.width();
+        desc.write(width, &mut bytes).map_err(Error::Descriptor)?;
+        let slot = bytes.get(..width.bytes()).unwrap_or(&bytes);
+        self.mem.write_bytes(self.slot_addr(self.tail), slot).map_err(Error::Mem)?;
         self.tail = (self.tail + 1) % self.entries();
         self.counters.count_descriptor(desc.ty());
         Ok(())
@@ -291,14 +309,16 @@ impl<M: Mmio, P: PhysMem> QueuedInvalidator<M, P> {
         }
         self.counters.queue_errors += 1;
         let head: Iqh = self.unit.mmio().read_reg();
-        let index = head.index(DescriptorWidth::Bits128) % self.entries();
+        let width = self.iqa.width();
+        let index = head.index(width) % self.entries();
         let addr = self.slot_addr(index);
-        let mut bytes = [0u8; 16];
+        let mut bytes = [0u8; 32];
+        let slot = bytes.get_mut(..width.bytes()).unwrap_or_default();
         let descriptor = self
             .mem
-            .read_bytes(addr, &mut bytes)
+            .read_bytes(addr, slot)
             .ok()
-            .and_then(|()| Descriptor::read(DescriptorWidth::Bits128, &bytes).ok());
+            .and_then(|()| Descriptor::read(width, &bytes).ok());
         // The fix must be in memory before IQE is cleared: the unit
         // re-fetches the head as soon as it may.
         if fsts.iqe() {
@@ -307,14 +327,18 @@ impl<M: Mmio, P: PhysMem> QueuedInvalidator<M, P> {
                     Descriptor::ContextCache(ContextCacheInv { scope: ContextScope::Global })
                 }
                 Some(Descriptor::Wait(_)) => Descriptor::Wait(WaitDesc::default()),
+                Some(Descriptor::PasidCache(_)) => {
+                    Descriptor::PasidCache(PasidCacheInv { scope: PasidCacheScope::Global })
+                }
                 _ => Descriptor::Iotlb(IotlbInv {
                     scope: IotlbScope::Global,
                     drain: self.caps.drain,
                 }),
             };
-            let mut fixed = [0u8; 16];
-            replacement.write(DescriptorWidth::Bits128, &mut fixed).map_err(Error::Descriptor)?;
-            self.mem.write_bytes(addr, &fixed).map_err(Error::Mem)?;
+            let mut fixed = [0u8; 32];
+            replacement.write(width, &mut fixed).map_err(Error::Descriptor)?;
+            let fixed = fixed.get(..width.bytes()).unwrap_or(&fixed);
+            self.mem.write_bytes(addr, fixed).map_err(Error::Mem)?;
             self.mem.flush_for_device(addr, fixed.len());
         }
         match self.unit.take_queue_error() {

@@ -1,7 +1,13 @@
 //! What to invalidate, independent of how: the same request is a queued
 //! descriptor (VT-d §6.5.2) or a register command (§10.4.7, §10.4.8).
 
-use vtd_regs::{ContextScope, DomainId, Drain, FunctionMask, IotlbScope, SourceId};
+use core::ops::Range;
+
+use vtd_regs::desc::{Pasid, PasidCacheScope, PasidDevTlbInv, PasidIotlbInv, PasidIotlbScope};
+use vtd_regs::scope::AddressMaskOrder;
+use vtd_regs::{ContextScope, DomainId, Drain, FunctionMask, IotlbScope, Iova, SourceId};
+
+use crate::blocks::PageBlocks;
 
 /// One invalidation request.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -18,6 +24,15 @@ pub enum Invalidation {
         /// drains the unit supports (CAP.DRD, CAP.DWD) are honoured.
         drain: Drain,
     },
+    /// Drop cached PASID-table entries (scalable mode, §6.5.2.2): after a
+    /// PASID entry changed. Queued only, in a 256-bit queue.
+    PasidCache(PasidCacheScope),
+    /// Drop the translations of one PASID of one domain (first-stage and
+    /// nested, §6.5.2.4). Queued only, in a 256-bit queue.
+    PasidIotlb(PasidIotlbInv),
+    /// Invalidate a device's translations of one PASID in its device-TLB
+    /// (ATS, §6.5.2.6). Queued only, in a 256-bit queue.
+    PasidDevTlb(PasidDevTlbInv),
 }
 
 impl Invalidation {
@@ -56,6 +71,76 @@ impl Invalidation {
             }),
             Invalidation::Iotlb { scope: IotlbScope::Domain(domain), drain: Drain::empty() },
         ]
+    }
+}
+
+impl Invalidation {
+    /// What software owes after changing or clearing the present PASID
+    /// entry of `pasid`, which was in `domain` (§6.5.2.2, §6.5.2.4; Linux
+    /// `intel_pasid_tear_down_entry`): a PASID-selective PASID-cache
+    /// invalidation, then the IOTLB: PASID-selective when the entry's
+    /// translations were tagged by the PASID (first-stage, nested),
+    /// domain-selective otherwise (second-stage, pass-through). A new
+    /// entry where none was is owed the same under caching mode (CAP.CM).
+    pub const fn pasid_changed(
+        domain: DomainId,
+        pasid: Pasid,
+        tagged_by_pasid: bool,
+    ) -> [Invalidation; 2] {
+        let iotlb = if tagged_by_pasid {
+            Invalidation::PasidIotlb(PasidIotlbInv { domain, pasid, scope: PasidIotlbScope::Pasid })
+        } else {
+            Invalidation::Iotlb { scope: IotlbScope::Domain(domain), drain: Drain::empty() }
+        };
+        [Invalidation::PasidCache(PasidCacheScope::Pasid { domain, pasid }), iotlb]
+    }
+
+    /// What software owes after changing or clearing the scalable-mode
+    /// context entry of `source` (§6.5.3.3; Linux
+    /// `sm_context_flush_caches`): the device's context-cache entry, then
+    /// every PASID-cache and IOTLB entry, as the PASID tables behind it may
+    /// have been cached under any domain.
+    pub const fn scalable_context_changed(source: SourceId) -> [Invalidation; 3] {
+        [
+            Invalidation::Context(ContextScope::Device {
+                domain: DomainId::new(0),
+                source,
+                function_mask: FunctionMask::None,
+            }),
+            Invalidation::PasidCache(PasidCacheScope::Global),
+            Invalidation::Iotlb { scope: IotlbScope::Global, drain: Drain::empty() },
+        ]
+    }
+
+    /// The page-selective PASID-based IOTLB invalidations that cover
+    /// `range` of `pasid` in `domain` (a first-stage unmap's token), blocks
+    /// of at most 2^`max_order` pages (CAP.MAMV), as [`PageBlocks`] splits
+    /// a second-stage range.
+    pub fn pasid_pages(
+        domain: DomainId,
+        pasid: Pasid,
+        range: &Range<Iova>,
+        max_order: AddressMaskOrder,
+        leaf_only: bool,
+    ) -> impl Iterator<Item = Invalidation> + use<> {
+        PageBlocks::new(domain, range, max_order, leaf_only).filter_map(move |scope| match scope {
+            IotlbScope::Pages { addr, order, leaf_only, .. } => {
+                let scope = PasidIotlbScope::Pages { addr, order, leaf_only };
+                Some(Invalidation::PasidIotlb(PasidIotlbInv { domain, pasid, scope }))
+            }
+            _ => None,
+        })
+    }
+
+    /// Whether the request is one of the PASID-based types, which only a
+    /// queue of 256-bit descriptors carries.
+    pub const fn needs_wide_queue(&self) -> bool {
+        matches!(
+            self,
+            Invalidation::PasidCache(_)
+                | Invalidation::PasidIotlb(_)
+                | Invalidation::PasidDevTlb(_)
+        )
     }
 }
 

@@ -73,6 +73,11 @@ pub enum ConfigError {
     RegisterLayout,
     /// The host address width is 0 or above 64.
     BadHostAddressWidth,
+    /// The scalable-mode capabilities do not fit together (§10.4.3):
+    /// ECAP.FLTS, SLTS, NEST, PASID or CAP.FL1GP, FL5LP without ECAP.SMTS;
+    /// SMTS without QI, or without any translation type (FLTS, SLTS, PT);
+    /// NEST without both FLTS and SLTS.
+    ScalableCapabilities,
 }
 
 impl fmt::Display for ConfigError {
@@ -84,6 +89,9 @@ impl fmt::Display for ConfigError {
             ConfigError::TooManyFaultRecords => "CAP.NFR exceeds the model's fault records",
             ConfigError::RegisterLayout => "CAP.FRO/NFR or ECAP.IRO overlap other registers",
             ConfigError::BadHostAddressWidth => "host address width must be 1..=64 bits",
+            ConfigError::ScalableCapabilities => {
+                "ECAP.SMTS/FLTS/SLTS/NEST/PASID and CAP.FL1GP/FL5LP do not fit together"
+            }
         })
     }
 }
@@ -144,6 +152,35 @@ impl EmuConfig {
         }
     }
 
+    /// QEMU 7.2's `intel-iommu` with `x-scalable-mode=on`: [`qemu`]'s
+    /// registers with ECAP 0x4800_80f0_0f4a (SMTS, SLTS and SRS added):
+    /// scalable mode with second-stage and pass-through PASID entries.
+    ///
+    /// [`qemu`]: Self::qemu
+    pub const fn qemu_scalable() -> Self {
+        let mut c = Self::qemu();
+        c.ecap = Ecap(0x4800_80f0_0f4a);
+        c
+    }
+
+    /// [`modern`](Self::modern) in scalable mode with every translation
+    /// type: ECAP.SMTS, FLTS, SLTS, NEST, PASID (20 bits), SRS, and CAP.FL1GP
+    /// (first-stage 1 GiB pages; 4-level first stage, no FL5LP).
+    pub const fn scalable() -> Self {
+        let mut c = Self::modern();
+        c.cap = c.cap.with_fl1gp(true);
+        c.ecap = c
+            .ecap
+            .with_smts(true)
+            .with_flts(true)
+            .with_slts(true)
+            .with_nest(true)
+            .with_pasid(true)
+            .with_pss(19)
+            .with_srs(true);
+        c
+    }
+
     /// This configuration with CAP.CM (caching mode, §6.1) set or cleared:
     /// what a vIOMMU reports so that the guest invalidates on every map.
     #[must_use]
@@ -199,6 +236,9 @@ impl EmuConfig {
         if hw == 0 || hw > 64 {
             return Err(ConfigError::BadHostAddressWidth);
         }
+        if !self.scalable_capabilities_fit() {
+            return Err(ConfigError::ScalableCapabilities);
+        }
         let fro = self.cap.fro().byte_offset();
         let fro_end = fro + records * 16;
         let iva = self.ecap.iro().iva();
@@ -209,6 +249,21 @@ impl EmuConfig {
             return Err(ConfigError::RegisterLayout);
         }
         Ok(())
+    }
+}
+
+impl EmuConfig {
+    /// The rules of [`ConfigError::ScalableCapabilities`].
+    const fn scalable_capabilities_fit(&self) -> bool {
+        let (cap, ecap) = (self.cap, self.ecap);
+        if !ecap.smts() {
+            let scalable_only = ecap.flts() || ecap.slts() || ecap.nest() || ecap.pasid();
+            return !(scalable_only || cap.fl1gp() || cap.fl5lp());
+        }
+        let any = ecap.flts() || ecap.slts() || ecap.pass_through();
+        let nest = !ecap.nest() || (ecap.flts() && ecap.slts());
+        let first = ecap.flts() || !(cap.fl1gp() || cap.fl5lp());
+        ecap.qi() && any && nest && first
     }
 }
 
@@ -241,6 +296,42 @@ mod tests {
         assert_eq!(c.cap.nfr().count(), 8);
         assert_eq!(c.cap.mgaw().bits(), 48);
         assert!(c.ecap.qi() && c.cap.psi());
+    }
+
+    #[test]
+    fn scalable_presets_and_capability_combinations() {
+        let q = EmuConfig::qemu_scalable();
+        assert_eq!(q.validate(), Ok(()));
+        assert!(q.ecap.smts() && q.ecap.slts() && !q.ecap.flts() && !q.ecap.nest());
+        let s = EmuConfig::scalable();
+        assert_eq!(s.validate(), Ok(()));
+        assert!(s.ecap.flts() && s.ecap.nest() && s.ecap.pasid() && s.ecap.pss() == 19);
+        let bad = |ecap: Ecap, cap: Cap| {
+            EmuConfig { ecap, cap, ..EmuConfig::modern() }.validate()
+                == Err(ConfigError::ScalableCapabilities)
+        };
+        let m = EmuConfig::modern();
+        assert!(bad(m.ecap.with_flts(true), m.cap), "FLTS without SMTS");
+        assert!(bad(m.ecap, m.cap.with_fl1gp(true)), "FL1GP without SMTS");
+        assert!(bad(s.ecap.with_qi(false), s.cap), "SMTS without QI");
+        assert!(bad(s.ecap.with_slts(false), s.cap), "NEST without SLTS");
+        assert!(bad(s.ecap.with_flts(false).with_nest(false), s.cap), "FL1GP without FLTS");
+        let none =
+            s.ecap.with_flts(false).with_slts(false).with_nest(false).with_pass_through(false);
+        assert!(bad(none, m.cap), "SMTS without a translation type");
+        // Every other combination of FLTS, SLTS, NEST (and PT) is valid.
+        for bits in 0..16u8 {
+            let e = s
+                .ecap
+                .with_flts(bits & 1 != 0)
+                .with_slts(bits & 2 != 0)
+                .with_nest(bits & 4 != 0)
+                .with_pass_through(bits & 8 != 0);
+            let ok =
+                (e.flts() || e.slts() || e.pass_through()) && (!e.nest() || (e.flts() && e.slts()));
+            let c = EmuConfig { ecap: e, cap: m.cap, ..s };
+            assert_eq!(c.validate().is_ok(), ok, "{e:?}");
+        }
     }
 
     #[test]

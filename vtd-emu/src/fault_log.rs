@@ -34,7 +34,13 @@ pub struct Fault {
 impl Fault {
     /// The fault recording register contents for this fault (F set).
     pub const fn record(&self) -> Frcd {
-        Frcd::new(self.source, self.reason, self.kind, self.addr.as_u64(), None)
+        self.record_pasid(None)
+    }
+
+    /// The fault recording register contents for this fault of a request
+    /// that carried `pasid` (PP, PV, §10.4.14).
+    pub const fn record_pasid(&self, pasid: Option<u32>) -> Frcd {
+        Frcd::new(self.source, self.reason, self.kind, self.addr.as_u64(), pasid)
     }
 }
 
@@ -85,6 +91,11 @@ impl FaultLog {
 
     /// Logs a fault.
     pub fn record(&mut self, fault: &Fault) -> Logged {
+        self.record_pasid(fault, None)
+    }
+
+    /// [`record`](Self::record) for a request that carried `pasid`.
+    pub fn record_pasid(&mut self, fault: &Fault, pasid: Option<u32>) -> Logged {
         if self.pfo {
             return Logged::Dropped;
         }
@@ -94,7 +105,7 @@ impl FaultLog {
             return Logged::Overflowed;
         }
         let first_pending = !self.ppf();
-        self.records[usize::from(index)] = fault.record();
+        self.records[usize::from(index)] = fault.record_pasid(pasid);
         if first_pending {
             self.fri = index;
         }

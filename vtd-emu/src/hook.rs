@@ -32,11 +32,11 @@
 //! They get a [`UnitView`]: the memory the unit reads (where the tables the
 //! invalidation is about live) and the latched state.
 //!
-//! The enums are `#[non_exhaustive]`: PASID-based invalidations and the
-//! scalable-mode state of a unit with ECAP.SMTS come through the same two
-//! methods when the model implements them.
+//! The enums are `#[non_exhaustive]`: the PASID-based invalidations of a
+//! unit with ECAP.SMTS came through the same method when the model
+//! implemented scalable mode, and later additions will too.
 
-use vtd_regs::desc::{DevTlbInv, IecScope};
+use vtd_regs::desc::{DevTlbInv, IecScope, PasidCacheScope, PasidDevTlbInv, PasidIotlbInv};
 use vtd_regs::regs::rtaddr::TranslationTableMode;
 use vtd_regs::regs::{GlobalBits, Gsts, Irta, Rtaddr};
 use vtd_regs::{ContextScope, IotlbScope, PhysAddr};
@@ -60,6 +60,16 @@ pub enum Invalidation {
     /// An interrupt entry cache invalidation (descriptor type 4,
     /// §6.5.2.7), on a unit with ECAP.IR.
     InterruptEntries(IecScope),
+    /// A PASID-cache invalidation (descriptor type 7, §6.5.2.2), on a unit
+    /// with ECAP.SMTS, domain id cut to CAP.ND.
+    PasidCache(PasidCacheScope),
+    /// A PASID-based IOTLB invalidation (descriptor type 6, §6.5.2.4), on
+    /// a unit with ECAP.SMTS, domain id cut to CAP.ND: first-stage and
+    /// nested translations of one PASID.
+    PasidIotlb(PasidIotlbInv),
+    /// A PASID-based device-TLB invalidation (descriptor type 8,
+    /// §6.5.2.6), on a unit with ECAP.SMTS and ECAP.DT.
+    PasidDevTlb(PasidDevTlbInv),
 }
 
 /// A change of the unit's state software commanded through GCMD (§10.4.4),

@@ -3,6 +3,7 @@
 //! unit's own caches. One path for both interfaces, so the hook sees
 //! exactly what the caches drop.
 
+use vtd_regs::desc::{PasidCacheScope, PasidIotlbInv, PasidIotlbScope};
 use vtd_regs::{ContextScope, IotlbScope, PhysMem};
 
 use crate::emulator::State;
@@ -35,6 +36,24 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
                     IotlbScope::Pages { domain: self.cfg.domain(domain), addr, order, leaf_only }
                 }
             }),
+            Invalidation::PasidCache(scope) => Invalidation::PasidCache(match scope {
+                PasidCacheScope::Global => PasidCacheScope::Global,
+                PasidCacheScope::Domain(d) => PasidCacheScope::Domain(self.cfg.domain(d)),
+                PasidCacheScope::Pasid { domain, pasid } => {
+                    PasidCacheScope::Pasid { domain: self.cfg.domain(domain), pasid }
+                }
+            }),
+            Invalidation::PasidIotlb(inv) => {
+                if let PasidIotlbScope::Pages { order, .. } = inv.scope
+                    && order > cap.mamv().max_order()
+                {
+                    return None;
+                }
+                Invalidation::PasidIotlb(PasidIotlbInv {
+                    domain: self.cfg.domain(inv.domain),
+                    ..inv
+                })
+            }
             other => other,
         })
     }
@@ -53,10 +72,14 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
         match inv {
             Invalidation::ContextCache(scope) => {
                 self.contexts.invalidate(scope);
+                self.scalable.invalidate_contexts(scope);
             }
             Invalidation::Iotlb(scope) => {
                 self.iotlb.invalidate(scope);
+                self.scalable.invalidate_iotlb(scope);
             }
+            Invalidation::PasidCache(scope) => self.scalable.invalidate_pasids(scope),
+            Invalidation::PasidIotlb(inv) => self.scalable.invalidate_pasid_iotlb(inv),
             // The model keeps no device-TLB and no interrupt entry cache.
             _ => {}
         }

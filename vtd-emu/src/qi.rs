@@ -148,6 +148,11 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
             Descriptor::Iotlb(inv) => Some(Invalidation::Iotlb(inv.scope)),
             Descriptor::DevTlb(inv) if ecap.device_tlb() => Some(Invalidation::DevTlb(inv)),
             Descriptor::Iec(inv) if ecap.ir() => Some(Invalidation::InterruptEntries(inv.scope)),
+            Descriptor::PasidCache(inv) if ecap.smts() => Some(Invalidation::PasidCache(inv.scope)),
+            Descriptor::PasidIotlb(inv) if ecap.smts() => Some(Invalidation::PasidIotlb(inv)),
+            Descriptor::PasidDevTlb(inv) if ecap.smts() && ecap.device_tlb() => {
+                Some(Invalidation::PasidDevTlb(inv))
+            }
             _ => None,
         };
         if let Some(inv) = inv {
@@ -175,6 +180,8 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
                 }
             },
             Descriptor::ContextCache(_) | Descriptor::Iotlb(_) => {}
+            Descriptor::PasidCache(_) | Descriptor::PasidIotlb(_) if ecap.smts() => {}
+            Descriptor::PasidDevTlb(_) if ecap.smts() && ecap.device_tlb() => {}
             Descriptor::Iec(_) if ecap.ir() => {}
             Descriptor::Wait(w) => {
                 // PD without ECAP.PDS is a reserved field (§6.5.2.8).
@@ -196,8 +203,8 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
                 }
             }
             // Device-TLB descriptors without ECAP.DT, interrupt entry cache
-            // ones without ECAP.IR, and the PASID-based (scalable-mode)
-            // types are not supported by this unit.
+            // ones without ECAP.IR, and the PASID-based types without
+            // ECAP.SMTS are not supported by this unit.
             _ => return Err(QueueErrorInfo::InvalidType),
         }
         self.count_descriptor(code);

@@ -266,6 +266,9 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
             if cap.esrtps() {
                 self.contexts.invalidate(vtd_regs::ContextScope::Global);
                 self.iotlb.invalidate(IotlbScope::Global);
+                self.scalable.invalidate_contexts(vtd_regs::ContextScope::Global);
+                self.scalable.invalidate_pasids(vtd_regs::desc::PasidCacheScope::Global);
+                self.scalable.invalidate_iotlb(IotlbScope::Global);
             }
         }
         let sirtp = want.contains(GlobalBits::SIRTP) && ecap.ir();

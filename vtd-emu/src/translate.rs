@@ -30,6 +30,10 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
             // Remapping disabled: requests pass untranslated (§10.4.4).
             return Ok(PhysAddr::new(iova.as_u64()));
         }
+        if self.scalable_active() {
+            let req = vtd_tables::walk::Request::untagged(access);
+            return self.translate_scalable(mem, source, iova, req);
+        }
         let fault = |reason| Fault {
             source,
             addr: iova,
@@ -136,7 +140,12 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
 
     /// Records a fault and raises the fault event it calls for.
     pub(crate) fn log(&mut self, fault: &Fault) {
-        match self.faults.record(fault) {
+        self.log_pasid(fault, None);
+    }
+
+    /// [`log`](Self::log) for a request that carried `pasid` (FRCD.PP, PV).
+    pub(crate) fn log_pasid(&mut self, fault: &Fault, pasid: Option<vtd_regs::desc::Pasid>) {
+        match self.faults.record_pasid(fault, pasid.map(vtd_regs::desc::Pasid::raw)) {
             Logged::Recorded { first_pending, .. } => {
                 self.counters.faults_recorded += 1;
                 if first_pending {
