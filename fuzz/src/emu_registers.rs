@@ -55,7 +55,7 @@ pub(crate) fn unit(mem: &HeapMemory, cfg: EmuConfig) -> Unit<'_> {
 }
 
 /// Bytes of simulated memory.
-const MEM: usize = 64 << 10;
+pub(crate) const MEM: usize = 64 << 10;
 /// Most operations run per input.
 const MAX_OPS: usize = 512;
 

@@ -32,4 +32,7 @@ harnesses! {
     walk;
     /// The vIOMMU under an arbitrary guest's registers, tables and queue.
     viommu_guest;
+    /// vtd-emu in scalable mode: arbitrary PASID and first/second-stage
+    /// tables, 256-bit queue contents and PASID-tagged requests.
+    emu_scalable;
 }
