@@ -14,6 +14,14 @@
 //! - The hardware side: [`walk()`] ([`lookup_context`] then
 //!   [`walk_second_level`]) translates through tables it does not trust and
 //!   reports the VT-d fault reason a unit would.
+//! - Scalable mode (§3.4.3, §3.6, §3.8, §9.2–§9.7): [`PasidTable`] and
+//!   [`ScalableContextManager`] build a device's PASID directory and tables
+//!   and the scalable-mode root and context tables, returning the
+//!   invalidations owed as tokens ([`PasidChange`],
+//!   [`ScalableContextChange`]); first-stage tables are [`SlPageTable`]s
+//!   built with [`TableConfig::first_stage`] ([`FlPte`] entries), so one
+//!   mapper serves both stages; [`walk::scalable`] walks every PGTT,
+//!   nested included, with the scalable-mode fault reasons.
 //!
 //! ```
 //! use std::cell::RefCell;

@@ -101,7 +101,7 @@ pub(crate) fn walk_first_stage<M: PhysMem + ?Sized>(
                         ctx,
                         Iova::new(out.as_u64()),
                         req.access,
-                        &limits.base,
+                        &limits.second_stage_limits(),
                     )
                     .map_err(|f| match f.reason {
                         FaultReason::AddressBeyondWidth => {
@@ -137,7 +137,7 @@ fn stage_two<M: PhysMem + ?Sized>(
     limits: &ScalableLimits,
     level: u8,
 ) -> Result<PhysAddr, Fault> {
-    walk_second_level(mem, ctx, Iova::new(gpa.as_u64()), access, &limits.base)
+    walk_second_level(mem, ctx, Iova::new(gpa.as_u64()), access, &limits.second_stage_limits())
         .map(|t| t.phys)
         .map_err(|f| {
             let reason = match f.reason {

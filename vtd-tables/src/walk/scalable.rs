@@ -67,6 +67,16 @@ impl ScalableLimits {
             pasid_bits: if ecap.pasid() { ecap.pss() + 1 } else { 0 },
         }
     }
+
+    /// The limits a second-stage walk of scalable mode checks: the legacy
+    /// ones, with SNP (bit 11) ignored rather than reserved, as in
+    /// scalable-mode second-stage entries (QEMU's `vtd_slpte_nonzero_rsvd`
+    /// masks it in scalable mode too; Linux sets it there).
+    pub(crate) const fn second_stage_limits(&self) -> WalkLimits {
+        let mut l = self.base;
+        l.snoop_control = true;
+        l
+    }
 }
 
 /// A DMA request in scalable mode: its kind, PASID and privilege.
@@ -326,7 +336,8 @@ pub fn walk_pasid<M: PhysMem + ?Sized>(
         _ if info.first.is_some() => return walk_first_stage(mem, info, iova, req, limits),
         Some((table, agaw)) => {
             let ctx = info.second_stage_context(table, agaw);
-            walk_second_level(mem, &ctx, iova, req.access, &limits.base).map_err(scalable_code)?
+            walk_second_level(mem, &ctx, iova, req.access, &limits.second_stage_limits())
+                .map_err(scalable_code)?
         }
         None => Translation {
             phys: PhysAddr::new(iova.as_u64()),
