@@ -324,7 +324,13 @@ fn decode_pasid_entry(
 /// Second-stage faults are the legacy walker's in their scalable-mode
 /// codes: 83h (beyond the width), 78h (entry unreadable), 86h or 85h (an
 /// entry lacks the access), 7Ah (reserved bits), 87h (interrupt range).
-/// First-stage and nested faults: see [`walk_first_stage`].
+/// First-stage faults: 80h (not canonical), 73h or 70h (the root or a
+/// lower entry unreadable), 71h (not present), 72h (reserved bits), 85h
+/// (R/W clear on a write), 81h (U/S clear on a user request), 91h (an A or
+/// D update failed), 87h; nested walks add 74h (a first-stage address
+/// beyond the second stage's width), 75h and 76h (the second stage does
+/// not let the root or a lower first-stage table be read), 77h (nor an
+/// A/D update be written).
 pub fn walk_pasid<M: PhysMem + ?Sized>(
     mem: &M,
     info: &PasidInfo,
