@@ -5,7 +5,10 @@
 use vtd_emu::hook::{Change, Hook, Invalidation, Outcome, UnitView};
 use vtd_emu::mem::HeapMemory;
 use vtd_emu::{EmuConfig, Emulator, SimFrameAllocator};
-use vtd_regs::desc::{ContextCacheInv, IecInv, IecScope, IotlbInv, RawDescriptor, WaitDesc};
+use vtd_regs::desc::{
+    ContextCacheInv, IecInv, IecScope, IotlbInv, Pasid, PasidCacheInv, PasidCacheScope,
+    PasidIotlbInv, PasidIotlbScope, RawDescriptor, WaitDesc,
+};
 use vtd_regs::regs::iq::{DescriptorWidth, QueueSize};
 use vtd_regs::regs::rtaddr::TranslationTableMode;
 use vtd_regs::regs::{Ccmd, Gcmd, GlobalBits, Iqa, Iqh, Iqt, Irta, Rtaddr};
@@ -210,4 +213,35 @@ fn a_stalled_register_command_stays_pending_until_polled() {
     assert!(!done.icc());
     assert_eq!(done.caig(), Some(vtd_regs::Granularity::Global));
     assert_eq!(r.seen(), [Seen::Inv(Invalidation::ContextCache(ContextScope::Global))]);
+}
+
+#[test]
+fn pasid_based_invalidations_reach_the_hook_as_performed() {
+    // A scalable-mode unit with 8-bit domain ids and a 256-bit queue.
+    let mut cfg = EmuConfig::scalable();
+    cfg.cap = cfg.cap.with_nd(vtd_regs::regs::DomainBits::from_field(2));
+    let mut r = rig(cfg);
+    r.queue = Iqa::new(r.queue.base(), QueueSize::from_order(0).unwrap(), DescriptorWidth::Bits256);
+    r.enable_queue();
+    r.seen();
+    let pasid = Pasid::new(0x12345).unwrap();
+    let pc =
+        PasidCacheInv { scope: PasidCacheScope::Pasid { domain: DomainId::new(0x105), pasid } };
+    let pages = PasidIotlbScope::pages(Iova::new(0x4000), 2, true).unwrap();
+    let pi = PasidIotlbInv { domain: DomainId::new(0x207), pasid, scope: pages };
+    let wide = [Descriptor::from(pc), Descriptor::from(pi), Descriptor::from(WaitDesc::NONE)];
+    for (slot, d) in wide.into_iter().enumerate() {
+        let at = PhysAddr::new(r.queue.base().as_u64() + slot as u64 * 32);
+        r.mem.write_bytes(at, &d.encode_wide().to_le_bytes()).unwrap();
+    }
+    (&r.emu).write_reg(Iqt::from_index(3, DescriptorWidth::Bits256));
+    assert!(!r.emu.fault_status().iqe());
+    let cut_pc = PasidCacheScope::Pasid { domain: DomainId::new(5), pasid };
+    assert_eq!(
+        r.seen(),
+        [
+            Seen::Inv(Invalidation::PasidCache(cut_pc)),
+            Seen::Inv(Invalidation::PasidIotlb(PasidIotlbInv { domain: DomainId::new(7), ..pi })),
+        ]
+    );
 }
