@@ -11,6 +11,7 @@ use vtd_emu::mem::HeapMemory;
 use vtd_emu::{EmuConfig, Emulator, SimFrameAllocator};
 use vtd_regs::desc::{DescType, Pasid};
 use vtd_regs::regs::QueueSize;
+use vtd_regs::regs::cap::Agaw;
 use vtd_regs::regs::rtaddr::TranslationTableMode;
 use vtd_regs::{DomainId, FaultReason, Iova, PageSize, PhysAddr, RemappingUnit, SourceId};
 use vtd_tables::walk::{Request, ScalableLimits, walk_scalable};
@@ -123,7 +124,7 @@ fn every_pgtt_translates_and_stays_cached_until_invalidated() {
             agaw: ss.config().agaw(),
         },
     );
-    r.set(3, PasidAttachment::PassThrough { domain: D });
+    r.set(3, PasidAttachment::PassThrough { domain: D, agaw: Agaw::Bits48 });
     assert_eq!(r.dma(None, 0x1010, Access::Write), Ok(PhysAddr::new(0x20_0010)));
     assert_eq!(r.dma(Some(0), 0x1010, Access::Read), Ok(PhysAddr::new(0x20_0010)));
     assert_eq!(r.dma(Some(1), 0x3010, Access::Write), Ok(PhysAddr::new(0x3010)));
@@ -239,7 +240,7 @@ proptest! {
                         0 => PasidAttachment::table(D, &fs),
                         1 => PasidAttachment::table(D, &ss),
                         2 => PasidAttachment::Nested { domain: D, first: fs.root(), five_level: false, second: ss.root(), agaw: ss.config().agaw() },
-                        3 => PasidAttachment::PassThrough { domain: D },
+                        3 => PasidAttachment::PassThrough { domain: D, agaw: Agaw::Bits48 },
                         _ => PasidAttachment::Blocked,
                     };
                     r.set(p, to);

@@ -61,13 +61,22 @@ pub struct IommuOptions {
     pub device_iotlb: bool,
     /// `intremap`: interrupt remapping (ECAP.IR); QEMU's default under TCG is on.
     pub intremap: bool,
+    /// `x-scalable-mode`: scalable mode (ECAP.SMTS, SLTS, SRS; QEMU 7.2:
+    /// second-stage and pass-through PASID entries, 256-bit descriptors).
+    pub scalable_mode: bool,
 }
 
 impl Default for IommuOptions {
     /// QEMU's defaults: 39-bit, no caching mode, no device-IOTLB, interrupt
     /// remapping on.
     fn default() -> Self {
-        IommuOptions { aw_bits: 39, caching_mode: false, device_iotlb: false, intremap: true }
+        IommuOptions {
+            aw_bits: 39,
+            caching_mode: false,
+            device_iotlb: false,
+            intremap: true,
+            scalable_mode: false,
+        }
     }
 }
 
@@ -76,11 +85,12 @@ impl IommuOptions {
     fn device_arg(&self) -> String {
         let on = |b: bool| if b { "on" } else { "off" };
         format!(
-            "intel-iommu,aw-bits={},caching-mode={},device-iotlb={},intremap={}",
+            "intel-iommu,aw-bits={},caching-mode={},device-iotlb={},intremap={}{}",
             self.aw_bits,
             on(self.caching_mode),
             on(self.device_iotlb),
-            on(self.intremap)
+            on(self.intremap),
+            if self.scalable_mode { ",x-scalable-mode=on" } else { "" }
         )
     }
 }
@@ -280,5 +290,7 @@ mod tests {
             o.device_arg(),
             "intel-iommu,aw-bits=48,caching-mode=on,device-iotlb=off,intremap=on"
         );
+        let s = IommuOptions { scalable_mode: true, ..IommuOptions::default() };
+        assert!(s.device_arg().ends_with(",intremap=on,x-scalable-mode=on"));
     }
 }

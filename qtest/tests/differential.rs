@@ -29,14 +29,26 @@ struct Machine {
 
 /// QEMU's default `intel-iommu`: 39-bit, 3-level tables.
 const DEFAULT: Machine = Machine {
-    qemu: IommuOptions { aw_bits: 39, caching_mode: false, device_iotlb: false, intremap: true },
+    qemu: IommuOptions {
+        aw_bits: 39,
+        caching_mode: false,
+        device_iotlb: false,
+        intremap: true,
+        scalable_mode: false,
+    },
     emu: EmuConfig::qemu(),
 };
 
 /// `aw-bits=48`: SAGAW 39 and 48 bits, MGAW 48 (CAP 0x00d2008c222f0606),
 /// host address width 48.
 const WIDE: Machine = Machine {
-    qemu: IommuOptions { aw_bits: 48, caching_mode: false, device_iotlb: false, intremap: true },
+    qemu: IommuOptions {
+        aw_bits: 48,
+        caching_mode: false,
+        device_iotlb: false,
+        intremap: true,
+        scalable_mode: false,
+    },
     emu: EmuConfig {
         cap: Cap(0x00d2_008c_222f_0606),
         host_address_width: AddressWidth(48),
@@ -46,7 +58,13 @@ const WIDE: Machine = Machine {
 
 /// `caching-mode=on`: CAP.CM, the unit may cache not-present entries.
 const CACHING: Machine = Machine {
-    qemu: IommuOptions { aw_bits: 39, caching_mode: true, device_iotlb: false, intremap: true },
+    qemu: IommuOptions {
+        aw_bits: 39,
+        caching_mode: true,
+        device_iotlb: false,
+        intremap: true,
+        scalable_mode: false,
+    },
     emu: EmuConfig::qemu().with_caching_mode(true),
 };
 

@@ -42,8 +42,13 @@ fn default_unit_identifies_itself() {
 
 #[test]
 fn options_show_in_the_capabilities() {
-    let options =
-        IommuOptions { aw_bits: 48, caching_mode: true, device_iotlb: true, intremap: false };
+    let options = IommuOptions {
+        aw_bits: 48,
+        caching_mode: true,
+        device_iotlb: true,
+        intremap: false,
+        scalable_mode: false,
+    };
     let qemu = common::start(&options);
     let mmio = QtestMmio::new(&qemu);
     let cap: Cap = mmio.read_reg();

@@ -71,6 +71,8 @@ pub enum PasidAttachment {
     PassThrough {
         /// DID.
         domain: DomainId,
+        /// AW: the widest AGAW the unit supports (§9.6).
+        agaw: Agaw,
     },
     /// P = 0: every request with this PASID faults (59h).
     Blocked,
@@ -109,7 +111,7 @@ impl PasidAttachment {
             PasidAttachment::Nested { domain, first, five_level, second, agaw } => {
                 PasidEntry::nested(domain, first, five_level, second, agaw)
             }
-            PasidAttachment::PassThrough { domain } => PasidEntry::pass_through(domain),
+            PasidAttachment::PassThrough { domain, agaw } => PasidEntry::pass_through(domain, agaw),
             PasidAttachment::Blocked => PasidEntry { qw: [0; 8] },
         }
     }

@@ -311,10 +311,15 @@ impl PasidEntry {
             | if sre { SRE } else { 0 }
     }
 
-    /// A present pass-through entry (PGTT = 100b) in domain `did`.
-    pub const fn pass_through(did: DomainId) -> Self {
+    /// A present pass-through entry (PGTT = 100b) in domain `did`. AW must
+    /// hold the widest AGAW the unit supports, as for a legacy pass-through
+    /// context entry (§9.6; Linux's `intel_pasid_setup_pass_through` sets
+    /// it, QEMU checks it).
+    pub const fn pass_through(did: DomainId, agaw: Agaw) -> Self {
         let mut qw = [0; 8];
-        qw[0] = ((PasidTranslationType::PassThrough.field() as u64) << PGTT_SHIFT) | PRESENT;
+        qw[0] = ((PasidTranslationType::PassThrough.field() as u64) << PGTT_SHIFT)
+            | ((agaw.aw_field() as u64) << AW_SHIFT)
+            | PRESENT;
         qw[1] = did.raw() as u64;
         Self { qw }
     }
@@ -432,8 +437,8 @@ mod tests {
             (e.agaw(), e.sl_table(), e.domain_id()),
             (Some(Agaw::Bits48), PhysAddr::new(0x9000), DomainId::new(0x42))
         );
-        let p = PasidEntry::pass_through(DomainId::new(1));
-        assert_eq!((p.qw[0], p.qw[1]), (0x101, 1));
+        let p = PasidEntry::pass_through(DomainId::new(1), Agaw::Bits39);
+        assert_eq!((p.qw[0], p.qw[1]), (0x105, 1));
         // First-stage only (PGTT 001b = 0x40), 5-level (FLPM 01b, bit 130 =
         // 0x4 of qw2), SRE (bit 128), FSPTPTR 0xa000; Linux pasid_set_sre
         // val[2] bit 0, pasid_set_flpm val[2] bits 3:2, pasid_set_flptr

@@ -132,7 +132,10 @@ fn first_stage_and_pass_through_translate_through_pasid_entries() {
     // A canonical upper-half address is walked (and is not mapped here).
     assert_eq!(u.walk(None, !0xfff, Access::Read), Err(FaultReason::FsEntryNotPresent));
     // PASID 9: pass-through; PASID 10 not set up; PASID beyond the directory.
-    let _ = u.pasids.set(pasid(9), PasidAttachment::PassThrough { domain: D }).unwrap();
+    let _ = u
+        .pasids
+        .set(pasid(9), PasidAttachment::PassThrough { domain: D, agaw: Agaw::Bits48 })
+        .unwrap();
     assert_eq!(
         u.walk(Some(9), 0xabc_d123, Access::Write),
         Ok((PhysAddr::new(0xabc_d123), Perm::READ_WRITE))
@@ -285,6 +288,10 @@ fn invalid_pasid_entries() {
             },
         )
         .unwrap();
+    assert_eq!(u.walk(None, 0, Access::Read), Err(FaultReason::InvalidPasidEntry));
+    // A pass-through entry's AW must be supported (SAGAW has no 5-level).
+    let pt = PasidAttachment::PassThrough { domain: D, agaw: Agaw::Bits57 };
+    let _ = u.pasids.set(pasid(0), pt).unwrap();
     assert_eq!(u.walk(None, 0, Access::Read), Err(FaultReason::InvalidPasidEntry));
     // Reserved bits of the PASID entry (quadword 3).
     let e = u.pasids.entry(pasid(0)).unwrap();

@@ -287,6 +287,13 @@ fn decode_pasid_entry(
     if !supported || (pe.sre() && !limits.supervisor) {
         return None;
     }
+    // AW is checked for a pass-through entry too (§9.6: it holds the
+    // widest AGAW; QEMU faults an unsupported one).
+    if pgtt == PasidTranslationType::PassThrough
+        && !pe.agaw().is_some_and(|a| limits.base.sagaw.supports(a))
+    {
+        return None;
+    }
     let second = if uses_second {
         let agaw = pe.agaw().filter(|a| limits.base.sagaw.supports(*a))?;
         if !in_haw(pe.sl_table()) {
