@@ -12,12 +12,14 @@ use viommu_qtest::diff::{
 use viommu_qtest::{IommuOptions, Qemu};
 use vtd_emu::EmuConfig;
 use vtd_regs::desc::{ContextCacheInv, Descriptor, IotlbInv, WaitDesc};
+use vtd_regs::regs::cap::Agaw;
 use vtd_regs::regs::{AddressWidth, Cap};
 use vtd_regs::regs::{FaultType, QueueErrorInfo};
 use vtd_regs::{
     ContextScope, DomainId, Drain, FunctionMask, IotlbScope, Iova, PhysAddr, RawDescriptor,
 };
 use vtd_tables::pte::index;
+use vtd_tables::scalable::{PasidEntry, ScalableContextEntry};
 use vtd_tables::{Perm, SlPte};
 
 /// The same unit on both sides: QEMU's options and vtd-emu's configuration.
@@ -1190,4 +1192,117 @@ fn queue_recovers_after_an_error() {
     assert_eq!(queues(&q)[1..], [(0, None), (1, None)]);
     assert_eq!(dmas(&q)[1].0, reached(DATA, 0));
     assert_eq!(dmas(&q)[2].1, [fault(FaultType::Read, 6, IOVA_A)]);
+}
+
+// ---- Scalable mode (QEMU 7.2 `x-scalable-mode=on`) ----
+
+/// `x-scalable-mode=on`: ECAP.SMTS, SLTS and SRS (ECAP 0x4800_80f0_0f4a);
+/// second-stage and pass-through PASID entries.
+const SCALABLE: Machine = Machine {
+    qemu: IommuOptions {
+        aw_bits: 39,
+        caching_mode: false,
+        device_iotlb: false,
+        intremap: true,
+        scalable_mode: true,
+    },
+    emu: EmuConfig::qemu_scalable(),
+};
+
+/// PASID 0's entry: second stage through the 3-level table at L3.
+fn second_stage_pasid_entry() -> [u64; 2] {
+    let e = PasidEntry::second_stage(DID, page(L3), Agaw::Bits39);
+    [e.qw[0], e.qw[1]]
+}
+
+/// The scalable-mode structures with PASID 0's entry `pasid_entry`, the
+/// table path and leaves of `mapped`, translation on.
+fn scalable_started(name: &'static str, pasid_entry: [u64; 2]) -> Scenario {
+    Scenario::new(name)
+        .scalable(pasid_entry)
+        .table_path()
+        .leaf(IOVA_A, DATA, Perm::READ)
+        .leaf(IOVA_B, DATA + 1, Perm::READ_WRITE)
+        .start_scalable()
+}
+
+#[test]
+fn scalable_second_stage_reads_writes_and_faults() {
+    let s = scalable_started("scalable_second_stage", second_stage_pasid_entry())
+        .read(iova(IOVA_A, 0x10))
+        .write(iova(IOVA_B, 0x40))
+        .write(IOVA_A)
+        .read(IOVA_UNMAPPED);
+    let quirks = [Quirk::LegacyCodesInScalableMode, Quirk::SilentCachedPermission];
+    let q = compare_on(SCALABLE, &s, &quirks);
+    assert_eq!(
+        dmas(&q),
+        [
+            (reached(DATA, 0x10), vec![]),
+            (reached(DATA + 1, 0x40), vec![]),
+            // Cached read-only by the read: QEMU blocks it silently.
+            (DmaResult::Blocked, vec![]),
+            (DmaResult::Blocked, vec![fault(FaultType::Read, 6, IOVA_UNMAPPED)]),
+        ]
+    );
+}
+
+#[test]
+fn scalable_pass_through_pasid_entry() {
+    let pt = PasidEntry::pass_through(DID, Agaw::Bits39);
+    let direct = Iova::new(page(DATA).as_u64() + 0x80);
+    let s =
+        scalable_started("scalable_pass_through", [pt.qw[0], pt.qw[1]]).read(direct).write(direct);
+    let q = compare_on(SCALABLE, &s, &[]);
+    assert_eq!(dmas(&q), [(reached(DATA, 0x80), vec![]), (reached(DATA, 0x80), vec![])]);
+}
+
+#[test]
+fn scalable_pass_through_needs_a_supported_address_width() {
+    // AW 0 (a 2-level width no unit has): invalid programming.
+    let pt = PasidEntry::pass_through(DID, Agaw::Bits39);
+    let s =
+        scalable_started("scalable_pass_through_aw0", [pt.qw[0] & !0x1c, pt.qw[1]]).read(IOVA_A);
+    let q = compare_on(SCALABLE, &s, &[Quirk::PasidFaultCodes]);
+    assert_eq!(dmas(&q), [(DmaResult::Blocked, vec![fault(FaultType::Read, 0x58, IOVA_A)])]);
+}
+
+#[test]
+fn scalable_pasid_entry_not_present() {
+    let s = scalable_started("scalable_pasid_entry_not_present", [0, 0]).read(IOVA_A);
+    let q = compare_on(SCALABLE, &s, &[Quirk::PasidFaultCodes]);
+    assert_eq!(dmas(&q), [(DmaResult::Blocked, vec![fault(FaultType::Read, 0x58, IOVA_A)])]);
+}
+
+#[test]
+fn scalable_context_entry_not_present() {
+    let ctx_at = ScalableContextEntry::address(page(layout::CONTEXT), EDU_SID.devfn());
+    let s = Scenario::new("scalable_context_entry_not_present")
+        .scalable(second_stage_pasid_entry())
+        .entry(ctx_at, 0, 0)
+        .start_scalable()
+        .read(IOVA_A);
+    let q = compare_on(SCALABLE, &s, &[Quirk::LegacyCodesInScalableMode]);
+    assert_eq!(dmas(&q), [(DmaResult::Blocked, vec![fault(FaultType::Read, 2, IOVA_A)])]);
+}
+
+#[test]
+fn scalable_stale_translation_until_iotlb_invalidation() {
+    // Second stage: the leaf is cleared, the cached translation serves
+    // until a page-selective IOTLB invalidation of the domain.
+    let s = scalable_started("scalable_stale_iotlb", second_stage_pasid_entry())
+        .read(IOVA_B)
+        .pte(L1, index(IOVA_B, 1), 0)
+        .read(IOVA_B)
+        .step(Step::InvalidateIotlb(IotlbScope::pages(DID, IOVA_B, 0, true).unwrap()))
+        .read(IOVA_B);
+    let q = compare_on(SCALABLE, &s, &[Quirk::LegacyCodesInScalableMode]);
+    assert_eq!(
+        dmas(&q),
+        [
+            (reached(DATA + 1, 0), vec![]),
+            (reached(DATA + 1, 0), vec![]),
+            (DmaResult::Blocked, vec![fault(FaultType::Read, 6, IOVA_B)]),
+        ]
+    );
 }

@@ -81,7 +81,7 @@ fn second_stage_and_pass_through_pasid_entries_carry_dma() {
 
     // Unmapped and invalidated as the token owes: the read faults. QEMU
     // 7.2 reports the legacy reason (6h) in scalable mode too, vtd-emu the
-    // scalable-mode one (86h): docs/qemu-vs-vtd-emu.md, ScalableFaultCodes.
+    // scalable-mode one (86h): docs/qemu-vs-vtd-emu.md, LegacyCodesInScalableMode.
     let token = table.unmap(IOVA, PageSize::Size4KiB).unwrap();
     let mamv = cap.mamv().max_order();
     let blocks = PageBlocks::new(DID, &token_range(&token), mamv, token.leaf_only());

@@ -23,8 +23,11 @@ pub const L2: u64 = 3;
 pub const L1: u64 = 4;
 /// The invalidation queue (one page, 256 descriptors of 128 bits).
 pub const QUEUE: u64 = 5;
-/// A spare table page.
+/// A spare table page (in scalable mode: the edu device's PASID
+/// directory).
 pub const SPARE: u64 = 6;
+/// The PASID table of PASIDs 0-63 (scalable mode).
+pub const PASID_TABLE: u64 = 7;
 /// The first data page.
 pub const DATA: u64 = 8;
 /// The page the runner loads the device buffer from (not scanned).

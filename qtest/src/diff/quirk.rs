@@ -16,7 +16,8 @@ pub enum Quirk {
     NoIqercd,
     /// QEMU blocks a request whose cached (IOTLB) translation lacks the
     /// permission without recording a fault; §7.1.3 has the fault (reason
-    /// 5h or 6h) recorded, as `vtd-emu` does. QEMU is wrong.
+    /// 5h or 6h, in scalable mode 85h or 86h) recorded, as `vtd-emu` does.
+    /// QEMU is wrong.
     SilentCachedPermission,
     /// QEMU looks a request up in its IOTLB (tagged by source id) before
     /// the context cache, so a device-selective context-cache invalidation
@@ -74,6 +75,17 @@ pub enum Quirk {
     /// `vtd-emu` keeps 16, treating EIMD (31:16) as reserved, as
     /// §10.4.26 allows for units with 16-bit interrupt data.
     IedataUpperHalfWritable,
+    /// In scalable mode QEMU 7.2 reports the legacy-mode reasons for root,
+    /// context and second-stage faults (1h, 2h, 5h, 6h, Ch, ...) where
+    /// `vtd-emu` reports Appendix A's scalable-mode ones (39h, 41h, 85h,
+    /// 86h, 7Ah, ...). QEMU is wrong: the scalable-mode reasons exist for
+    /// these conditions.
+    LegacyCodesInScalableMode,
+    /// QEMU 7.2 reports 58h (its `VTD_FR_PASID_TABLE_INV`) for a
+    /// not-present PASID directory or PASID entry and for an invalid PASID
+    /// entry, where `vtd-emu` reports 51h, 59h, 5Bh; later QEMU (2024)
+    /// reports 51h, 59h and 5Bh too.
+    PasidFaultCodes,
 }
 
 /// Whether `refuser` stopped the queue (IQE) on the descriptor `other`
@@ -137,7 +149,7 @@ impl Quirk {
             ),
             Quirk::SilentCachedPermission => {
                 matches!(q, Dma { result: DmaResult::Blocked, faults, .. } if faults.is_empty())
-                    && matches!(reason(e), Some(5 | 6))
+                    && matches!(reason(e), Some(5 | 6 | 0x85 | 0x86))
             }
             Quirk::IotlbBeforeContext => silent_reach && reason(e) == Some(2),
             Quirk::NonLeafBit11 => {
@@ -187,6 +199,23 @@ impl Quirk {
                     Outcome::Register { offset: 0xA4, value: b, .. },
                 ) if a & 0xFFFF == *b && a >> 16 != 0
             ),
+            Quirk::LegacyCodesInScalableMode => matches!(
+                (reason(q), reason(e)),
+                (Some(1), Some(0x39))
+                    | (Some(2), Some(0x41))
+                    | (Some(3), Some(0x43))
+                    | (Some(4), Some(0x83))
+                    | (Some(5), Some(0x85))
+                    | (Some(6), Some(0x86))
+                    | (Some(7), Some(0x78))
+                    | (Some(0xA), Some(0x3A))
+                    | (Some(0xB), Some(0x42))
+                    | (Some(0xC), Some(0x7A))
+                    | (Some(0xE), Some(0x87))
+            ),
+            Quirk::PasidFaultCodes => {
+                reason(q) == Some(0x58) && matches!(reason(e), Some(0x51 | 0x59 | 0x5B))
+            }
             Quirk::ResumeOnTailWriteOnly => matches!(
                 (q, e),
                 (Queue { head: a, error: None, .. }, Queue { head: b, error: Some(_), .. })

@@ -123,6 +123,9 @@ impl<B: Backend> Player<'_, B> {
             Step::SetRoot { table } => {
                 command(unit.set_root_table(table, TranslationTableMode::Legacy))
             }
+            Step::SetScalableRoot { table } => {
+                command(unit.set_root_table(table, TranslationTableMode::Scalable))
+            }
             Step::EnableTranslation => command(unit.enable_translation()),
             Step::InvalidateContext(scope) => performed(unit.invalidate_context(scope)),
             Step::InvalidateIotlb(scope) => performed(unit.invalidate_iotlb(scope, Drain::empty())),

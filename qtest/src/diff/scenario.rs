@@ -9,9 +9,11 @@
 use vtd_regs::regs::cap::Agaw;
 use vtd_regs::{ContextScope, DomainId, IotlbScope, Iova, PhysAddr, RawDescriptor, SourceId};
 use vtd_tables::pte::{entry_address, index};
+use vtd_tables::root::ScalableRootEntry;
+use vtd_tables::scalable::{PasidDirEntry, PasidEntry, ScalableContextEntry};
 use vtd_tables::{Access, ContextEntry, Perm, RootEntry, SlPte, TranslationType};
 
-use crate::diff::layout::{self, CONTEXT, L1, L2, L3, ROOT, page};
+use crate::diff::layout::{self, CONTEXT, L1, L2, L3, PASID_TABLE, ROOT, SPARE, page};
 
 /// The edu device's source id on the machine QEMU builds (00:01.0).
 pub const EDU_SID: SourceId = SourceId::from_raw(0x0008);
@@ -37,6 +39,11 @@ pub enum Step {
     },
     /// RTADDR = `table` in legacy mode, then GCMD.SRTP (§10.4.6).
     SetRoot {
+        /// The root table address as written to RTADDR.
+        table: PhysAddr,
+    },
+    /// RTADDR = `table` in scalable mode (TTM = 01b), then GCMD.SRTP.
+    SetScalableRoot {
         /// The root table address as written to RTADDR.
         table: PhysAddr,
     },
@@ -193,6 +200,35 @@ impl Scenario {
     #[must_use]
     pub fn start(self) -> Self {
         self.step(Step::SetRoot { table: page(ROOT) })
+            .step(Step::InvalidateContext(ContextScope::Global))
+            .step(Step::InvalidateIotlb(IotlbScope::Global))
+            .step(Step::EnableTranslation)
+    }
+
+    /// Scalable mode: bus 0's scalable root entry (lower context table at
+    /// [`layout::CONTEXT`]), the edu device's scalable context entry (PASID
+    /// directory at [`layout::SPARE`], 128 entries, RID_PASID 0), the
+    /// directory's entry 0 (PASID table at [`layout::PASID_TABLE`]), and
+    /// PASID 0's entry as the raw quadwords `pasid_entry`.
+    #[must_use]
+    pub fn scalable(self, pasid_entry: [u64; 2]) -> Self {
+        let root = ScalableRootEntry::new(Some(page(CONTEXT)), None);
+        let context = ScalableContextEntry::new(page(SPARE), 0, 0);
+        let ctx_at = ScalableContextEntry::address(page(CONTEXT), EDU_SID.devfn());
+        let pe_at = PasidEntry::address(page(PASID_TABLE), 0);
+        self.entry(RootEntry::address(page(ROOT), 0), root.lo, root.hi)
+            .entry(ctx_at, context.qw[0], context.qw[1])
+            .step(Step::Write {
+                addr: PasidDirEntry::address(page(SPARE), 0),
+                value: PasidDirEntry::new(page(PASID_TABLE)).0,
+            })
+            .entry(pe_at, pasid_entry[0], pasid_entry[1])
+    }
+
+    /// [`start`](Self::start) with the root table in scalable mode.
+    #[must_use]
+    pub fn start_scalable(self) -> Self {
+        self.step(Step::SetScalableRoot { table: page(ROOT) })
             .step(Step::InvalidateContext(ContextScope::Global))
             .step(Step::InvalidateIotlb(IotlbScope::Global))
             .step(Step::EnableTranslation)
