@@ -426,3 +426,54 @@ proptest! {
         prop_assert!(mem.reads.get() <= MAX_SCALABLE_WALK_READS);
     }
 }
+
+/// A PASID attachment of kind `k` (0 first stage, 1 second, 2 nested, 3
+/// pass-through, else blocked) in domain `d`.
+fn attachment(k: u8, d: u16) -> PasidAttachment {
+    let domain = DomainId::new(d);
+    let (t, agaw) = (PhysAddr::new(0x1234_5000), Agaw::Bits48);
+    match k {
+        0 => PasidAttachment::FirstStage { domain, table: t, five_level: false, supervisor: false },
+        1 => PasidAttachment::SecondStage { domain, table: t, agaw },
+        2 => PasidAttachment::Nested { domain, first: t, five_level: true, second: t, agaw },
+        3 => PasidAttachment::PassThrough { domain, agaw },
+        _ => PasidAttachment::Blocked,
+    }
+}
+
+proptest! {
+    /// `PasidTable` against a map of PASID to attachment: each entry reads
+    /// back as set, each token names the entry it replaced (and so the
+    /// invalidation owed), PASIDs beyond the table are refused, and
+    /// destroying it frees every frame it took (one per 64 PASIDs used).
+    #[test]
+    fn pasid_table_against_a_model(ops in prop::collection::vec((0u32..1 << 16, 0u8..6, 1u16..4), 1..64)) {
+        let (mem, frames) = (VecMem::new(MEM_BYTES), CountingAlloc::new(FRAMES, 2048));
+        let mut t = PasidTable::new(&mem, &frames).unwrap();
+        let mut model: BTreeMap<u32, PasidAttachment> = BTreeMap::new();
+        for (p, k, d) in ops {
+            let to = attachment(k, d);
+            let got = t.set(pasid(p), to);
+            if p >= t.capacity() {
+                prop_assert_eq!(got.unwrap_err(), Error::PasidBeyondTable { pasid: p });
+                continue;
+            }
+            let change = got.unwrap();
+            let was = model.get(&p).copied().unwrap_or(PasidAttachment::Blocked);
+            let used = |a: PasidAttachment| {
+                let e = a.entry();
+                e.translation_type().filter(|_| e.present()).map(|pgtt| (e.domain_id(), pgtt))
+            };
+            prop_assert_eq!(change.previous.map(|u| (u.domain, u.pgtt)), used(was));
+            prop_assert_eq!(change.current.map(|u| (u.domain, u.pgtt)), used(to));
+            model.insert(p, to);
+            prop_assert_eq!(t.entry(pasid(p)).unwrap(), to.entry());
+        }
+        for (&p, &a) in &model {
+            prop_assert_eq!(t.entry(pasid(p)).unwrap(), a.entry());
+        }
+        // The directory and every PASID table go back.
+        let _ = t.destroy();
+        prop_assert_eq!(frames.live.get(), 0);
+    }
+}
