@@ -161,6 +161,15 @@ impl<M: ?Sized> UnitView<'_, M> {
         (self.translation_enabled() && legacy).then(|| self.root.table())
     }
 
+    /// The scalable-mode root table the unit walks for DMA requests: the
+    /// latched one, if translation is enabled, it is in scalable mode and
+    /// the unit has ECAP.SMTS.
+    pub fn scalable_root(&self) -> Option<PhysAddr> {
+        let scalable = self.root.mode() == Some(TranslationTableMode::Scalable);
+        (self.translation_enabled() && scalable && self.config.ecap.smts())
+            .then(|| self.root.table())
+    }
+
     /// The interrupt remapping table pointer the last SIRTP latched
     /// (§10.4.29).
     pub fn interrupt_table(&self) -> Irta {
