@@ -24,7 +24,7 @@
 //! (ECAP.SMTS, §10.4.23); elsewhere DW is reserved (reads 0, writes are
 //! ignored) and the queue holds 128-bit descriptors, as on QEMU.
 
-use vtd_regs::desc::{Decoding, DescError, Descriptor};
+use vtd_regs::desc::{Decoding, DescError, Descriptor, DevTlbInv, PasidDevTlbInv};
 use vtd_regs::regs::iq::{DescriptorWidth, QueueErrorInfo};
 use vtd_regs::regs::{GlobalBits, Iqa, Iqh, Iqt};
 use vtd_regs::{PhysAddr, PhysMem};
@@ -164,24 +164,29 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
             }
         }
         match d {
-            Descriptor::DevTlb(inv) if ecap.device_tlb() => match self.ats_response(inv.sid) {
-                DevTlbResponse::Complete => {}
-                DevTlbResponse::InvalidCompletion => {
-                    self.queue_errors = self.queue_errors.with_ice(true);
-                    self.iqercd = self.iqercd.with_icesid(inv.sid);
-                    self.fault_event.raise();
+            // A device-TLB answers a PASID-based invalidation as any other.
+            Descriptor::DevTlb(DevTlbInv { sid, .. })
+            | Descriptor::PasidDevTlb(PasidDevTlbInv { sid, .. })
+                if ecap.device_tlb() && (ecap.smts() || matches!(d, Descriptor::DevTlb(_))) =>
+            {
+                match self.ats_response(sid) {
+                    DevTlbResponse::Complete => {}
+                    DevTlbResponse::InvalidCompletion => {
+                        self.queue_errors = self.queue_errors.with_ice(true);
+                        self.iqercd = self.iqercd.with_icesid(sid);
+                        self.fault_event.raise();
+                    }
+                    DevTlbResponse::TimeOut => {
+                        self.queue_errors = self.queue_errors.with_ite(true);
+                        self.iqercd = self.iqercd.with_itesid(sid);
+                        self.fault_event.raise();
+                        self.count_descriptor(code);
+                        return Ok(Step::Halt);
+                    }
                 }
-                DevTlbResponse::TimeOut => {
-                    self.queue_errors = self.queue_errors.with_ite(true);
-                    self.iqercd = self.iqercd.with_itesid(inv.sid);
-                    self.fault_event.raise();
-                    self.count_descriptor(code);
-                    return Ok(Step::Halt);
-                }
-            },
+            }
             Descriptor::ContextCache(_) | Descriptor::Iotlb(_) => {}
             Descriptor::PasidCache(_) | Descriptor::PasidIotlb(_) if ecap.smts() => {}
-            Descriptor::PasidDevTlb(_) if ecap.smts() && ecap.device_tlb() => {}
             Descriptor::Iec(_) if ecap.ir() => {}
             Descriptor::Wait(w) => {
                 // PD without ECAP.PDS is a reserved field (§6.5.2.8).

@@ -7,7 +7,7 @@ use vtd_emu::mem::HeapMemory;
 use vtd_emu::{EmuConfig, Emulator, SimFrameAllocator};
 use vtd_regs::desc::{
     ContextCacheInv, IecInv, IecScope, IotlbInv, Pasid, PasidCacheInv, PasidCacheScope,
-    PasidIotlbInv, PasidIotlbScope, RawDescriptor, WaitDesc,
+    PasidDevTlbInv, PasidIotlbInv, PasidIotlbScope, RawDescriptor, WaitDesc,
 };
 use vtd_regs::regs::iq::{DescriptorWidth, QueueSize};
 use vtd_regs::regs::rtaddr::TranslationTableMode;
@@ -244,4 +244,29 @@ fn pasid_based_invalidations_reach_the_hook_as_performed() {
             Seen::Inv(Invalidation::PasidIotlb(PasidIotlbInv { domain: DomainId::new(7), ..pi })),
         ]
     );
+}
+
+#[test]
+fn a_device_tlb_times_out_a_pasid_based_invalidation_too() {
+    let mut cfg = EmuConfig::scalable();
+    cfg.ecap = cfg.ecap.with_device_tlb(true);
+    let mut r = rig(cfg);
+    r.queue = Iqa::new(r.queue.base(), QueueSize::from_order(0).unwrap(), DescriptorWidth::Bits256);
+    r.enable_queue();
+    r.seen();
+    let sid = vtd_regs::SourceId::from_raw(0x10);
+    assert!(r.emu.set_device_tlb_response(sid, vtd_emu::DevTlbResponse::TimeOut));
+    let inv = PasidDevTlbInv {
+        sid,
+        pfsid: sid,
+        pasid: Pasid::new(5).unwrap(),
+        max_pending: 0,
+        global: false,
+        range: vtd_regs::desc::AtsRange::page(Iova::new(0x3000)),
+    };
+    let at = r.queue.base();
+    r.mem.write_bytes(at, &Descriptor::from(inv).encode_wide().to_le_bytes()).unwrap();
+    (&r.emu).write_reg(Iqt::from_index(1, DescriptorWidth::Bits256));
+    assert!(r.emu.fault_status().ite(), "ITE");
+    assert_eq!(r.seen(), [Seen::Inv(Invalidation::PasidDevTlb(inv))]);
 }
