@@ -477,3 +477,37 @@ proptest! {
         prop_assert_eq!(frames.live.get(), 0);
     }
 }
+
+#[test]
+fn five_level_first_stage() {
+    let (mem, frames) = (VecMem::new(MEM_BYTES), CountingAlloc::new(FRAMES, 2048));
+    let mut u = Unit::new(&mem, &frames);
+    let cfg = TableConfig::first_stage(true, false, 56, true).unwrap();
+    assert_eq!(cfg.agaw(), Agaw::Bits57);
+    assert_eq!(
+        TableConfig::first_stage(true, false, 57, true),
+        Err(Error::UnsupportedWidth { bits: 57 })
+    );
+    assert_eq!(
+        TableConfig::first_stage(false, false, 48, true),
+        Err(Error::UnsupportedWidth { bits: 48 })
+    );
+    let mut t = SlPageTable::new(&mem, &frames, cfg).unwrap();
+    let high = 0x00ab_cdef_1234_5000; // above 2^47, below 2^56
+    t.map(Iova::new(high), PhysAddr::new(0x7000), PageSize::Size4KiB, Perm::READ_WRITE).unwrap();
+    // Without CAP.FL1GP a first-stage 1 GiB page is not mapped.
+    let g = t.map(Iova::new(1 << 30), PhysAddr::new(1 << 30), PageSize::Size1GiB, Perm::READ);
+    assert_eq!(g, Err(Error::UnsupportedPageSize(PageSize::Size1GiB)));
+    let _ = u.pasids.set(pasid(0), PasidAttachment::table(D, &t)).unwrap();
+    // The unit needs CAP.FL5LP for a 5-level entry.
+    assert_eq!(u.walk(None, high, Access::Read), Err(FaultReason::InvalidPasidEntry));
+    let (cap, ecap) = caps();
+    let l5 = ScalableLimits::new(cap.with_fl5lp(true), ecap, 39);
+    let req = Request::untagged(Access::Write);
+    let got =
+        walk_scalable(&mem, u.contexts.root_table(), sid(), Iova::new(high + 0x18), &req, &l5);
+    assert_eq!(got.map(|(_, _, t)| t.translation.phys), Ok(PhysAddr::new(0x7018)));
+    // 57-bit canonical: bit 56 set with the upper bits clear is not.
+    let got = walk_scalable(&mem, u.contexts.root_table(), sid(), Iova::new(1 << 56), &req, &l5);
+    assert_eq!(got.unwrap_err().reason, FaultReason::NonCanonical);
+}
