@@ -32,7 +32,9 @@ fn edu_dma_through_vfio_on_linux() {
         .run(&["edu_dma", EDU_ADDRESS])
         .build()
         .unwrap_or_else(|e| panic!("{e}"));
-    let run = Machine::default().run(&kernel, &initramfs).unwrap_or_else(|e| panic!("{e}"));
+    let run = Machine { skip_idle_time: true, ..Machine::default() }
+        .run(&kernel, &initramfs)
+        .unwrap_or_else(|e| panic!("{e}"));
     eprintln!(
         "kernel {} ({}): build {:?}, QEMU start to exit {:?}\n{}",
         kernel.release(),
