@@ -53,7 +53,7 @@
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks, missing_docs)]
 
 #[cfg(feature = "viommu")]
-mod backend;
+pub mod backend;
 mod container;
 mod device;
 pub mod dma;

@@ -168,7 +168,7 @@ impl<'m, 'd> EduHarness<'m, 'd> {
         })?;
         match self.peek(OUT) {
             0 => Ok(None),
-            v if DATA.contains(&(v ^ TAG)) && (v ^ TAG) % 8 == 0 => {
+            v if DATA.contains(&(v ^ TAG)) && (v ^ TAG).is_multiple_of(8) => {
                 Ok(Some(PhysAddr::new(v ^ TAG)))
             }
             v => Err(format!("a read at {iova:#x} brought {v:#x}: not guest data")),

@@ -178,7 +178,8 @@ fn conformance<H: viommu::conformance::Harness>(
     write_only_readable: bool,
 ) -> Result<(), String> {
     use viommu::conformance::*;
-    let checks: [(&str, fn(&mut H)); 11] = [
+    type Check<H> = (&'static str, fn(&mut H));
+    let checks: [Check<H>; 11] = [
         ("map_and_unmap", map_and_unmap),
         ("partial_unmap", partial_unmap),
         ("one_call_per_range", one_call_per_range),
