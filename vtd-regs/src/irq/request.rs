@@ -4,8 +4,8 @@
 //! I/OxAPIC redirection table entry that makes an IOAPIC send them
 //! (§5.1.5.1).
 //!
-//! Remappable MSI address: 0xFEE in bits 31:20, HANDLE[14:0] in 19:5, the
-//! interrupt format (1) in bit 4, SHV in 3, HANDLE[15] in 2; bits 63:32
+//! Remappable MSI address: 0xFEE in bits 31:20, `HANDLE[14:0]` in 19:5, the
+//! interrupt format (1) in bit 4, SHV in 3, `HANDLE[15]` in 2; bits 63:32
 //! reserved. Data: with SHV, the subhandle in bits 15:0 and 31:16
 //! reserved. The entry used is `handle + subhandle` with SHV, `handle`
 //! without (§5.1.3).
@@ -161,8 +161,8 @@ impl MsiMessage {
 ///
 /// Remappable format (§5.1.5.1): the vector in 7:0 (which must equal the
 /// IRTE's for level-triggered EOIs), delivery mode 10:8 (000b),
-/// INTERRUPT_INDEX[15] in 11, polarity 13, TM 15, mask 16, the interrupt
-/// format (1) in 48, INTERRUPT_INDEX[14:0] in 63:49. Compatibility format:
+/// `INTERRUPT_INDEX[15]` in 11, polarity 13, TM 15, mask 16, the interrupt
+/// format (1) in 48, `INTERRUPT_INDEX[14:0]` in 63:49. Compatibility format:
 /// DM in 11, the destination id in 63:56, bit 48 clear.
 #[derive(Clone, Copy, PartialEq, Eq, Debug, Hash, Default)]
 pub struct IoApicRte(pub u64);
