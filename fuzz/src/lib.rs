@@ -32,4 +32,6 @@ harnesses! {
     walk;
     /// The vIOMMU under an arbitrary guest's registers, tables and queue.
     viommu_guest;
+    /// vtd-emu's interrupt remapping: arbitrary tables and interrupt requests.
+    irq_remap;
 }

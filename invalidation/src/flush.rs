@@ -487,7 +487,7 @@ mod tests {
                 let iova = Iova::new(p * PAGE_SIZE);
                 done.iter().flatten().any(|req| match req {
                     Invalidation::Iotlb { scope, .. } => scope.covers(domain, iova),
-                    Invalidation::Context(_) => false,
+                    Invalidation::Context(_) | Invalidation::InterruptEntries(_) => false,
                 })
             })
         }

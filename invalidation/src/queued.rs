@@ -8,7 +8,7 @@
 //! order, so the dword holds the latest completed sequence. Polling it is a
 //! memory read, not an MMIO access, which matters when MMIO is a VM exit.
 
-use vtd_regs::desc::{ContextCacheInv, Descriptor, IotlbInv, WaitDesc};
+use vtd_regs::desc::{ContextCacheInv, Descriptor, IecInv, IecScope, IotlbInv, WaitDesc};
 use vtd_regs::regs::rtaddr::TranslationTableMode;
 use vtd_regs::regs::{DescriptorWidth, Fsts, Iqa, Iqh, QueueSize};
 use vtd_regs::unit::QueueError;
@@ -232,6 +232,7 @@ impl<M: Mmio, P: PhysMem> QueuedInvalidator<M, P> {
                 }
                 Ok(Descriptor::Iotlb(IotlbInv { scope, drain: drain & self.caps.drain }))
             }
+            Invalidation::InterruptEntries(scope) => Ok(Descriptor::Iec(IecInv { scope })),
         }
     }
 
@@ -307,6 +308,7 @@ impl<M: Mmio, P: PhysMem> QueuedInvalidator<M, P> {
                     Descriptor::ContextCache(ContextCacheInv { scope: ContextScope::Global })
                 }
                 Some(Descriptor::Wait(_)) => Descriptor::Wait(WaitDesc::default()),
+                Some(Descriptor::Iec(_)) => Descriptor::Iec(IecInv { scope: IecScope::Global }),
                 _ => Descriptor::Iotlb(IotlbInv {
                     scope: IotlbScope::Global,
                     drain: self.caps.drain,

@@ -77,6 +77,7 @@ impl<M: Mmio> Invalidator for RegisterInvalidator<M> {
             match req {
                 Invalidation::Context(scope) => self.unit.invalidate_context(scope),
                 Invalidation::Iotlb { scope, drain } => self.unit.invalidate_iotlb(scope, drain),
+                Invalidation::InterruptEntries(_) => return Err(Error::Unsupported(req)),
             }
             .map_err(Error::Unit)?;
             self.counters.register_commands += 1;

@@ -1,6 +1,7 @@
 //! What to invalidate, independent of how: the same request is a queued
 //! descriptor (VT-d §6.5.2) or a register command (§10.4.7, §10.4.8).
 
+use vtd_regs::desc::IecScope;
 use vtd_regs::{ContextScope, DomainId, Drain, FunctionMask, IotlbScope, SourceId};
 
 /// One invalidation request.
@@ -18,6 +19,10 @@ pub enum Invalidation {
         /// drains the unit supports (CAP.DRD, CAP.DWD) are honoured.
         drain: Drain,
     },
+    /// Drop cached interrupt remapping table entries (after an entry was
+    /// changed or freed, §6.5.2.7): queued invalidation only, the register
+    /// interface has no such command.
+    InterruptEntries(IecScope),
 }
 
 impl Invalidation {

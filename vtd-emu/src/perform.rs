@@ -3,6 +3,7 @@
 //! unit's own caches. One path for both interfaces, so the hook sees
 //! exactly what the caches drop.
 
+use vtd_regs::desc::IecScope;
 use vtd_regs::{ContextScope, IotlbScope, PhysMem};
 
 use crate::emulator::State;
@@ -13,7 +14,9 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
     /// cut to the implemented bits (§10.4.7, §10.4.8.1), a page-selective
     /// IOTLB request widened to its domain on a unit without CAP.PSI;
     /// `None` for a page-selective one whose address mask exceeds CAP.MAMV,
-    /// which the unit refuses.
+    /// which the unit refuses; an index-selective interrupt entry cache
+    /// request whose index mask exceeds ECAP.MHMV widened to a global one
+    /// (a superset: nothing stale survives it).
     pub(crate) fn performed(&self, inv: Invalidation) -> Option<Invalidation> {
         let cap = self.cfg.cap;
         Some(match inv {
@@ -35,6 +38,11 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
                     IotlbScope::Pages { domain: self.cfg.domain(domain), addr, order, leaf_only }
                 }
             }),
+            Invalidation::InterruptEntries(IecScope::Entries { mask, .. })
+                if mask > self.cfg.ecap.mhmv() =>
+            {
+                Invalidation::InterruptEntries(IecScope::Global)
+            }
             other => other,
         })
     }
@@ -57,7 +65,10 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
             Invalidation::Iotlb(scope) => {
                 self.iotlb.invalidate(scope);
             }
-            // The model keeps no device-TLB and no interrupt entry cache.
+            Invalidation::InterruptEntries(scope) => {
+                self.iec.invalidate(scope);
+            }
+            // The model keeps no device-TLB.
             _ => {}
         }
         Outcome::Complete

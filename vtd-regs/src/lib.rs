@@ -1,5 +1,6 @@
 //! Intel VT-d, typed: the DMA-remapping registers, invalidation descriptors,
-//! fault records and reasons, the DMAR ACPI table, and [`RemappingUnit`], a
+//! fault records and reasons, the DMAR ACPI table, the interrupt-remapping
+//! formats ([`irq`]), and [`RemappingUnit`], a
 //! driver handle that performs the unit's command protocols over any
 //! [`Mmio`] ([`VolatileMmio`] for real hardware).
 //!
@@ -18,6 +19,7 @@ pub mod desc;
 pub mod dmar;
 pub mod fault;
 pub mod ids;
+pub mod irq;
 pub mod mem;
 pub mod mmio;
 pub mod regs;
