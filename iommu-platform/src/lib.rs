@@ -62,6 +62,7 @@ pub mod frames;
 pub mod mem;
 pub mod platform;
 pub mod storage;
+pub mod sync;
 
 pub use addr::{Iova, PAGE_SHIFT, PAGE_SIZE, PageSize, PhysAddr};
 #[cfg(feature = "std")]
@@ -75,3 +76,4 @@ pub use platform::Platform;
 #[cfg(feature = "alloc")]
 pub use storage::Boxed;
 pub use storage::{Inline, Storage};
+pub use sync::Lock;
