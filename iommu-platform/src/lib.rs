@@ -71,7 +71,7 @@ pub use clock::StdClock;
 pub use clock::TscClock;
 pub use clock::{Clock, Instant, NoClock};
 pub use frames::{RegionError, RegionFrames};
-pub use mem::{FrameAllocator, MemError, PhysMem};
+pub use mem::{AtomicPhysMem, FrameAllocator, MemError, PhysMem};
 pub use platform::Platform;
 #[cfg(feature = "alloc")]
 pub use storage::Boxed;

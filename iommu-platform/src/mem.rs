@@ -94,21 +94,12 @@ pub trait PhysMem {
         self.write_bytes(frame, &[0u8; PAGE_SIZE as usize])
     }
 
-    /// Whether [`compare_exchange_u64`](Self::compare_exchange_u64) is one
-    /// atomic operation with respect to every other access of this memory
-    /// (from any thread). The provided method is not (a read, then a
-    /// write), so this is `false` unless an implementation overrides both.
-    /// Code that updates tables from several CPUs at once (`vtd-tables`'
-    /// shared table) refuses, at compile time, a memory that says `false`.
-    const ATOMIC_COMPARE_EXCHANGE: bool = false;
-
     /// Replaces the 64-bit word at `addr` (8-byte aligned) with `new` if it
     /// holds `current`: `Ok(Ok(current))` when it did, `Ok(Err(found))`
-    /// with the word found otherwise (nothing written). Sequentially
-    /// consistent with the memory's other accesses when
-    /// [`ATOMIC_COMPARE_EXCHANGE`](Self::ATOMIC_COMPARE_EXCHANGE) is `true`
-    /// (a `lock cmpxchg` on real memory); the provided method reads then
-    /// writes, which is right only for memory one thread updates.
+    /// with the word found otherwise (nothing written). One atomic
+    /// operation (a `lock cmpxchg` on real memory) for a memory that
+    /// implements [`AtomicPhysMem`]; the provided method reads then writes,
+    /// which is right only for memory one thread updates.
     fn compare_exchange_u64(
         &self,
         addr: PhysAddr,
@@ -187,7 +178,6 @@ impl<T: PhysMem + ?Sized> PhysMem for &T {
     fn flush_for_device(&self, addr: PhysAddr, len: usize) {
         (**self).flush_for_device(addr, len)
     }
-    const ATOMIC_COMPARE_EXCHANGE: bool = T::ATOMIC_COMPARE_EXCHANGE;
     #[inline]
     fn compare_exchange_u64(
         &self,
@@ -206,6 +196,16 @@ impl<T: PhysMem + ?Sized> PhysMem for &T {
         (**self).write_u64s(addr, values)
     }
 }
+
+/// A [`PhysMem`] whose [`compare_exchange_u64`](PhysMem::compare_exchange_u64)
+/// is one atomic operation with respect to every other access of the
+/// memory, from any thread: what code that updates tables from several
+/// CPUs at once (`vtd-tables`' shared table) requires. The provided method
+/// is not atomic, so an implementation that overrides it says so by
+/// implementing this trait.
+pub trait AtomicPhysMem: PhysMem {}
+
+impl<T: AtomicPhysMem + ?Sized> AtomicPhysMem for &T {}
 
 /// The address of word `i` of a run starting at `addr`.
 fn word_at(addr: PhysAddr, i: usize) -> Result<PhysAddr, MemError> {

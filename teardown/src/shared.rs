@@ -26,7 +26,7 @@ use core::ops::Range;
 
 use invalidation::{Clock, FlushMode, FlushQueue, Invalidator, SharedInvalidator};
 use iommu_platform::sync::atomic::{AtomicBool, Ordering};
-use iommu_platform::{Inline, Lock, Platform, Storage};
+use iommu_platform::{AtomicPhysMem, Inline, Lock, Platform, Storage};
 use iova_alloc::{CpuHandle, IovaCache, IovaLease, Magazine, Node, Store};
 use vtd_regs::{Iova, PAGE_SHIFT, PhysAddr};
 use vtd_tables::{Perm, SharedSlTable};
@@ -124,6 +124,7 @@ where
 impl<P, C, I, K, H> SharedMapper<P, C, I, K, H>
 where
     P: Platform,
+    P::Mem: AtomicPhysMem,
     C: SharedSpace,
     I: Invalidator,
     K: Capacity,
@@ -250,6 +251,7 @@ where
 impl<'a, P, C, I, K, H> MapperHandle<'a, P, C, I, K, H>
 where
     P: Platform,
+    P::Mem: AtomicPhysMem,
     C: SharedSpace,
     I: Invalidator,
     K: Capacity,

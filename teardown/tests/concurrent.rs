@@ -59,7 +59,7 @@ fn stress_on_this_thread(reuse: Reuse, flush: FlushConfig, scope: FlushScope) {
                 let mut h = mapper.handle(cpu as usize).unwrap();
                 for n in 0..3000u64 {
                     // Ring of 64 buffers per CPU, in its own pages.
-                    let phys = PhysAddr::new((1 + cpu) << 22 | (n % 64) << 12);
+                    let phys = PhysAddr::new(((1 + cpu) << 22) | ((n % 64) << 12));
                     let iova = h.map(phys, 1500, Perm::WRITE).unwrap();
                     {
                         let mut l = ledger.lock().unwrap();

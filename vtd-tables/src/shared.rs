@@ -18,7 +18,7 @@
 //! undefined behaviour (every access goes through [`PhysMem`]) but give
 //! wrong translations, as a wrong entry written through `PhysMem` would.
 
-use vtd_regs::{FrameAllocator, Iova, PAGE_SHIFT, PageSize, PhysAddr, PhysMem};
+use vtd_regs::{AtomicPhysMem, FrameAllocator, Iova, PAGE_SHIFT, PageSize, PhysAddr, PhysMem};
 
 use crate::error::{Error, Result};
 use crate::frames::alloc_table;
@@ -37,12 +37,12 @@ const CHUNK: usize = 64;
 /// allocator are, mapped and unmapped through `&self` by callers that
 /// work on disjoint IOVA ranges (see the module documentation).
 ///
-/// The memory must make [`PhysMem::compare_exchange_u64`] atomic
-/// ([`PhysMem::ATOMIC_COMPARE_EXCHANGE`]); a memory that does not is
-/// refused at compile time:
+/// The memory must make [`PhysMem::compare_exchange_u64`] atomic (it
+/// implements [`AtomicPhysMem`]); a memory that does not is refused at
+/// compile time:
 ///
-/// ```compile_fail,E0080
-/// # use vtd_regs::{FrameAllocator, MemError, PhysAddr, PhysMem};
+/// ```compile_fail,E0277
+/// # use vtd_regs::{AtomicPhysMem, FrameAllocator, MemError, PhysAddr, PhysMem};
 /// # use vtd_regs::regs::{Sagaw, SecondLevelPageSizes};
 /// # use vtd_tables::{SharedSlTable, TableConfig};
 /// struct Plain;
@@ -72,16 +72,9 @@ pub struct SharedSlTable<M: PhysMem, A: FrameAllocator> {
     config: TableConfig,
 }
 
-impl<M: PhysMem, A: FrameAllocator> SharedSlTable<M, A> {
-    /// The memory's compare-exchange is atomic, or the table does not build.
-    const ATOMIC: () = assert!(
-        M::ATOMIC_COMPARE_EXCHANGE,
-        "SharedSlTable: the memory's compare_exchange_u64 must be atomic (PhysMem::ATOMIC_COMPARE_EXCHANGE)"
-    );
-
+impl<M: AtomicPhysMem, A: FrameAllocator> SharedSlTable<M, A> {
     /// An empty table: allocates and zeroes its root frame.
     pub fn new(mem: M, alloc: A, config: TableConfig) -> Result<Self> {
-        let () = Self::ATOMIC;
         let root = alloc_table(&mem, &alloc)?;
         Ok(Self { mem, alloc, root, config })
     }
@@ -409,12 +402,11 @@ impl<M: PhysMem, A: FrameAllocator> SharedSlTable<M, A> {
     }
 }
 
-impl<M: PhysMem, A: FrameAllocator> From<SlPageTable<M, A>> for SharedSlTable<M, A> {
+impl<M: AtomicPhysMem, A: FrameAllocator> From<SlPageTable<M, A>> for SharedSlTable<M, A> {
     /// Shares a table built by [`SlPageTable`] (its counts of present
     /// entries are ignored from then on: a shared table detaches a table
     /// only when a range covers it whole).
     fn from(table: SlPageTable<M, A>) -> Self {
-        let () = Self::ATOMIC;
         let SlPageTable { mem, alloc, root, config, .. } = table;
         Self { mem, alloc, root, config }
     }

@@ -85,8 +85,8 @@ fn threads_map_disjoint_ranges_under_shared_tables() {
                     // share the same last-level and upper tables, all missing
                     // at first, so threads race to install them.
                     let page = (round % 50) * threads + k;
-                    let iova = Iova::new((round / 50) << 30 | page * PAGE_SIZE);
-                    let phys = PhysAddr::new((k + 1) << 20 | page * PAGE_SIZE);
+                    let iova = Iova::new(((round / 50) << 30) | (page * PAGE_SIZE));
+                    let phys = PhysAddr::new(((k + 1) << 20) | (page * PAGE_SIZE));
                     t.map_range(iova, phys, PAGE_SIZE, Perm::READ).unwrap();
                     assert_eq!(t.translate(iova).unwrap().phys, phys);
                     if round % 2 == 1 {

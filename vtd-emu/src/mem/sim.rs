@@ -117,6 +117,9 @@ impl<S: AsRef<[AtomicU64]>> SimMemory<S> {
     }
 }
 
+/// The words are atomics: a compare-exchange is one atomic operation.
+impl<S: AsRef<[AtomicU64]>> vtd_regs::AtomicPhysMem for SimMemory<S> {}
+
 impl<S: AsRef<[AtomicU64]>> PhysMem for SimMemory<S> {
     fn read_u64(&self, addr: PhysAddr) -> Result<u64, MemError> {
         if !addr.is_aligned(8) {
@@ -176,9 +179,6 @@ impl<S: AsRef<[AtomicU64]>> PhysMem for SimMemory<S> {
         }
         Ok(())
     }
-
-    /// The words are atomics: a compare-exchange is one atomic operation.
-    const ATOMIC_COMPARE_EXCHANGE: bool = true;
 
     fn compare_exchange_u64(
         &self,
@@ -299,7 +299,6 @@ mod tests {
     fn word_runs_and_compare_exchange() {
         static W: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
         let m = StaticMemory::from_words(&W);
-        const { assert!(<StaticMemory as PhysMem>::ATOMIC_COMPARE_EXCHANGE) };
         m.write_u64s(PhysAddr::new(8), &[1, 2, 3]).unwrap();
         let mut out = [0; 4];
         m.read_u64s(PhysAddr::new(0), &mut out).unwrap();

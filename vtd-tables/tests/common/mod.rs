@@ -131,8 +131,9 @@ impl AtomicMem {
     }
 }
 
+impl vtd_regs::AtomicPhysMem for AtomicMem {}
+
 impl PhysMem for AtomicMem {
-    const ATOMIC_COMPARE_EXCHANGE: bool = true;
     fn read_u64(&self, addr: PhysAddr) -> Result<u64, MemError> {
         Ok(self.at(addr)?.load(std::sync::atomic::Ordering::Acquire))
     }
