@@ -31,7 +31,7 @@ pub use addr::{Iova, PAGE_SHIFT, PAGE_SIZE, PageSize, PhysAddr};
 pub use desc::{DescError, Descriptor, RawDescriptor};
 pub use fault::FaultReason;
 pub use ids::{DomainId, SourceId};
-pub use mem::{FrameAllocator, MemError, PhysMem};
+pub use mem::{AtomicPhysMem, FrameAllocator, MemError, PhysMem};
 pub use mmio::{
     Access, Mmio, ReadOnly, ReadWrite, Readable, RegWidth, Register, Writable, WriteOnly,
 };

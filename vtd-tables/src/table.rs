@@ -59,6 +59,66 @@ impl TableConfig {
     pub const fn page_sizes(&self) -> SecondLevelPageSizes {
         self.sllps
     }
+
+    /// 2^width: the first IOVA beyond the domain.
+    #[inline]
+    pub(crate) const fn width_limit(&self) -> u64 {
+        1 << self.width
+    }
+
+    /// The supported page sizes, largest first, that an address with bits
+    /// `addr_bits` may start and that fit in `remaining` bytes.
+    pub(crate) fn sizes_at(
+        &self,
+        addr_bits: u64,
+        remaining: u64,
+    ) -> impl Iterator<Item = PageSize> + use<> {
+        let sllps = self.sllps;
+        LARGEST_FIRST.into_iter().filter(move |s| {
+            sllps.supports(*s) && addr_bits & (s.bytes() - 1) == 0 && s.bytes() <= remaining
+        })
+    }
+
+    /// The checks every single-page operation makes first.
+    #[inline]
+    pub(crate) fn check(&self, iova: Iova, phys: PhysAddr, size: PageSize) -> Result<()> {
+        if !self.sllps.supports(size) {
+            return Err(Error::UnsupportedPageSize(size));
+        }
+        if !iova.is_aligned(size.bytes()) || !phys.is_aligned(size.bytes()) {
+            return Err(Error::Misaligned { iova, phys, size });
+        }
+        // The whole page, whose last byte is `iova | (size - 1)` once aligned.
+        if iova.as_u64() | (size.bytes() - 1) >= self.width_limit() {
+            return Err(Error::BeyondWidth { iova });
+        }
+        if phys.as_u64() & !ADDR_MASK != 0 {
+            return Err(Error::PhysBeyondWidth { phys });
+        }
+        Ok(())
+    }
+
+    /// The checks of a range operation: `iova`, `phys` and `len` multiples
+    /// of 4 KiB, the range within the width.
+    #[inline]
+    pub(crate) fn check_range(&self, iova: Iova, phys: PhysAddr, len: u64) -> Result<()> {
+        if !iova.is_aligned(PAGE_SIZE)
+            || !phys.is_aligned(PAGE_SIZE)
+            || !len.is_multiple_of(PAGE_SIZE)
+        {
+            return Err(Error::Misaligned { iova, phys, size: PageSize::Size4KiB });
+        }
+        if iova.checked_add(len).is_none_or(|end| end.as_u64() > self.width_limit()) {
+            return Err(Error::BeyondWidth { iova });
+        }
+        Ok(())
+    }
+
+    /// The flags every leaf gets.
+    #[inline]
+    pub(crate) const fn leaf_flags(&self) -> SlPteFlags {
+        self.leaf_flags
+    }
 }
 
 /// A second-level page table that this driver builds and owns.
@@ -156,14 +216,8 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         perm: Perm,
     ) -> core::result::Result<(), PartialMap> {
         let fail = |mapped, error| Err(PartialMap { mapped, error });
-        if !iova.is_aligned(PAGE_SIZE)
-            || !phys.is_aligned(PAGE_SIZE)
-            || !len.is_multiple_of(PAGE_SIZE)
-        {
-            return fail(0, Error::Misaligned { iova, phys, size: PageSize::Size4KiB });
-        }
-        if iova.checked_add(len).is_none_or(|end| end.as_u64() > self.width_limit()) {
-            return fail(0, Error::BeyondWidth { iova });
+        if let Err(e) = self.config.check_range(iova, phys, len) {
+            return fail(0, e);
         }
         let mut done = 0;
         while done < len {
@@ -191,34 +245,7 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     /// the domain's width.
     #[inline]
     pub fn translate(&self, iova: Iova) -> Option<Translation> {
-        if iova.as_u64() >= self.width_limit() {
-            return None;
-        }
-        match self.config.agaw {
-            Agaw::Bits39 => self.translate_in::<3>(iova),
-            Agaw::Bits48 => self.translate_in::<4>(iova),
-            Agaw::Bits57 => self.translate_in::<5>(iova),
-        }
-    }
-
-    /// [`translate`](Self::translate) in a `LEVELS`-deep table (a constant,
-    /// so the compiler unrolls the walk).
-    #[inline]
-    fn translate_in<const LEVELS: u8>(&self, iova: Iova) -> Option<Translation> {
-        let mut table = self.root;
-        for level in (1..=LEVELS).rev() {
-            let e = SlPte(self.mem.read_u64(entry_address(table, index(iova, level))).ok()?);
-            if !e.is_present() {
-                return None;
-            }
-            if let Some(size) = leaf_size(level).filter(|_| level == 1 || e.is_superpage()) {
-                let phys =
-                    PhysAddr::new(e.address().as_u64() | (iova.as_u64() & (size.bytes() - 1)));
-                return Some(Translation { phys, perm: e.perm(), size });
-            }
-            table = e.address();
-        }
-        None
+        translate(&self.mem, self.root, &self.config, iova)
     }
 
     /// Frees every frame of the table and gives back the memory and the
@@ -229,12 +256,6 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         (self.mem, self.alloc)
     }
 
-    /// 2^width: the first IOVA beyond the domain.
-    #[inline]
-    pub(crate) const fn width_limit(&self) -> u64 {
-        1 << self.config.width
-    }
-
     /// The supported page sizes, largest first, that an address with bits
     /// `addr_bits` may start and that fit in `remaining` bytes.
     pub(crate) fn sizes_at(
@@ -242,29 +263,13 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         addr_bits: u64,
         remaining: u64,
     ) -> impl Iterator<Item = PageSize> + use<M, A> {
-        let sllps = self.config.sllps;
-        LARGEST_FIRST.into_iter().filter(move |s| {
-            sllps.supports(*s) && addr_bits & (s.bytes() - 1) == 0 && s.bytes() <= remaining
-        })
+        self.config.sizes_at(addr_bits, remaining)
     }
 
     /// The checks every single-page operation makes first.
     #[inline]
     pub(crate) fn check(&self, iova: Iova, phys: PhysAddr, size: PageSize) -> Result<()> {
-        if !self.config.sllps.supports(size) {
-            return Err(Error::UnsupportedPageSize(size));
-        }
-        if !iova.is_aligned(size.bytes()) || !phys.is_aligned(size.bytes()) {
-            return Err(Error::Misaligned { iova, phys, size });
-        }
-        // The whole page, whose last byte is `iova | (size - 1)` once aligned.
-        if iova.as_u64() | (size.bytes() - 1) >= self.width_limit() {
-            return Err(Error::BeyondWidth { iova });
-        }
-        if phys.as_u64() & !ADDR_MASK != 0 {
-            return Err(Error::PhysBeyondWidth { phys });
-        }
-        Ok(())
+        self.config.check(iova, phys, size)
     }
 
     /// The fast path's walk: makes the walk cache hold `iova`'s last-level
@@ -480,4 +485,46 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         }
         self.alloc.deallocate(table, 0);
     }
+}
+
+/// The translation of `iova` in the table rooted at `root` of shape
+/// `config`: `None` when it is not mapped or beyond the domain's width.
+#[inline]
+pub(crate) fn translate<M: PhysMem>(
+    mem: &M,
+    root: PhysAddr,
+    config: &TableConfig,
+    iova: Iova,
+) -> Option<Translation> {
+    if iova.as_u64() >= config.width_limit() {
+        return None;
+    }
+    match config.agaw {
+        Agaw::Bits39 => translate_in::<M, 3>(mem, root, iova),
+        Agaw::Bits48 => translate_in::<M, 4>(mem, root, iova),
+        Agaw::Bits57 => translate_in::<M, 5>(mem, root, iova),
+    }
+}
+
+/// [`translate`] in a `LEVELS`-deep table (a constant, so the compiler
+/// unrolls the walk).
+#[inline]
+fn translate_in<M: PhysMem, const LEVELS: u8>(
+    mem: &M,
+    root: PhysAddr,
+    iova: Iova,
+) -> Option<Translation> {
+    let mut table = root;
+    for level in (1..=LEVELS).rev() {
+        let e = SlPte(mem.read_u64(entry_address(table, index(iova, level))).ok()?);
+        if !e.is_present() {
+            return None;
+        }
+        if let Some(size) = leaf_size(level).filter(|_| level == 1 || e.is_superpage()) {
+            let phys = PhysAddr::new(e.address().as_u64() | (iova.as_u64() & (size.bytes() - 1)));
+            return Some(Translation { phys, perm: e.perm(), size });
+        }
+        table = e.address();
+    }
+    None
 }

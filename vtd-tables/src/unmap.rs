@@ -23,16 +23,16 @@ use crate::table::SlPageTable;
 #[derive(Debug)]
 #[must_use = "invalidate the IOTLB for the range, then give the token to SlPageTable::release"]
 pub struct Unmapped {
-    table: PhysAddr,
+    pub(crate) table: PhysAddr,
     iova: Iova,
-    len: u64,
-    leaf_only: bool,
-    frames: FrameChain,
+    pub(crate) len: u64,
+    pub(crate) leaf_only: bool,
+    pub(crate) frames: FrameChain,
 }
 
 impl Unmapped {
     #[inline(always)]
-    const fn new(table: PhysAddr, iova: Iova) -> Self {
+    pub(crate) const fn new(table: PhysAddr, iova: Iova) -> Self {
         Self { table, iova, len: 0, leaf_only: true, frames: FrameChain::EMPTY }
     }
 
@@ -109,14 +109,11 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         iova: Iova,
         len: u64,
     ) -> core::result::Result<Unmapped, PartialUnmap> {
-        let mut token = Unmapped::new(self.root, iova);
-        if !iova.is_aligned(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
-            let error = Error::Misaligned { iova, phys: PhysAddr::ZERO, size: PageSize::Size4KiB };
+        let token = Unmapped::new(self.root, iova);
+        if let Err(error) = self.config.check_range(iova, PhysAddr::ZERO, len) {
             return Err(PartialUnmap { done: token, error });
         }
-        if iova.checked_add(len).is_none_or(|end| end.as_u64() > self.width_limit()) {
-            return Err(PartialUnmap { done: token, error: Error::BeyondWidth { iova } });
-        }
+        let mut token = token;
         while token.len < len {
             let pos = Iova::new(iova.as_u64() + token.len);
             let mut result = Err(Error::NotMapped { iova: pos });
