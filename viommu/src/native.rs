@@ -38,7 +38,7 @@ use vtd_regs::{
     ContextScope, DomainId, Drain, FrameAllocator, FunctionMask, IotlbScope, Iova, PAGE_SHIFT,
     PAGE_SIZE, PageSize, PhysAddr, PhysMem, SourceId,
 };
-use vtd_tables::{ContextManager, SlPageTable, TableConfig, Unmapped};
+use vtd_tables::{ContextManager, MAX_SPARE_FRAMES, SlPageTable, TableConfig, Unmapped};
 
 use crate::host::{HostIommu, Placed};
 
@@ -131,8 +131,11 @@ where
     fn new_domain(&self) -> Result<(DomainId, SlPageTable<M, A>), NativeError> {
         let mut u = self.unit.lock();
         let id = u16::try_from(u.next_domain).map_err(|_| NativeError::OutOfDomains)?;
-        let table = SlPageTable::new(u.mem.clone(), u.frames.clone(), u.tables)
+        let mut table = SlPageTable::new(u.mem.clone(), u.frames.clone(), u.tables)
             .map_err(NativeError::Table)?;
+        // A shadow rebuilds the last-level table of a guest buffer that is
+        // mapped and unmapped again: keep released frames, zero, for it.
+        table.keep_spare_frames(MAX_SPARE_FRAMES);
         u.next_domain += 1;
         Ok((DomainId::new(id), table))
     }

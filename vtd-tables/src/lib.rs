@@ -99,6 +99,7 @@ pub mod walk;
 
 pub use context::{ContextEntry, TranslationType};
 pub use error::{Error, Result};
+pub use frames::MAX_SPARE_FRAMES;
 pub use manager::{Attachment, ContextChange, ContextManager};
 pub use perm::{Access, Perm};
 pub use pte::{SlPte, SlPteFlags};

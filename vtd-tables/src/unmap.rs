@@ -139,7 +139,7 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         if token.table != self.root {
             return Err(token);
         }
-        token.frames.free(&self.mem, &self.alloc);
+        token.frames.free(&self.mem, &self.alloc, &mut self.spare);
         Ok(())
     }
 
