@@ -8,6 +8,7 @@ use vtd_regs::{FrameAllocator, Iova, PAGE_SIZE, PageSize, PhysAddr, PhysMem};
 
 use crate::error::{Error, Result};
 use crate::frames::{SpareFrames, alloc_table};
+use crate::kept::KeptTables;
 use crate::leaf_cache::LeafTableCache;
 use crate::perm::Perm;
 use crate::pte::{ADDR_MASK, PTES_PER_TABLE, SlPte, SlPteFlags, entry_address, index, leaf_size};
@@ -84,6 +85,7 @@ pub struct SlPageTable<M: PhysMem, A: FrameAllocator> {
     pub(crate) config: TableConfig,
     pub(crate) cache: LeafTableCache,
     pub(crate) spare: SpareFrames,
+    pub(crate) kept: KeptTables,
 }
 
 /// Why a range map stopped: the error, and how many bytes from the start
@@ -106,7 +108,8 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     pub fn new(mem: M, alloc: A, config: TableConfig) -> Result<Self> {
         let root = alloc_table(&mem, &alloc)?;
         let cache = LeafTableCache::new(config.width);
-        Ok(Self { mem, alloc, root, config, cache, spare: SpareFrames::new(0) })
+        let (spare, kept) = (SpareFrames::new(0), KeptTables::NONE);
+        Ok(Self { mem, alloc, root, config, cache, spare, kept })
     }
 
     /// Keeps up to `frames` (at most [`MAX_SPARE_FRAMES`](crate::MAX_SPARE_FRAMES)) released table
@@ -121,6 +124,28 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     /// keeps none; lowering the limit gives back what is above it.
     pub fn keep_spare_frames(&mut self, frames: u8) {
         self.spare.set_limit(frames, &self.alloc);
+    }
+
+    /// Keeps up to `tables` (at most [`MAX_KEPT_TABLES`](crate::MAX_KEPT_TABLES)) last-level tables
+    /// linked when their last page is unmapped, instead of detaching them:
+    /// such an unmap changes one leaf (its token is
+    /// [`leaf_only`](crate::Unmapped::leaf_only), no frame to release) and
+    /// the next 4 KiB map in the table's 2 MiB region writes one leaf. An
+    /// empty table translates nothing, as a missing one. A kept table takes
+    /// the place of a 2 MiB page: [`map`](Self::map) of a 2 MiB page there
+    /// fails with `AlreadyMapped` and [`map_range`](Self::map_range) maps
+    /// the region with 4 KiB pages, until
+    /// [`detach_empty_tables`](Self::detach_empty_tables) detaches it. 0
+    /// (the default) keeps none; the limit applies to the tables emptied
+    /// from then on.
+    pub fn keep_empty_tables(&mut self, tables: usize) {
+        self.kept.set_limit(tables);
+    }
+
+    /// The first IOVA of the 2 MiB region of each empty last-level table
+    /// kept (see [`keep_empty_tables`](Self::keep_empty_tables)).
+    pub fn empty_tables(&self) -> impl Iterator<Item = Iova> + '_ {
+        self.kept.iter()
     }
 
     /// How many released frames are kept (see
@@ -389,6 +414,9 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         let leaf =
             SlPte::leaf(phys, perm, PageSize::Size4KiB).with_flags(self.config.leaf_flags, true);
         self.write_pte(slot, leaf)?;
+        if self.cache.count == 0 {
+            self.kept.forget(iova);
+        }
         self.cache.count += 1;
         Ok(())
     }
@@ -434,6 +462,9 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
             level -= 1;
         }
         if let Some((slot, e)) = parent {
+            if target == 1 && e.count() == 0 {
+                self.kept.forget(iova);
+            }
             self.write_pte(slot, e.with_count(e.count() + 1))?;
         }
         Ok(true)
