@@ -337,11 +337,8 @@ impl Layout {
     fn show<W: SharedWords + ?Sized>(&self, page: &W, shown: &mut Shown, off: usize, value: u32) {
         let value = self.shown(off, value);
         match shown.slot(self, off) {
-            Some(last) => {
-                if *last != value && page.swap_if(off / 4, *last, value) {
-                    *last = value;
-                }
-            }
+            Some(last) if *last != value && page.swap_if(off / 4, *last, value) => *last = value,
+            Some(_) => {}
             None if page.load(off / 4) != value => page.store(off / 4, value),
             None => {}
         }
