@@ -85,6 +85,7 @@
 pub mod context;
 pub mod error;
 mod frames;
+mod kept;
 mod leaf_cache;
 pub mod manager;
 pub mod perm;
@@ -100,6 +101,8 @@ pub mod walk;
 
 pub use context::{ContextEntry, TranslationType};
 pub use error::{Error, Result};
+pub use frames::MAX_SPARE_FRAMES;
+pub use kept::MAX_KEPT_TABLES;
 pub use manager::{Attachment, ContextChange, ContextManager};
 pub use perm::{Access, Perm};
 pub use pte::{SlPte, SlPteFlags};

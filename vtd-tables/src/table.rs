@@ -7,7 +7,8 @@ use vtd_regs::regs::{Cap, Sagaw, SecondLevelPageSizes};
 use vtd_regs::{FrameAllocator, Iova, PAGE_SIZE, PageSize, PhysAddr, PhysMem};
 
 use crate::error::{Error, Result};
-use crate::frames::alloc_table;
+use crate::frames::{SpareFrames, alloc_table};
+use crate::kept::KeptTables;
 use crate::leaf_cache::LeafTableCache;
 use crate::perm::Perm;
 use crate::pte::{ADDR_MASK, PTES_PER_TABLE, SlPte, SlPteFlags, entry_address, index, leaf_size};
@@ -143,6 +144,8 @@ pub struct SlPageTable<M: PhysMem, A: FrameAllocator> {
     pub(crate) root: PhysAddr,
     pub(crate) config: TableConfig,
     pub(crate) cache: LeafTableCache,
+    pub(crate) spare: SpareFrames,
+    pub(crate) kept: KeptTables,
 }
 
 /// Why a range map stopped: the error, and how many bytes from the start
@@ -164,7 +167,51 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     /// An empty table: allocates and zeroes its root frame.
     pub fn new(mem: M, alloc: A, config: TableConfig) -> Result<Self> {
         let root = alloc_table(&mem, &alloc)?;
-        Ok(Self { mem, alloc, root, config, cache: LeafTableCache::new(config.width) })
+        let cache = LeafTableCache::new(config.width);
+        let (spare, kept) = (SpareFrames::new(0), KeptTables::NONE);
+        Ok(Self { mem, alloc, root, config, cache, spare, kept })
+    }
+
+    /// Keeps up to `frames` (at most [`MAX_SPARE_FRAMES`](crate::MAX_SPARE_FRAMES)) released table
+    /// frames for the next tables this table builds, instead of giving them
+    /// back to the allocator: they are zero already (a detached table is
+    /// empty), so building a table on one skips zeroing 4 KiB. A table
+    /// whose pages come and go in one region, as a hypervisor's shadow of a
+    /// guest's mappings does, detaches and rebuilds its last-level tables
+    /// at that rhythm. A frame is kept only when its token is
+    /// [released](Self::release), that is after the invalidation that
+    /// covers it completed, so no unit still walks it. 0 (the default)
+    /// keeps none; lowering the limit gives back what is above it.
+    pub fn keep_spare_frames(&mut self, frames: u8) {
+        self.spare.set_limit(frames, &self.alloc);
+    }
+
+    /// Keeps up to `tables` (at most [`MAX_KEPT_TABLES`](crate::MAX_KEPT_TABLES)) last-level tables
+    /// linked when their last page is unmapped, instead of detaching them:
+    /// such an unmap changes one leaf (its token is
+    /// [`leaf_only`](crate::Unmapped::leaf_only), no frame to release) and
+    /// the next 4 KiB map in the table's 2 MiB region writes one leaf. An
+    /// empty table translates nothing, as a missing one. A kept table takes
+    /// the place of a 2 MiB page: [`map`](Self::map) of a 2 MiB page there
+    /// fails with `AlreadyMapped` and [`map_range`](Self::map_range) maps
+    /// the region with 4 KiB pages, until
+    /// [`detach_empty_tables`](Self::detach_empty_tables) detaches it. 0
+    /// (the default) keeps none; the limit applies to the tables emptied
+    /// from then on.
+    pub fn keep_empty_tables(&mut self, tables: usize) {
+        self.kept.set_limit(tables);
+    }
+
+    /// The first IOVA of the 2 MiB region of each empty last-level table
+    /// kept (see [`keep_empty_tables`](Self::keep_empty_tables)).
+    pub fn empty_tables(&self) -> impl Iterator<Item = Iova> + '_ {
+        self.kept.iter()
+    }
+
+    /// How many released frames are kept (see
+    /// [`keep_spare_frames`](Self::keep_spare_frames)).
+    pub const fn spare_frames(&self) -> u8 {
+        self.spare.len()
     }
 
     /// The root frame: the SLPTPTR of context entries for this domain.
@@ -251,8 +298,9 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     /// Frees every frame of the table and gives back the memory and the
     /// allocator. Call it only when no context entry points at the table
     /// and the unit's caches were invalidated.
-    pub fn destroy(self) -> (M, A) {
+    pub fn destroy(mut self) -> (M, A) {
         self.free_subtree(self.root, self.config.agaw.levels());
+        self.spare.set_limit(0, &self.alloc);
         (self.mem, self.alloc)
     }
 
@@ -371,6 +419,9 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         let leaf =
             SlPte::leaf(phys, perm, PageSize::Size4KiB).with_flags(self.config.leaf_flags, true);
         self.write_pte(slot, leaf)?;
+        if self.cache.count == 0 {
+            self.kept.forget(iova);
+        }
         self.cache.count += 1;
         Ok(())
     }
@@ -416,6 +467,9 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
             level -= 1;
         }
         if let Some((slot, e)) = parent {
+            if target == 1 && e.count() == 0 {
+                self.kept.forget(iova);
+            }
             self.write_pte(slot, e.with_count(e.count() + 1))?;
         }
         Ok(true)
@@ -447,10 +501,15 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         self.write_pte(slot, below)
     }
 
-    /// Fills `frames` with zeroed frames, or frees those it got and fails.
+    /// Fills `frames` with zeroed frames, spare ones first, or frees those
+    /// it got and fails.
     pub(crate) fn alloc_chain(&mut self, frames: &mut [PhysAddr]) -> Result<()> {
         for i in 0..frames.len() {
-            match alloc_table(&self.mem, &self.alloc) {
+            let frame = match self.spare.take() {
+                Some(f) => Ok(f),
+                None => alloc_table(&self.mem, &self.alloc),
+            };
+            match frame {
                 Ok(f) => frames[i] = f,
                 Err(e) => {
                     for f in &frames[..i] {
