@@ -21,7 +21,8 @@
 use vtd_regs::{AtomicPhysMem, FrameAllocator, Iova, PAGE_SHIFT, PageSize, PhysAddr, PhysMem};
 
 use crate::error::{Error, Result};
-use crate::frames::alloc_table;
+use crate::frames::{SpareFrames, alloc_table};
+use crate::kept::KeptTables;
 use crate::leaf_cache::LeafTableCache;
 use crate::perm::Perm;
 use crate::pte::{ADDR_MASK, PTES_PER_TABLE, SlPte, entry_address, index, leaf_size, level_shift};
@@ -382,7 +383,8 @@ impl<M: AtomicPhysMem, A: FrameAllocator> SharedSlTable<M, A> {
         if token.table != self.root {
             return Err(token);
         }
-        token.frames.free(&self.mem, &self.alloc);
+        // A shared table keeps no spare frames: all go back to the allocator.
+        token.frames.free(&self.mem, &self.alloc, &mut SpareFrames::new(0));
         Ok(())
     }
 
@@ -397,6 +399,8 @@ impl<M: AtomicPhysMem, A: FrameAllocator> SharedSlTable<M, A> {
             root: self.root,
             config: self.config,
             cache,
+            spare: SpareFrames::new(0),
+            kept: KeptTables::NONE,
         }
         .destroy()
     }
@@ -406,7 +410,10 @@ impl<M: AtomicPhysMem, A: FrameAllocator> From<SlPageTable<M, A>> for SharedSlTa
     /// Shares a table built by [`SlPageTable`] (its counts of present
     /// entries are ignored from then on: a shared table detaches a table
     /// only when a range covers it whole).
-    fn from(table: SlPageTable<M, A>) -> Self {
+    fn from(mut table: SlPageTable<M, A>) -> Self {
+        // Its spare frames go back to the allocator; kept empty tables stay
+        // linked (they translate nothing).
+        table.keep_spare_frames(0);
         let SlPageTable { mem, alloc, root, config, .. } = table;
         Self { mem, alloc, root, config }
     }
