@@ -35,4 +35,6 @@ harnesses! {
     /// vtd-emu in scalable mode: arbitrary PASID and first/second-stage
     /// tables, 256-bit queue contents and PASID-tagged requests.
     emu_scalable;
+    /// vtd-emu's interrupt remapping: arbitrary tables and interrupt requests.
+    irq_remap;
 }

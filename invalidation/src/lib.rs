@@ -62,6 +62,7 @@ pub mod queued;
 pub mod register;
 pub mod request;
 mod ring;
+pub mod shared;
 pub mod unit;
 
 use core::fmt;
@@ -76,6 +77,7 @@ pub use invalidator::{InvalidationCaps, Invalidator};
 pub use queued::{QueueFault, QueuedInvalidator, Rejected};
 pub use register::RegisterInvalidator;
 pub use request::{Invalidation, Ticket};
+pub use shared::SharedInvalidator;
 pub use unit::UnitInvalidator;
 
 /// What can go wrong while invalidating.

@@ -9,8 +9,8 @@
 //! memory read, not an MMIO access, which matters when MMIO is a VM exit.
 
 use vtd_regs::desc::{
-    ContextCacheInv, Descriptor, IotlbInv, PasidCacheInv, PasidCacheScope, PasidIotlbScope,
-    WaitDesc,
+    ContextCacheInv, Descriptor, IecInv, IecScope, IotlbInv, PasidCacheInv, PasidCacheScope,
+    PasidIotlbScope, WaitDesc,
 };
 use vtd_regs::regs::rtaddr::TranslationTableMode;
 use vtd_regs::regs::{DescriptorWidth, Fsts, Iqa, Iqh, QueueSize};
@@ -237,6 +237,7 @@ impl<M: Mmio, P: PhysMem> QueuedInvalidator<M, P> {
                 }
                 Ok(Descriptor::Iotlb(IotlbInv { scope, drain: drain & self.caps.drain }))
             }
+            Invalidation::InterruptEntries(scope) => Ok(Descriptor::Iec(IecInv { scope })),
             _ if self.iqa.width() == DescriptorWidth::Bits128 => Err(Error::Unsupported(req)),
             Invalidation::PasidCache(scope) => Ok(Descriptor::PasidCache(PasidCacheInv { scope })),
             Invalidation::PasidIotlb(d) => {
@@ -330,6 +331,7 @@ impl<M: Mmio, P: PhysMem> QueuedInvalidator<M, P> {
                 Some(Descriptor::PasidCache(_)) => {
                     Descriptor::PasidCache(PasidCacheInv { scope: PasidCacheScope::Global })
                 }
+                Some(Descriptor::Iec(_)) => Descriptor::Iec(IecInv { scope: IecScope::Global }),
                 _ => Descriptor::Iotlb(IotlbInv {
                     scope: IotlbScope::Global,
                     drain: self.caps.drain,

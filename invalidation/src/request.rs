@@ -3,7 +3,9 @@
 
 use core::ops::Range;
 
-use vtd_regs::desc::{Pasid, PasidCacheScope, PasidDevTlbInv, PasidIotlbInv, PasidIotlbScope};
+use vtd_regs::desc::{
+    IecScope, Pasid, PasidCacheScope, PasidDevTlbInv, PasidIotlbInv, PasidIotlbScope,
+};
 use vtd_regs::scope::AddressMaskOrder;
 use vtd_regs::{ContextScope, DomainId, Drain, FunctionMask, IotlbScope, Iova, SourceId};
 
@@ -33,6 +35,10 @@ pub enum Invalidation {
     /// Invalidate a device's translations of one PASID in its device-TLB
     /// (ATS, §6.5.2.6). Queued only, in a 256-bit queue.
     PasidDevTlb(PasidDevTlbInv),
+    /// Drop cached interrupt remapping table entries (after an entry was
+    /// changed or freed, §6.5.2.7): queued invalidation only, the register
+    /// interface has no such command.
+    InterruptEntries(IecScope),
 }
 
 impl Invalidation {

@@ -62,6 +62,7 @@ pub mod frames;
 pub mod mem;
 pub mod platform;
 pub mod storage;
+pub mod sync;
 
 pub use addr::{Iova, PAGE_SHIFT, PAGE_SIZE, PageSize, PhysAddr};
 #[cfg(feature = "std")]
@@ -70,8 +71,9 @@ pub use clock::StdClock;
 pub use clock::TscClock;
 pub use clock::{Clock, Instant, NoClock};
 pub use frames::{RegionError, RegionFrames};
-pub use mem::{FrameAllocator, MemError, PhysMem};
+pub use mem::{AtomicPhysMem, FrameAllocator, MemError, PhysMem};
 pub use platform::Platform;
 #[cfg(feature = "alloc")]
 pub use storage::Boxed;
 pub use storage::{Inline, Storage};
+pub use sync::Lock;

@@ -94,6 +94,48 @@ pub trait PhysMem {
         self.write_bytes(frame, &[0u8; PAGE_SIZE as usize])
     }
 
+    /// Replaces the 64-bit word at `addr` (8-byte aligned) with `new` if it
+    /// holds `current`: `Ok(Ok(current))` when it did, `Ok(Err(found))`
+    /// with the word found otherwise (nothing written). One atomic
+    /// operation (a `lock cmpxchg` on real memory) for a memory that
+    /// implements [`AtomicPhysMem`]; the provided method reads then writes,
+    /// which is right only for memory one thread updates.
+    fn compare_exchange_u64(
+        &self,
+        addr: PhysAddr,
+        current: u64,
+        new: u64,
+    ) -> Result<Result<u64, u64>, MemError> {
+        let found = self.read_u64(addr)?;
+        if found != current {
+            return Ok(Err(found));
+        }
+        self.write_u64(addr, new)?;
+        Ok(Ok(found))
+    }
+
+    /// Reads `out.len()` consecutive 64-bit words from `addr` (8-byte
+    /// aligned), each as [`read_u64`](Self::read_u64) reads it (word by
+    /// word: a word is never torn). Implementations override it to check
+    /// the bounds once.
+    fn read_u64s(&self, addr: PhysAddr, out: &mut [u64]) -> Result<(), MemError> {
+        for (i, w) in out.iter_mut().enumerate() {
+            *w = self.read_u64(word_at(addr, i)?)?;
+        }
+        Ok(())
+    }
+
+    /// Writes `values` to consecutive 64-bit words from `addr` (8-byte
+    /// aligned), each as [`write_u64`](Self::write_u64) writes it, in
+    /// order (a run of table entries: the unit never sees a torn entry).
+    /// Implementations override it to check the bounds once.
+    fn write_u64s(&self, addr: PhysAddr, values: &[u64]) -> Result<(), MemError> {
+        for (i, &w) in values.iter().enumerate() {
+            self.write_u64(word_at(addr, i)?, w)?;
+        }
+        Ok(())
+    }
+
     /// Makes the CPU's writes to `[addr, addr + len)` visible to a remapping
     /// unit that does not snoop the CPU caches when it walks tables (ECAP.C = 0,
     /// §6.2.1): a `clflush` loop on real hardware. The default
@@ -136,6 +178,38 @@ impl<T: PhysMem + ?Sized> PhysMem for &T {
     fn flush_for_device(&self, addr: PhysAddr, len: usize) {
         (**self).flush_for_device(addr, len)
     }
+    #[inline]
+    fn compare_exchange_u64(
+        &self,
+        addr: PhysAddr,
+        current: u64,
+        new: u64,
+    ) -> Result<Result<u64, u64>, MemError> {
+        (**self).compare_exchange_u64(addr, current, new)
+    }
+    #[inline]
+    fn read_u64s(&self, addr: PhysAddr, out: &mut [u64]) -> Result<(), MemError> {
+        (**self).read_u64s(addr, out)
+    }
+    #[inline]
+    fn write_u64s(&self, addr: PhysAddr, values: &[u64]) -> Result<(), MemError> {
+        (**self).write_u64s(addr, values)
+    }
+}
+
+/// A [`PhysMem`] whose [`compare_exchange_u64`](PhysMem::compare_exchange_u64)
+/// is one atomic operation with respect to every other access of the
+/// memory, from any thread: what code that updates tables from several
+/// CPUs at once (`vtd-tables`' shared table) requires. The provided method
+/// is not atomic, so an implementation that overrides it says so by
+/// implementing this trait.
+pub trait AtomicPhysMem: PhysMem {}
+
+impl<T: AtomicPhysMem + ?Sized> AtomicPhysMem for &T {}
+
+/// The address of word `i` of a run starting at `addr`.
+fn word_at(addr: PhysAddr, i: usize) -> Result<PhysAddr, MemError> {
+    addr.checked_add(8 * i as u64).ok_or(MemError::OutOfRange { addr, len: 8 * (i + 1) })
 }
 
 /// Hands out naturally aligned blocks of 2^order contiguous 4 KiB frames for

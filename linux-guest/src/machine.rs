@@ -32,6 +32,12 @@ pub struct Machine {
     /// `edu`'s DMA address mask (default all 64 bits; QEMU's own default
     /// masks DMA addresses to 28 bits).
     pub edu_dma_mask: u64,
+    /// Whether the guest's clock skips the time its CPU idles (QEMU's
+    /// `-icount shift=auto,sleep=off`: instructions pace the clock, and an
+    /// idle CPU jumps to the next timer). `edu` finishes a DMA 100 ms of
+    /// guest time after it was started: a program that sleeps meanwhile
+    /// waits microseconds instead (default off).
+    pub skip_idle_time: bool,
     /// The longest the guest may run before QEMU is killed (default 60 s).
     pub timeout: Duration,
 }
@@ -42,6 +48,7 @@ impl Default for Machine {
             memory_mib: 512,
             caching_mode: false,
             edu_dma_mask: u64::MAX,
+            skip_idle_time: false,
             timeout: Duration::from_secs(60),
         }
     }
@@ -59,6 +66,7 @@ impl Machine {
             .args(["-m", &self.memory_mib.to_string()])
             .args(["-nodefaults", "-display", "none", "-serial", "stdio", "-no-reboot"])
             .args(["-device", &iommu])
+            .args(if self.skip_idle_time { &["-icount", "shift=auto,sleep=off"][..] } else { &[] })
             .args(["-device", &format!("edu,addr=02.0,dma_mask={:#x}", self.edu_dma_mask)])
             .arg("-kernel")
             .arg(kernel.image())

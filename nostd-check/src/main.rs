@@ -6,7 +6,7 @@ use core::panic::PanicInfo;
 
 #[allow(unused_imports)]
 use {
-    invalidation as _, iommu_platform as _, iova_alloc as _, teardown as _, viommu as _,
+    invalidation as _, iommu_platform as _, irq_remap as _, iova_alloc as _, teardown as _, viommu as _,
     viommu_eval_driver as _, viommu_unikernel as _, vtd_dma as _, vtd_emu as _, vtd_regs as _,
     vtd_tables as _,
 };

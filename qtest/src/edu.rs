@@ -2,7 +2,8 @@
 //! it copies between its 4 KiB buffer and any device address, and so through
 //! the IOMMU.
 //!
-//! Its registers (BAR0, 1 MiB): 0x00 identification, 0x80 DMA source, 0x88
+//! Its registers (BAR0, 1 MiB): 0x00 identification, 0x60 raise interrupt,
+//! 0x64 acknowledge interrupt, 0x80 DMA source, 0x88
 //! DMA destination, 0x90 count, 0x98 command (bit 0 run, bit 1 direction:
 //! set = buffer to memory). The buffer is device address 0x40000..0x41000
 //! (see [`EDU_BUFFER_SIZE`] for its usable part); it is not visible over
@@ -12,6 +13,7 @@
 
 use std::time::{Duration, Instant};
 
+use vtd_regs::irq::MsiMessage;
 use vtd_regs::{Iova, PhysAddr, SourceId};
 
 use crate::error::{Error, Result};
@@ -49,6 +51,19 @@ const IDENT_MAGIC: u32 = 0xed;
 
 /// How long a transfer may take in wall time before [`Error::DeviceTimeout`].
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The edu device's MSI capability.
+const MSI_CAP: u8 = 0x40;
+/// The MSI capability id.
+const MSI_CAP_ID: u32 = 0x05;
+/// Message control bit 0 (bit 16 of the capability's first dword): enable.
+const MSI_ENABLE: u32 = 1 << 16;
+/// Message control bit 7: the capability has a 64-bit address.
+const MSI_64BIT: u32 = 1 << 23;
+/// The edu register that raises an interrupt with the value written.
+const REG_RAISE: u64 = 0x60;
+/// The edu register that acknowledges (clears) interrupt status bits.
+const REG_ACK: u64 = 0x64;
 
 /// An enabled edu device.
 pub struct Edu<'q> {
@@ -122,6 +137,32 @@ impl<'q> Edu<'q> {
             }
         }
         Ok(())
+    }
+
+    /// Programs the device's MSI with `msg` (one vector) and enables it.
+    pub fn enable_msi(&self, msg: MsiMessage) -> Result<()> {
+        let config = ConfigSpace::new(self.qemu.qtest());
+        let f = self.function;
+        let head = config.read32(f, MSI_CAP)?;
+        if head & 0xff != MSI_CAP_ID {
+            return Err(Error::DeviceNotFound { vendor: 0x1234, device: 0x11e8 });
+        }
+        config.write32(f, MSI_CAP + 4, msg.address as u32)?;
+        let data_at = if head & MSI_64BIT != 0 {
+            config.write32(f, MSI_CAP + 8, (msg.address >> 32) as u32)?;
+            MSI_CAP + 12
+        } else {
+            MSI_CAP + 8
+        };
+        config.write32(f, data_at, msg.data)?;
+        config.write32(f, MSI_CAP, (head & !(0x70 << 16)) | MSI_ENABLE)
+    }
+
+    /// Raises the device's interrupt (one MSI) and acknowledges it.
+    pub fn raise_interrupt(&self) -> Result<()> {
+        let q = self.qemu.qtest();
+        q.writel(self.reg(REG_RAISE)?, 1)?;
+        q.writel(self.reg(REG_ACK)?, 1)
     }
 
     fn reg(&self, offset: u64) -> Result<PhysAddr> {

@@ -34,6 +34,7 @@ pub mod error;
 pub mod frames;
 pub mod mem;
 pub mod mmio;
+mod msi;
 pub mod pci;
 pub mod qemu;
 

@@ -47,6 +47,9 @@ const HALT_CODE: [u8; 4] = [0xFA, 0xF4, 0xEB, 0xFD];
 /// Size of the BIOS image.
 const BIOS_SIZE: usize = 64 * 1024;
 
+/// The trace log in QEMU's directory (see [`Qemu::trace_log`]).
+const TRACE_LOG: &str = "trace.log";
+
 /// How much of QEMU's stderr an error message quotes.
 const STDERR_TAIL: usize = 2000;
 
@@ -155,6 +158,10 @@ impl Qemu {
             .args(["-icount", "shift=0,sleep=off"])
             .args(["-device", &iommu.device_arg()])
             .args(["-device", "edu,dma_mask=0xffffffffffffffff"])
+            // Interrupts delivered, and QEMU's interrupt remapping, as trace
+            // events in a log (qtest itself does not see MSIs).
+            .args(["-trace", "apic_deliver_irq", "-trace", "vtd_ir*", "-D"])
+            .arg(dir.join(TRACE_LOG))
             .args(["-qtest", "stdio", "-qtest-log", "/dev/null"])
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -181,6 +188,13 @@ impl Qemu {
         });
         let diagnose = Box::new(move || stderr_tail(&stderr_path));
         Ok((child, Qtest::new(Box::new(stdin), rx, ANSWER_TIMEOUT, diagnose)))
+    }
+
+    /// The file QEMU writes its trace events to: every interrupt a local
+    /// APIC accepts (`apic_deliver_irq`) and the `intel-iommu`'s interrupt
+    /// remapping (`vtd_ir_*`); complete up to the last qtest round trip.
+    pub fn trace_log(&self) -> PathBuf {
+        self.dir.join(TRACE_LOG)
     }
 
     /// The qtest connection.

@@ -25,3 +25,32 @@ pub struct MapperCounters {
     /// refused after an invalidation (a bug if ever non-zero).
     pub release_errors: u64,
 }
+
+impl MapperCounters {
+    /// Adds `other`'s counts to these (the handles' counters of a shared
+    /// mapper, summed).
+    pub fn add(&mut self, other: &MapperCounters) {
+        let MapperCounters {
+            maps,
+            unmaps,
+            reuse_hits,
+            table_updates,
+            teardowns,
+            reclaims,
+            map_invalidations,
+            pins,
+            unpins,
+            release_errors,
+        } = *other;
+        self.maps += maps;
+        self.unmaps += unmaps;
+        self.reuse_hits += reuse_hits;
+        self.table_updates += table_updates;
+        self.teardowns += teardowns;
+        self.reclaims += reclaims;
+        self.map_invalidations += map_invalidations;
+        self.pins += pins;
+        self.unpins += unpins;
+        self.release_errors += release_errors;
+    }
+}

@@ -76,6 +76,7 @@ pub mod mapper;
 pub mod pinner;
 pub mod policy;
 mod registry;
+pub mod shared;
 pub mod space;
 
 use core::fmt;
@@ -87,6 +88,7 @@ pub use counters::MapperCounters;
 pub use mapper::{Mapper, sg_iova};
 pub use pinner::{NoPinning, PagePinner, PinError};
 pub use policy::{MapperConfig, Reuse};
+pub use shared::{FlushScope, MapperHandle, SharedMapper, SharedSpace};
 pub use space::{IovaSpace, PlacedOnly};
 
 use iova_alloc::AllocError;

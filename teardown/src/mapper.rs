@@ -15,7 +15,7 @@ use vtd_tables::{Perm, SlPageTable, Unmapped};
 use crate::capacity::{Capacity, Fixed};
 use crate::counters::MapperCounters;
 use crate::pinner::{NoPinning, PagePinner};
-use crate::policy::{MapperConfig, Reuse};
+use crate::policy::{Fate, MapperConfig, Reuse};
 use crate::registry::{Mapping, Registry, SlotId};
 use crate::space::IovaSpace;
 use crate::{Error, Result};
@@ -23,10 +23,10 @@ use crate::{Error, Result};
 /// What a teardown gives back once its invalidation completed.
 pub(crate) struct Teardown<L> {
     /// The lease of the range from the space; none if the caller placed it.
-    lease: Option<L>,
-    token: Unmapped,
+    pub(crate) lease: Option<L>,
+    pub(crate) token: Unmapped,
     /// First guest page and count of pages to unpin.
-    pinned: (u64, u64),
+    pub(crate) pinned: (u64, u64),
 }
 
 /// The domain table of the platform `P`.
@@ -422,14 +422,11 @@ where
         m.refs -= 1;
         let (refs, keep, single) = (m.refs, m.keep, m.single);
         self.owners.counters.unmaps += 1;
-        if refs == 0 && single {
-            self.tear_down(id)?;
-        } else if refs == 0 {
-            match self.config.reuse {
-                Reuse::SingleUse | Reuse::Shared => self.tear_down(id)?,
-                Reuse::Persistent { .. } if !keep => self.tear_down(id)?,
-                Reuse::Persistent { .. } => {}
-                Reuse::Optimistic { quota, .. } => {
+        if refs == 0 {
+            match self.config.reuse.on_last_unmap(keep, single) {
+                Fate::TearDown => self.tear_down(id)?,
+                Fate::Keep => {}
+                Fate::Stale { quota } => {
                     let now = self.flush.clock().now();
                     self.registry.make_stale(id, now);
                     if self.registry.stale_len() >= quota {
@@ -577,20 +574,8 @@ where
     /// Caching mode (CAP.CM): the unit may have cached the not-present
     /// entries just filled, so the new range is invalidated (§6.1).
     fn invalidate_new(&mut self, start: Iova, bytes: u64) -> Result<()> {
-        let caps = self.inv.caps();
-        let domain = self.config.domain;
-        let range = start..Iova::new(start.as_u64() + bytes);
-        let drain = vtd_regs::Drain::empty();
         self.owners.counters.map_invalidations += 1;
-        let result = if caps.page_selective {
-            self.inv.invalidate(
-                PageBlocks::new(domain, &range, caps.max_mask_order, true)
-                    .map(|scope| Invalidation::Iotlb { scope, drain }),
-            )
-        } else {
-            self.inv.invalidate([Invalidation::Iotlb { scope: IotlbScope::Domain(domain), drain }])
-        };
-        result.map_err(Error::Invalidation)
+        invalidate_new(&mut self.inv, self.config.domain, start, bytes)
     }
 }
 
@@ -658,8 +643,31 @@ fn sg_span(segments: &[(PhysAddr, u64)]) -> Option<(PhysAddr, u64)> {
 
 /// The first page and the page count of `[addr, addr + len)`; `None` for
 /// an empty or overflowing buffer.
-fn span(addr: u64, len: u64) -> Option<(u64, u64)> {
+pub(crate) fn span(addr: u64, len: u64) -> Option<(u64, u64)> {
     let last = addr.checked_add(len.checked_sub(1)?)?;
     let first = addr / PAGE_SIZE;
     Some((first, last / PAGE_SIZE - first + 1))
+}
+
+/// Caching mode (CAP.CM): the unit may have cached the not-present entries
+/// of `[start, start + bytes)` of `domain` just filled, so they are
+/// invalidated at once (§6.1), page-selectively if the unit can.
+pub(crate) fn invalidate_new<I: Invalidator>(
+    inv: &mut I,
+    domain: vtd_regs::DomainId,
+    start: Iova,
+    bytes: u64,
+) -> Result<()> {
+    let caps = inv.caps();
+    let range = start..Iova::new(start.as_u64() + bytes);
+    let drain = vtd_regs::Drain::empty();
+    let result = if caps.page_selective {
+        inv.invalidate(
+            PageBlocks::new(domain, &range, caps.max_mask_order, true)
+                .map(|scope| Invalidation::Iotlb { scope, drain }),
+        )
+    } else {
+        inv.invalidate([Invalidation::Iotlb { scope: IotlbScope::Domain(domain), drain }])
+    };
+    result.map_err(Error::Invalidation)
 }

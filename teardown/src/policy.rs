@@ -39,6 +39,35 @@ pub enum Reuse {
     },
 }
 
+/// What happens to a mapping at its last unmap.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Fate {
+    /// Removed from the table now.
+    TearDown,
+    /// Kept mapped and idle (persistent).
+    Keep,
+    /// Kept as stale until `quota` stale mappings or the time limit.
+    Stale {
+        /// Stale mappings that trigger a reclaim.
+        quota: usize,
+    },
+}
+
+impl Reuse {
+    /// The fate of a mapping at its last unmap under this policy: `keep`,
+    /// it is one the persistent policy keeps; `single`, it is never
+    /// reused (placed and scatter-gather mappings).
+    pub(crate) const fn on_last_unmap(self, keep: bool, single: bool) -> Fate {
+        match self {
+            _ if single => Fate::TearDown,
+            Reuse::SingleUse | Reuse::Shared => Fate::TearDown,
+            Reuse::Persistent { .. } if keep => Fate::Keep,
+            Reuse::Persistent { .. } => Fate::TearDown,
+            Reuse::Optimistic { quota, .. } => Fate::Stale { quota },
+        }
+    }
+}
+
 /// The settings of a [`Mapper`](crate::Mapper).
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 pub struct MapperConfig {

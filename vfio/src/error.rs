@@ -103,12 +103,29 @@ pub enum Error {
         len: u64,
     },
     /// A guest-physical range that is not wholly guest RAM (feature
-    /// `vm-memory`).
+    /// `vm-memory`), or not one region of it.
     OutsideGuestRam {
         /// First byte.
         gpa: u64,
         /// Length.
         len: u64,
+    },
+    /// A device no container of the backend holds (feature `viommu`).
+    UnknownDevice {
+        /// Its host source id (bus << 8 | device << 3 | function).
+        source_id: u16,
+    },
+    /// A device added with a second container (feature `viommu`).
+    DuplicateDevice {
+        /// Its host source id.
+        source_id: u16,
+    },
+    /// A device whose group-mates (devices of the same container) are
+    /// attached to another host domain, or stay attached while it would be
+    /// detached: type1 translates a whole group alike (feature `viommu`).
+    SharedGroup {
+        /// Its host source id.
+        source_id: u16,
     },
 }
 
@@ -147,6 +164,16 @@ impl fmt::Display for Error {
             Error::OutsideGuestRam { gpa, len } => {
                 write!(f, "guest-physical range {gpa:#x}+{len:#x} is not guest RAM")
             }
+            Error::UnknownDevice { source_id } => {
+                write!(f, "device {source_id:#06x} is in no container of the backend")
+            }
+            Error::DuplicateDevice { source_id } => {
+                write!(f, "device {source_id:#06x} is in a container of the backend already")
+            }
+            Error::SharedGroup { source_id } => write!(
+                f,
+                "device {source_id:#06x} shares its VFIO container with devices in another domain"
+            ),
         }
     }
 }

@@ -50,6 +50,19 @@ impl IoctlCounts {
     }
 }
 
+impl core::ops::Add for IoctlCounts {
+    type Output = IoctlCounts;
+
+    /// The counts of two containers together.
+    fn add(self, other: IoctlCounts) -> IoctlCounts {
+        IoctlCounts {
+            map: self.map + other.map,
+            unmap: self.unmap + other.unmap,
+            other: self.other + other.other,
+        }
+    }
+}
+
 /// The counters, shared by a container and its devices.
 #[derive(Debug, Default)]
 pub(crate) struct Counters {

@@ -19,6 +19,11 @@
 //! - With feature `vm-memory`: [`Container::map_guest`] maps a VMM's guest
 //!   RAM (rust-vmm `vm-memory`) by guest-physical address, through
 //!   `viommu-vm-memory`.
+//! - With feature `viommu`: [`VfioBackend`], the vIOMMU's host side
+//!   ([`viommu::HostIommu`]) over the containers of the assigned devices,
+//!   guest RAM from `vm-memory`: one map ioctl per guest range, one unmap
+//!   ioctl per contiguous range a guest invalidation removes, completed
+//!   when the ioctl returned; the kernel pins.
 //!
 //! Built on raw ioctls over rust-vmm's `vfio-bindings` (the kernel's
 //! structures) rather than `vfio-ioctls`, whose container maps every range
@@ -47,6 +52,8 @@
 //! ```
 #![deny(unsafe_op_in_unsafe_fn, clippy::undocumented_unsafe_blocks, missing_docs)]
 
+#[cfg(feature = "viommu")]
+pub mod backend;
 mod container;
 mod device;
 pub mod dma;
@@ -55,6 +62,8 @@ mod error;
 mod guest;
 mod ioctl;
 
+#[cfg(feature = "viommu")]
+pub use backend::{ContainerHandle, SharedContainer, VfioBackend, VfioDomain};
 pub use container::Container;
 pub use device::{BAR0_REGION, CONFIG_REGION, Device, Region};
 pub use dma::{DmaMapping, PAGE_SIZE, Perm};

@@ -38,7 +38,9 @@ use vtd_regs::{
     ContextScope, DomainId, Drain, FrameAllocator, FunctionMask, IotlbScope, Iova, PAGE_SHIFT,
     PAGE_SIZE, PageSize, PhysAddr, PhysMem, SourceId,
 };
-use vtd_tables::{ContextManager, SlPageTable, TableConfig, Unmapped};
+use vtd_tables::{
+    ContextManager, MAX_KEPT_TABLES, MAX_SPARE_FRAMES, SlPageTable, TableConfig, Unmapped,
+};
 
 use crate::host::{HostIommu, Placed};
 
@@ -131,8 +133,15 @@ where
     fn new_domain(&self) -> Result<(DomainId, SlPageTable<M, A>), NativeError> {
         let mut u = self.unit.lock();
         let id = u16::try_from(u.next_domain).map_err(|_| NativeError::OutOfDomains)?;
-        let table = SlPageTable::new(u.mem.clone(), u.frames.clone(), u.tables)
+        let mut table = SlPageTable::new(u.mem.clone(), u.frames.clone(), u.tables)
             .map_err(NativeError::Table)?;
+        // A shadow rebuilds the last-level table of a guest buffer that is
+        // mapped and unmapped again: keep released frames, zero, for it.
+        table.keep_spare_frames(MAX_SPARE_FRAMES);
+        // and keep emptied last-level tables linked: the unmap of a
+        // buffer's last page then changes one leaf, and its next map
+        // writes one (the limit bounds the frames an idle domain holds).
+        table.keep_empty_tables(MAX_KEPT_TABLES);
         u.next_domain += 1;
         Ok((DomainId::new(id), table))
     }
@@ -336,6 +345,31 @@ where
         r.map_err(|(_, e)| NativeError::Table(e))
     }
 
+    /// Detaches the empty last-level tables the host table keeps within
+    /// `at` (see [`SlPageTable::keep_empty_tables`]), where 2 MiB pages of
+    /// `at` may go, and invalidates them before their frames are freed.
+    fn detach_kept_tables(
+        &mut self,
+        domain: &mut NativeDomain<M, A>,
+        at: Placed,
+    ) -> Result<(), NativeError> {
+        let token =
+            domain.table.detach_empty_tables(at.iova, at.len).map_err(NativeError::Table)?;
+        if token.detached_frames() > 0 {
+            let range = (at.iova..Iova::new(at.iova.as_u64() + at.len), false);
+            self.counters.invalidations += 1;
+            // On error the token is dropped: its frames leak, never reused
+            // while the unit may walk them.
+            self.host.invalidate(iotlb_batch(
+                self.host.caps,
+                domain.id,
+                core::iter::once(range),
+            ))?;
+        }
+        let _ = domain.table.release(token);
+        Ok(())
+    }
+
     fn unpin(&mut self, (first, pages): (u64, u64)) {
         for p in first..first + pages {
             self.pinner.unpin(PhysAddr::new(p << PAGE_SHIFT));
@@ -395,6 +429,9 @@ where
     }
 
     fn map(&mut self, domain: &mut Self::Domain, at: Placed) -> Result<(), NativeError> {
+        if at.len >= PageSize::Size2MiB.bytes() {
+            self.detach_kept_tables(domain, at)?;
+        }
         let (pinned, mapped, err) = self.map_pages(&mut domain.table, at);
         if let Some(e) = err {
             // Undo: what was mapped is unmapped and invalidated like any

@@ -188,6 +188,11 @@ const STATUS: [usize; 7] = [
     offset::IQERCD + 4,
 ];
 
+/// Registers the unit never changes, stored into the page when it is
+/// filled and at each refresh.
+const FIXED: [usize; 5] =
+    [offset::VER, offset::CAP, offset::CAP + 4, offset::ECAP, offset::ECAP + 4];
+
 /// What GCMD holds in a page served with [`Polling::All`] while no command
 /// is pending: bit 0, reserved (a driver writes it as 0).
 pub const GCMD_IDLE: u32 = 1;
@@ -299,29 +304,43 @@ impl Layout {
             for (off, value) in STATUS.into_iter().zip(status) {
                 self.show(page, shown, off, value);
             }
-            if all {
-                let fixed =
-                    [offset::VER, offset::CAP, offset::CAP + 4, offset::ECAP, offset::ECAP + 4];
-                for off in fixed.into_iter().chain((self.frcd.0..self.frcd.1).step_by(4)) {
-                    self.show(page, shown, off, regs.read(off));
-                }
-            }
         });
+        if all {
+            // The fixed and fault recording registers, read at once (one
+            // lock acquisition behind a lock).
+            let mut offs = [0; FIXED.len() + FRCD_WORDS];
+            let mut n = 0;
+            for (slot, off) in
+                offs.iter_mut().zip(FIXED.into_iter().chain((self.frcd.0..self.frcd.1).step_by(4)))
+            {
+                *slot = off;
+                n += 1;
+            }
+            let mut values = [0; FIXED.len() + FRCD_WORDS];
+            regs.read_into(&offs[..n], &mut values[..n]);
+            page.publishing(&mut || {
+                for (off, value) in offs[..n].iter().zip(&values[..n]) {
+                    self.show(page, shown, *off, *value);
+                }
+            });
+        }
     }
 
     /// Stores register `off`, whose value is `value`, into the page: by a
     /// compare-and-swap against what was shown last where the guest writes
-    /// it too (a polled page's write-1-to-clear registers), plainly
-    /// elsewhere.
+    /// it too (a polled page's write-1-to-clear registers), elsewhere by a
+    /// store only if the page shows another value. A store takes the cache
+    /// line from the guest's core, which must then fetch it back to read
+    /// its next status (GSTS, FSTS) or write its next tail (IQT shares a
+    /// line with IQH): the status that did not change is left alone. Only
+    /// publishers (under [`SharedWords::publishing`]) store these words.
     fn show<W: SharedWords + ?Sized>(&self, page: &W, shown: &mut Shown, off: usize, value: u32) {
         let value = self.shown(off, value);
         match shown.slot(self, off) {
-            Some(last) => {
-                if *last != value && page.swap_if(off / 4, *last, value) {
-                    *last = value;
-                }
-            }
-            None => page.store(off / 4, value),
+            Some(last) if *last != value && page.swap_if(off / 4, *last, value) => *last = value,
+            Some(_) => {}
+            None if page.load(off / 4) != value => page.store(off / 4, value),
+            None => {}
         }
     }
 }
@@ -360,8 +379,12 @@ impl Shown {
     }
 }
 
-/// How many idle polls pass between refreshes of the fault status.
-const REFRESH: u32 = 64;
+/// How many idle polls pass between refreshes of the fault status (which
+/// the unit may change on its own: a fault it records). Some tens of
+/// microseconds of idle polling: a refresh reads every fault record, and a
+/// doorbell rung meanwhile waits for it, so it must be rare next to the
+/// commands a busy guest sends.
+const REFRESH: u32 = 4096;
 
 /// The sidecore's side: polls the page and emulates what changed.
 #[derive(Debug)]

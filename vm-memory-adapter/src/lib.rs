@@ -1,9 +1,12 @@
 //! A VMM's guest RAM from rust-vmm's [`vm-memory`](vm_memory) as the viommu
 //! crates see guest memory: [`GuestRam`] implements [`vtd_regs::PhysMem`]
-//! over any [`GuestAddressSpace`] whose memory is a [`GuestMemoryBackend`]
-//! (a `&GuestMemoryMmap`, an `Arc<GuestMemoryMmap>`, a
+//! and the vIOMMU's [`viommu::GuestRam`] (where the RAM regions are) over
+//! any [`GuestAddressSpace`] whose memory is a [`GuestMemoryBackend`] (a
+//! `&GuestMemoryMmap`, an `Arc<GuestMemoryMmap>`, a
 //! `GuestMemoryAtomic<GuestMemoryMmap>`), so a VMM hands the vIOMMU the
-//! memory it already has, several regions and holes included.
+//! memory it already has, several regions and holes included: one
+//! vm-memory region is one RAM region of the vIOMMU (a range the vIOMMU
+//! asks a backend to map lies in one, so in one contiguous host range).
 //!
 //! Every table pointer, queue address and status address a guest writes is
 //! hostile input: an access that is not wholly inside guest RAM (a hole,
@@ -20,7 +23,7 @@
 //! ```
 //! use vm_memory::{GuestAddress, GuestMemoryMmap};
 //! use viommu_vm_memory::GuestRam;
-//! use vtd_regs::{MemError, PhysAddr, PhysMem};
+//! use vtd_regs::{MemError, PAGE_SIZE, PhysAddr, PhysMem};
 //!
 //! // 64 KiB at 0 and 64 KiB at 1 MiB: a hole between.
 //! let mem = GuestMemoryMmap::<()>::from_ranges(&[
@@ -36,17 +39,26 @@
 //! let range = ram.host_range(PhysAddr::new(0x10_1000), 0x2000)?;
 //! assert_eq!(range.len, 0x2000);
 //! assert!(ram.host_range(PhysAddr::new(0xf000), 0x2000).is_err(), "ends in the hole");
+//!
+//! // The regions, as the vIOMMU asks for them.
+//! use viommu::GuestRam as _;
+//! let second = PhysAddr::new(0x10_0000)..PhysAddr::new(0x11_0000);
+//! assert_eq!(ram.ram_from(PhysAddr::new(0x1_0000)), Some(second.clone()), "the next one");
+//! assert_eq!(ram.ram_at(PhysAddr::new(0x1_0000)), None, "in the hole");
+//! assert_eq!(ram.ram_at(PhysAddr::new(0x10_8000)), Some(second));
+//! assert_eq!(ram.ram_from(PhysAddr::new(0x11_0000)), None, "above all RAM");
 //! # Ok::<(), MemError>(())
 //! ```
 #![forbid(unsafe_code)]
 
+use std::ops::Range;
 use std::sync::atomic::Ordering;
 
 use vm_memory::{
     Bytes, GuestAddress, GuestAddressSpace, GuestMemoryBackend, GuestMemoryRegion,
     MemoryRegionAddress,
 };
-use vtd_regs::{MemError, PhysAddr, PhysMem};
+use vtd_regs::{MemError, PAGE_SIZE, PhysAddr, PhysMem};
 
 /// Guest RAM as the viommu crates read and write it: a vm-memory address
 /// space, bounds-checked by region.
@@ -188,6 +200,31 @@ where
         check(&*mem, addr, data.len())?;
         mem.write_slice(data, GuestAddress(addr.as_u64()))
             .map_err(|_| out_of_range(addr, data.len() as u64))
+    }
+}
+
+/// Where the guest's RAM is, for the vIOMMU: each vm-memory region of the
+/// current memory map is one RAM region, its whole 4 KiB pages only (a
+/// region whose start or end is not page-aligned is reported without its
+/// partial pages, which the vIOMMU then never maps; reads and writes of
+/// them still work: they are guest RAM).
+impl<A> viommu::GuestRam for GuestRam<A>
+where
+    A: GuestAddressSpace,
+    A::M: GuestMemoryBackend,
+{
+    fn ram_from(&self, gpa: PhysAddr) -> Option<Range<PhysAddr>> {
+        let gpa = gpa.as_u64();
+        self.space
+            .memory()
+            .iter()
+            .filter_map(|region| {
+                let start = region.start_addr().0.checked_next_multiple_of(PAGE_SIZE)?;
+                let end = region.start_addr().0.checked_add(region.len())? & !(PAGE_SIZE - 1);
+                (start < end && gpa < end).then_some(start..end)
+            })
+            .min_by_key(|r| r.start)
+            .map(|r| PhysAddr::new(r.start)..PhysAddr::new(r.end))
     }
 }
 

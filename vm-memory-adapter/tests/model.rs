@@ -2,6 +2,7 @@
 //! with holes (and adjacent regions) between them.
 
 use proptest::prelude::*;
+use viommu::GuestRam as _;
 use viommu_vm_memory::{GuestRam, HostRange};
 use vm_memory::{GuestAddress, GuestMemoryBackend, GuestMemoryMmap, GuestMemoryRegion};
 use vtd_regs::{MemError, PhysAddr, PhysMem};
@@ -60,6 +61,7 @@ enum Op {
     ReadU64 { addr: u64 },
     HostRange { addr: u64, len: u64 },
     HostRanges { addr: u64, len: u64 },
+    RamFrom { addr: u64 },
 }
 
 /// Region layouts: (pages, hole pages before it) for 1-4 regions; a hole of
@@ -87,6 +89,7 @@ fn op(span: u64) -> impl Strategy<Value = Op> {
         addr.clone().prop_map(|addr| Op::ReadU64 { addr }),
         range.clone().prop_map(|(addr, len)| Op::HostRange { addr, len }),
         range.prop_map(|(addr, len)| Op::HostRanges { addr, len }),
+        addr.prop_map(|addr| Op::RamFrom { addr }),
     ]
 }
 
@@ -162,6 +165,21 @@ proptest! {
                         None => prop_assert!(out_of_range(&got), "{:?}", got),
                     }
                 }
+                Op::RamFrom { addr } => {
+                    // The first region ending above `addr`, whole; `ram_at`
+                    // is it when it holds `addr`.
+                    let want = model
+                        .regions
+                        .iter()
+                        .map(|(start, bytes)| *start..start + bytes.len() as u64)
+                        .find(|r| addr < r.end);
+                    let as_phys = |r: std::ops::Range<u64>| PhysAddr::new(r.start)..PhysAddr::new(r.end);
+                    let gpa = PhysAddr::new(addr);
+                    prop_assert_eq!(ram.ram_from(gpa), want.clone().map(as_phys));
+                    let at = want.filter(|r| r.start <= addr);
+                    prop_assert_eq!(ram.ram_at(gpa), at.clone().map(as_phys));
+                    prop_assert_eq!(model.locate(addr, 1).is_some(), at.is_some());
+                }
                 Op::HostRanges { addr, len } => {
                     let got = ram.host_ranges(PhysAddr::new(addr), len);
                     if len > 0 && model.backed(addr, len) {
@@ -191,4 +209,26 @@ proptest! {
             prop_assert_eq!(&buf, bytes);
         }
     }
+}
+
+/// Regions that are not page-aligned are reported by their whole pages;
+/// a region smaller than a page is no RAM region at all; their bytes stay
+/// readable.
+#[test]
+fn partial_pages_are_not_ram_regions() {
+    let mem = GuestMemoryMmap::<()>::from_ranges(&[
+        (GuestAddress(0x800), 0x2000),    // whole page 0x1000..0x2000 only
+        (GuestAddress(0x3000), 0x800),    // less than a page
+        (GuestAddress(0x5000), 0x1_0000), // aligned
+    ])
+    .unwrap();
+    let ram = GuestRam::new(&mem);
+    let r = |a: u64, b: u64| Some(PhysAddr::new(a)..PhysAddr::new(b));
+    assert_eq!(ram.ram_from(PhysAddr::ZERO), r(0x1000, 0x2000));
+    assert_eq!(ram.ram_at(PhysAddr::new(0x800)), None);
+    assert_eq!(ram.ram_from(PhysAddr::new(0x2000)), r(0x5000, 0x1_5000));
+    assert_eq!(ram.ram_at(PhysAddr::new(0x3000)), None);
+    assert_eq!(ram.ram_from(PhysAddr::new(u64::MAX)), None);
+    assert_eq!(ram.read_u64(PhysAddr::new(0x800)), Ok(0));
+    assert_eq!(ram.read_u64(PhysAddr::new(0x3008)), Ok(0));
 }

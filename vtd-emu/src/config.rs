@@ -189,6 +189,16 @@ impl EmuConfig {
         self
     }
 
+    /// This configuration with interrupt remapping (ECAP.IR, §10.4.3), an
+    /// interrupt entry cache invalidation handle mask of up to 15
+    /// (ECAP.MHMV), and x2APIC mode (ECAP.EIM) if `x2apic`; or without any
+    /// of it. (Interrupt remapping needs queued invalidation, ECAP.QI.)
+    #[must_use]
+    pub const fn with_interrupt_remapping(mut self, on: bool, x2apic: bool) -> Self {
+        self.ecap = self.ecap.with_ir(on).with_eim(on && x2apic).with_mhmv(if on { 15 } else { 0 });
+        self
+    }
+
     /// This configuration with an IOTLB of `entries` entries in sets of `ways`.
     #[must_use]
     pub const fn with_iotlb(mut self, entries: usize, ways: usize) -> Self {

@@ -118,6 +118,15 @@ pub struct Counters {
     pub iotlb: CacheStats,
     /// Context-cache statistics.
     pub context_cache: CacheStats,
+    /// Interrupt requests seen ([`Emulator::remap_interrupt`](crate::Emulator::remap_interrupt)).
+    pub interrupt_requests: u64,
+    /// Interrupt remapping table entries read from memory.
+    pub irte_reads: u64,
+    /// Interrupt entry cache statistics.
+    pub interrupt_entry_cache: CacheStats,
+    /// Interrupt requests blocked with a fault that was recorded (or lost
+    /// to overflow): not those FPD suppressed.
+    pub interrupt_faults: u64,
     /// Faults recorded in a fault recording register.
     pub faults_recorded: u64,
     /// Faults lost to primary fault overflow.
@@ -138,6 +147,10 @@ impl Default for Counters {
             translations: 0,
             iotlb: CacheStats::default(),
             context_cache: CacheStats::default(),
+            interrupt_requests: 0,
+            irte_reads: 0,
+            interrupt_entry_cache: CacheStats::default(),
+            interrupt_faults: 0,
             faults_recorded: 0,
             faults_dropped: 0,
             interrupts: 0,

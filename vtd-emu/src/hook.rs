@@ -14,7 +14,8 @@
 //!   (§6.5.2) or register-based (§6.5.1, §10.4.7, §10.4.8), with the scope
 //!   as the unit performs it (domain ids cut to CAP.ND bits, a
 //!   page-selective request on a unit without PSI widened to its domain,
-//!   misaligned addresses decoded as hardware does), *before* the unit
+//!   misaligned addresses decoded as hardware does, an interrupt entry
+//!   cache index mask beyond ECAP.MHMV widened to global), *before* the unit
 //!   drops its own cached entries and before anything after it completes:
 //!   a later wait descriptor's status write (§6.5.2.8), or the clearing of
 //!   CCMD.ICC or IOTLB_REG.IVT that software polls. The hook may refuse to

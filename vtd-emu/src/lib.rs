@@ -24,6 +24,11 @@
 //!   (low address bits below a page-selective mask ignored); wait
 //!   descriptors with status write and interrupt; IQE (also for a status
 //!   write that fails), ITE, ICE;
+//! - interrupt remapping (§5.1, [`Emulator::remap_interrupt`]): remappable
+//!   and compatibility-format requests, a bounded interrupt entry cache
+//!   whose entries stay stale until an interrupt entry cache invalidation
+//!   (global or index-selective), source-id validation, faults 20h-26h
+//!   with FPD honoured;
 //! - fault recording (§7.2): NFR fault recording registers, FRI, PPF, PFO,
 //!   fault and invalidation completion events with masking;
 //! - counters of all of it ([`Counters`]) for benchmarks.
@@ -41,9 +46,9 @@
 //!   descriptors (types 6, 7, 8) in a 256-bit queue, scalable-mode fault
 //!   reasons with the PASID recorded.
 //!
-//! Not modelled: interrupt remapping itself (the
-//! IRTA/IRE registers and interrupt entry cache invalidations are accepted),
-//! advanced fault logging, protected memory regions, ATS translation
+//! Not modelled: posted interrupts (CAP.PI is not reported; a
+//! posted-format entry is a reserved-field fault), advanced fault logging,
+//! protected memory regions, ATS translation
 //! requests (fault Dh).
 //!
 //! ```
@@ -106,6 +111,8 @@ mod emulator;
 mod events;
 pub mod fault_log;
 pub mod hook;
+mod iec;
+mod interrupt;
 pub mod iotlb;
 pub mod mem;
 mod perform;
@@ -122,6 +129,8 @@ pub use dma::DmaError;
 pub use emulator::{DevTlbResponse, Emulator, MAX_ATS_DEVICES};
 pub use fault_log::{Fault, FaultLog, Logged};
 pub use hook::{Hook, NoHook};
+pub use iec::{IEC_ENTRIES, IEC_WAYS};
+pub use interrupt::{Delivered, InterruptFault};
 pub use iotlb::Iotlb;
 pub use mem::{SimFrameAllocator, SimMemory, StaticMemory};
 pub use vtd_tables::Access;

@@ -3,7 +3,7 @@
 //! unit's own caches. One path for both interfaces, so the hook sees
 //! exactly what the caches drop.
 
-use vtd_regs::desc::{PasidCacheScope, PasidIotlbInv, PasidIotlbScope};
+use vtd_regs::desc::{IecScope, PasidCacheScope, PasidIotlbInv, PasidIotlbScope};
 use vtd_regs::{ContextScope, IotlbScope, PhysMem};
 
 use crate::emulator::State;
@@ -14,7 +14,9 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
     /// cut to the implemented bits (§10.4.7, §10.4.8.1), a page-selective
     /// IOTLB request widened to its domain on a unit without CAP.PSI;
     /// `None` for a page-selective one whose address mask exceeds CAP.MAMV,
-    /// which the unit refuses.
+    /// which the unit refuses; an index-selective interrupt entry cache
+    /// request whose index mask exceeds ECAP.MHMV widened to a global one
+    /// (a superset: nothing stale survives it).
     pub(crate) fn performed(&self, inv: Invalidation) -> Option<Invalidation> {
         let cap = self.cfg.cap;
         Some(match inv {
@@ -54,6 +56,11 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
                     ..inv
                 })
             }
+            Invalidation::InterruptEntries(IecScope::Entries { mask, .. })
+                if mask > self.cfg.ecap.mhmv() =>
+            {
+                Invalidation::InterruptEntries(IecScope::Global)
+            }
             other => other,
         })
     }
@@ -80,7 +87,10 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
             }
             Invalidation::PasidCache(scope) => self.scalable.invalidate_pasids(scope),
             Invalidation::PasidIotlb(inv) => self.scalable.invalidate_pasid_iotlb(inv),
-            // The model keeps no device-TLB and no interrupt entry cache.
+            Invalidation::InterruptEntries(scope) => {
+                self.iec.invalidate(scope);
+            }
+            // The model keeps no device-TLB.
             _ => {}
         }
         Outcome::Complete

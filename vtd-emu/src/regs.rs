@@ -275,6 +275,9 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
         if sirtp {
             self.irta_active = self.irta;
             self.gsts = self.gsts.with(GlobalBits::SIRTP, true);
+            if cap.esirtps() {
+                self.iec.invalidate(vtd_regs::desc::IecScope::Global);
+            }
         }
         // WBF: the model has no write buffer, so the flush is complete and
         // WBFS reads 0. SFL and EAFL: no advanced fault logging (CAP.AFL = 0).

@@ -85,6 +85,9 @@ fault_reasons! {
     IrCompatBlocked = 0x25, "compatibility-format interrupt request blocked";
     /// 26h: the interrupt's source id failed the entry's SID check.
     IrSourceIdInvalid = 0x26, "interrupt request with invalid source id";
+    /// 27h: the posted-interrupt descriptor a posted-format entry points
+    /// at could not be accessed.
+    IrPostedDescriptorAccess = 0x27, "error accessing the posted interrupt descriptor";
     /// 31h: RTADDR.TTM holds a reserved translation table mode.
     InvalidTableMode = 0x31, "invalid translation table mode in RTADDR";
     /// 38h (scalable mode): the scalable-mode root entry could not be read.

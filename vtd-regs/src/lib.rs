@@ -1,5 +1,6 @@
 //! Intel VT-d, typed: the DMA-remapping registers, invalidation descriptors,
-//! fault records and reasons, the DMAR ACPI table, and [`RemappingUnit`], a
+//! fault records and reasons, the DMAR ACPI table, the interrupt-remapping
+//! formats ([`irq`]), and [`RemappingUnit`], a
 //! driver handle that performs the unit's command protocols over any
 //! [`Mmio`] ([`VolatileMmio`] for real hardware).
 //!
@@ -18,6 +19,7 @@ pub mod desc;
 pub mod dmar;
 pub mod fault;
 pub mod ids;
+pub mod irq;
 pub mod mem;
 pub mod mmio;
 pub mod regs;
@@ -29,7 +31,7 @@ pub use addr::{Iova, PAGE_SHIFT, PAGE_SIZE, PageSize, PhysAddr};
 pub use desc::{DescError, Descriptor, RawDescriptor};
 pub use fault::FaultReason;
 pub use ids::{DomainId, SourceId};
-pub use mem::{FrameAllocator, MemError, PhysMem};
+pub use mem::{AtomicPhysMem, FrameAllocator, MemError, PhysMem};
 pub use mmio::{
     Access, Mmio, ReadOnly, ReadWrite, Readable, RegWidth, Register, Writable, WriteOnly,
 };

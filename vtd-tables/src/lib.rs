@@ -94,6 +94,7 @@ pub mod context;
 pub mod error;
 pub mod fl_pte;
 mod frames;
+mod kept;
 mod leaf_cache;
 pub mod manager;
 pub mod pasid;
@@ -102,6 +103,7 @@ pub mod pte;
 mod raw;
 pub mod root;
 pub mod scalable;
+pub mod shared;
 pub mod table;
 pub mod translation;
 pub mod unmap;
@@ -110,6 +112,8 @@ pub mod walk;
 pub use context::{ContextEntry, TranslationType};
 pub use error::{Error, Result};
 pub use fl_pte::{FlPte, FlPteFlags};
+pub use frames::MAX_SPARE_FRAMES;
+pub use kept::MAX_KEPT_TABLES;
 pub use manager::{Attachment, ContextChange, ContextManager};
 pub use pasid::{
     PasidAttachment, PasidChange, PasidTable, PasidUse, ScalableContextChange,
@@ -118,6 +122,7 @@ pub use pasid::{
 pub use perm::{Access, Perm};
 pub use pte::{SlPte, SlPteFlags};
 pub use root::RootEntry;
+pub use shared::SharedSlTable;
 pub use table::{PartialMap, SlPageTable, Stage, TableConfig};
 pub use translation::Translation;
 pub use unmap::{PartialUnmap, Unmapped};

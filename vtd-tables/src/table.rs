@@ -8,7 +8,8 @@ use vtd_regs::{FrameAllocator, Iova, PAGE_SIZE, PageSize, PhysAddr, PhysMem};
 
 use crate::error::{Error, Result};
 use crate::fl_pte::FlPte;
-use crate::frames::alloc_table;
+use crate::frames::{SpareFrames, alloc_table};
+use crate::kept::KeptTables;
 use crate::leaf_cache::LeafTableCache;
 use crate::perm::Perm;
 use crate::pte::{ADDR_MASK, PTES_PER_TABLE, SlPte, SlPteFlags, entry_address, index, leaf_size};
@@ -136,6 +137,66 @@ impl TableConfig {
     pub const fn page_sizes(&self) -> SecondLevelPageSizes {
         self.sllps
     }
+
+    /// 2^width: the first IOVA beyond the domain.
+    #[inline]
+    pub(crate) const fn width_limit(&self) -> u64 {
+        1 << self.width
+    }
+
+    /// The supported page sizes, largest first, that an address with bits
+    /// `addr_bits` may start and that fit in `remaining` bytes.
+    pub(crate) fn sizes_at(
+        &self,
+        addr_bits: u64,
+        remaining: u64,
+    ) -> impl Iterator<Item = PageSize> + use<> {
+        let sllps = self.sllps;
+        LARGEST_FIRST.into_iter().filter(move |s| {
+            sllps.supports(*s) && addr_bits & (s.bytes() - 1) == 0 && s.bytes() <= remaining
+        })
+    }
+
+    /// The checks every single-page operation makes first.
+    #[inline]
+    pub(crate) fn check(&self, iova: Iova, phys: PhysAddr, size: PageSize) -> Result<()> {
+        if !self.sllps.supports(size) {
+            return Err(Error::UnsupportedPageSize(size));
+        }
+        if !iova.is_aligned(size.bytes()) || !phys.is_aligned(size.bytes()) {
+            return Err(Error::Misaligned { iova, phys, size });
+        }
+        // The whole page, whose last byte is `iova | (size - 1)` once aligned.
+        if iova.as_u64() | (size.bytes() - 1) >= self.width_limit() {
+            return Err(Error::BeyondWidth { iova });
+        }
+        if phys.as_u64() & !ADDR_MASK != 0 {
+            return Err(Error::PhysBeyondWidth { phys });
+        }
+        Ok(())
+    }
+
+    /// The checks of a range operation: `iova`, `phys` and `len` multiples
+    /// of 4 KiB, the range within the width.
+    #[inline]
+    pub(crate) fn check_range(&self, iova: Iova, phys: PhysAddr, len: u64) -> Result<()> {
+        if !iova.is_aligned(PAGE_SIZE)
+            || !phys.is_aligned(PAGE_SIZE)
+            || !len.is_multiple_of(PAGE_SIZE)
+        {
+            return Err(Error::Misaligned { iova, phys, size: PageSize::Size4KiB });
+        }
+        if iova.checked_add(len).is_none_or(|end| end.as_u64() > self.width_limit()) {
+            return Err(Error::BeyondWidth { iova });
+        }
+        Ok(())
+    }
+
+    /// The flags every leaf gets.
+    #[inline]
+    pub(crate) const fn leaf_flags(&self) -> SlPteFlags {
+        self.leaf_flags
+    }
 }
 
 /// A second-level page table that this driver builds and owns.
@@ -160,6 +221,8 @@ pub struct SlPageTable<M: PhysMem, A: FrameAllocator> {
     pub(crate) root: PhysAddr,
     pub(crate) config: TableConfig,
     pub(crate) cache: LeafTableCache,
+    pub(crate) spare: SpareFrames,
+    pub(crate) kept: KeptTables,
 }
 
 /// Why a range map stopped: the error, and how many bytes from the start
@@ -181,7 +244,51 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     /// An empty table: allocates and zeroes its root frame.
     pub fn new(mem: M, alloc: A, config: TableConfig) -> Result<Self> {
         let root = alloc_table(&mem, &alloc)?;
-        Ok(Self { mem, alloc, root, config, cache: LeafTableCache::new(config.width) })
+        let cache = LeafTableCache::new(config.width);
+        let (spare, kept) = (SpareFrames::new(0), KeptTables::NONE);
+        Ok(Self { mem, alloc, root, config, cache, spare, kept })
+    }
+
+    /// Keeps up to `frames` (at most [`MAX_SPARE_FRAMES`](crate::MAX_SPARE_FRAMES)) released table
+    /// frames for the next tables this table builds, instead of giving them
+    /// back to the allocator: they are zero already (a detached table is
+    /// empty), so building a table on one skips zeroing 4 KiB. A table
+    /// whose pages come and go in one region, as a hypervisor's shadow of a
+    /// guest's mappings does, detaches and rebuilds its last-level tables
+    /// at that rhythm. A frame is kept only when its token is
+    /// [released](Self::release), that is after the invalidation that
+    /// covers it completed, so no unit still walks it. 0 (the default)
+    /// keeps none; lowering the limit gives back what is above it.
+    pub fn keep_spare_frames(&mut self, frames: u8) {
+        self.spare.set_limit(frames, &self.alloc);
+    }
+
+    /// Keeps up to `tables` (at most [`MAX_KEPT_TABLES`](crate::MAX_KEPT_TABLES)) last-level tables
+    /// linked when their last page is unmapped, instead of detaching them:
+    /// such an unmap changes one leaf (its token is
+    /// [`leaf_only`](crate::Unmapped::leaf_only), no frame to release) and
+    /// the next 4 KiB map in the table's 2 MiB region writes one leaf. An
+    /// empty table translates nothing, as a missing one. A kept table takes
+    /// the place of a 2 MiB page: [`map`](Self::map) of a 2 MiB page there
+    /// fails with `AlreadyMapped` and [`map_range`](Self::map_range) maps
+    /// the region with 4 KiB pages, until
+    /// [`detach_empty_tables`](Self::detach_empty_tables) detaches it. 0
+    /// (the default) keeps none; the limit applies to the tables emptied
+    /// from then on.
+    pub fn keep_empty_tables(&mut self, tables: usize) {
+        self.kept.set_limit(tables);
+    }
+
+    /// The first IOVA of the 2 MiB region of each empty last-level table
+    /// kept (see [`keep_empty_tables`](Self::keep_empty_tables)).
+    pub fn empty_tables(&self) -> impl Iterator<Item = Iova> + '_ {
+        self.kept.iter()
+    }
+
+    /// How many released frames are kept (see
+    /// [`keep_spare_frames`](Self::keep_spare_frames)).
+    pub const fn spare_frames(&self) -> u8 {
+        self.spare.len()
     }
 
     /// The root frame: the SLPTPTR of context entries for this domain.
@@ -233,14 +340,8 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         perm: Perm,
     ) -> core::result::Result<(), PartialMap> {
         let fail = |mapped, error| Err(PartialMap { mapped, error });
-        if !iova.is_aligned(PAGE_SIZE)
-            || !phys.is_aligned(PAGE_SIZE)
-            || !len.is_multiple_of(PAGE_SIZE)
-        {
-            return fail(0, Error::Misaligned { iova, phys, size: PageSize::Size4KiB });
-        }
-        if iova.checked_add(len).is_none_or(|end| end.as_u64() > self.width_limit()) {
-            return fail(0, Error::BeyondWidth { iova });
+        if let Err(e) = self.config.check_range(iova, phys, len) {
+            return fail(0, e);
         }
         let mut done = 0;
         while done < len {
@@ -268,48 +369,16 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     /// the domain's width.
     #[inline]
     pub fn translate(&self, iova: Iova) -> Option<Translation> {
-        if iova.as_u64() >= self.width_limit() {
-            return None;
-        }
-        match self.config.agaw {
-            Agaw::Bits39 => self.translate_in::<3>(iova),
-            Agaw::Bits48 => self.translate_in::<4>(iova),
-            Agaw::Bits57 => self.translate_in::<5>(iova),
-        }
-    }
-
-    /// [`translate`](Self::translate) in a `LEVELS`-deep table (a constant,
-    /// so the compiler unrolls the walk).
-    #[inline]
-    fn translate_in<const LEVELS: u8>(&self, iova: Iova) -> Option<Translation> {
-        let mut table = self.root;
-        for level in (1..=LEVELS).rev() {
-            let e = SlPte(self.mem.read_u64(entry_address(table, index(iova, level))).ok()?);
-            if !e.is_present() {
-                return None;
-            }
-            if let Some(size) = leaf_size(level).filter(|_| level == 1 || e.is_superpage()) {
-                let phys =
-                    PhysAddr::new(e.address().as_u64() | (iova.as_u64() & (size.bytes() - 1)));
-                return Some(Translation { phys, perm: e.perm(), size });
-            }
-            table = e.address();
-        }
-        None
+        translate(&self.mem, self.root, &self.config, iova)
     }
 
     /// Frees every frame of the table and gives back the memory and the
     /// allocator. Call it only when no context entry points at the table
     /// and the unit's caches were invalidated.
-    pub fn destroy(self) -> (M, A) {
+    pub fn destroy(mut self) -> (M, A) {
         self.free_subtree(self.root, self.config.agaw.levels());
+        self.spare.set_limit(0, &self.alloc);
         (self.mem, self.alloc)
-    }
-
-    /// 2^width: the first IOVA beyond the domain.
-    #[inline]
-    pub(crate) const fn width_limit(&self) -> u64 {
-        1 << self.config.width
     }
 
     /// The supported page sizes, largest first, that an address with bits
@@ -319,29 +388,13 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         addr_bits: u64,
         remaining: u64,
     ) -> impl Iterator<Item = PageSize> + use<M, A> {
-        let sllps = self.config.sllps;
-        LARGEST_FIRST.into_iter().filter(move |s| {
-            sllps.supports(*s) && addr_bits & (s.bytes() - 1) == 0 && s.bytes() <= remaining
-        })
+        self.config.sizes_at(addr_bits, remaining)
     }
 
     /// The checks every single-page operation makes first.
     #[inline]
     pub(crate) fn check(&self, iova: Iova, phys: PhysAddr, size: PageSize) -> Result<()> {
-        if !self.config.sllps.supports(size) {
-            return Err(Error::UnsupportedPageSize(size));
-        }
-        if !iova.is_aligned(size.bytes()) || !phys.is_aligned(size.bytes()) {
-            return Err(Error::Misaligned { iova, phys, size });
-        }
-        // The whole page, whose last byte is `iova | (size - 1)` once aligned.
-        if iova.as_u64() | (size.bytes() - 1) >= self.width_limit() {
-            return Err(Error::BeyondWidth { iova });
-        }
-        if phys.as_u64() & !ADDR_MASK != 0 {
-            return Err(Error::PhysBeyondWidth { phys });
-        }
-        Ok(())
+        self.config.check(iova, phys, size)
     }
 
     /// The fast path's walk: makes the walk cache hold `iova`'s last-level
@@ -440,6 +493,9 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         }
         let leaf = self.config.leaf_entry(phys, perm, PageSize::Size4KiB);
         self.write_pte(slot, leaf)?;
+        if self.cache.count == 0 {
+            self.kept.forget(iova);
+        }
         self.cache.count += 1;
         Ok(())
     }
@@ -483,6 +539,9 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
             level -= 1;
         }
         if let Some((slot, e)) = parent {
+            if target == 1 && e.count() == 0 {
+                self.kept.forget(iova);
+            }
             self.write_pte(slot, e.with_count(e.count() + 1))?;
         }
         Ok(true)
@@ -514,10 +573,15 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         self.write_pte(slot, below)
     }
 
-    /// Fills `frames` with zeroed frames, or frees those it got and fails.
+    /// Fills `frames` with zeroed frames, spare ones first, or frees those
+    /// it got and fails.
     pub(crate) fn alloc_chain(&mut self, frames: &mut [PhysAddr]) -> Result<()> {
         for i in 0..frames.len() {
-            match alloc_table(&self.mem, &self.alloc) {
+            let frame = match self.spare.take() {
+                Some(f) => Ok(f),
+                None => alloc_table(&self.mem, &self.alloc),
+            };
+            match frame {
                 Ok(f) => frames[i] = f,
                 Err(e) => {
                     for f in &frames[..i] {
@@ -552,4 +616,46 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         }
         self.alloc.deallocate(table, 0);
     }
+}
+
+/// The translation of `iova` in the table rooted at `root` of shape
+/// `config`: `None` when it is not mapped or beyond the domain's width.
+#[inline]
+pub(crate) fn translate<M: PhysMem>(
+    mem: &M,
+    root: PhysAddr,
+    config: &TableConfig,
+    iova: Iova,
+) -> Option<Translation> {
+    if iova.as_u64() >= config.width_limit() {
+        return None;
+    }
+    match config.agaw {
+        Agaw::Bits39 => translate_in::<M, 3>(mem, root, iova),
+        Agaw::Bits48 => translate_in::<M, 4>(mem, root, iova),
+        Agaw::Bits57 => translate_in::<M, 5>(mem, root, iova),
+    }
+}
+
+/// [`translate`] in a `LEVELS`-deep table (a constant, so the compiler
+/// unrolls the walk).
+#[inline]
+fn translate_in<M: PhysMem, const LEVELS: u8>(
+    mem: &M,
+    root: PhysAddr,
+    iova: Iova,
+) -> Option<Translation> {
+    let mut table = root;
+    for level in (1..=LEVELS).rev() {
+        let e = SlPte(mem.read_u64(entry_address(table, index(iova, level))).ok()?);
+        if !e.is_present() {
+            return None;
+        }
+        if let Some(size) = leaf_size(level).filter(|_| level == 1 || e.is_superpage()) {
+            let phys = PhysAddr::new(e.address().as_u64() | (iova.as_u64() & (size.bytes() - 1)));
+            return Some(Translation { phys, perm: e.perm(), size });
+        }
+        table = e.address();
+    }
+    None
 }

@@ -23,16 +23,16 @@ use crate::table::SlPageTable;
 #[derive(Debug)]
 #[must_use = "invalidate the IOTLB for the range, then give the token to SlPageTable::release"]
 pub struct Unmapped {
-    table: PhysAddr,
+    pub(crate) table: PhysAddr,
     iova: Iova,
-    len: u64,
-    leaf_only: bool,
-    frames: FrameChain,
+    pub(crate) len: u64,
+    pub(crate) leaf_only: bool,
+    pub(crate) frames: FrameChain,
 }
 
 impl Unmapped {
     #[inline(always)]
-    const fn new(table: PhysAddr, iova: Iova) -> Self {
+    pub(crate) const fn new(table: PhysAddr, iova: Iova) -> Self {
         Self { table, iova, len: 0, leaf_only: true, frames: FrameChain::EMPTY }
     }
 
@@ -109,14 +109,11 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         iova: Iova,
         len: u64,
     ) -> core::result::Result<Unmapped, PartialUnmap> {
-        let mut token = Unmapped::new(self.root, iova);
-        if !iova.is_aligned(PAGE_SIZE) || !len.is_multiple_of(PAGE_SIZE) {
-            let error = Error::Misaligned { iova, phys: PhysAddr::ZERO, size: PageSize::Size4KiB };
+        let token = Unmapped::new(self.root, iova);
+        if let Err(error) = self.config.check_range(iova, PhysAddr::ZERO, len) {
             return Err(PartialUnmap { done: token, error });
         }
-        if iova.checked_add(len).is_none_or(|end| end.as_u64() > self.width_limit()) {
-            return Err(PartialUnmap { done: token, error: Error::BeyondWidth { iova } });
-        }
+        let mut token = token;
         while token.len < len {
             let pos = Iova::new(iova.as_u64() + token.len);
             let mut result = Err(Error::NotMapped { iova: pos });
@@ -139,7 +136,7 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         if token.table != self.root {
             return Err(token);
         }
-        token.frames.free(&self.mem, &self.alloc);
+        token.frames.free(&self.mem, &self.alloc, &mut self.spare);
         Ok(())
     }
 
@@ -148,8 +145,12 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
     /// `Ok(false)`: not applicable, nothing changed.
     #[inline(always)]
     fn unmap_in_cached_table(&mut self, iova: Iova) -> Result<bool> {
-        // The last page of a table takes the general path, which detaches it.
-        if !iova.is_aligned(PAGE_SIZE) || !self.cache_leaf_table(iova)? || self.cache.count <= 1 {
+        // The last page of a table takes the general path, which detaches
+        // it, unless the table is kept.
+        if !iova.is_aligned(PAGE_SIZE)
+            || !self.cache_leaf_table(iova)?
+            || (self.cache.count <= 1 && !self.kept.has_room())
+        {
             return Ok(false);
         }
         let slot = entry_address(self.cache.table(), index(iova, 1));
@@ -158,6 +159,9 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
         }
         self.write_pte(slot, SlPte::EMPTY)?;
         self.cache.count -= 1;
+        if self.cache.count == 0 {
+            self.kept.keep(iova);
+        }
         Ok(true)
     }
 
@@ -200,9 +204,29 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
             level -= 1;
         }
         token.len += size.bytes();
-        // Count the entry removed; detach each table that became empty.
-        for &(slot, e) in path.get(usize::from(target)..usize::from(levels)).unwrap_or(&[]) {
+        let above = path.get(usize::from(target)..usize::from(levels)).unwrap_or(&[]);
+        self.uncount(iova, above, target == 1, token)
+    }
+
+    /// Counts an entry removed from the table `path[0]` points at, `path`
+    /// being the entries on the way to it, lowest first; detaches each
+    /// table that became empty into `token`, except a last-level table
+    /// (`last_level`) that is kept (see
+    /// [`keep_empty_tables`](Self::keep_empty_tables)).
+    fn uncount(
+        &mut self,
+        iova: Iova,
+        path: &[(PhysAddr, SlPte)],
+        last_level: bool,
+        token: &mut Unmapped,
+    ) -> Result<()> {
+        for (i, &(slot, e)) in path.iter().enumerate() {
             let n = e.count().saturating_sub(1);
+            if n == 0 && i == 0 && last_level && self.kept.has_room() {
+                self.write_pte(slot, e.with_count(0))?;
+                self.kept.keep(iova);
+                break;
+            }
             if n == 0 {
                 self.write_pte(slot, SlPte::EMPTY)?;
                 token.frames.push(&self.mem, e.address())?;
@@ -213,6 +237,63 @@ impl<M: PhysMem, A: FrameAllocator> SlPageTable<M, A> {
             }
         }
         Ok(())
+    }
+
+    /// Detaches the empty last-level tables kept (see
+    /// [`keep_empty_tables`](Self::keep_empty_tables)) whose 2 MiB region
+    /// lies within `[iova, iova + len)`, so that 2 MiB pages may take their
+    /// place. Nothing is unmapped, but the unit may still walk the detached
+    /// tables through its paging-structure caches: the token (its range is
+    /// `[iova, iova + len)`, not [`leaf_only`](Unmapped::leaf_only) if it
+    /// holds a frame) is owed the same invalidation as an unmap's before
+    /// [`release`](Self::release), and before a 2 MiB page mapped there is
+    /// sure to be used.
+    pub fn detach_empty_tables(&mut self, iova: Iova, len: u64) -> Result<Unmapped> {
+        let mut token = Unmapped { len, ..Unmapped::new(self.root, iova) };
+        if self.kept.len() == 0 {
+            return Ok(token);
+        }
+        self.flush_cache()?;
+        let end = iova.as_u64().saturating_add(len);
+        let span = PageSize::Size2MiB.bytes();
+        let mut regions = [Iova::new(0); crate::MAX_KEPT_TABLES];
+        let mut n = 0;
+        for (slot, r) in regions.iter_mut().zip(self.kept.iter()) {
+            *slot = r;
+            n += 1;
+        }
+        for &r in &regions[..n] {
+            if r.as_u64() < iova.as_u64() || r.as_u64().saturating_add(span) > end {
+                continue;
+            }
+            self.kept.forget(r);
+            // The entries down to the level-2 one, lowest first.
+            let levels = self.config.agaw().levels();
+            let mut path = [(PhysAddr::ZERO, SlPte::EMPTY); 4];
+            let mut table = self.root;
+            let mut found = true;
+            for level in (2..=levels).rev() {
+                let slot = entry_address(table, index(r, level));
+                let e = SlPte(self.mem.read_u64(slot)?);
+                if !e.is_table() {
+                    found = false;
+                    break;
+                }
+                if let Some(p) = path.get_mut(usize::from(level - 2)) {
+                    *p = (slot, e);
+                }
+                table = e.address();
+            }
+            let (slot, e) = path[0];
+            if !found || e.count() != 0 {
+                continue;
+            }
+            // The level-2 entry as if its table held one entry, so that
+            // counting it removed detaches it.
+            path[0] = (slot, e.with_count(1));
+            self.uncount(r, &path[..usize::from(levels - 1)], false, &mut token)?;
+        }
+        Ok(token)
     }
 
     /// Replaces the superpage leaf `e` at `level` (in `slot`) by tables of

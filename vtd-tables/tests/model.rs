@@ -1,6 +1,7 @@
 //! Property tests of `SlPageTable` against a `BTreeMap` model of its
 //! leaves, on every depth and page size: results, translations, the
-//! walker's view of the same tables, and the exact number of frames.
+//! walker's view of the same tables, and the exact number of frames (with
+//! and without spare frames and empty last-level tables kept).
 
 mod common;
 
@@ -12,8 +13,8 @@ use vtd_regs::regs::{Sagaw, SecondLevelPageSizes};
 use vtd_regs::{DomainId, FaultReason, Iova, PageSize, PhysAddr, SourceId};
 use vtd_tables::pte::level_shift;
 use vtd_tables::{
-    Access, ContextManager, Error, PartialMap, Perm, SlPageTable, TableConfig, Translation,
-    WalkLimits, walk,
+    Access, ContextManager, Error, MAX_KEPT_TABLES, MAX_SPARE_FRAMES, PartialMap, Perm,
+    SlPageTable, TableConfig, Translation, WalkLimits, walk,
 };
 
 const GIB: u64 = 1 << 30;
@@ -35,6 +36,9 @@ struct Model {
     sllps: SecondLevelPageSizes,
     width: u8,
     levels: u8,
+    /// The regions of the empty last-level tables the table keeps (read
+    /// from it after each operation).
+    kept: BTreeSet<u64>,
 }
 
 fn smaller(size: PageSize) -> PageSize {
@@ -54,6 +58,11 @@ impl Model {
 
     fn any_within(&self, iova: u64, len: u64) -> bool {
         self.leaves.range(iova..iova + len).next().is_some()
+    }
+
+    /// A kept empty table is where a page of `size` at `iova` would go.
+    fn kept_within(&self, iova: u64, size: PageSize) -> bool {
+        size > PageSize::Size4KiB && self.kept.range(iova..iova + size.bytes()).next().is_some()
     }
 
     fn translate(&self, iova: u64) -> Option<Translation> {
@@ -92,7 +101,10 @@ impl Model {
         {
             return Err(Error::AlreadyMapped { iova: Iova::new(iova) });
         }
-        if self.find(iova).is_some() || self.any_within(iova, size.bytes()) {
+        if self.find(iova).is_some()
+            || self.any_within(iova, size.bytes())
+            || self.kept_within(iova, size)
+        {
             return Ok(false);
         }
         self.leaves.insert(iova, Leaf { phys, size, perm });
@@ -152,7 +164,7 @@ impl Model {
     fn unmap(&mut self, iova: u64, size: PageSize) -> Result<bool, Error> {
         self.check(iova, 0, size)?;
         let Some((k, l)) = self.find(iova) else {
-            return Err(if self.any_within(iova, size.bytes()) {
+            return Err(if self.any_within(iova, size.bytes()) || self.kept_within(iova, size) {
                 Error::MappedWithSmallerPages { iova: Iova::new(iova) }
             } else {
                 Error::NotMapped { iova: Iova::new(iova) }
@@ -224,8 +236,9 @@ impl Model {
     /// (level, region) that holds a leaf at or below that level.
     fn frames(&self) -> usize {
         let mut tables = BTreeSet::new();
-        for (&k, l) in &self.leaves {
-            for lvl in l.size.level()..self.levels {
+        let kept = self.kept.iter().map(|&r| (r, PageSize::Size4KiB));
+        for (k, size) in self.leaves.iter().map(|(k, l)| (*k, l.size)).chain(kept) {
+            for lvl in size.level()..self.levels {
                 tables.insert((lvl, k >> level_shift(lvl + 1)));
             }
         }
@@ -239,6 +252,7 @@ enum Op {
     Unmap(u64, PageSize),
     MapRange(u64, u64, u64, Perm),
     UnmapRange(u64, u64),
+    DetachEmpty(u64, u64),
 }
 
 fn size() -> impl Strategy<Value = PageSize> {
@@ -287,6 +301,7 @@ fn op(width: u8, sllps: SecondLevelPageSizes) -> impl Strategy<Value = Op> {
         1 => (iova(width), size()).prop_map(|(i, s)| Op::Unmap(i, s)),
         2 => (iova(width), phys(), len(), perm()).prop_map(|(i, p, l, r)| Op::MapRange(i, p, l, r)),
         2 => (iova(width), len()).prop_map(|(i, l)| Op::UnmapRange(i, l)),
+        1 => (iova(width), len()).prop_map(|(i, l)| Op::DetachEmpty(i & !(MIB2 - 1), l)),
     ]
 }
 
@@ -306,7 +321,7 @@ fn case() -> impl Strategy<Value = (u8, SecondLevelPageSizes, Vec<Op>)> {
 fn probes(op: &Op) -> Vec<u64> {
     let (a, n) = match *op {
         Op::Map(i, _, s, _) | Op::Unmap(i, s) => (i, s.bytes()),
-        Op::MapRange(i, _, l, _) | Op::UnmapRange(i, l) => (i, l),
+        Op::MapRange(i, _, l, _) | Op::UnmapRange(i, l) | Op::DetachEmpty(i, l) => (i, l),
     };
     let mut v = vec![a, a.wrapping_sub(KIB4), a + 0x123, a + n / 2, a + n.saturating_sub(1), a + n];
     v.retain(|x| *x >> 58 == 0);
@@ -317,13 +332,21 @@ proptest! {
     #![proptest_config(ProptestConfig { cases: 256, ..ProptestConfig::default() })]
 
     #[test]
-    fn table_matches_model((width, sllps, ops) in case()) {
+    fn table_matches_model(
+        (width, sllps, ops) in case(),
+        spare in 0u8..=MAX_SPARE_FRAMES + 1,
+        keep in prop_oneof![Just(0), 1..=MAX_KEPT_TABLES + 1],
+    ) {
         let mem = VecMem::filled(MEM_BYTES, 0xdead_beef_dead_beef);
         let alloc = CountingAlloc::new(16 << 20, 2048);
         let ctx_alloc = CountingAlloc::new(0, 16);
         let cfg = TableConfig::new(Sagaw::all(), sllps, width).unwrap();
         let levels = cfg.agaw().levels();
         let mut table = SlPageTable::new(&mem, &alloc, cfg).unwrap();
+        // Frames come from the allocator full of garbage: a spare frame
+        // reused with anything but zeroes shows in the walks below.
+        table.keep_spare_frames(spare);
+        table.keep_empty_tables(keep);
         let mut mgr = ContextManager::new(&mem, &ctx_alloc).unwrap();
         let sid = SourceId::new(0, 3, 0).unwrap();
         let _ = mgr.attach(sid, DomainId::new(5), &table).unwrap();
@@ -336,7 +359,7 @@ proptest! {
             device_tlb: false,
             snoop_control: false,
         };
-        let mut model = Model { leaves: BTreeMap::new(), sllps, width, levels };
+        let mut model = Model { leaves: BTreeMap::new(), sllps, width, levels, kept: BTreeSet::new() };
 
         for op in &ops {
             match *op {
@@ -371,8 +394,23 @@ proptest! {
                     prop_assert_eq!((token.len(), real_err), (done, err), "{:?}", op);
                     table.release(token).unwrap();
                 }
+                Op::DetachEmpty(i, l) => {
+                    let token = table.detach_empty_tables(Iova::new(i), l).unwrap();
+                    prop_assert_eq!(token.len(), l);
+                    prop_assert_eq!(token.leaf_only(), token.detached_frames() == 0);
+                    prop_assert!(table.empty_tables().all(|r| r.as_u64() < i || r.as_u64() + MIB2 > i + l));
+                    table.release(token).unwrap();
+                }
             }
-            prop_assert_eq!(alloc.live.get(), model.frames(), "frames after {:?}", op);
+            // Kept tables are empty, in regions with no page, no more than asked.
+            model.kept = table.empty_tables().map(Iova::as_u64).collect();
+            prop_assert!(model.kept.len() <= keep.min(MAX_KEPT_TABLES));
+            for &r in &model.kept {
+                prop_assert!(r % MIB2 == 0 && !model.any_within(r, MIB2) && model.find(r).is_none());
+            }
+            prop_assert!(table.spare_frames() <= spare.min(MAX_SPARE_FRAMES));
+            let live = model.frames() + usize::from(table.spare_frames());
+            prop_assert_eq!(alloc.live.get(), live, "frames after {:?}", op);
             for probe in probes(op) {
                 let want = model.translate(probe);
                 prop_assert_eq!(table.translate(Iova::new(probe)), want, "translate {:#x} after {:?}", probe, op);
@@ -395,7 +433,10 @@ proptest! {
             let t = table.unmap(Iova::new(k), s).unwrap();
             table.release(t).unwrap();
         }
-        prop_assert_eq!(alloc.live.get(), 1);
+        let t = table.detach_empty_tables(Iova::new(0), (1u64 << width).max(MIB2)).unwrap();
+        table.release(t).unwrap();
+        prop_assert_eq!(table.empty_tables().count(), 0);
+        prop_assert_eq!(alloc.live.get(), 1 + usize::from(table.spare_frames()));
         let _ = mgr.detach(sid).unwrap();
         let _ = table.destroy();
         let _ = mgr.destroy();

@@ -87,6 +87,16 @@ impl<S: AsRef<[AtomicU64]>> SimMemory<S> {
         &self.words.as_ref()[byte / 8]
     }
 
+    /// The words of `[addr, addr + 8 * n)`, `addr` 8-byte aligned.
+    fn words_at(&self, addr: PhysAddr, n: usize) -> Result<&[AtomicU64], MemError> {
+        if !addr.is_aligned(8) {
+            return Err(MemError::Misaligned { addr });
+        }
+        let len = n.checked_mul(8).ok_or(MemError::OutOfRange { addr, len: usize::MAX })?;
+        let start = self.range(addr, len)? / 8;
+        Ok(&self.words.as_ref()[start..start + n])
+    }
+
     /// Writes `data` into bytes `off..off + data.len()` of the word at `byte`
     /// without touching its other bytes.
     fn merge(&self, byte: usize, off: usize, data: &[u8]) {
@@ -106,6 +116,9 @@ impl<S: AsRef<[AtomicU64]>> SimMemory<S> {
         }
     }
 }
+
+/// The words are atomics: a compare-exchange is one atomic operation.
+impl<S: AsRef<[AtomicU64]>> vtd_regs::AtomicPhysMem for SimMemory<S> {}
 
 impl<S: AsRef<[AtomicU64]>> PhysMem for SimMemory<S> {
     fn read_u64(&self, addr: PhysAddr) -> Result<u64, MemError> {
@@ -163,6 +176,35 @@ impl<S: AsRef<[AtomicU64]>> PhysMem for SimMemory<S> {
             w.compare_exchange_weak(old, (old & !mask) | val, Ordering::AcqRel, Ordering::Relaxed)
         {
             old = now;
+        }
+        Ok(())
+    }
+
+    fn compare_exchange_u64(
+        &self,
+        addr: PhysAddr,
+        current: u64,
+        new: u64,
+    ) -> Result<Result<u64, u64>, MemError> {
+        let [w] = self.words_at(addr, 1)? else {
+            return Err(MemError::OutOfRange { addr, len: 8 });
+        };
+        Ok(w.compare_exchange(current, new, Ordering::AcqRel, Ordering::Acquire))
+    }
+
+    /// One bounds check, then one load per word.
+    fn read_u64s(&self, addr: PhysAddr, out: &mut [u64]) -> Result<(), MemError> {
+        let words = self.words_at(addr, out.len())?;
+        for (o, w) in out.iter_mut().zip(words) {
+            *o = w.load(Ordering::Acquire);
+        }
+        Ok(())
+    }
+
+    /// One bounds check, then one store per word, in order.
+    fn write_u64s(&self, addr: PhysAddr, values: &[u64]) -> Result<(), MemError> {
+        for (&v, w) in values.iter().zip(self.words_at(addr, values.len())?) {
+            w.store(v, Ordering::Release);
         }
         Ok(())
     }
@@ -251,6 +293,23 @@ mod tests {
         assert!(m.read_u32(PhysAddr::new(32)).is_err());
         assert!(m.write_u32(PhysAddr::new(30), 1).is_err());
         assert!(m.read_u32(PhysAddr::new(2)).is_err());
+    }
+
+    #[test]
+    fn word_runs_and_compare_exchange() {
+        static W: [AtomicU64; 4] = [const { AtomicU64::new(0) }; 4];
+        let m = StaticMemory::from_words(&W);
+        m.write_u64s(PhysAddr::new(8), &[1, 2, 3]).unwrap();
+        let mut out = [0; 4];
+        m.read_u64s(PhysAddr::new(0), &mut out).unwrap();
+        assert_eq!(out, [0, 1, 2, 3]);
+        assert!(m.write_u64s(PhysAddr::new(16), &[0; 3]).is_err());
+        assert!(m.read_u64s(PhysAddr::new(4), &mut out[..1]).is_err());
+        assert_eq!(m.compare_exchange_u64(PhysAddr::new(8), 1, 9), Ok(Ok(1)));
+        assert_eq!(m.compare_exchange_u64(PhysAddr::new(8), 1, 7), Ok(Err(9)));
+        assert_eq!(m.read_u64(PhysAddr::new(8)), Ok(9));
+        assert!(m.compare_exchange_u64(PhysAddr::new(32), 0, 1).is_err());
+        assert!(m.compare_exchange_u64(PhysAddr::new(12), 0, 1).is_err());
     }
 
     #[cfg(feature = "alloc")]

@@ -111,3 +111,96 @@ unsafe impl FrameAllocator for CountingAlloc {
         self.live.set(self.live.get() - 1);
     }
 }
+
+/// Physical memory of atomic words, shareable between threads, with an
+/// atomic compare-exchange (what a shared table needs).
+pub struct AtomicMem {
+    words: Vec<std::sync::atomic::AtomicU64>,
+}
+
+impl AtomicMem {
+    pub fn new(bytes: usize) -> Self {
+        Self { words: (0..bytes / 8).map(|_| Default::default()).collect() }
+    }
+
+    fn at(&self, addr: PhysAddr) -> Result<&std::sync::atomic::AtomicU64, MemError> {
+        if !addr.is_aligned(8) {
+            return Err(MemError::Misaligned { addr });
+        }
+        self.words.get((addr.as_u64() / 8) as usize).ok_or(MemError::OutOfRange { addr, len: 8 })
+    }
+}
+
+impl vtd_regs::AtomicPhysMem for AtomicMem {}
+
+impl PhysMem for AtomicMem {
+    fn read_u64(&self, addr: PhysAddr) -> Result<u64, MemError> {
+        Ok(self.at(addr)?.load(std::sync::atomic::Ordering::Acquire))
+    }
+    fn write_u64(&self, addr: PhysAddr, value: u64) -> Result<(), MemError> {
+        self.at(addr)?.store(value, std::sync::atomic::Ordering::Release);
+        Ok(())
+    }
+    fn read_bytes(&self, addr: PhysAddr, buf: &mut [u8]) -> Result<(), MemError> {
+        for (k, chunk) in buf.chunks_mut(8).enumerate() {
+            let w = self.read_u64(PhysAddr::new(addr.as_u64() + 8 * k as u64))?.to_le_bytes();
+            chunk.copy_from_slice(&w[..chunk.len()]);
+        }
+        Ok(())
+    }
+    fn write_bytes(&self, addr: PhysAddr, data: &[u8]) -> Result<(), MemError> {
+        for (k, chunk) in data.chunks(8).enumerate() {
+            let mut w = [0u8; 8];
+            w[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(PhysAddr::new(addr.as_u64() + 8 * k as u64), u64::from_le_bytes(w))?;
+        }
+        Ok(())
+    }
+    fn compare_exchange_u64(
+        &self,
+        addr: PhysAddr,
+        current: u64,
+        new: u64,
+    ) -> Result<Result<u64, u64>, MemError> {
+        use std::sync::atomic::Ordering::{AcqRel, Acquire};
+        Ok(self.at(addr)?.compare_exchange(current, new, AcqRel, Acquire))
+    }
+}
+
+/// [`CountingAlloc`] for threads: 4 KiB frames of `[base, base + frames *
+/// 4 KiB)` behind a lock, counting the live ones and the allocations.
+pub struct SyncAlloc {
+    free: std::sync::Mutex<Vec<PhysAddr>>,
+    pub live: std::sync::atomic::AtomicUsize,
+    pub allocations: std::sync::atomic::AtomicUsize,
+}
+
+impl SyncAlloc {
+    pub fn new(base: u64, frames: usize) -> Self {
+        let free = (0..frames as u64).rev().map(|i| PhysAddr::new(base + i * 4096)).collect();
+        Self { free: std::sync::Mutex::new(free), live: 0.into(), allocations: 0.into() }
+    }
+
+    pub fn live(&self) -> usize {
+        self.live.load(std::sync::atomic::Ordering::SeqCst)
+    }
+}
+
+// SAFETY: every frame is handed out at most once until it is given back, and
+// is only reached through `AtomicMem`.
+unsafe impl FrameAllocator for SyncAlloc {
+    fn allocate(&self, order: u8) -> Option<PhysAddr> {
+        assert_eq!(order, 0);
+        let f = self.free.lock().unwrap().pop()?;
+        self.live.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        self.allocations.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        Some(f)
+    }
+    fn deallocate(&self, addr: PhysAddr, order: u8) {
+        assert_eq!(order, 0);
+        let mut free = self.free.lock().unwrap();
+        assert!(!free.contains(&addr), "double free of {addr:?}");
+        free.push(addr);
+        self.live.fetch_sub(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,165 @@
+//! `map_unmap_threads`: the shared mapping layer on 1 and 2 threads, each
+//! on its own ring of 256 receive buffers, every iteration the same total
+//! number of map+unmap pairs split evenly among the threads; today's
+//! `Mapper` behind one lock as the baseline. `map_range_256`: map + unmap
+//! of 256 contiguous 4 KiB pages in one call on the shared table.
+#![allow(missing_docs)] // reason: criterion's macros generate undocumented items
+
+use std::sync::{Barrier, Mutex};
+use std::time::{Duration, Instant};
+
+use criterion::{Criterion, criterion_group, criterion_main};
+use invalidation::FlushConfig;
+use iommu_platform::{Inline, TscClock};
+use iova_alloc::{CpuHandle, Magazine, Node, VecIovaCache, Window};
+use std::sync::atomic::AtomicU8;
+use teardown::{Fixed, FlushScope, Mapper, MapperConfig, NoPinning, Reuse, SharedMapper};
+use viommu_examples::{DOMAIN, Inv, Platform, Testbed, tsc};
+use vtd_emu::EmuConfig;
+use vtd_regs::{Iova, PhysAddr};
+use vtd_tables::{Perm, SharedSlTable};
+
+const RING: u64 = 256;
+const BUFFER: u64 = 1500;
+/// Map+unmap pairs per iteration, split among the threads.
+const PAIRS: u64 = 4096;
+
+type Cache = VecIovaCache;
+type Shared = SharedMapper<Platform<TscClock>, Cache, Inv, Fixed<1024, 512>, Inline<2>>;
+type Handle = CpuHandle<'static, Vec<Node>, Vec<Magazine>, Box<[AtomicU8]>>;
+type Single = Mapper<Platform<TscClock>, Handle, Inv, Fixed<1024, 512>>;
+
+fn window() -> Window {
+    Window::from_pages(1, (1 << 20) - 1).expect("window")
+}
+
+fn shared(reuse: Reuse, flush: FlushConfig) -> &'static Shared {
+    let bed = Testbed::new(EmuConfig::qemu());
+    let config = MapperConfig { reuse, flush, domain: DOMAIN, dma_limit: Iova::new(1 << 32) };
+    let platform = bed.platform(tsc());
+    let table = SharedSlTable::from(bed.table);
+    let m = SharedMapper::new(
+        platform,
+        table,
+        VecIovaCache::with_window(window()),
+        bed.inv,
+        (config, FlushScope::PerHandle),
+        Fixed,
+        Inline,
+    )
+    .expect("config");
+    Box::leak(Box::new(m))
+}
+
+/// Receive buffer `n` of thread `t`'s ring: 2 KiB apart, two per page.
+fn buffer(t: u64, n: u64) -> PhysAddr {
+    PhysAddr::new((0x10_0000 << t) + (n % RING) * 0x800)
+}
+
+/// Runs `iters` iterations of `PAIRS` pairs split among `threads`, each
+/// thread on its own handle; the time of the slowest thread.
+fn run_shared(m: &'static Shared, threads: u64, iters: u64) -> Duration {
+    let barrier = Barrier::new(threads as usize);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    let mut h = m.handle(t as usize).expect("handle");
+                    barrier.wait();
+                    let start = Instant::now();
+                    for n in 0..iters * PAIRS / threads {
+                        let iova = h.map(buffer(t, n), BUFFER, Perm::WRITE).expect("map");
+                        h.unmap(iova, BUFFER).expect("unmap");
+                    }
+                    start.elapsed()
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().expect("worker")).max().unwrap_or_default()
+    })
+}
+
+fn run_mutex(m: &Mutex<Single>, threads: u64, iters: u64) -> Duration {
+    let barrier = Barrier::new(threads as usize);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    barrier.wait();
+                    let start = Instant::now();
+                    for n in 0..iters * PAIRS / threads {
+                        let mut g = m.lock().expect("lock");
+                        let iova = g.map(buffer(t, n), BUFFER, Perm::WRITE).expect("map");
+                        g.unmap(iova, BUFFER).expect("unmap");
+                    }
+                    start.elapsed()
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().expect("worker")).max().unwrap_or_default()
+    })
+}
+
+fn map_unmap_threads(c: &mut Criterion) {
+    let lazy = Duration::from_millis(10);
+    let optimistic = Reuse::Optimistic { quota: 512, time_limit: lazy };
+    let policies = [
+        ("single_use_strict", Reuse::SingleUse, FlushConfig::strict()),
+        ("single_use_deferred", Reuse::SingleUse, FlushConfig::deferred(256, lazy)),
+        ("optimistic", optimistic, FlushConfig::deferred(512, lazy)),
+    ];
+    let mut group = c.benchmark_group("map_unmap_threads");
+    for (name, reuse, flush) in policies {
+        let m = shared(reuse, flush);
+        run_shared(m, 2, 1); // warm both rings
+        for threads in [1, 2] {
+            group.bench_function(format!("{name}_{threads}t"), |b| {
+                b.iter_custom(|iters| run_shared(m, threads, iters))
+            });
+        }
+    }
+    let bed = Testbed::new(EmuConfig::qemu());
+    let cache: &'static Cache = Box::leak(Box::new(VecIovaCache::with_window(window())));
+    let config = MapperConfig {
+        reuse: optimistic,
+        flush: FlushConfig::deferred(512, lazy),
+        domain: DOMAIN,
+        dma_limit: Iova::new(1 << 32),
+    };
+    let platform = bed.platform(tsc());
+    let single = Mapper::with_capacity(
+        platform,
+        bed.table,
+        cache.handle(),
+        bed.inv,
+        NoPinning,
+        config,
+        Fixed,
+    )
+    .expect("config");
+    let single = Mutex::new(single);
+    run_mutex(&single, 2, 1);
+    group
+        .bench_function("mutex_mapper_2t", |b| b.iter_custom(|iters| run_mutex(&single, 2, iters)));
+    group.finish();
+}
+
+fn map_range_256(c: &mut Criterion) {
+    let bed = Testbed::new(EmuConfig::qemu());
+    let table = SharedSlTable::from(bed.table);
+    let (iova, phys, len) = (Iova::new(0x4000_0000), PhysAddr::new(0x10_0000), 256 << 12);
+    let mut group = c.benchmark_group("map_range_256");
+    group.bench_function("shared_table_4k_x256", |b| {
+        b.iter(|| {
+            table.map_range(iova, phys, len, Perm::WRITE).expect("map");
+            let token = table.unmap_range(iova, len).expect("unmap");
+            table.release(token).expect("release");
+        })
+    });
+    group.finish();
+}
+
+criterion_group!(benches, map_unmap_threads, map_range_256);
+criterion_main!(benches);
