@@ -413,14 +413,7 @@ where
         let (page, pages) = span(iova.as_u64(), len).ok_or(Error::Empty)?;
         let id = self.registry.find_iova(page).ok_or(Error::NotMapped { iova })?;
         let m = self.registry.get_mut(id).ok_or(Error::NotMapped { iova })?;
-        if m.pages != pages {
-            return Err(Error::LengthMismatch { iova, len });
-        }
-        if m.refs == 0 {
-            return Err(Error::NotMapped { iova });
-        }
-        m.refs -= 1;
-        let (refs, keep, single) = (m.refs, m.keep, m.single);
+        let (refs, keep, single) = (m.unref(pages, iova, len)?, m.keep, m.single);
         self.owners.counters.unmaps += 1;
         if refs == 0 {
             match self.config.reuse.on_last_unmap(keep, single) {

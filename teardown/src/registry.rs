@@ -7,8 +7,10 @@
 use invalidation::Instant;
 use iommu_platform::Storage;
 use iova_alloc::IovaRange;
+use vtd_regs::Iova;
 use vtd_tables::Perm;
 
+use crate::Error;
 use crate::index::{Bucket, Index, NIL, hash_buffer, hash_page};
 
 /// Index of a mapping in the registry.
@@ -46,6 +48,20 @@ struct Stale {
 }
 
 impl Mapping {
+    /// Drops one map of this mapping for an unmap of `pages` pages at
+    /// `iova` (`len` bytes, as the caller gave it): the maps left, or why
+    /// the unmap does not match the mapping.
+    pub(crate) fn unref(&mut self, pages: u64, iova: Iova, len: u64) -> crate::Result<u32> {
+        if self.pages != pages {
+            return Err(Error::LengthMismatch { iova, len });
+        }
+        if self.refs == 0 {
+            return Err(Error::NotMapped { iova });
+        }
+        self.refs -= 1;
+        Ok(self.refs)
+    }
+
     /// What reuse matches on: the same pages with the same permission, so
     /// a buffer mapped for reads never becomes writable by reuse.
     fn buffer_key(&self) -> (u64, u64, u8) {

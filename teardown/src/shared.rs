@@ -344,14 +344,7 @@ where
             let mut slot = self.slot(cpu)?.lock();
             let Some(id) = slot.registry.find_iova(page) else { continue };
             let Some(m) = slot.registry.get_mut(id) else { continue };
-            if m.pages != pages {
-                return Err(Error::LengthMismatch { iova, len });
-            }
-            if m.refs == 0 {
-                return Err(Error::NotMapped { iova });
-            }
-            m.refs -= 1;
-            let (refs, keep, single) = (m.refs, m.keep, m.single);
+            let (refs, keep, single) = (m.unref(pages, iova, len)?, m.keep, m.single);
             slot.counters.unmaps += 1;
             if refs > 0 {
                 return Ok(());

@@ -345,6 +345,19 @@ where
         r.map_err(|(_, e)| NativeError::Table(e))
     }
 
+    /// Invalidates the host IOTLB over the placed range `at` of `domain`
+    /// (`leaf_only`: IH, no table structure changed) and waits for it.
+    fn invalidate_placed(
+        &mut self,
+        domain: DomainId,
+        at: Placed,
+        leaf_only: bool,
+    ) -> Result<(), NativeError> {
+        let range = (at.iova..Iova::new(at.iova.as_u64() + at.len), leaf_only);
+        self.counters.invalidations += 1;
+        self.host.invalidate(iotlb_batch(self.host.caps, domain, core::iter::once(range)))
+    }
+
     /// Detaches the empty last-level tables the host table keeps within
     /// `at` (see [`SlPageTable::keep_empty_tables`]), where 2 MiB pages of
     /// `at` may go, and invalidates them before their frames are freed.
@@ -356,15 +369,9 @@ where
         let token =
             domain.table.detach_empty_tables(at.iova, at.len).map_err(NativeError::Table)?;
         if token.detached_frames() > 0 {
-            let range = (at.iova..Iova::new(at.iova.as_u64() + at.len), false);
-            self.counters.invalidations += 1;
             // On error the token is dropped: its frames leak, never reused
             // while the unit may walk them.
-            self.host.invalidate(iotlb_batch(
-                self.host.caps,
-                domain.id,
-                core::iter::once(range),
-            ))?;
+            self.invalidate_placed(domain.id, at, false)?;
         }
         let _ = domain.table.release(token);
         Ok(())
@@ -448,13 +455,7 @@ where
         }
         if self.host.caps.caching_mode {
             // The unit may have cached the entries as not present (§6.1).
-            let range = (at.iova..Iova::new(at.iova.as_u64() + at.len), true);
-            self.counters.invalidations += 1;
-            self.host.invalidate(iotlb_batch(
-                self.host.caps,
-                domain.id,
-                core::iter::once(range),
-            ))?;
+            self.invalidate_placed(domain.id, at, true)?;
         }
         Ok(())
     }
