@@ -119,6 +119,7 @@ pub mod conformance;
 mod counters;
 mod guest_mem;
 pub mod host;
+pub mod interrupts;
 #[cfg(feature = "alloc")]
 mod native;
 #[cfg(feature = "alloc")]
@@ -133,6 +134,7 @@ pub use config::{Assignment, ViommuConfig};
 pub use counters::ViommuCounters;
 pub use guest_mem::{GuestLayout, GuestMemory, GuestRam, HIGH_RAM_START};
 pub use host::{HostIommu, Placed};
+pub use interrupts::{InterruptRoutes, NoInterruptRoutes};
 #[cfg(feature = "alloc")]
 pub use native::{Host, Native, NativeCounters, NativeDomain, NativeError};
 #[cfg(feature = "alloc")]

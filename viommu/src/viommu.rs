@@ -13,12 +13,14 @@ use crate::config::{Assignment, ViommuConfig};
 use crate::counters::ViommuCounters;
 use crate::guest_mem::GuestRam;
 use crate::host::{HostIommu, Placed};
+use crate::interrupts::{InterruptRoutes, NoInterruptRoutes};
+use vtd_regs::irq::Interrupt;
 use crate::shadow::{Shadow, placed};
 
 /// The guest-visible unit of a vIOMMU: the software VT-d over the guest's
 /// RAM `G`, with no caches of its own, telling the [`Shadow`] of backend
-/// `B` what it executes.
-pub type GuestUnit<G, B> = Emulator<G, 0, 0, Shadow<B>>;
+/// `B` and interrupt routes `R` what it executes.
+pub type GuestUnit<G, B, R = NoInterruptRoutes> = Emulator<G, 0, 0, Shadow<B, R>>;
 
 /// An emulated VT-d for one guest, over the guest's RAM `G`, shadowing into
 /// the host IOMMU through the backend `B`.
@@ -27,9 +29,14 @@ pub type GuestUnit<G, B> = Emulator<G, 0, 0, Shadow<B>>;
 /// implements [`Mmio`], one call per trapped access. The sidecore front end
 /// ([`crate::sidecore`]) drives the same unit from a polling thread. Every
 /// guest register access, queue fetch and resulting host operation runs
-/// under the unit's lock: a `Viommu` is `Sync` when `G` and `B` are `Send`.
-pub struct Viommu<G: GuestRam, B: HostIommu> {
-    unit: GuestUnit<G, B>,
+/// under the unit's lock: a `Viommu` is `Sync` when `G`, `B` and `R` are
+/// `Send`.
+///
+/// With host interrupt routes `R` ([`Viommu::with_interrupts`]), the
+/// guest's interrupt remapping table is shadowed too
+/// ([`crate::interrupts`]); by default ([`NoInterruptRoutes`]) it is not.
+pub struct Viommu<G: GuestRam, B: HostIommu, R: InterruptRoutes = NoInterruptRoutes> {
+    unit: GuestUnit<G, B, R>,
     accesses: AtomicU64,
 }
 
@@ -45,15 +52,43 @@ impl<G: GuestRam, B: HostIommu> Viommu<G, B> {
         devices: &[Assignment],
         config: ViommuConfig,
     ) -> Result<Self, Error> {
+        Viommu::with_interrupts(guest_mem, backend, NoInterruptRoutes, devices, config)
+    }
+}
+
+impl<G: GuestRam, B: HostIommu, R: InterruptRoutes> Viommu<G, B, R> {
+    /// [`Viommu::new`], with the guest's remapped interrupts shadowed into
+    /// the host through `routes` ([`crate::interrupts`]). The guest's unit
+    /// offers interrupt remapping if `config.unit` has ECAP.IR
+    /// ([`vtd_emu::EmuConfig::with_interrupt_remapping`]).
+    pub fn with_interrupts(
+        guest_mem: G,
+        backend: B,
+        routes: R,
+        devices: &[Assignment],
+        config: ViommuConfig,
+    ) -> Result<Self, Error> {
         let config = config.effective();
-        let shadow = Shadow::new(backend, devices, config).map_err(|_| Error::TooManyDevices)?;
+        let shadow =
+            Shadow::new(backend, routes, devices, config).map_err(|_| Error::TooManyDevices)?;
         let unit = Emulator::with_hook(guest_mem, config.unit, shadow).map_err(Error::Config)?;
         Ok(Self { unit, accesses: AtomicU64::new(0) })
     }
 
+    /// Runs `f` on the host interrupt routes, with the unit locked.
+    pub fn with_routes<T>(&self, f: impl FnOnce(&mut R) -> T) -> T {
+        self.unit.with_hook_mut(|s| f(&mut s.interrupts.routes))
+    }
+
+    /// Calls `f` with every host interrupt route the vIOMMU holds: the
+    /// device, the guest interrupt index, the route as set.
+    pub fn for_each_route(&self, f: impl FnMut(Assignment, u16, Interrupt)) {
+        self.unit.with_hook_mut(|s| s.interrupts.for_each(&s.devices, f))
+    }
+
     /// The guest-visible unit (its configuration, fault records, counters,
     /// memory).
-    pub fn unit(&self) -> &GuestUnit<G, B> {
+    pub fn unit(&self) -> &GuestUnit<G, B, R> {
         &self.unit
     }
 
@@ -71,7 +106,7 @@ impl<G: GuestRam, B: HostIommu> Viommu<G, B> {
 
     /// Runs `f` on the backend (its pinner, its counters), with the unit
     /// locked.
-    pub fn with_backend<R>(&self, f: impl FnOnce(&mut B) -> R) -> R {
+    pub fn with_backend<T>(&self, f: impl FnOnce(&mut B) -> T) -> T {
         self.unit.with_hook_mut(|s| f(&mut s.backend))
     }
 
@@ -113,7 +148,7 @@ impl<G: GuestRam, B: HostIommu> Viommu<G, B> {
     /// device error): the vIOMMU does not need to see the host's faults
     /// itself.
     pub fn report_host_fault(&self, host: SourceId, iova: Iova, access: Access) -> Option<Fault> {
-        let find = |s: &mut Shadow<B>| s.devices.iter().map(|d| d.ids).find(|a| a.host == host);
+        let find = |s: &mut Shadow<B, R>| s.devices.iter().map(|d| d.ids).find(|a| a.host == host);
         let guest = self.unit.with_hook_mut(find)?.guest;
         match self.unit.translate(guest, iova, access) {
             Err(fault) => Some(fault),
@@ -145,7 +180,7 @@ impl<G: GuestRam, B: HostIommu> Viommu<G, B> {
 
 /// A guest that goes away: its devices are blocked and its host domains
 /// emptied (each unmap completed) and destroyed.
-impl<G: GuestRam, B: HostIommu> Drop for Viommu<G, B> {
+impl<G: GuestRam, B: HostIommu, R: InterruptRoutes> Drop for Viommu<G, B, R> {
     fn drop(&mut self) {
         self.unit.hook_mut().shutdown();
     }
@@ -153,7 +188,7 @@ impl<G: GuestRam, B: HostIommu> Drop for Viommu<G, B> {
 
 /// Trap-and-emulate: every guest access to the register page exits to the
 /// hypervisor, which calls this.
-impl<G: GuestRam, B: HostIommu> Mmio for &Viommu<G, B> {
+impl<G: GuestRam, B: HostIommu, R: InterruptRoutes> Mmio for &Viommu<G, B, R> {
     fn read32(&self, offset: usize) -> u32 {
         self.read_register(offset)
     }
@@ -165,7 +200,9 @@ impl<G: GuestRam, B: HostIommu> Mmio for &Viommu<G, B> {
 
 /// The sidecore's access to the unit: reads without side effects (and
 /// without counting an access), writes as the guest's.
-impl<G: GuestRam, B: HostIommu> crate::sidecore::Registers for Viommu<G, B> {
+impl<G: GuestRam, B: HostIommu, R: InterruptRoutes> crate::sidecore::Registers
+    for Viommu<G, B, R>
+{
     fn read(&self, off: usize) -> u32 {
         self.unit.read32(off)
     }
