@@ -14,8 +14,8 @@ use crate::counters::ViommuCounters;
 use crate::guest_mem::GuestRam;
 use crate::host::{HostIommu, Placed};
 use crate::interrupts::{InterruptRoutes, NoInterruptRoutes};
-use vtd_regs::irq::Interrupt;
 use crate::shadow::{Shadow, placed};
+use vtd_regs::irq::Interrupt;
 
 /// The guest-visible unit of a vIOMMU: the software VT-d over the guest's
 /// RAM `G`, with no caches of its own, telling the [`Shadow`] of backend
@@ -200,9 +200,7 @@ impl<G: GuestRam, B: HostIommu, R: InterruptRoutes> Mmio for &Viommu<G, B, R> {
 
 /// The sidecore's access to the unit: reads without side effects (and
 /// without counting an access), writes as the guest's.
-impl<G: GuestRam, B: HostIommu, R: InterruptRoutes> crate::sidecore::Registers
-    for Viommu<G, B, R>
-{
+impl<G: GuestRam, B: HostIommu, R: InterruptRoutes> crate::sidecore::Registers for Viommu<G, B, R> {
     fn read(&self, off: usize) -> u32 {
         self.unit.read32(off)
     }

@@ -38,9 +38,9 @@
 //! implemented scalable mode, and later additions will too.
 
 use vtd_regs::desc::{DevTlbInv, IecScope, PasidCacheScope, PasidDevTlbInv, PasidIotlbInv};
+use vtd_regs::irq::RawIrte;
 use vtd_regs::regs::rtaddr::TranslationTableMode;
 use vtd_regs::regs::{GlobalBits, Gsts, Irta, Rtaddr};
-use vtd_regs::irq::RawIrte;
 use vtd_regs::{ContextScope, FaultReason, IotlbScope, PhysAddr, PhysMem};
 
 use crate::config::EmuConfig;

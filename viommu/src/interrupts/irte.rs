@@ -159,11 +159,12 @@ where
             let released = table.free(h)?;
             // Waited for: the host unit must not deliver the old entry once
             // the guest's invalidation completes.
-            let done = inv
-                .post([released.invalidation()])
-                .and_then(|t| inv.wait(t).map(|()| t));
+            let done = inv.post([released.invalidation()]).and_then(|t| inv.wait(t).map(|()| t));
             match done {
-                Ok(ticket) => table.retire(inv, released, ticket),
+                Ok(ticket) => {
+                    table.retire(inv, released, ticket)?;
+                    table.reclaim(inv).map(drop)
+                }
                 Err(e) => {
                     // The block is given up (never handed out again); a
                     // global invalidation is the last try to drop it.

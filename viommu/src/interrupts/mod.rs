@@ -50,17 +50,17 @@
 //! [`IrteRoutes`] (host IRTEs on the host's VT-d unit, for the native
 //! backend).
 
-mod routes;
 #[cfg(feature = "alloc")]
 mod irte;
+mod routes;
 
 use core::fmt;
 
 use vtd_emu::hook::{Change, UnitView};
+use vtd_regs::PhysMem;
 use vtd_regs::desc::IecScope;
 use vtd_regs::irq::{DeliveryMode, Interrupt, InterruptMode, Irte, RawIrte, TriggerMode};
 use vtd_regs::regs::GlobalBits;
-use vtd_regs::PhysMem;
 
 #[cfg(feature = "alloc")]
 pub use irte::{HostInterrupts, IrteRoutes};
@@ -248,7 +248,11 @@ impl<R: InterruptRoutes> InterruptShadow<R> {
 
     /// Calls `f` with every route held: the device's assignment, the
     /// guest index, the host route.
-    pub(crate) fn for_each(&self, devices: &[Device], mut f: impl FnMut(Assignment, u16, Interrupt)) {
+    pub(crate) fn for_each(
+        &self,
+        devices: &[Device],
+        mut f: impl FnMut(Assignment, u16, Interrupt),
+    ) {
         for h in &self.held {
             f(devices[h.device].ids, h.index, h.route);
         }

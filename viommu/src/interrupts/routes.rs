@@ -185,10 +185,8 @@ impl<V: VcpuMap, const N: usize> InterruptRoutes for MsiRoutes<V, N> {
 mod tests {
     use super::*;
 
-    const DEV: Assignment = Assignment {
-        guest: SourceId::from_raw(0x08),
-        host: SourceId::from_raw(0x10),
-    };
+    const DEV: Assignment =
+        Assignment { guest: SourceId::from_raw(0x08), host: SourceId::from_raw(0x10) };
 
     #[test]
     fn guest_apics_is_identity_on_its_vcpus() {

@@ -359,7 +359,9 @@ impl<G: GuestRam + ?Sized, B: HostIommu, R: InterruptRoutes> Hook<G> for Shadow<
             Invalidation::InterruptEntries(scope) => {
                 self.counters.invalidations_shadowed += 1;
                 let c = &mut self.counters;
-                self.interrupts.invalidate(unit, &self.devices, scope, c).map_err(|_| Incomplete::Pending)
+                self.interrupts
+                    .invalidate(unit, &self.devices, scope, c)
+                    .map_err(|_| Incomplete::Pending)
             }
             // The guest unit has no device-TLBs.
             _ => Ok(()),
