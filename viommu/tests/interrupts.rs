@@ -225,7 +225,7 @@ fn hostile_entries_give_no_route() {
         assert!(g.routes().is_empty(), "{what}: still routed");
     }
     // Garbage in every reserved field and both formats.
-    for (lo, hi) in [(u64::MAX, u64::MAX), (u64::MAX & !(1 << 15), 0), (0x0000_00ff_0041_0001, 0)] {
+    for (lo, hi) in [(u64::MAX, u64::MAX), (!(1u64 << 15), 0), (0x0000_00ff_0041_0001, 0)] {
         g.put(7, good);
         g.put(7, RawIrte::new(lo, hi));
         assert!(g.routes().is_empty(), "{lo:#x}:{hi:#x}");
@@ -291,7 +291,7 @@ fn host_irtes_on_the_host_unit() {
         (i.destination < 4 && i.destination_mode == DestinationMode::Physical)
             .then_some(Interrupt { destination: 8 + i.destination, ..*i })
     };
-    let routes = IrteRoutes::new(shared.clone(), placement);
+    let routes = IrteRoutes::new(shared.clone(), placement, 4);
     let v = viommu(&rig, 0, routes, InterruptMode::XApic);
     let mut g = Guest::new(&rig, 0, &v, InterruptMode::XApic);
     let host = HostRig::host_device(0);
@@ -331,6 +331,15 @@ fn host_irtes_on_the_host_unit() {
     // Back, then the guest goes away: its host entries are freed.
     g.table.set_affinity(&mut g.inv, &irq, 0, 0, 0x45).unwrap();
     assert_eq!(shared.in_use(), 1);
+    // Beyond its quota of 4 host entries, a guest gets no more routes.
+    let more = g.table.allocate(8).unwrap();
+    for sub in 0..8 {
+        g.write(more.index() + sub, entry(GUEST_DEVICE, Interrupt::fixed(0, 0x60)));
+    }
+    g.invalidate(IecScope::Global);
+    assert_eq!(v.with_routes(|r| r.len()), 4);
+    assert_eq!(shared.in_use(), 4);
+    assert!(v.counters().host_errors > 0);
     drop(g);
     drop(v);
     let fault = rig.emu.remap_interrupt(host, msi).unwrap_err();

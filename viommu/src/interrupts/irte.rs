@@ -75,9 +75,15 @@ where
 /// reprogramming. A cleared route frees the entry (not present, a device
 /// using it faults 22h on the host) after an interrupt entry cache
 /// invalidation the host's unit completed.
+///
+/// The host's table is shared by every guest: a guest holds at most
+/// `quota` host entries, so a guest programming thousands of entries
+/// cannot take the interrupts of the others (beyond its quota a route is
+/// not set, and the guest's old route at that index is cleared).
 pub struct IrteRoutes<M: PhysMem, A: FrameAllocator, I, V, const WORDS: usize = 4> {
     shared: Arc<HostInterrupts<M, A, I, WORDS>>,
     vcpus: V,
+    quota: usize,
     handles: BTreeMap<(SourceId, u16), Handle>,
 }
 
@@ -88,9 +94,10 @@ where
     I: Invalidator,
     V: VcpuMap,
 {
-    /// A guest's routes in `shared`, its interrupts decided by `vcpus`.
-    pub fn new(shared: Arc<HostInterrupts<M, A, I, WORDS>>, vcpus: V) -> Self {
-        Self { shared, vcpus, handles: BTreeMap::new() }
+    /// A guest's routes in `shared`, its interrupts decided by `vcpus`, at
+    /// most `quota` of them.
+    pub fn new(shared: Arc<HostInterrupts<M, A, I, WORDS>>, vcpus: V, quota: usize) -> Self {
+        Self { shared, vcpus, quota, handles: BTreeMap::new() }
     }
 
     /// The message the physical device the host knows as `host` must send
@@ -131,10 +138,13 @@ where
         route: Interrupt,
     ) -> Result<(), irq_remap::Error> {
         let key = (device.host, index);
-        let handles = &mut self.handles;
+        let (handles, quota) = (&mut self.handles, self.quota);
         self.shared.with(|table, inv| {
             if let Some(h) = handles.get(&key) {
                 return table.program_device(inv, h, 0, device.host, route);
+            }
+            if handles.len() >= quota {
+                return Err(irq_remap::Error::Full);
             }
             let h = table.allocate_reclaiming(inv, 1)?;
             match table.program_device(inv, &h, 0, device.host, route) {

@@ -386,8 +386,11 @@ impl<R: InterruptRoutes> InterruptShadow<R> {
                 let h = Held { device: d, index, route };
                 match at {
                     Ok(i) => self.held[i] = h,
-                    // Room was checked above.
                     Err(i) => {
+                        #[cfg(feature = "alloc")]
+                        self.held.insert(i, h);
+                        // Room was checked above.
+                        #[cfg(not(feature = "alloc"))]
                         let _ = self.held.insert(i, h);
                     }
                 }
