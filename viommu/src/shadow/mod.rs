@@ -13,7 +13,10 @@
 //!   translation switched: every assigned device's guest context is read
 //!   again, devices move between shadow domains (created and filled before
 //!   a device is attached to them), and shadow domains no device uses are
-//!   emptied and destroyed.
+//!   emptied and destroyed;
+//! - an interrupt entry cache invalidation, IRE or SIRTP: the host
+//!   interrupt routes follow the guest's interrupt remapping table
+//!   ([`crate::interrupts`]).
 //!
 //! When the backend cannot complete an unmap, the shadow stalls the
 //! guest's invalidation ([`Outcome::Stall`]): the guest's wait does not
