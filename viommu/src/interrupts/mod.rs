@@ -421,3 +421,161 @@ impl<R: InterruptRoutes> InterruptShadow<R> {
         return MAX_ROUTES;
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use invalidation::QueuedInvalidator;
+    use irq_remap::IrTable;
+    use vtd_emu::SimFrameAllocator;
+    use vtd_emu::mem::HeapMemory;
+    use vtd_regs::regs::QueueSize;
+    use vtd_regs::{PhysAddr, RemappingUnit, SourceId};
+
+    use super::*;
+    use crate::host::{HostIommu, Placed};
+    use crate::{GuestLayout, GuestMemory, Viommu, ViommuConfig};
+
+    /// A host IOMMU that does nothing (the DMA side is not under test).
+    struct NoIommu;
+
+    impl HostIommu for NoIommu {
+        type Domain = ();
+        type Error = ();
+        fn create_domain(&mut self) -> Result<(), ()> {
+            Ok(())
+        }
+        fn destroy_domain(&mut self, _: ()) {}
+        fn attach(&mut self, _: &mut (), _: SourceId) -> Result<(), ()> {
+            Ok(())
+        }
+        fn detach(&mut self, _: SourceId) -> Result<(), ()> {
+            Ok(())
+        }
+        fn map(&mut self, _: &mut (), _: Placed) -> Result<(), ()> {
+            Ok(())
+        }
+        fn unmap(&mut self, _: &mut (), _: Placed) -> Result<(), ()> {
+            Ok(())
+        }
+        fn complete(&mut self, _: &mut ()) -> Result<(), ()> {
+            Ok(())
+        }
+    }
+
+    /// An MSI route table whose clears can be made to fail.
+    struct Flaky {
+        table: MsiRoutes<GuestApics, 128>,
+        fail_clears: bool,
+    }
+
+    impl InterruptRoutes for Flaky {
+        type Error = ();
+        fn resolve(&self, d: Assignment, i: &Interrupt) -> Option<Interrupt> {
+            self.table.resolve(d, i)
+        }
+        fn set_route(&mut self, d: Assignment, index: u16, r: Interrupt) -> Result<(), ()> {
+            self.table.set_route(d, index, r).map_err(drop)
+        }
+        fn clear_route(&mut self, d: Assignment, index: u16) -> Result<(), ()> {
+            if self.fail_clears {
+                return Err(());
+            }
+            self.table.clear_route(d, index).map_err(drop)
+        }
+    }
+
+    const DEV: SourceId = SourceId::from_raw(0x08);
+    type Mem<'a> = GuestMemory<&'a HeapMemory>;
+    type V<'a> = Viommu<Mem<'a>, NoIommu, Flaky>;
+
+    fn viommu(host: &HeapMemory, esirtps: bool) -> V<'_> {
+        let gmem = GuestMemory::new(host, GuestLayout::new(PhysAddr::ZERO, 1 << 20));
+        let mut config = ViommuConfig::qemu();
+        config.unit.cap = config.unit.cap.with_esirtps(esirtps);
+        let routes = Flaky { table: MsiRoutes::new(GuestApics::new(4)), fail_clears: false };
+        let dev = Assignment { guest: DEV, host: DEV };
+        Viommu::with_interrupts(gmem, NoIommu, routes, &[dev], config).unwrap()
+    }
+
+    fn entry(vector: u8) -> RawIrte {
+        let e = vtd_regs::irq::RemappedIrte::for_device(DEV, Interrupt::fixed(1, vector));
+        e.encode(InterruptMode::XApic).unwrap()
+    }
+
+    fn write(mem: &Mem<'_>, table: PhysAddr, index: u64, raw: RawIrte) {
+        let at = table.as_u64() + index * 16;
+        mem.write_u64(PhysAddr::new(at + 8), raw.hi()).unwrap();
+        mem.write_u64(PhysAddr::new(at), raw.lo()).unwrap();
+    }
+
+    /// Runs `f` on a stack large enough for a vIOMMU without `alloc`
+    /// (its shadow domains are inline).
+    fn big_stack(f: impl FnOnce() + Send + 'static) {
+        std::thread::Builder::new().stack_size(64 << 20).spawn(f).unwrap().join().unwrap();
+    }
+
+    #[test]
+    fn routes_are_bounded_without_alloc_and_clears_stall() {
+        big_stack(bounded_and_stalled);
+    }
+
+    fn bounded_and_stalled() {
+        let host = HeapMemory::new(1 << 20);
+        let v = viommu(&host, false);
+        let mem = *v.unit().memory();
+        let frames = SimFrameAllocator::new(mem, PhysAddr::new(0x8_0000), PhysAddr::new(1 << 20));
+        let unit = RemappingUnit::new(&v).unwrap();
+        let qs = QueueSize::from_order(0).unwrap();
+        let mut inv = QueuedInvalidator::new(unit, mem, &frames, qs).map_err(|r| r.error).unwrap();
+        let mut table: IrTable<_> = IrTable::new(mem, &frames, InterruptMode::XApic).unwrap();
+        table.enable(&mut inv).unwrap();
+        let base = table.irta().table();
+        let n = MAX_ROUTES as u64 + 8;
+        for i in 0..n {
+            write(&mem, base, i, entry(0x40));
+        }
+        let global = [invalidation::Invalidation::InterruptEntries(IecScope::Global)];
+        invalidation::Invalidator::invalidate(&mut inv, global).unwrap();
+        let held = v.with_routes(|r| r.table.len());
+        let c = v.counters();
+        #[cfg(feature = "alloc")]
+        assert_eq!((held, c.interrupt_route_drops), (n as usize, 0));
+        #[cfg(not(feature = "alloc"))]
+        assert_eq!((held, c.interrupt_route_drops), (MAX_ROUTES, 8));
+
+        // The host cannot clear: the guest's invalidation does not
+        // complete while the old route remains.
+        v.with_routes(|r| r.fail_clears = true);
+        write(&mem, base, 0, RawIrte::ZERO);
+        let one =
+            [invalidation::Invalidation::InterruptEntries(IecScope::Entries { index: 0, mask: 0 })];
+        assert!(invalidation::Invalidator::invalidate(&mut inv, one).is_err());
+        assert!(v.with_routes(|r| r.table.get(DEV, 0)).is_some());
+        v.with_routes(|r| r.fail_clears = false);
+        v.unit().process();
+        assert_eq!(v.with_routes(|r| r.table.get(DEV, 0)), None);
+    }
+
+    #[test]
+    fn sirtp_with_esirtps_reads_the_new_table() {
+        big_stack(esirtps);
+    }
+
+    fn esirtps() {
+        let host = HeapMemory::new(1 << 20);
+        let v = viommu(&host, true);
+        let mem = *v.unit().memory();
+        let mut unit = RemappingUnit::new(&v).unwrap();
+        let (a, b) = (PhysAddr::new(0x1_0000), PhysAddr::new(0x2_0000));
+        write(&mem, a, 3, entry(0x41));
+        write(&mem, b, 3, entry(0x42));
+        unit.set_interrupt_remap_table(vtd_regs::regs::Irta::new(a, 7, false)).unwrap();
+        unit.set_interrupt_remapping(true).unwrap();
+        assert_eq!(v.with_routes(|r| r.table.get(DEV, 3)), Some(Interrupt::fixed(1, 0x41)));
+        unit.set_interrupt_remap_table(vtd_regs::regs::Irta::new(b, 7, false)).unwrap();
+        assert_eq!(v.with_routes(|r| r.table.get(DEV, 3)), Some(Interrupt::fixed(1, 0x42)));
+        // A table of two entries: index 3 is beyond it.
+        unit.set_interrupt_remap_table(vtd_regs::regs::Irta::new(b, 0, false)).unwrap();
+        assert_eq!(v.with_routes(|r| r.table.get(DEV, 3)), None);
+    }
+}
