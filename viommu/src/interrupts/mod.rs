@@ -60,7 +60,6 @@ use vtd_emu::hook::{Change, UnitView};
 use vtd_regs::PhysMem;
 use vtd_regs::desc::IecScope;
 use vtd_regs::irq::{DeliveryMode, Interrupt, InterruptMode, Irte, RawIrte, TriggerMode};
-use vtd_regs::regs::GlobalBits;
 
 #[cfg(feature = "alloc")]
 pub use irte::{HostInterrupts, IrteRoutes};
@@ -331,7 +330,7 @@ impl<R: InterruptRoutes> InterruptShadow<R> {
         // Entries beyond the table give nothing, nor any with IRE clear:
         // read only those within it, and clear the routes held elsewhere
         // in the range.
-        let last = if unit.status().contains(GlobalBits::IRE) { table.entries() } else { 0 };
+        let last = if unit.interrupt_remapping_enabled() { table.entries() } else { 0 };
         let read = first..end.min(last).max(first);
         let mut result = Ok(());
         for index in read.clone() {
