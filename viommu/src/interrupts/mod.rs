@@ -49,6 +49,40 @@
 //! KVM GSI routing or `KVM_SIGNAL_MSI` style) and, with `alloc`,
 //! [`IrteRoutes`] (host IRTEs on the host's VT-d unit, for the native
 //! backend).
+//!
+//! What one guest entry gives (the check the vIOMMU makes for each device
+//! on each invalidation;
+//! [`Viommu::with_interrupts`](crate::Viommu::with_interrupts) wires it to
+//! the guest's unit, `viommu/tests/interrupts.rs` drives it with a guest
+//! driver):
+//!
+//! ```
+//! use viommu::Assignment;
+//! use viommu::interrupts::{GuestApics, MsiRoutes, Refusal, route_for};
+//! use vtd_regs::SourceId;
+//! use vtd_regs::irq::{Interrupt, InterruptMode, RemappedIrte};
+//!
+//! // The guest's device 00:01.0 is the host's 03:00.0; the guest has 2 vCPUs.
+//! let dev = Assignment {
+//!     guest: SourceId::new(0, 1, 0).unwrap(),
+//!     host: SourceId::new(3, 0, 0).unwrap(),
+//! };
+//! let routes = MsiRoutes::<_>::new(GuestApics::new(2));
+//! let mode = InterruptMode::XApic;
+//! let entry = |sid, dest, vector| {
+//!     RemappedIrte::for_device(sid, Interrupt::fixed(dest, vector)).encode(mode).unwrap()
+//! };
+//! // Vector 0x41 to vCPU 1, from the guest's device: routed.
+//! let ok = entry(dev.guest, 1, 0x41);
+//! assert_eq!(route_for(&routes, dev, ok, mode), Ok(Interrupt::fixed(1, 0x41)));
+//! // Naming another requester, a CPU the guest does not have, a reserved
+//! // vector: nothing.
+//! let other = SourceId::new(0, 2, 0).unwrap();
+//! let refused = |e| route_for(&routes, dev, e, mode).unwrap_err();
+//! assert_eq!(refused(entry(other, 1, 0x41)), Refusal::Source);
+//! assert_eq!(refused(entry(dev.guest, 7, 0x41)), Refusal::Destination);
+//! assert_eq!(refused(entry(dev.guest, 1, 0x02)), Refusal::Vector);
+//! ```
 
 #[cfg(feature = "alloc")]
 mod irte;
