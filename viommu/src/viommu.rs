@@ -4,7 +4,7 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use vtd_emu::{Access, Emulator, Fault};
+use vtd_emu::{Access, Delivered, Emulator, Fault, InterruptFault};
 use vtd_regs::regs::FaultType;
 use vtd_regs::{Iova, Mmio, SourceId};
 
@@ -15,7 +15,7 @@ use crate::guest_mem::GuestRam;
 use crate::host::{HostIommu, Placed};
 use crate::interrupts::{InterruptRoutes, NoInterruptRoutes};
 use crate::shadow::{Shadow, placed};
-use vtd_regs::irq::Interrupt;
+use vtd_regs::irq::{Interrupt, MsiMessage};
 
 /// The guest-visible unit of a vIOMMU: the software VT-d over the guest's
 /// RAM `G`, with no caches of its own, telling the [`Shadow`] of backend
@@ -163,6 +163,26 @@ impl<G: GuestRam, B: HostIommu, R: InterruptRoutes> Viommu<G, B, R> {
             }
             Ok(_) => None,
         }
+    }
+
+    /// An interrupt of the assigned device the host knows as `host` that
+    /// found no host route, reported to the guest: the guest's unit remaps
+    /// `msi` (the message the guest gave the device) for the device's guest
+    /// requester id, and records the fault the guest's table gives (22h
+    /// not present, 24h reserved or posted, 26h source id, ... §5.1.4.1,
+    /// in the fault recording registers with the index in FI bits 63:48,
+    /// unless the entry's FPD suppresses it). `None` for a device not
+    /// assigned to this guest; `Some(Ok(_))` when the guest's table does
+    /// deliver it (the guest changed it without invalidating, or named a
+    /// destination the VMM refused).
+    pub fn report_blocked_interrupt(
+        &self,
+        host: SourceId,
+        msi: MsiMessage,
+    ) -> Option<Result<Delivered, InterruptFault>> {
+        let find = |s: &mut Shadow<B, R>| s.devices.iter().map(|d| d.ids).find(|a| a.host == host);
+        let guest = self.unit.with_hook_mut(find)?.guest;
+        Some(self.unit.remap_interrupt(guest, msi))
     }
 
     /// Emulates a guest read of the 32-bit register at `off`.

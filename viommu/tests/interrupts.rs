@@ -19,8 +19,8 @@ use viommu::{Assignment, GuestMemory, InterruptRoutes, Native, Viommu, ViommuCon
 use vtd_emu::{Delivered, SimFrameAllocator};
 use vtd_regs::desc::IecScope;
 use vtd_regs::irq::{
-    DeliveryMode, DestinationMode, Interrupt, InterruptMode, Irte, RawIrte, RemappedIrte,
-    SidQualifier, SourceValidation, TriggerMode,
+    DeliveryMode, DestinationMode, Interrupt, InterruptMode, Irte, MsiMessage, RawIrte,
+    RemappedIrte, SidQualifier, SourceValidation, TriggerMode,
 };
 use vtd_regs::regs::{Irta, QueueSize};
 use vtd_regs::{FaultReason, PhysAddr, PhysMem, RemappingUnit, SourceId};
@@ -224,6 +224,15 @@ fn hostile_entries_give_no_route() {
         g.put(7, raw);
         assert!(g.routes().is_empty(), "{what}: still routed");
     }
+    // The device's interrupt, blocked on the host, is the guest's fault:
+    // 22h (not present) at index 7 from the last entry.
+    let msi = MsiMessage::remappable(7, None);
+    let got = v.report_blocked_interrupt(HostRig::host_device(0), msi).unwrap();
+    assert_eq!(got.unwrap_err().reason, FaultReason::IrEntryNotPresent);
+    let record = g.inv.unit().drain_faults().next().expect("a fault record");
+    assert_eq!(record.fault_info >> 48, 7);
+    assert!(v.report_blocked_interrupt(HostRig::host_device(1), msi).is_none());
+
     // Garbage in every reserved field and both formats.
     for (lo, hi) in [(u64::MAX, u64::MAX), (!(1u64 << 15), 0), (0x0000_00ff_0041_0001, 0)] {
         g.put(7, good);
