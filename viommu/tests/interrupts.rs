@@ -320,6 +320,27 @@ fn host_irtes_on_the_host_unit() {
     let fault = rig.emu.remap_interrupt(other, msi).unwrap_err();
     assert_eq!(fault.reason, FaultReason::IrSourceIdInvalid);
 
+    // A second guest on the same host, its device at the same guest
+    // requester id and guest index: a host entry of its own, validated
+    // against its own device; neither device can use the other's.
+    let v1 = viommu(&rig, 1, IrteRoutes::new(shared.clone(), placement, 4), InterruptMode::XApic);
+    let mut g1 = Guest::new(&rig, 1, &v1, InterruptMode::XApic);
+    let irq1 = g1.table.allocate(1).unwrap();
+    assert_eq!(irq1.index(), irq.index());
+    g1.table
+        .program_device(&mut g1.inv, &irq1, 0, GUEST_DEVICE, Interrupt::fixed(0, 0x51))
+        .unwrap();
+    let msi1 = v1.with_routes(|r| r.host_msi(other, irq1.index())).expect("a host entry");
+    assert_ne!(msi1, msi);
+    assert!(
+        matches!(rig.emu.remap_interrupt(other, msi1), Ok(Delivered::Remapped { interrupt, .. })
+        if interrupt == Interrupt::fixed(8, 0x51))
+    );
+    let fault = rig.emu.remap_interrupt(host, msi1).unwrap_err();
+    assert_eq!(fault.reason, FaultReason::IrSourceIdInvalid);
+    drop(g1);
+    drop(v1);
+
     // The guest moves it: same host entry, new destination.
     g.table.set_affinity(&mut g.inv, &irq, 0, 3, 0x45).unwrap();
     assert_eq!(v.with_routes(|r| r.host_msi(host, irq.index())), Some(msi));
