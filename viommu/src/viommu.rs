@@ -5,6 +5,7 @@
 use core::sync::atomic::{AtomicU64, Ordering};
 
 use vtd_emu::{Access, Delivered, Emulator, Fault, InterruptFault};
+use vtd_regs::irq::{Interrupt, MsiMessage};
 use vtd_regs::regs::FaultType;
 use vtd_regs::{Iova, Mmio, SourceId};
 
@@ -15,7 +16,6 @@ use crate::guest_mem::GuestRam;
 use crate::host::{HostIommu, Placed};
 use crate::interrupts::{InterruptRoutes, NoInterruptRoutes};
 use crate::shadow::{Shadow, placed};
-use vtd_regs::irq::{Interrupt, MsiMessage};
 
 /// The guest-visible unit of a vIOMMU: the software VT-d over the guest's
 /// RAM `G`, with no caches of its own, telling the [`Shadow`] of backend
@@ -148,8 +148,7 @@ impl<G: GuestRam, B: HostIommu, R: InterruptRoutes> Viommu<G, B, R> {
     /// device error): the vIOMMU does not need to see the host's faults
     /// itself.
     pub fn report_host_fault(&self, host: SourceId, iova: Iova, access: Access) -> Option<Fault> {
-        let find = |s: &mut Shadow<B, R>| s.devices.iter().map(|d| d.ids).find(|a| a.host == host);
-        let guest = self.unit.with_hook_mut(find)?.guest;
+        let guest = self.guest_id(host)?;
         match self.unit.translate(guest, iova, access) {
             Err(fault) => Some(fault),
             Ok(gpa) if self.unit.memory().ram_at(gpa).is_some() => {
@@ -180,9 +179,14 @@ impl<G: GuestRam, B: HostIommu, R: InterruptRoutes> Viommu<G, B, R> {
         host: SourceId,
         msi: MsiMessage,
     ) -> Option<Result<Delivered, InterruptFault>> {
-        let find = |s: &mut Shadow<B, R>| s.devices.iter().map(|d| d.ids).find(|a| a.host == host);
-        let guest = self.unit.with_hook_mut(find)?.guest;
+        let guest = self.guest_id(host)?;
         Some(self.unit.remap_interrupt(guest, msi))
+    }
+
+    /// The guest's requester id of the device the host knows as `host`.
+    fn guest_id(&self, host: SourceId) -> Option<SourceId> {
+        let find = |s: &mut Shadow<B, R>| s.devices.iter().map(|d| d.ids).find(|a| a.host == host);
+        Some(self.unit.with_hook_mut(find)?.guest)
     }
 
     /// Emulates a guest read of the 32-bit register at `off`.

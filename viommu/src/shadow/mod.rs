@@ -324,9 +324,9 @@ impl<B: HostIommu, R: InterruptRoutes> Shadow<B, R> {
 
 impl<B: HostIommu, R: InterruptRoutes> Shadow<B, R> {
     /// Blocks every device, clears its interrupt routes and tears every
-    /// shadow domain down: what the host keeps of a guest that goes away. Domains whose unmaps the
-    /// backend does not complete are leaked (their pages stay pinned)
-    /// rather than destroyed while reachable.
+    /// shadow domain down: what the host keeps of a guest that goes away.
+    /// Domains whose unmaps the backend does not complete are leaked (their
+    /// pages stay pinned) rather than destroyed while reachable.
     pub(crate) fn shutdown(&mut self) {
         self.interrupts.clear_all(&self.devices, &mut self.counters);
         for i in 0..self.devices.len() {
