@@ -508,3 +508,74 @@ fn rig() -> &'static HostRig {
     static RIG: std::sync::OnceLock<HostRig> = std::sync::OnceLock::new();
     RIG.get_or_init(HostRig::new)
 }
+
+/// The interrupt remapping table of [`rig`]'s host unit.
+fn host_table() -> &'static Arc<HostIr> {
+    static TABLE: std::sync::OnceLock<Arc<HostIr>> = std::sync::OnceLock::new();
+    TABLE.get_or_init(|| {
+        let rig = rig();
+        let frames =
+            leak(SimFrameAllocator::new(rig.mem, PhysAddr::new(56 << 20), PhysAddr::new(64 << 20)));
+        Arc::new(HostIr::enable(rig.host.clone(), rig.mem, &frames, InterruptMode::XApic).unwrap())
+    })
+}
+
+/// Where the VMM of the host-IRTE property runs the guest's vCPUs: vCPU n
+/// on physical CPU 8 + n, vectors as the guest's.
+fn placement(d: Assignment, i: &Interrupt) -> Option<Interrupt> {
+    use viommu::interrupts::VcpuMap;
+    GuestApics::new(4).route(d, i).map(|i| Interrupt { destination: 8 + i.destination, ..i })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 32, ..ProptestConfig::default() })]
+
+    /// The same guest behaviour with host IRTEs, checked where it matters,
+    /// at the host's unit: after every completed invalidation the device's
+    /// host message for each guest index delivers exactly the placement of
+    /// what the guest's entry allowed at its last invalidation, or nothing
+    /// (no host entry); another device sending it is refused (26h).
+    #[test]
+    fn the_host_unit_delivers_only_what_the_guest_owns(ops in prop::collection::vec(op(), 1..30)) {
+        let rig = rig();
+        let routes = IrteRoutes::new(host_table().clone(), placement as fn(_, &_) -> _, 64);
+        // Guest 1: the other property runs guest 0 on the same host at
+        // the same time.
+        let v = viommu(rig, 1, routes, InterruptMode::XApic);
+        let mut g = Guest::new(rig, 1, &v, InterruptMode::XApic);
+        let (dev, other) = (HostRig::host_device(1), HostRig::host_device(0));
+        let mut table = [RawIrte::ZERO; INDICES as usize];
+        let mut seen = [RawIrte::ZERO; INDICES as usize];
+        for op in ops {
+            match op {
+                Op::Write(i, raw) => {
+                    g.write(i, raw);
+                    table[usize::from(i)] = raw;
+                }
+                Op::Invalidate(scope) => {
+                    let (first, count) = scope.map_or((0, INDICES), |(i, m)| (i, 1 << m));
+                    g.invalidate(scope.map_or(IecScope::Global, |(index, mask)| {
+                        IecScope::Entries { index, mask }
+                    }));
+                    for i in first..(first + count).min(INDICES) {
+                        seen[usize::from(i)] = table[usize::from(i)];
+                    }
+                }
+            }
+            let device = Assignment { guest: GUEST_DEVICE, host: dev };
+            for i in 0..INDICES {
+                let want = allowed(seen[usize::from(i)]).and_then(|a| placement(device, &a));
+                let msi = v.with_routes(|r| r.host_msi(dev, i));
+                prop_assert_eq!(msi.is_some(), want.is_some(), "index {}", i);
+                let Some(msi) = msi else { continue };
+                let got = rig.emu.remap_interrupt(dev, msi);
+                prop_assert!(
+                    matches!(got, Ok(Delivered::Remapped { interrupt, .. }) if Some(interrupt) == want),
+                    "index {}: {:?}, want {:?}", i, got, want
+                );
+                let stolen = rig.emu.remap_interrupt(other, msi).map_err(|f| f.reason);
+                prop_assert_eq!(stolen, Err(FaultReason::IrSourceIdInvalid));
+            }
+        }
+    }
+}
