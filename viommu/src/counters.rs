@@ -39,4 +39,14 @@ pub struct ViommuCounters {
     /// Failures of the backend (a bug or an exhausted host if ever
     /// non-zero).
     pub host_errors: u64,
+    /// Guest interrupt remapping table entries read (interrupt entry cache
+    /// invalidations shadowed, `viommu::interrupts`).
+    pub interrupt_entries_read: u64,
+    /// Host interrupt routes set or changed.
+    pub interrupt_routes_set: u64,
+    /// Host interrupt routes cleared.
+    pub interrupt_routes_cleared: u64,
+    /// Routes not set because (without `alloc`)
+    /// [`MAX_ROUTES`](crate::interrupts::MAX_ROUTES) were held.
+    pub interrupt_route_drops: u64,
 }

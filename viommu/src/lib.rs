@@ -26,6 +26,12 @@
 //!   map only pages of the guest's own RAM ([`GuestRam`]), in host domains
 //!   of its own.
 //!
+//! Interrupt remapping is shadowed too ([`interrupts`]): with
+//! [`Viommu::with_interrupts`], the guest's interrupt remapping entries
+//! become host interrupt routes ([`InterruptRoutes`]) on each interrupt
+//! entry cache invalidation, only for the guest's own devices, vCPUs and
+//! vectors.
+//!
 //! Backends: [`Native`] (`alloc`) drives a VT-d unit the hypervisor owns
 //! ([`Host`], shared by every guest's backend) and pins through a
 //! [`teardown::PagePinner`] ([`GuestPinner`] by default); a Linux-hosted
@@ -119,6 +125,7 @@ pub mod conformance;
 mod counters;
 mod guest_mem;
 pub mod host;
+pub mod interrupts;
 #[cfg(feature = "alloc")]
 mod native;
 #[cfg(feature = "alloc")]
@@ -133,6 +140,7 @@ pub use config::{Assignment, ViommuConfig};
 pub use counters::ViommuCounters;
 pub use guest_mem::{GuestLayout, GuestMemory, GuestRam, HIGH_RAM_START};
 pub use host::{HostIommu, Placed};
+pub use interrupts::{InterruptRoutes, NoInterruptRoutes};
 #[cfg(feature = "alloc")]
 pub use native::{Host, Native, NativeCounters, NativeDomain, NativeError};
 #[cfg(feature = "alloc")]

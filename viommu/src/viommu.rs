@@ -4,7 +4,8 @@
 
 use core::sync::atomic::{AtomicU64, Ordering};
 
-use vtd_emu::{Access, Emulator, Fault};
+use vtd_emu::{Access, Delivered, Emulator, Fault, InterruptFault};
+use vtd_regs::irq::{Interrupt, MsiMessage};
 use vtd_regs::regs::FaultType;
 use vtd_regs::{Iova, Mmio, SourceId};
 
@@ -13,12 +14,13 @@ use crate::config::{Assignment, ViommuConfig};
 use crate::counters::ViommuCounters;
 use crate::guest_mem::GuestRam;
 use crate::host::{HostIommu, Placed};
+use crate::interrupts::{InterruptRoutes, NoInterruptRoutes};
 use crate::shadow::{Shadow, placed};
 
 /// The guest-visible unit of a vIOMMU: the software VT-d over the guest's
 /// RAM `G`, with no caches of its own, telling the [`Shadow`] of backend
-/// `B` what it executes.
-pub type GuestUnit<G, B> = Emulator<G, 0, 0, Shadow<B>>;
+/// `B` and interrupt routes `R` what it executes.
+pub type GuestUnit<G, B, R = NoInterruptRoutes> = Emulator<G, 0, 0, Shadow<B, R>>;
 
 /// An emulated VT-d for one guest, over the guest's RAM `G`, shadowing into
 /// the host IOMMU through the backend `B`.
@@ -27,9 +29,14 @@ pub type GuestUnit<G, B> = Emulator<G, 0, 0, Shadow<B>>;
 /// implements [`Mmio`], one call per trapped access. The sidecore front end
 /// ([`crate::sidecore`]) drives the same unit from a polling thread. Every
 /// guest register access, queue fetch and resulting host operation runs
-/// under the unit's lock: a `Viommu` is `Sync` when `G` and `B` are `Send`.
-pub struct Viommu<G: GuestRam, B: HostIommu> {
-    unit: GuestUnit<G, B>,
+/// under the unit's lock: a `Viommu` is `Sync` when `G`, `B` and `R` are
+/// `Send`.
+///
+/// With host interrupt routes `R` ([`Viommu::with_interrupts`]), the
+/// guest's interrupt remapping table is shadowed too
+/// ([`crate::interrupts`]); by default ([`NoInterruptRoutes`]) it is not.
+pub struct Viommu<G: GuestRam, B: HostIommu, R: InterruptRoutes = NoInterruptRoutes> {
+    unit: GuestUnit<G, B, R>,
     accesses: AtomicU64,
 }
 
@@ -45,15 +52,43 @@ impl<G: GuestRam, B: HostIommu> Viommu<G, B> {
         devices: &[Assignment],
         config: ViommuConfig,
     ) -> Result<Self, Error> {
+        Viommu::with_interrupts(guest_mem, backend, NoInterruptRoutes, devices, config)
+    }
+}
+
+impl<G: GuestRam, B: HostIommu, R: InterruptRoutes> Viommu<G, B, R> {
+    /// [`Viommu::new`], with the guest's remapped interrupts shadowed into
+    /// the host through `routes` ([`crate::interrupts`]). The guest's unit
+    /// offers interrupt remapping if `config.unit` has ECAP.IR
+    /// ([`vtd_emu::EmuConfig::with_interrupt_remapping`]).
+    pub fn with_interrupts(
+        guest_mem: G,
+        backend: B,
+        routes: R,
+        devices: &[Assignment],
+        config: ViommuConfig,
+    ) -> Result<Self, Error> {
         let config = config.effective();
-        let shadow = Shadow::new(backend, devices, config).map_err(|_| Error::TooManyDevices)?;
+        let shadow =
+            Shadow::new(backend, routes, devices, config).map_err(|_| Error::TooManyDevices)?;
         let unit = Emulator::with_hook(guest_mem, config.unit, shadow).map_err(Error::Config)?;
         Ok(Self { unit, accesses: AtomicU64::new(0) })
     }
 
+    /// Runs `f` on the host interrupt routes, with the unit locked.
+    pub fn with_routes<T>(&self, f: impl FnOnce(&mut R) -> T) -> T {
+        self.unit.with_hook_mut(|s| f(&mut s.interrupts.routes))
+    }
+
+    /// Calls `f` with every host interrupt route the vIOMMU holds: the
+    /// device, the guest interrupt index, the route as set.
+    pub fn for_each_route(&self, f: impl FnMut(Assignment, u16, Interrupt)) {
+        self.unit.with_hook_mut(|s| s.interrupts.for_each(&s.devices, f))
+    }
+
     /// The guest-visible unit (its configuration, fault records, counters,
     /// memory).
-    pub fn unit(&self) -> &GuestUnit<G, B> {
+    pub fn unit(&self) -> &GuestUnit<G, B, R> {
         &self.unit
     }
 
@@ -71,7 +106,7 @@ impl<G: GuestRam, B: HostIommu> Viommu<G, B> {
 
     /// Runs `f` on the backend (its pinner, its counters), with the unit
     /// locked.
-    pub fn with_backend<R>(&self, f: impl FnOnce(&mut B) -> R) -> R {
+    pub fn with_backend<T>(&self, f: impl FnOnce(&mut B) -> T) -> T {
         self.unit.with_hook_mut(|s| f(&mut s.backend))
     }
 
@@ -113,8 +148,7 @@ impl<G: GuestRam, B: HostIommu> Viommu<G, B> {
     /// device error): the vIOMMU does not need to see the host's faults
     /// itself.
     pub fn report_host_fault(&self, host: SourceId, iova: Iova, access: Access) -> Option<Fault> {
-        let find = |s: &mut Shadow<B>| s.devices.iter().map(|d| d.ids).find(|a| a.host == host);
-        let guest = self.unit.with_hook_mut(find)?.guest;
+        let guest = self.guest_id(host)?;
         match self.unit.translate(guest, iova, access) {
             Err(fault) => Some(fault),
             Ok(gpa) if self.unit.memory().ram_at(gpa).is_some() => {
@@ -128,6 +162,31 @@ impl<G: GuestRam, B: HostIommu> Viommu<G, B> {
             }
             Ok(_) => None,
         }
+    }
+
+    /// An interrupt of the assigned device the host knows as `host` that
+    /// found no host route, reported to the guest: the guest's unit remaps
+    /// `msi` (the message the guest gave the device) for the device's guest
+    /// requester id, and records the fault the guest's table gives (22h
+    /// not present, 24h reserved or posted, 26h source id, ... §5.1.4.1,
+    /// in the fault recording registers with the index in FI bits 63:48,
+    /// unless the entry's FPD suppresses it). `None` for a device not
+    /// assigned to this guest; `Some(Ok(_))` when the guest's table does
+    /// deliver it (the guest changed it without invalidating, or named a
+    /// destination the VMM refused).
+    pub fn report_blocked_interrupt(
+        &self,
+        host: SourceId,
+        msi: MsiMessage,
+    ) -> Option<Result<Delivered, InterruptFault>> {
+        let guest = self.guest_id(host)?;
+        Some(self.unit.remap_interrupt(guest, msi))
+    }
+
+    /// The guest's requester id of the device the host knows as `host`.
+    fn guest_id(&self, host: SourceId) -> Option<SourceId> {
+        let find = |s: &mut Shadow<B, R>| s.devices.iter().map(|d| d.ids).find(|a| a.host == host);
+        Some(self.unit.with_hook_mut(find)?.guest)
     }
 
     /// Emulates a guest read of the 32-bit register at `off`.
@@ -145,7 +204,7 @@ impl<G: GuestRam, B: HostIommu> Viommu<G, B> {
 
 /// A guest that goes away: its devices are blocked and its host domains
 /// emptied (each unmap completed) and destroyed.
-impl<G: GuestRam, B: HostIommu> Drop for Viommu<G, B> {
+impl<G: GuestRam, B: HostIommu, R: InterruptRoutes> Drop for Viommu<G, B, R> {
     fn drop(&mut self) {
         self.unit.hook_mut().shutdown();
     }
@@ -153,7 +212,7 @@ impl<G: GuestRam, B: HostIommu> Drop for Viommu<G, B> {
 
 /// Trap-and-emulate: every guest access to the register page exits to the
 /// hypervisor, which calls this.
-impl<G: GuestRam, B: HostIommu> Mmio for &Viommu<G, B> {
+impl<G: GuestRam, B: HostIommu, R: InterruptRoutes> Mmio for &Viommu<G, B, R> {
     fn read32(&self, offset: usize) -> u32 {
         self.read_register(offset)
     }
@@ -165,7 +224,7 @@ impl<G: GuestRam, B: HostIommu> Mmio for &Viommu<G, B> {
 
 /// The sidecore's access to the unit: reads without side effects (and
 /// without counting an access), writes as the guest's.
-impl<G: GuestRam, B: HostIommu> crate::sidecore::Registers for Viommu<G, B> {
+impl<G: GuestRam, B: HostIommu, R: InterruptRoutes> crate::sidecore::Registers for Viommu<G, B, R> {
     fn read(&self, off: usize) -> u32 {
         self.unit.read32(off)
     }

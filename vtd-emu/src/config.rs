@@ -275,6 +275,16 @@ impl EmuConfig {
         let first = ecap.flts() || !(cap.fl1gp() || cap.fl5lp());
         ecap.qi() && any && nest && first
     }
+
+    /// The address bits below the host address width: bits above it in
+    /// RTADDR, IQA and IRTA are reserved and ignored (§10.4.6, §10.4.23).
+    pub(crate) const fn host_width_mask(&self) -> u64 {
+        let haw = self.host_address_width.bits() as u32;
+        match 1u64.checked_shl(haw) {
+            Some(b) => b - 1,
+            None => u64::MAX,
+        }
+    }
 }
 
 impl Default for EmuConfig {

@@ -38,9 +38,10 @@
 //! implemented scalable mode, and later additions will too.
 
 use vtd_regs::desc::{DevTlbInv, IecScope, PasidCacheScope, PasidDevTlbInv, PasidIotlbInv};
+use vtd_regs::irq::RawIrte;
 use vtd_regs::regs::rtaddr::TranslationTableMode;
 use vtd_regs::regs::{GlobalBits, Gsts, Irta, Rtaddr};
-use vtd_regs::{ContextScope, IotlbScope, PhysAddr};
+use vtd_regs::{ContextScope, FaultReason, IotlbScope, PhysAddr, PhysMem};
 
 use crate::config::EmuConfig;
 
@@ -175,6 +176,30 @@ impl<M: ?Sized> UnitView<'_, M> {
     /// (§10.4.29).
     pub fn interrupt_table(&self) -> Irta {
         self.interrupt_table
+    }
+
+    /// Whether interrupt remapping is enabled (GSTS.IRES).
+    pub fn interrupt_remapping_enabled(&self) -> bool {
+        self.status.contains(GlobalBits::IRE)
+    }
+}
+
+impl<M: PhysMem + ?Sized> UnitView<'_, M> {
+    /// The entry at `index` of the latched interrupt remapping table, read
+    /// from memory as the unit reads it on an interrupt entry cache miss
+    /// (§5.1.3): fault 21h (`IrIndexBeyondTable`) for an index beyond
+    /// IRTA.S or an entry above the host address width, 23h
+    /// (`IrTableAccess`) for one the memory cannot give. One 16-byte read
+    /// at most; decode it with [`RawIrte::decode`] in the table's mode
+    /// (IRTA.EIME). What a vIOMMU shadowing the guest's table reads, so the
+    /// table is located one way only.
+    pub fn interrupt_entry(&self, index: u32) -> Result<RawIrte, FaultReason> {
+        crate::interrupt::read_irte(
+            self.mem,
+            self.interrupt_table,
+            self.config.host_width_mask(),
+            index,
+        )
     }
 }
 

@@ -34,7 +34,7 @@
 use vtd_regs::irq::{
     Interrupt, InterruptMode, InterruptRequest, IoApicRte, Irte, MsiMessage, RawIrte, RequestError,
 };
-use vtd_regs::regs::{FaultType, GlobalBits};
+use vtd_regs::regs::{FaultType, GlobalBits, Irta};
 use vtd_regs::{FaultReason, Iova, PhysAddr, PhysMem, SourceId};
 
 use crate::emulator::{Emulator, State};
@@ -171,17 +171,12 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
         if let Some(raw) = self.iec.lookup(index as u16) {
             return Ok(raw);
         }
-        let addr = table.table().as_u64().checked_add(u64::from(index) * RawIrte::SIZE);
-        let Some(addr) = addr.filter(|a| (a + (RawIrte::SIZE - 1)) & !self.host_width_mask() == 0)
-        else {
-            return Err(FaultReason::IrIndexBeyondTable);
-        };
+        let raw = read_irte(mem, table, self.host_width_mask(), index).inspect_err(|e| {
+            if *e == FaultReason::IrTableAccess {
+                self.counters.irte_reads += 1;
+            }
+        })?;
         self.counters.irte_reads += 1;
-        let read = |a| mem.read_u64(PhysAddr::new(a));
-        let raw = match (read(addr), read(addr + 8)) {
-            (Ok(lo), Ok(hi)) => RawIrte::new(lo, hi),
-            _ => return Err(FaultReason::IrTableAccess),
-        };
         let cache = match raw.decode(self.interrupt_mode()) {
             Ok(Irte::Remapped(_)) => true,
             Ok(Irte::NotPresent { .. }) => self.cfg.cap.caching_mode(),
@@ -191,6 +186,31 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
             self.iec.insert(index as u16, raw);
         }
         Ok(raw)
+    }
+}
+
+/// Reads the entry at `index` of the interrupt remapping table `table`
+/// from `mem`, as the unit does on a miss (§5.1.3, §5.1.4.1): fault 21h for
+/// an index beyond IRTA.S or an entry above the host address width
+/// (`width_mask`, the address bits below it), 23h for an entry `mem`
+/// cannot read. Reads one 16-byte entry at most.
+pub(crate) fn read_irte<M: PhysMem + ?Sized>(
+    mem: &M,
+    table: Irta,
+    width_mask: u64,
+    index: u32,
+) -> Result<RawIrte, FaultReason> {
+    if index >= table.entries() {
+        return Err(FaultReason::IrIndexBeyondTable);
+    }
+    let addr = table.table().as_u64().checked_add(u64::from(index) * RawIrte::SIZE);
+    let Some(addr) = addr.filter(|a| (a + (RawIrte::SIZE - 1)) & !width_mask == 0) else {
+        return Err(FaultReason::IrIndexBeyondTable);
+    };
+    let read = |a| mem.read_u64(PhysAddr::new(a));
+    match (read(addr), read(addr + 8)) {
+        (Ok(lo), Ok(hi)) => Ok(RawIrte::new(lo, hi)),
+        _ => Err(FaultReason::IrTableAccess),
     }
 }
 

@@ -57,8 +57,7 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
     /// The address bits below the host address width: bits above it in
     /// RTADDR and IQA are reserved and ignored (§10.4.6, §10.4.23).
     pub(crate) fn host_width_mask(&self) -> u64 {
-        let haw = u32::from(self.cfg.host_address_width.bits());
-        1u64.checked_shl(haw).map_or(u64::MAX, |b| b - 1)
+        self.cfg.host_width_mask()
     }
 }
 

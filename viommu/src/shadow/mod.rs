@@ -13,7 +13,10 @@
 //!   translation switched: every assigned device's guest context is read
 //!   again, devices move between shadow domains (created and filled before
 //!   a device is attached to them), and shadow domains no device uses are
-//!   emptied and destroyed.
+//!   emptied and destroyed;
+//! - an interrupt entry cache invalidation, IRE or SIRTP: the host
+//!   interrupt routes follow the guest's interrupt remapping table
+//!   ([`crate::interrupts`]).
 //!
 //! When the backend cannot complete an unmap, the shadow stalls the
 //! guest's invalidation ([`Outcome::Stall`]): the guest's wait does not
@@ -33,6 +36,7 @@ use crate::config::{Assignment, ViommuConfig};
 use crate::counters::ViommuCounters;
 use crate::guest_mem::GuestRam;
 use crate::host::HostIommu;
+use crate::interrupts::{InterruptRoutes, InterruptShadow, NoInterruptRoutes};
 
 /// How many devices and shadow domains a vIOMMU holds without `alloc`.
 pub const MAX_DEVICES: usize = 8;
@@ -81,10 +85,11 @@ impl<T, const N: usize> List<T> for heapless::Vec<T, N> {
 pub(crate) struct TooManyDevices;
 
 /// The vIOMMU's hook on its guest-visible unit, and its state behind the
-/// unit's lock: the backend, the assigned devices, the shadow domains and
-/// the counters (see the [module](self) docs). Reached through
+/// unit's lock: the backend, the assigned devices, the shadow domains,
+/// the host interrupt routes `R` ([`crate::interrupts`]) and the counters
+/// (see the [module](self) docs). Reached through
 /// [`Viommu`](crate::Viommu)'s methods.
-pub struct Shadow<B: HostIommu> {
+pub struct Shadow<B: HostIommu, R: InterruptRoutes = NoInterruptRoutes> {
     pub(crate) backend: B,
     pub(crate) config: ViommuConfig,
     limits: WalkLimits,
@@ -93,13 +98,16 @@ pub struct Shadow<B: HostIommu> {
     pub(crate) counters: ViommuCounters,
     /// Pages translated domains may still install (the guest's quota).
     room: usize,
+    pub(crate) interrupts: InterruptShadow<R>,
 }
 
-impl<B: HostIommu> Shadow<B> {
+impl<B: HostIommu, R: InterruptRoutes> Shadow<B, R> {
     /// The shadow of a guest whose unit is configured as in `config`, with
-    /// `devices` assigned (all blocked until the guest attaches them).
+    /// `devices` assigned (all blocked until the guest attaches them) and
+    /// host interrupt routes `routes`.
     pub(crate) fn new(
         backend: B,
+        routes: R,
         devices: &[Assignment],
         config: ViommuConfig,
     ) -> Result<Self, TooManyDevices> {
@@ -118,6 +126,7 @@ impl<B: HostIommu> Shadow<B> {
             domains: Domains::new(),
             counters: ViommuCounters::default(),
             room,
+            interrupts: InterruptShadow::new(routes),
         })
     }
 
@@ -313,12 +322,13 @@ impl<B: HostIommu> Shadow<B> {
     }
 }
 
-impl<B: HostIommu> Shadow<B> {
-    /// Blocks every device and tears every shadow domain down: what the
-    /// host keeps of a guest that goes away. Domains whose unmaps the
-    /// backend does not complete are leaked (their pages stay pinned)
-    /// rather than destroyed while reachable.
+impl<B: HostIommu, R: InterruptRoutes> Shadow<B, R> {
+    /// Blocks every device, clears its interrupt routes and tears every
+    /// shadow domain down: what the host keeps of a guest that goes away.
+    /// Domains whose unmaps the backend does not complete are leaked (their
+    /// pages stay pinned) rather than destroyed while reachable.
     pub(crate) fn shutdown(&mut self) {
+        self.interrupts.clear_all(&self.devices, &mut self.counters);
         for i in 0..self.devices.len() {
             if self.devices[i].attached.take().is_some()
                 && self.backend.detach(self.devices[i].ids.host).is_err()
@@ -333,7 +343,7 @@ impl<B: HostIommu> Shadow<B> {
     }
 }
 
-impl<G: GuestRam + ?Sized, B: HostIommu> Hook<G> for Shadow<B> {
+impl<G: GuestRam + ?Sized, B: HostIommu, R: InterruptRoutes> Hook<G> for Shadow<B, R> {
     fn invalidate(&mut self, unit: &UnitView<'_, G>, inv: Invalidation) -> Outcome {
         let done = match inv {
             Invalidation::ContextCache(_) => {
@@ -349,8 +359,14 @@ impl<G: GuestRam + ?Sized, B: HostIommu> Hook<G> for Shadow<B> {
                     other => other.map(|_| ()),
                 }
             }
-            // The guest unit has no device-TLBs; its interrupt entries are
-            // not shadowed here.
+            Invalidation::InterruptEntries(scope) => {
+                self.counters.invalidations_shadowed += 1;
+                let c = &mut self.counters;
+                self.interrupts
+                    .invalidate(unit, &self.devices, scope, c)
+                    .map_err(|_| Incomplete::Pending)
+            }
+            // The guest unit has no device-TLBs.
             _ => Ok(()),
         };
         match done {
@@ -365,5 +381,6 @@ impl<G: GuestRam + ?Sized, B: HostIommu> Hook<G> for Shadow<B> {
             // domain; it is retried at the next context invalidation.
             let _ = self.sync_contexts(unit);
         }
+        self.interrupts.changed(unit, &self.devices, change, &mut self.counters);
     }
 }
