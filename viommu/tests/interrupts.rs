@@ -438,6 +438,43 @@ fn raw_entry() -> impl Strategy<Value = RawIrte> {
     ]
 }
 
+/// The guest's table as written, and as it was at each entry's last
+/// invalidation: what the vIOMMU must have shadowed.
+struct Model {
+    table: [RawIrte; INDICES as usize],
+    seen: [RawIrte; INDICES as usize],
+}
+
+impl Default for Model {
+    fn default() -> Self {
+        Self { table: [RawIrte::ZERO; INDICES as usize], seen: [RawIrte::ZERO; INDICES as usize] }
+    }
+}
+
+impl Model {
+    /// Runs `op` on the guest `g` and records it.
+    fn apply<R: InterruptRoutes>(&mut self, g: &mut Guest<'_, R>, op: Op) {
+        match op {
+            Op::Write(i, raw) => {
+                g.write(i, raw);
+                self.table[usize::from(i)] = raw;
+            }
+            Op::Invalidate(scope) => {
+                let (first, count) = scope.map_or((0, INDICES), |(i, m)| (i, 1 << m));
+                g.invalidate(
+                    scope.map_or(IecScope::Global, |(index, mask)| IecScope::Entries {
+                        index,
+                        mask,
+                    }),
+                );
+                for i in first..(first + count).min(INDICES) {
+                    self.seen[usize::from(i)] = self.table[usize::from(i)];
+                }
+            }
+        }
+    }
+}
+
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
         3 => (0..INDICES, raw_entry()).prop_map(|(i, r)| Op::Write(i, r)),
@@ -473,25 +510,10 @@ proptest! {
         let rig = rig();
         let v = viommu(rig, 0, Routes::new(GuestApics::new(4)), InterruptMode::XApic);
         let mut g = Guest::new(rig, 0, &v, InterruptMode::XApic);
-        // The table as written, and as last invalidated.
-        let mut table = [RawIrte::ZERO; INDICES as usize];
-        let mut seen = [RawIrte::ZERO; INDICES as usize];
+        let mut model = Model::default();
         for op in ops {
-            match op {
-                Op::Write(i, raw) => {
-                    g.write(i, raw);
-                    table[usize::from(i)] = raw;
-                }
-                Op::Invalidate(scope) => {
-                    let (first, count) = scope.map_or((0, INDICES), |(i, m)| (i, 1 << m));
-                    g.invalidate(scope.map_or(IecScope::Global, |(index, mask)| {
-                        IecScope::Entries { index, mask }
-                    }));
-                    for i in first..(first + count).min(INDICES) {
-                        seen[usize::from(i)] = table[usize::from(i)];
-                    }
-                }
-            }
+            model.apply(&mut g, op);
+            let seen = &model.seen;
             let dev = HostRig::host_device(0);
             v.for_each_route(|d, i, r| {
                 assert_eq!(d, Assignment { guest: GUEST_DEVICE, host: dev });
@@ -544,24 +566,10 @@ proptest! {
         let v = viommu(rig, 1, routes, InterruptMode::XApic);
         let mut g = Guest::new(rig, 1, &v, InterruptMode::XApic);
         let (dev, other) = (HostRig::host_device(1), HostRig::host_device(0));
-        let mut table = [RawIrte::ZERO; INDICES as usize];
-        let mut seen = [RawIrte::ZERO; INDICES as usize];
+        let mut model = Model::default();
         for op in ops {
-            match op {
-                Op::Write(i, raw) => {
-                    g.write(i, raw);
-                    table[usize::from(i)] = raw;
-                }
-                Op::Invalidate(scope) => {
-                    let (first, count) = scope.map_or((0, INDICES), |(i, m)| (i, 1 << m));
-                    g.invalidate(scope.map_or(IecScope::Global, |(index, mask)| {
-                        IecScope::Entries { index, mask }
-                    }));
-                    for i in first..(first + count).min(INDICES) {
-                        seen[usize::from(i)] = table[usize::from(i)];
-                    }
-                }
-            }
+            model.apply(&mut g, op);
+            let seen = &model.seen;
             let device = Assignment { guest: GUEST_DEVICE, host: dev };
             for i in 0..INDICES {
                 let want = allowed(seen[usize::from(i)]).and_then(|a| placement(device, &a));
