@@ -146,3 +146,26 @@ fn queue_outside_guest_ram() {
     assert_eq!(g.viommu.counters().invalidations_shadowed, before);
     assert_eq!(g.viommu.with_pinner(|p| p.pinned_pages()), 0);
 }
+
+/// A guest's 64-bit store to IQT (Linux's `writeq`) is one emulated access
+/// that runs the queue: the invalidation is shadowed and the wait's status
+/// written before the access returns.
+#[test]
+fn a_64_bit_tail_write_is_one_access() {
+    let rig = HostRig::new();
+    let mut g = RawGuest::new(&rig, 0, ViommuConfig::qemu());
+    g.enable_queue();
+    g.table.map(PAGE, PhysAddr::new(0x3000), PageSize::Size4KiB, Perm::READ).unwrap();
+    let (frame, _) = g.queue.unwrap();
+    let status = PhysAddr::new(frame.as_u64() + 0x800);
+    for (i, d) in [RawGuest::iotlb_page(PAGE), RawGuest::wait(status, 7)].iter().enumerate() {
+        g.mem.write_bytes(PhysAddr::new(frame.as_u64() + 16 * i as u64), &d.to_le_bytes()).unwrap();
+    }
+    let before = g.viommu.counters().register_accesses;
+    g.viommu.write_register64(vtd_regs::regs::offset::IQT, 2 << 4);
+    assert_eq!(g.viommu.counters().register_accesses, before + 1);
+    assert_eq!(g.mem.read_u32(status), Ok(7));
+    assert_eq!(g.viommu.read_register64(vtd_regs::regs::offset::IQH), 2 << 4);
+    let hpa = HostRig::layout(0).host_address(PhysAddr::new(0x3000), 1).unwrap();
+    assert_eq!(g.viommu.dma(rig.emu, GUEST_DEVICE, PAGE, Access::Read), Ok(hpa));
+}

@@ -162,7 +162,11 @@ impl<S: AsRef<[AtomicU64]>> PhysMem for SimMemory<S> {
     }
 
     /// Half a word: one atomic read-modify-write of its word, so a
-    /// concurrent writer of the other half is never lost.
+    /// concurrent writer of the other half is never lost. The first
+    /// compare-exchange guesses the word instead of loading it: a load of a
+    /// word another core polls (a wait descriptor's status) fetches its line
+    /// shared and the exchange then fetches it again for ownership; the
+    /// guess, when wrong, fetches it once, owned, with the word's value.
     fn write_u32(&self, addr: PhysAddr, value: u32) -> Result<(), MemError> {
         if !addr.is_aligned(4) {
             return Err(MemError::Misaligned { addr });
@@ -171,7 +175,7 @@ impl<S: AsRef<[AtomicU64]>> PhysMem for SimMemory<S> {
         let shift = 8 * (b % 8);
         let (mask, val) = (u64::from(u32::MAX) << shift, u64::from(value) << shift);
         let w = self.word(b);
-        let mut old = w.load(Ordering::Relaxed);
+        let mut old = 0;
         while let Err(now) =
             w.compare_exchange_weak(old, (old & !mask) | val, Ordering::AcqRel, Ordering::Relaxed)
         {
