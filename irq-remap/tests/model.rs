@@ -92,10 +92,11 @@ proptest! {
                 }
                 Op::Release(k) if !live.is_empty() => {
                     if bed.table.pending() == PENDING {
-                        // Retiring one more would wait for the oldest.
+                        // Retiring one more waits for the oldest and then
+                        // reclaims every completed block, as `reclaim` does.
                         bed.hold(false);
-                        for s in model.iter_mut().filter(|s| **s == State::Held) {
-                            *s = State::Done;
+                        for s in model.iter_mut().filter(|s| **s != State::Used) {
+                            *s = State::Free;
                         }
                     }
                     let (h, _) = live.swap_remove(k % live.len());
