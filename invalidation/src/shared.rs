@@ -100,3 +100,123 @@ impl<I: Invalidator> Invalidator for &SharedInvalidator<I> {
         Ok(())
     }
 }
+
+/// Loom model of the completion watermark (`RUSTFLAGS="--cfg loom" cargo
+/// test -p invalidation --lib --release loom`): whichever CPU learns that a
+/// ticket completed, through the unit under the lock or through the
+/// watermark another CPU recorded, also sees everything the unit did
+/// before completing it (the translation gone). With `wait` recording the
+/// ticket before waiting for it, the model fails: the other CPU sees the
+/// ticket complete through the watermark while the translation is still
+/// there.
+#[cfg(all(test, loom))]
+mod loom_model {
+    use loom::sync::Arc;
+    use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+    use loom::thread;
+
+    use super::SharedInvalidator;
+    use crate::invalidator::{InvalidationCaps, Invalidator};
+    use crate::{Invalidation, Result, Ticket};
+    use vtd_regs::Drain;
+
+    /// What the unit does: takes posted waits in order, drops the
+    /// translation the wait covers, then completes it.
+    struct Unit {
+        posted: AtomicU32,
+        done: AtomicU32,
+        gone: [AtomicBool; 3],
+    }
+
+    impl Unit {
+        fn new() -> Self {
+            let gone = [AtomicBool::new(false), AtomicBool::new(false), AtomicBool::new(false)];
+            Self { posted: AtomicU32::new(0), done: AtomicU32::new(0), gone }
+        }
+
+        /// Runs the unit: it completes waits in order, each after dropping
+        /// the translation it covers (whether posted yet or not: the model
+        /// only needs the order of the two stores).
+        fn run(&self, n: u32) {
+            for seq in 1..=n {
+                self.gone[seq as usize].store(true, Ordering::Relaxed);
+                self.done.store(seq, Ordering::Release);
+            }
+        }
+
+        fn gone(&self, ticket: Ticket) -> bool {
+            self.gone[ticket.0 as usize].load(Ordering::Relaxed)
+        }
+    }
+
+    /// The driver's view of the unit (what `SharedInvalidator` locks).
+    struct Driver(Arc<Unit>);
+
+    impl Invalidator for Driver {
+        fn caps(&self) -> InvalidationCaps {
+            InvalidationCaps {
+                page_selective: true,
+                max_mask_order: 0,
+                drain: Drain::empty(),
+                caching_mode: false,
+            }
+        }
+
+        fn post<B>(&mut self, _: B) -> Result<Ticket>
+        where
+            B: IntoIterator<Item = Invalidation>,
+        {
+            Ok(Ticket(self.0.posted.fetch_add(1, Ordering::Release) + 1))
+        }
+
+        fn is_complete(&mut self, ticket: Ticket) -> Result<bool> {
+            Ok(self.0.done.load(Ordering::Acquire) >= ticket.0)
+        }
+
+        fn wait(&mut self, ticket: Ticket) -> Result<()> {
+            while !self.is_complete(ticket)? {
+                thread::yield_now();
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_ticket_seen_complete_is_complete_for_every_cpu() {
+        let mut model = loom::model::Builder::new();
+        // Every interleaving with up to 3 preemptions: enough for the
+        // watermark's handoff, a few seconds on 2 cores.
+        model.preemption_bound = Some(3);
+        model.check(|| {
+            let unit = Arc::new(Unit::new());
+            let shared = Arc::new(SharedInvalidator::new(Driver(unit.clone())));
+            let hw = {
+                let unit = unit.clone();
+                thread::spawn(move || unit.run(2))
+            };
+            // CPU A posts, waits and releases what its ticket covered.
+            let a = {
+                let (shared, unit) = (shared.clone(), unit.clone());
+                thread::spawn(move || {
+                    let mut inv = &*shared;
+                    let t = inv.post(core::iter::empty()).unwrap();
+                    inv.wait(t).unwrap();
+                    assert!(unit.gone(t), "A released before its translation was gone");
+                    t
+                })
+            };
+            // CPU B reaps the first ticket, whoever posted it: through the
+            // watermark if A recorded it, else through the unit.
+            let mut inv = &*shared;
+            let mine = inv.post(core::iter::empty()).unwrap();
+            let first = Ticket(1);
+            if inv.is_complete(first).unwrap() {
+                assert!(unit.gone(first), "B released before the translation was gone");
+            }
+            inv.wait(mine).unwrap();
+            assert!(unit.gone(mine));
+            a.join().unwrap();
+            hw.join().unwrap();
+        });
+    }
+}
