@@ -121,6 +121,7 @@ mod guest_mem;
 pub mod host;
 #[cfg(feature = "alloc")]
 mod native;
+pub mod nested;
 #[cfg(feature = "alloc")]
 mod pinner;
 pub mod shadow;
