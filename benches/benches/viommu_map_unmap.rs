@@ -13,6 +13,16 @@
 //! the host time spent emulating, the guest invalidations shadowed, the
 //! host unit's invalidations and the pages pinned; and the cost of one KVM
 //! exit round trip.
+//!
+//! The nested vIOMMU (`viommu::nested`, issue 18) beside them:
+//! `nested_trap_kvm` and `nested_sidecore`, the same driver over
+//! first-stage tables on a scalable-mode guest unit: a map is table writes
+//! only (no register access), an unmap posts one PASID-based IOTLB
+//! invalidation and a wait through the queue (one tail write: one exit
+//! under trap-and-emulate, none with the sidecore polling the tail), which
+//! the vIOMMU forwards to the host unit. Printed beside them: exits per
+//! pair, invalidations forwarded, and the pages pinned (all guest RAM,
+//! from the start).
 #![allow(missing_docs)] // reason: criterion's macros generate undocumented items
 
 use std::sync::Arc;
@@ -367,5 +377,153 @@ fn with_sidecore<R: Registers + Sync>(
     });
 }
 
-criterion_group!(benches, viommu_map_unmap);
+criterion_group!(benches, viommu_map_unmap, nested_map_unmap);
 criterion_main!(benches);
+
+type NestedBackend = viommu::nested::NativeNested<Mem, Frames, HostInv, GuestPinner>;
+type NestedVmmu = viommu::nested::NestedViommu<GMem, NestedBackend>;
+
+/// A host in scalable mode with nesting and a nested vIOMMU whose guest
+/// has the RAM's first 16 MiB (all of it pinned and mapped in the host's
+/// second stage at once).
+fn host_and_nested() -> &'static NestedVmmu {
+    use viommu::nested::{NativeNested, NestedConfig, NestedHost, NestedViommu};
+    use vtd_regs::regs::rtaddr::TranslationTableMode;
+    let mem: Mem = leak(HeapMemory::new(HOST_RAM as usize));
+    let frames: Frames =
+        leak(SimFrameAllocator::new(mem, PhysAddr::new(HOST_FRAMES), PhysAddr::new(HOST_RAM)));
+    let emu: &'static Emu = leak(Emulator::new(mem, EmuConfig::scalable()).expect("config"));
+    let unit = RemappingUnit::new(emu).expect("unit");
+    let tables = TableConfig::from_cap(unit.cap(), 39).expect("39-bit");
+    let qs = QueueSize::from_order(0).expect("1 page");
+    let mut inv = QueuedInvalidator::new(unit, mem, frames, qs).map_err(|r| r.error).expect("QI");
+    let contexts = vtd_tables::ScalableContextManager::new(mem, frames).expect("frames");
+    inv.unit().set_root_table(contexts.root_table(), TranslationTableMode::Scalable).expect("SRTP");
+    inv.unit().enable_translation().expect("TE");
+    let host = Arc::new(NestedHost::new(mem, frames, contexts, inv, tables, DOMAIN));
+    let layout = GuestLayout::new(PhysAddr::ZERO, GUEST_RAM);
+    let ram = [PhysAddr::ZERO..PhysAddr::new(GUEST_RAM)];
+    let backend = NativeNested::new(host, GuestPinner::new(layout), ram).expect("all guest RAM");
+    let dev = Assignment { guest: DEVICE, host: DEVICE };
+    let gmem = GuestMemory::new(mem, layout);
+    leak(NestedViommu::new(gmem, backend, &[dev], NestedConfig::new()).expect("vIOMMU"))
+}
+
+/// The guest's driver over `mmio`, on a scalable-mode unit: RID_PASID's
+/// entry first-stage over the mapper's table.
+fn nested_guest<X: Mmio>(v: &'static NestedVmmu, mmio: X) -> GuestMapper<X> {
+    use invalidation::{Invalidation, Invalidator};
+    use vtd_regs::desc::Pasid;
+    use vtd_regs::regs::rtaddr::TranslationTableMode;
+    use vtd_tables::{PasidAttachment, PasidTable, ScalableContextManager};
+    let mem = *v.unit().memory();
+    let frames: GFrames =
+        leak(SimFrameAllocator::new(mem, PhysAddr::new(GUEST_FRAMES), PhysAddr::new(GUEST_RAM)));
+    let unit = RemappingUnit::with_budget(mmio, PollBudget::new(u32::MAX)).expect("unit");
+    let qs = QueueSize::from_order(0).expect("1 page");
+    let mut inv = QueuedInvalidator::new(unit, mem, frames, qs).map_err(|r| r.error).expect("QI");
+    let cfg = TableConfig::first_stage(false, true, 39, true).expect("first stage");
+    let table = SlPageTable::new(mem, frames, cfg).expect("frames");
+    let mut pasids = PasidTable::new(mem, frames).expect("frames");
+    let domain = DomainId::new(1);
+    let _ = pasids.set(Pasid::default(), PasidAttachment::table(domain, &table)).expect("entry");
+    let mut contexts = ScalableContextManager::new(mem, frames).expect("frames");
+    let change = contexts.attach(DEVICE, &pasids, Pasid::default(), true).expect("attach");
+    inv.unit().set_root_table(contexts.root_table(), TranslationTableMode::Scalable).expect("SRTP");
+    inv.invalidate(Invalidation::scalable_context_changed(change.sid)).expect("invalidate");
+    inv.unit().enable_translation().expect("TE");
+    // The unit walks the guest's tables for as long as the bench runs.
+    let _ = leak((contexts, pasids));
+    let space = IovaTree::new(Window::from_pages(1, (1 << 27) - 1).expect("window"), Vec::new());
+    let config = MapperConfig {
+        reuse: Reuse::SingleUse,
+        flush: FlushConfig::strict(),
+        domain,
+        dma_limit: Iova::new(1 << 39),
+    };
+    Mapper::with_capacity((mem, frames, NoClock), table, space, inv, NoPinning, config, Fixed)
+        .expect("config")
+}
+
+/// Trap-and-emulate of the nested vIOMMU with a real VM exit per register
+/// access.
+struct NestedKvmTrap {
+    exit: VmExit,
+    v: &'static NestedVmmu,
+}
+
+impl Mmio for &NestedKvmTrap {
+    fn read32(&self, off: usize) -> u32 {
+        self.exit.round_trip();
+        self.v.read_register(off)
+    }
+    fn write32(&mut self, off: usize, value: u32) {
+        self.exit.round_trip();
+        self.v.write_register(off, value)
+    }
+}
+
+/// Runs [`COUNTED`] pairs and prints the nested vIOMMU's work per pair.
+fn report_nested<M: MapUnmap>(name: &str, m: &mut M, v: &NestedVmmu) {
+    let c0 = v.counters();
+    let start = Instant::now();
+    for _ in 0..COUNTED {
+        m.pair();
+    }
+    let wall = start.elapsed().as_nanos() as u64;
+    let c1 = v.counters();
+    let per = |a: u64, b: u64| (b - a) as f64 / COUNTED as f64;
+    let pinned = v.with_backend(|b| viommu::nested::NestedIommu::pinned_pages(b));
+    println!(
+        "viommu_map_unmap/{name}: per pair {:.0} ns guest-visible, \
+         {:.1} register accesses emulated (exits under trap-and-emulate), \
+         {:.1} invalidations forwarded, 0 pins per pair, {pinned} pages pinned (all guest RAM)",
+        wall as f64 / COUNTED as f64,
+        per(c0.register_accesses, c1.register_accesses),
+        per(c0.forwarded, c1.forwarded),
+    );
+}
+
+fn nested_map_unmap(c: &mut Criterion) {
+    let mut group = c.benchmark_group("viommu_map_unmap");
+    match VmExit::new() {
+        Some(exit) => {
+            let v = host_and_nested();
+            let kvm: &'static NestedKvmTrap = leak(NestedKvmTrap { exit, v });
+            let mut trap = nested_guest(v, kvm);
+            group.bench_function("nested_trap_kvm", |b| b.iter(|| trap.pair()));
+            report_nested("nested_trap_kvm", &mut trap, v);
+        }
+        None => println!("viommu_map_unmap/nested_trap_kvm: skipped, no usable /dev/kvm"),
+    }
+    let v = host_and_nested();
+    with_nested_sidecore(v, |side| {
+        group.bench_function("nested_sidecore", |b| b.iter(|| side.pair()));
+        report_nested("nested_sidecore", side, v);
+    });
+    group.finish();
+}
+
+/// Runs `f` with a guest of the nested `v` whose register page a sidecore
+/// thread serves.
+fn with_nested_sidecore(
+    v: &'static NestedVmmu,
+    f: impl FnOnce(&mut GuestMapper<SidecoreMmio<'static, RegisterPage, NestedVmmu>>),
+) {
+    let page: &'static RegisterPage = leak(RegisterPage::new());
+    let cfg = v.unit().config();
+    let mut sidecore = Sidecore::new(page, v, &cfg);
+    let stop = AtomicBool::new(false);
+    let yield_idle = std::env::var_os("VIOMMU_SIDECORE_YIELD").is_some();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            if yield_idle {
+                sidecore.run_with(v, &stop, std::thread::yield_now)
+            } else {
+                sidecore.run(v, &stop)
+            }
+        });
+        f(&mut nested_guest(v, SidecoreMmio::new(page, v, &cfg)));
+        stop.store(true, Ordering::Release);
+    });
+}

@@ -32,12 +32,13 @@ use core::time::Duration;
 
 use heapless::Vec;
 use iommu_platform::{Inline, Storage};
-use vtd_regs::{DomainId, IotlbScope, Iova};
+use vtd_regs::{IotlbScope, Iova};
 
 use crate::blocks::PageBlocks;
 use crate::clock::{Clock, Instant};
 use crate::invalidator::Invalidator;
 use crate::ring::{Batches, Ring};
+use crate::tag::Tag;
 use crate::{Error, Invalidation, Result, Ticket};
 
 /// When invalidations are performed.
@@ -143,7 +144,7 @@ pub struct FlushStats {
 }
 
 struct Entry<T> {
-    domain: DomainId,
+    tag: Tag,
     range: Range<Iova>,
     leaf_only: bool,
     since: Instant,
@@ -267,7 +268,8 @@ impl<T, C: Clock, S: Storage> FlushQueue<T, C, S> {
         self.entries.len()
     }
 
-    /// Reports that `range` of `domain` is no longer mapped (`leaf_only`:
+    /// Reports that `range` of `tag` (a domain, or a domain's PASID for
+    /// first-stage tables, see [`Tag`]) is no longer mapped (`leaf_only`:
     /// only leaf entries were cleared, no page-table page was detached).
     /// `payload` is passed to `release` once an invalidation covering the
     /// range has completed, by this call or a later one.
@@ -277,7 +279,7 @@ impl<T, C: Clock, S: Storage> FlushQueue<T, C, S> {
     pub fn unmapped<I: Invalidator>(
         &mut self,
         inv: &mut I,
-        domain: DomainId,
+        tag: impl Into<Tag>,
         range: Range<Iova>,
         leaf_only: bool,
         payload: T,
@@ -288,9 +290,10 @@ impl<T, C: Clock, S: Storage> FlushQueue<T, C, S> {
             self.make_room(inv, &mut release)?;
         }
         let since = self.clock.now();
+        let tag = tag.into();
         // `make_room` succeeded, so there is a free slot (the capacity is
         // at least one, checked in `new`).
-        if self.entries.push_back(Entry { domain, range, leaf_only, since, payload }).is_err() {
+        if self.entries.push_back(Entry { tag, range, leaf_only, since, payload }).is_err() {
             return Err(Error::QueueFull);
         }
         self.stats.unmaps += 1;
@@ -405,26 +408,27 @@ impl<T, C: Clock, S: Storage> FlushQueue<T, C, S> {
         };
         let ticket = if selective <= self.config.max_page_selective {
             let max = caps.max_mask_order;
-            inv.post(
-                queued()
-                    .flat_map(|e| PageBlocks::new(e.domain, &e.range, max, e.leaf_only))
-                    .map(|scope| Invalidation::Iotlb { scope, drain }),
-            )?
+            inv.post(queued().flat_map(|e| {
+                let tag = e.tag;
+                PageBlocks::new(tag.domain(), &e.range, max, e.leaf_only)
+                    .map(move |scope| tag.page(scope, drain))
+            }))?
         } else {
             self.stats.domain_fallbacks += 1;
-            let mut domains: Vec<DomainId, MAX_BATCH_DOMAINS> = Vec::new();
+            let mut tags: Vec<Tag, MAX_BATCH_DOMAINS> = Vec::new();
             let mut global = false;
             for e in queued() {
-                if !domains.contains(&e.domain) && domains.push(e.domain).is_err() {
+                if !tags.contains(&e.tag) && tags.push(e.tag).is_err() {
                     global = true;
                     break;
                 }
             }
-            let scopes = domains.iter().map(|&d| IotlbScope::Domain(d));
+            // A global IOTLB invalidation drops every translation type
+            // (§6.5.2.3), first-stage ones too.
             if global {
                 inv.post([Invalidation::Iotlb { scope: IotlbScope::Global, drain }])?
             } else {
-                inv.post(scopes.map(|scope| Invalidation::Iotlb { scope, drain }))?
+                inv.post(tags.iter().map(|t| t.whole(drain)))?
             }
         };
         // `in_flight` has room: it never holds more batches than entries.
@@ -443,7 +447,7 @@ mod tests {
     use crate::{Error, InvalidationCaps, NoClock};
     use core::cell::Cell;
     use proptest::prelude::*;
-    use vtd_regs::{Drain, PAGE_SIZE};
+    use vtd_regs::{DomainId, Drain, PAGE_SIZE};
 
     /// An invalidator whose batches complete only when the test says so
     /// (or when waited for), recording what was posted.

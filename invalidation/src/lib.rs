@@ -63,6 +63,7 @@ pub mod register;
 pub mod request;
 mod ring;
 pub mod shared;
+pub mod tag;
 pub mod unit;
 
 use core::fmt;
@@ -78,6 +79,7 @@ pub use queued::{QueueFault, QueuedInvalidator, Rejected};
 pub use register::RegisterInvalidator;
 pub use request::{Invalidation, Ticket};
 pub use shared::SharedInvalidator;
+pub use tag::Tag;
 pub use unit::UnitInvalidator;
 
 /// What can go wrong while invalidating.

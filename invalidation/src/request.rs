@@ -10,6 +10,7 @@ use vtd_regs::scope::AddressMaskOrder;
 use vtd_regs::{ContextScope, DomainId, Drain, FunctionMask, IotlbScope, Iova, SourceId};
 
 use crate::blocks::PageBlocks;
+use crate::tag::Tag;
 
 /// One invalidation request.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
@@ -129,13 +130,9 @@ impl Invalidation {
         max_order: AddressMaskOrder,
         leaf_only: bool,
     ) -> impl Iterator<Item = Invalidation> + use<> {
-        PageBlocks::new(domain, range, max_order, leaf_only).filter_map(move |scope| match scope {
-            IotlbScope::Pages { addr, order, leaf_only, .. } => {
-                let scope = PasidIotlbScope::Pages { addr, order, leaf_only };
-                Some(Invalidation::PasidIotlb(PasidIotlbInv { domain, pasid, scope }))
-            }
-            _ => None,
-        })
+        let tag = Tag::Pasid { domain, pasid };
+        PageBlocks::new(domain, range, max_order, leaf_only)
+            .map(move |scope| tag.page(scope, Drain::empty()))
     }
 
     /// Whether the request is one of the PASID-based types, which only a

@@ -6,11 +6,14 @@
 //! frames and page pins are given back only when the flush queue reports
 //! that an invalidation covering them has completed.
 
-use invalidation::{Clock, FlushMode, FlushQueue, Instant, Invalidation, Invalidator, PageBlocks};
+use invalidation::{
+    Clock, FlushMode, FlushQueue, Instant, Invalidation, Invalidator, PageBlocks, Tag,
+};
 use iommu_platform::{Platform, Storage};
 use iova_alloc::IovaRange;
+use vtd_regs::desc::Pasid;
 use vtd_regs::{IotlbScope, Iova, PAGE_SHIFT, PAGE_SIZE, PhysAddr};
-use vtd_tables::{Perm, SlPageTable, Unmapped};
+use vtd_tables::{Perm, SlPageTable, Stage, Unmapped};
 
 use crate::capacity::{Capacity, Fixed};
 use crate::counters::MapperCounters;
@@ -155,6 +158,8 @@ where
     config: MapperConfig,
     /// Mappings kept forever so far (persistent policy).
     kept: usize,
+    /// The PASID a first-stage table is installed at ([`Mapper::set_pasid`]).
+    pasid: Pasid,
 }
 
 impl<P, S, I, Pin> Mapper<P, S, I, Fixed, Pin>
@@ -227,6 +232,7 @@ where
             registry: Registry::new(&capacity.maps()),
             config,
             kept: 0,
+            pasid: Pasid::default(),
         })
     }
 
@@ -264,6 +270,27 @@ where
     /// statistics.
     pub fn space(&mut self) -> &mut S {
         &mut self.owners.space
+    }
+
+    /// Sets the PASID the domain's table is installed at, for a table of
+    /// first-stage entries (a scalable-mode PASID entry with PGTT
+    /// first-stage): its teardowns are then flushed by PASID-based IOTLB
+    /// invalidations of the domain and this PASID ([`Tag::Pasid`],
+    /// §6.5.2.4), as IOTLB invalidations leave first-stage translations
+    /// cached. By default RID_PASID 0 (Linux's `IOMMU_NO_PASID`), the PASID
+    /// of requests without one. A second-stage table is flushed by domain
+    /// whatever its PASID.
+    pub fn set_pasid(&mut self, pasid: Pasid) {
+        self.pasid = pasid;
+    }
+
+    /// How teardowns are flushed, by the table's kind: by domain for
+    /// second-stage entries, by domain and PASID for first-stage ones.
+    fn flush_tag(&self) -> Tag {
+        match self.owners.table.config().stage() {
+            Stage::Second => Tag::Domain(self.config.domain),
+            Stage::First { .. } => Tag::Pasid { domain: self.config.domain, pasid: self.pasid },
+        }
     }
 
     /// The pinner.
@@ -537,12 +564,11 @@ where
         };
         let leaf_only = token.leaf_only();
         let end = Iova::new(start.as_u64() + mapped);
+        let tag = self.flush_tag();
         let owners = &mut self.owners;
         let payload = Teardown { lease, token, pinned };
         self.flush
-            .unmapped(&mut self.inv, self.config.domain, start..end, leaf_only, payload, |t| {
-                owners.release(t)
-            })
+            .unmapped(&mut self.inv, tag, start..end, leaf_only, payload, |t| owners.release(t))
             .map_err(Error::Invalidation)
     }
 

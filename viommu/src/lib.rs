@@ -128,6 +128,7 @@ pub mod host;
 pub mod interrupts;
 #[cfg(feature = "alloc")]
 mod native;
+pub mod nested;
 #[cfg(feature = "alloc")]
 mod pinner;
 pub mod shadow;
