@@ -17,52 +17,24 @@ use invalidation::QueuedInvalidator;
 use irq_remap::{Handle, IrTable};
 use viommu::interrupts::{GuestApics, HostInterrupts, IrteRoutes, MsiRoutes, VcpuMap};
 use viommu::{
-    Assignment, GuestLayout, GuestMemory, GuestPinner, Host, InterruptRoutes, Native, Viommu,
+    Assignment, GuestLayout, GuestMemory, GuestPinner, InterruptRoutes, Native, Viommu,
     ViommuConfig,
 };
-use viommu_examples::{DOMAIN, Testbed};
-use vtd_emu::mem::HeapMemory;
-use vtd_emu::{EmuConfig, Emulator, SimFrameAllocator};
+use viommu_benches::host::{
+    Frames, GMem, GUEST_FRAMES, GUEST_RAM, HOST_FRAMES, HostInv, Mem, TheHost, leak, new_host,
+};
+use viommu_examples::Testbed;
+use vtd_emu::{EmuConfig, SimFrameAllocator};
 use vtd_regs::irq::{Interrupt, InterruptMode};
 use vtd_regs::regs::QueueSize;
 use vtd_regs::{PhysAddr, RemappingUnit, SourceId};
-use vtd_tables::{ContextManager, TableConfig};
 
-type Mem = &'static HeapMemory;
-type Frames = &'static SimFrameAllocator<Mem>;
-type Emu = Emulator<Mem>;
-type HostInv = QueuedInvalidator<&'static Emu, Mem>;
-type TheHost = Host<Mem, Frames, HostInv>;
-type GMem = GuestMemory<Mem>;
 type Backend = Native<Mem, Frames, HostInv, GuestPinner>;
 type Vmmu<R> = Viommu<GMem, Backend, R>;
 
-const HOST_RAM: u64 = 64 << 20;
-const HOST_FRAMES: u64 = 32 << 20;
-const GUEST_RAM: u64 = 16 << 20;
-const GUEST_FRAMES: u64 = 8 << 20;
 const DEVICE: SourceId = SourceId::from_raw(0x0008);
 /// Changes run to count the work.
 const COUNTED: u32 = 1000;
-
-fn leak<T>(t: T) -> &'static T {
-    Box::leak(Box::new(t))
-}
-
-/// The host's unit, its RAM and frames, and the host.
-fn new_host() -> (Mem, Frames, &'static Emu, Arc<TheHost>) {
-    let mem: Mem = leak(HeapMemory::new(HOST_RAM as usize));
-    let frames: Frames =
-        leak(SimFrameAllocator::new(mem, PhysAddr::new(HOST_FRAMES), PhysAddr::new(HOST_RAM)));
-    let emu: &'static Emu = leak(Emulator::new(mem, EmuConfig::qemu()).expect("config"));
-    let unit = RemappingUnit::new(emu).expect("unit");
-    let tables = TableConfig::from_cap(unit.cap(), 39).expect("39-bit");
-    let contexts = ContextManager::new(mem, frames).expect("frames");
-    let qs = QueueSize::from_order(0).expect("1 page");
-    let inv = QueuedInvalidator::enable_remapping(unit, contexts.root_table(), mem, frames, qs)
-        .expect("remapping on");
-    (mem, frames, emu, Arc::new(Host::new(mem, frames, contexts, inv, tables, DOMAIN)))
-}
 
 /// A guest's vIOMMU with `routes`, its interrupt remapping driver brought
 /// up, one interrupt programmed; the driver's table, queue and handle.

@@ -34,22 +34,16 @@ use invalidation::{FlushConfig, NoClock, QueuedInvalidator};
 use iova_alloc::{IovaTree, Node, Window};
 use teardown::{Fixed, Mapper, MapperConfig, NoPinning, Reuse};
 use viommu::sidecore::{RegisterPage, Registers, Sidecore, SidecoreMmio};
-use viommu::{
-    Assignment, GuestLayout, GuestMemory, GuestPinner, Host, Native, Viommu, ViommuConfig,
+use viommu::{Assignment, GuestLayout, GuestMemory, GuestPinner, Native, Viommu, ViommuConfig};
+use viommu_benches::host::{
+    Frames, GMem, GUEST_FRAMES, GUEST_RAM, HostInv, Mem, TheHost, host_unit, leak, new_host,
 };
 use viommu_examples::{DOMAIN, Testbed};
-use vtd_emu::mem::HeapMemory;
-use vtd_emu::{EmuConfig, Emulator, SimFrameAllocator};
+use vtd_emu::{EmuConfig, SimFrameAllocator};
 use vtd_regs::regs::QueueSize;
 use vtd_regs::{DomainId, Iova, Mmio, PAGE_SIZE, PhysAddr, PollBudget, RemappingUnit, SourceId};
 use vtd_tables::{ContextManager, Perm, SlPageTable, TableConfig};
 
-type Mem = &'static HeapMemory;
-type Frames = &'static SimFrameAllocator<Mem>;
-type Emu = Emulator<Mem>;
-type HostInv = QueuedInvalidator<&'static Emu, Mem>;
-type TheHost = Host<Mem, Frames, HostInv>;
-type GMem = GuestMemory<Mem>;
 type GFrames = &'static SimFrameAllocator<GMem>;
 type Vmmu = Viommu<GMem, Native<Mem, Frames, HostInv, GuestPinner>>;
 type GuestMapper<X> = Mapper<
@@ -59,33 +53,15 @@ type GuestMapper<X> = Mapper<
     Fixed<1024, 64>,
 >;
 
-const HOST_RAM: u64 = 64 << 20;
-const HOST_FRAMES: u64 = 32 << 20;
-const GUEST_RAM: u64 = 16 << 20;
-const GUEST_FRAMES: u64 = 8 << 20;
 const DEVICE: SourceId = SourceId::from_raw(0x0008);
 const BUFFER: PhysAddr = PhysAddr::new(0x10_0000);
 /// Pairs run to count the host's work.
 const COUNTED: u64 = 2000;
 
-fn leak<T>(t: T) -> &'static T {
-    Box::leak(Box::new(t))
-}
-
 /// The host (its unit over its RAM) and a guest vIOMMU in the RAM's first
 /// 16 MiB.
 fn host_and_viommu() -> (&'static Vmmu, Arc<TheHost>) {
-    let mem: Mem = leak(HeapMemory::new(HOST_RAM as usize));
-    let frames: Frames =
-        leak(SimFrameAllocator::new(mem, PhysAddr::new(HOST_FRAMES), PhysAddr::new(HOST_RAM)));
-    let emu: &'static Emu = leak(Emulator::new(mem, EmuConfig::qemu()).expect("config"));
-    let unit = RemappingUnit::new(emu).expect("unit");
-    let tables = TableConfig::from_cap(unit.cap(), 39).expect("39-bit");
-    let contexts = ContextManager::new(mem, frames).expect("frames");
-    let qs = QueueSize::from_order(0).expect("1 page");
-    let inv = QueuedInvalidator::enable_remapping(unit, contexts.root_table(), mem, frames, qs)
-        .expect("remapping on");
-    let host = Arc::new(Host::new(mem, frames, contexts, inv, tables, DOMAIN));
+    let (mem, _, _, host) = new_host();
     let layout = GuestLayout::new(PhysAddr::ZERO, GUEST_RAM);
     let dev = Assignment { guest: DEVICE, host: DEVICE };
     let gmem = GuestMemory::new(mem, layout);
@@ -389,10 +365,7 @@ type NestedVmmu = viommu::nested::NestedViommu<GMem, NestedBackend>;
 fn host_and_nested() -> &'static NestedVmmu {
     use viommu::nested::{NativeNested, NestedConfig, NestedHost, NestedViommu};
     use vtd_regs::regs::rtaddr::TranslationTableMode;
-    let mem: Mem = leak(HeapMemory::new(HOST_RAM as usize));
-    let frames: Frames =
-        leak(SimFrameAllocator::new(mem, PhysAddr::new(HOST_FRAMES), PhysAddr::new(HOST_RAM)));
-    let emu: &'static Emu = leak(Emulator::new(mem, EmuConfig::scalable()).expect("config"));
+    let (mem, frames, emu) = host_unit(EmuConfig::scalable());
     let unit = RemappingUnit::new(emu).expect("unit");
     let tables = TableConfig::from_cap(unit.cap(), 39).expect("39-bit");
     let qs = QueueSize::from_order(0).expect("1 page");
