@@ -44,7 +44,7 @@
 //! nothing but the guest's RAM.
 
 #[cfg(feature = "alloc")]
-mod native;
+pub mod native;
 
 use heapless::Vec;
 use vtd_emu::hook::{Change, Hook, Invalidation, Outcome, UnitView};
