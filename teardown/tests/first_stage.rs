@@ -21,6 +21,12 @@ type Mem = &'static HeapMemory;
 type Emu = Emulator<Mem>;
 type Frames = &'static SimFrameAllocator<Mem>;
 
+type FsMapper = Mapper<
+    (Mem, Frames, NoClock),
+    IovaTree<Vec<iova_alloc::Node>>,
+    QueuedInvalidator<&'static Emu, Mem>,
+>;
+
 const D: DomainId = DomainId::new(3);
 
 fn leak<T>(t: T) -> &'static T {
@@ -34,16 +40,7 @@ fn sid() -> SourceId {
 /// A unit in scalable mode, the device's requests at `pasid` translated by
 /// a first-stage table a strict mapper owns (requests without a PASID use
 /// RID_PASID 0).
-fn rig(
-    pasid: u32,
-) -> (
-    &'static Emu,
-    Mapper<
-        (Mem, Frames, NoClock),
-        IovaTree<Vec<iova_alloc::Node>>,
-        QueuedInvalidator<&'static Emu, Mem>,
-    >,
-) {
+fn rig(pasid: u32) -> (&'static Emu, FsMapper) {
     let mem: Mem = leak(HeapMemory::new(8 << 20));
     let frames: Frames =
         leak(SimFrameAllocator::new(mem, PhysAddr::new(4 << 20), PhysAddr::new(8 << 20)));
