@@ -123,8 +123,9 @@ where
     }
 }
 
-/// One guest's nested backend on a [`NestedHost`]: see the
-/// [module](self) docs.
+/// One guest's nested backend on a [`NestedHost`]: its second stage
+/// (all guest RAM, pinned once) and a host domain id per guest domain id
+/// (see [`crate::nested`]).
 pub struct NativeNested<M: PhysMem, A: FrameAllocator, I: Invalidator, Pin: PagePinner> {
     host: Arc<NestedHost<M, A, I>>,
     second: SlPageTable<M, A>,
