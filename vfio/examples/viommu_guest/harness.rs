@@ -68,6 +68,8 @@ pub(crate) struct EduHarness<'m, 'd> {
     scratch_hva: usize,
     /// DMAs done.
     pub(crate) dmas: u64,
+    /// What [`write_only_is_readable`](Self::write_only_is_readable) found.
+    pub(crate) write_only_readable: bool,
 }
 
 impl<'m, 'd> EduHarness<'m, 'd> {
@@ -81,7 +83,16 @@ impl<'m, 'd> EduHarness<'m, 'd> {
     ) -> Result<Self, String> {
         let scratch = GuestRam::new(scratch);
         let scratch_hva = scratch.host_range(PhysAddr::ZERO, PAGE).map_err(|e| e.to_string())?.hva;
-        let mut h = EduHarness { mem, container, device, edu, scratch, scratch_hva, dmas: 0 };
+        let mut h = EduHarness {
+            mem,
+            container,
+            device,
+            edu,
+            scratch,
+            scratch_hva,
+            dmas: 0,
+            write_only_readable: false,
+        };
         h.poke(NONCE_AT, NONCE);
         h.with_scratch(|h| {
             h.edu.read_memory(SCRATCH_IOVA + NONCE_AT, SLOT_S, 8)?;
@@ -220,6 +231,10 @@ impl<'m> Harness for EduHarness<'m, '_> {
 
     fn data(&self) -> Range<PhysAddr> {
         PhysAddr::new(DATA.start)..PhysAddr::new(DATA.end)
+    }
+
+    fn enforces_write_only(&self) -> bool {
+        !self.write_only_readable
     }
 
     fn dma(&mut self, iova: Iova, access: Access) -> Option<PhysAddr> {
