@@ -33,21 +33,31 @@ pub const EDU_BAR0: PhysAddr = PhysAddr::new(0xE000_0000);
 /// versions, which also only log out-of-range transfers), so the last byte
 /// is never used.
 pub const EDU_BUFFER_SIZE: usize = 4095;
-/// The device address of the DMA buffer.
-const BUFFER_BASE: u64 = 0x4_0000;
+pub use regs::*;
 
-/// Identification register: 0xRRrr00edu, major.minor version and 0xed.
-const REG_IDENT: u64 = 0x00;
-const REG_DMA_SRC: u64 = 0x80;
-const REG_DMA_DST: u64 = 0x88;
-const REG_DMA_COUNT: u64 = 0x90;
-const REG_DMA_CMD: u64 = 0x98;
-/// DMA command: start; reads as set until the transfer is done.
-const CMD_RUN: u32 = 1 << 0;
-/// DMA command: from the buffer to memory (a DMA write).
-const CMD_TO_MEMORY: u32 = 1 << 1;
-/// The low byte of the identification register.
-const IDENT_MAGIC: u32 = 0xed;
+/// edu's DMA registers (BAR0 offsets) and buffer, as QEMU 7.2's
+/// `hw/misc/edu.c` defines them: shared by every driver of the device in
+/// this workspace (over qtest here, over VFIO in `viommu-vfio`'s examples).
+pub mod regs {
+    /// The device address of the DMA buffer.
+    pub const BUFFER_BASE: u64 = 0x4_0000;
+    /// Identification register: 0xRRrr00ed, major.minor version and 0xed.
+    pub const REG_IDENT: u64 = 0x00;
+    /// The low byte of the identification register.
+    pub const IDENT_MAGIC: u32 = 0xed;
+    /// DMA source address.
+    pub const REG_DMA_SRC: u64 = 0x80;
+    /// DMA destination address.
+    pub const REG_DMA_DST: u64 = 0x88;
+    /// DMA transfer count in bytes.
+    pub const REG_DMA_COUNT: u64 = 0x90;
+    /// DMA command.
+    pub const REG_DMA_CMD: u64 = 0x98;
+    /// DMA command: start; reads as set until the transfer is done.
+    pub const CMD_RUN: u32 = 1 << 0;
+    /// DMA command: from the buffer to memory (a DMA write).
+    pub const CMD_TO_MEMORY: u32 = 1 << 1;
+}
 
 /// How long a transfer may take in wall time before [`Error::DeviceTimeout`].
 const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -1,23 +1,17 @@
-//! QEMU's `edu` device as a DMA engine, through its VFIO device: BAR0 0x80
-//! DMA source, 0x88 destination, 0x90 count, 0x98 command (bit 0 run, bit 1
-//! direction: set = buffer to memory); the 4 KiB buffer is device address
-//! 0x40000 (its last byte unusable in QEMU 7.2). A transfer the IOMMU
-//! blocks completes without moving data.
+//! QEMU's `edu` device as a DMA engine, through its VFIO device (its
+//! register layout is `viommu_qtest::edu::regs`, which the qtest driver
+//! uses too); the 4 KiB buffer's last byte is unusable in QEMU 7.2. A
+//! transfer the IOMMU blocks completes without moving data.
 
 use std::time::{Duration, Instant};
 
-use viommu_vfio::{BAR0_REGION, Device};
-
-const REG_IDENT: u64 = 0x00;
-const REG_DMA_SRC: u64 = 0x80;
-const REG_DMA_DST: u64 = 0x88;
-const REG_DMA_COUNT: u64 = 0x90;
-const REG_DMA_CMD: u64 = 0x98;
-const CMD_RUN: u32 = 1 << 0;
-const CMD_TO_MEMORY: u32 = 1 << 1;
-const BUFFER: u64 = 0x4_0000;
 /// The usable part of the buffer.
-pub(crate) const BUFFER_SIZE: usize = 4095;
+pub(crate) use viommu_qtest::edu::EDU_BUFFER_SIZE as BUFFER_SIZE;
+use viommu_qtest::edu::regs::{
+    BUFFER_BASE as BUFFER, CMD_RUN, CMD_TO_MEMORY, IDENT_MAGIC, REG_DMA_CMD, REG_DMA_COUNT,
+    REG_DMA_DST, REG_DMA_SRC, REG_IDENT,
+};
+use viommu_vfio::{BAR0_REGION, Device};
 
 pub(crate) struct Edu<'d> {
     dev: &'d Device,
@@ -27,7 +21,7 @@ impl<'d> Edu<'d> {
     /// Checks the identification register.
     pub(crate) fn new(dev: &'d Device) -> Result<Self, String> {
         let ident = dev.read_u32(BAR0_REGION, REG_IDENT).map_err(|e| e.to_string())?;
-        if ident & 0xff != 0xed {
+        if ident & 0xff != IDENT_MAGIC {
             return Err(format!("not an edu device: ident {ident:#x}"));
         }
         Ok(Edu { dev })
