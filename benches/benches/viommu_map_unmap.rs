@@ -434,6 +434,14 @@ impl Mmio for &NestedKvmTrap {
         self.exit.round_trip();
         self.v.write_register(off, value)
     }
+    fn read64(&self, off: usize) -> u64 {
+        self.exit.round_trip();
+        self.v.read_register64(off)
+    }
+    fn write64(&mut self, off: usize, value: u64) {
+        self.exit.round_trip();
+        self.v.write_register64(off, value)
+    }
 }
 
 /// Runs [`COUNTED`] pairs and prints the nested vIOMMU's work per pair.

@@ -398,6 +398,20 @@ impl<G: GuestRam, H: NestedIommu> NestedViommu<G, H> {
         self.accesses.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
         (&self.unit).write32(off, value)
     }
+
+    /// Emulates a guest 64-bit read of the register at `off` (8-byte
+    /// aligned): one access, one exit, as for [`Viommu`](crate::Viommu).
+    pub fn read_register64(&self, off: usize) -> u64 {
+        self.accesses.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        self.unit.read64(off)
+    }
+
+    /// Emulates a guest 64-bit write (a `writeq` of IQT) to the register at
+    /// `off` (8-byte aligned): one access, both halves at once.
+    pub fn write_register64(&self, off: usize, value: u64) {
+        self.accesses.fetch_add(1, core::sync::atomic::Ordering::Relaxed);
+        (&self.unit).write64(off, value)
+    }
 }
 
 /// A guest that goes away: its devices are blocked on the host.
@@ -420,6 +434,14 @@ impl<G: GuestRam, H: NestedIommu> Mmio for &NestedViommu<G, H> {
 
     fn write32(&mut self, offset: usize, value: u32) {
         self.write_register(offset, value)
+    }
+
+    fn read64(&self, offset: usize) -> u64 {
+        self.read_register64(offset)
+    }
+
+    fn write64(&mut self, offset: usize, value: u64) {
+        self.write_register64(offset, value)
     }
 }
 
