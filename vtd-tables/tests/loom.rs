@@ -10,6 +10,8 @@
 //! the compare-exchange: a frame leaks or a translation is lost.
 #![cfg(loom)]
 
+mod common;
+
 use loom::sync::{Arc, Mutex};
 use loom::thread;
 use vtd_regs::regs::{Sagaw, SecondLevelPageSizes};
@@ -50,19 +52,10 @@ impl PhysMem for FrameMem {
         self.with(addr, |w| *w = value)
     }
     fn read_bytes(&self, addr: PhysAddr, buf: &mut [u8]) -> Result<(), MemError> {
-        for (k, chunk) in buf.chunks_mut(8).enumerate() {
-            let w = self.read_u64(PhysAddr::new(addr.as_u64() + 8 * k as u64))?.to_le_bytes();
-            chunk.copy_from_slice(&w[..chunk.len()]);
-        }
-        Ok(())
+        common::read_by_words(self, addr, buf)
     }
     fn write_bytes(&self, addr: PhysAddr, data: &[u8]) -> Result<(), MemError> {
-        for (k, chunk) in data.chunks(8).enumerate() {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(PhysAddr::new(addr.as_u64() + 8 * k as u64), u64::from_le_bytes(w))?;
-        }
-        Ok(())
+        common::write_by_words(self, addr, data)
     }
     fn zero_frame(&self, frame: PhysAddr) -> Result<(), MemError> {
         let out = MemError::OutOfRange { addr: frame, len: PAGE_SIZE as usize };

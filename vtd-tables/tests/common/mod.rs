@@ -112,6 +112,25 @@ unsafe impl FrameAllocator for CountingAlloc {
     }
 }
 
+/// `PhysMem::read_bytes` for a memory of 64-bit words: word by word.
+pub fn read_by_words(mem: &impl PhysMem, addr: PhysAddr, buf: &mut [u8]) -> Result<(), MemError> {
+    for (k, chunk) in buf.chunks_mut(8).enumerate() {
+        let w = mem.read_u64(PhysAddr::new(addr.as_u64() + 8 * k as u64))?.to_le_bytes();
+        chunk.copy_from_slice(&w[..chunk.len()]);
+    }
+    Ok(())
+}
+
+/// `PhysMem::write_bytes` for a memory of 64-bit words: word by word.
+pub fn write_by_words(mem: &impl PhysMem, addr: PhysAddr, data: &[u8]) -> Result<(), MemError> {
+    for (k, chunk) in data.chunks(8).enumerate() {
+        let mut w = [0u8; 8];
+        w[..chunk.len()].copy_from_slice(chunk);
+        mem.write_u64(PhysAddr::new(addr.as_u64() + 8 * k as u64), u64::from_le_bytes(w))?;
+    }
+    Ok(())
+}
+
 /// Physical memory of atomic words, shareable between threads, with an
 /// atomic compare-exchange (what a shared table needs).
 pub struct AtomicMem {
@@ -142,19 +161,10 @@ impl PhysMem for AtomicMem {
         Ok(())
     }
     fn read_bytes(&self, addr: PhysAddr, buf: &mut [u8]) -> Result<(), MemError> {
-        for (k, chunk) in buf.chunks_mut(8).enumerate() {
-            let w = self.read_u64(PhysAddr::new(addr.as_u64() + 8 * k as u64))?.to_le_bytes();
-            chunk.copy_from_slice(&w[..chunk.len()]);
-        }
-        Ok(())
+        read_by_words(self, addr, buf)
     }
     fn write_bytes(&self, addr: PhysAddr, data: &[u8]) -> Result<(), MemError> {
-        for (k, chunk) in data.chunks(8).enumerate() {
-            let mut w = [0u8; 8];
-            w[..chunk.len()].copy_from_slice(chunk);
-            self.write_u64(PhysAddr::new(addr.as_u64() + 8 * k as u64), u64::from_le_bytes(w))?;
-        }
-        Ok(())
+        write_by_words(self, addr, data)
     }
     fn compare_exchange_u64(
         &self,
