@@ -58,13 +58,14 @@ mod container;
 mod device;
 pub mod dma;
 mod error;
+pub mod fake;
 #[cfg(feature = "vm-memory")]
 mod guest;
 mod ioctl;
 
 #[cfg(feature = "viommu")]
 pub use backend::{ContainerHandle, SharedContainer, VfioBackend, VfioDomain};
-pub use container::Container;
+pub use container::{Container, Kernel, Type1};
 pub use device::{BAR0_REGION, CONFIG_REGION, Device, Region};
 pub use dma::{DmaMapping, PAGE_SIZE, Perm};
 pub use error::{Error, Op, Result};
