@@ -21,7 +21,7 @@
 //!
 //! let ram = vec![0u8; 0x10000];
 //! let base = ram.as_ptr() as usize & !0xfff; // whole pages of the allocation
-//! let kernel = FakeType1::new([base..base + 0xf000]);
+//! let kernel = FakeType1::new(std::iter::once(base..base + 0xf000));
 //! let mut container = Container::over(kernel.clone());
 //! let m = DmaMapping { iova: 0x10_0000, hva: base, len: 0x4000, perm: Perm::READ | Perm::WRITE };
 //! // SAFETY: nothing reaches memory through the fake.
@@ -96,6 +96,11 @@ impl FakeType1 {
     /// changing nothing (it still counts as an ioctl).
     pub fn fail_next(&self, op: Op, errno: i32) {
         self.state().failures.push((op, errno));
+    }
+
+    /// How many injected failures of `op` have not fired yet.
+    pub fn pending_failures(&self, op: Op) -> usize {
+        self.state().failures.iter().filter(|(o, _)| *o == op).count()
     }
 
     /// Sets the most mappings the address space holds (the kernel's

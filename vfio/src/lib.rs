@@ -14,6 +14,10 @@
 //!   one map ioctl per range contiguous in IOVA and host address, and one
 //!   unmap ioctl (plus at most two re-maps) per contiguous IOVA range.
 //! - [`IoctlCounts`]: every VFIO ioctl, counted by kind.
+//! - [`Type1`]: the DMA ioctls below a container's bookkeeping, issued by
+//!   the [`Kernel`] or, in tests of a VMM's logic on a host without
+//!   `/dev/vfio`, modelled by [`fake::FakeType1`]
+//!   ([`Container::over`]).
 //! - [`Device`]: a PCI function's regions (config space, BARs) and
 //!   [`Device::enable_dma`].
 //! - With feature `vm-memory`: [`Container::map_guest`] maps a VMM's guest
