@@ -52,7 +52,7 @@ use viommu_vm_memory::{GuestRam, host_range_in};
 use vm_memory::{GuestAddressSpace, GuestMemoryBackend};
 use vtd_regs::SourceId;
 
-use crate::container::Container;
+use crate::container::{Container, Kernel, Type1};
 use crate::dma::{DmaMapping, Mappings, Perm, check_range, merge_ranges};
 use crate::error::{Error, Result};
 use crate::ioctl::IoctlCounts;
@@ -82,23 +82,30 @@ impl VfioDomain {
 }
 
 /// How a [`VfioBackend`] holds a container: owned ([`Container`]) or
-/// shared ([`SharedContainer`]).
+/// shared ([`SharedContainer`]), over the kernel or another [`Type1`].
 pub trait ContainerHandle {
+    /// What performs the container's DMA ioctls.
+    type Type1: Type1;
+
     /// Runs `f` on the container.
-    fn with<R>(&mut self, f: impl FnOnce(&mut Container) -> R) -> R;
+    fn with<R>(&mut self, f: impl FnOnce(&mut Container<Self::Type1>) -> R) -> R;
 }
 
-impl ContainerHandle for Container {
-    fn with<R>(&mut self, f: impl FnOnce(&mut Container) -> R) -> R {
+impl<K: Type1> ContainerHandle for Container<K> {
+    type Type1 = K;
+
+    fn with<R>(&mut self, f: impl FnOnce(&mut Container<K>) -> R) -> R {
         f(self)
     }
 }
 
 /// A container shared with its VMM.
-pub type SharedContainer = Arc<Mutex<Container>>;
+pub type SharedContainer<K = Kernel> = Arc<Mutex<Container<K>>>;
 
-impl ContainerHandle for SharedContainer {
-    fn with<R>(&mut self, f: impl FnOnce(&mut Container) -> R) -> R {
+impl<K: Type1> ContainerHandle for SharedContainer<K> {
+    type Type1 = K;
+
+    fn with<R>(&mut self, f: impl FnOnce(&mut Container<K>) -> R) -> R {
         // A panic under the lock left the container as the kernel has it:
         // its records were updated after each ioctl.
         f(&mut self.lock().unwrap_or_else(PoisonError::into_inner))
@@ -201,7 +208,7 @@ where
     pub fn with_container<R>(
         &mut self,
         device: SourceId,
-        f: impl FnOnce(&mut Container) -> R,
+        f: impl FnOnce(&mut Container<C::Type1>) -> R,
     ) -> Option<R> {
         let i = self.space_of(device)?;
         Some(self.spaces[i].container.with(f))
@@ -347,9 +354,15 @@ where
             done += 1;
         }
         if result.is_err() {
-            // All or nothing: the containers that mapped it unmap it.
+            // All or nothing: the containers that mapped it unmap it; what
+            // one of them fails to unmap is owed by the next completion
+            // (the guest's wait then completes only once it is gone).
+            let mut undone = true;
             for container in self.installed(id).take(done) {
-                let _ = container.with(|c| c.unmap(iova, len));
+                undone &= container.with(|c| c.unmap(iova, len)).is_ok();
+            }
+            if !undone {
+                domain.pending.push((iova, len));
             }
             return result;
         }

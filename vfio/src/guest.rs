@@ -4,11 +4,11 @@ use viommu_vm_memory::{GuestRam, host_range_in};
 use vm_memory::{GuestAddressSpace, GuestMemoryBackend};
 use vtd_regs::PhysAddr;
 
-use crate::container::Container;
+use crate::container::{Container, Type1};
 use crate::dma::{DmaMapping, Perm};
 use crate::error::{Error, Result};
 
-impl Container {
+impl<K: Type1> Container<K> {
     /// Maps guest RAM `[gpa, gpa + len)` at `[iova, iova + len)`: the
     /// guest-physical range is looked up in `ram` (one piece per vm-memory
     /// region it spans, so one `VFIO_IOMMU_MAP_DMA` per piece whose host

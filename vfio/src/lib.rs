@@ -14,6 +14,10 @@
 //!   one map ioctl per range contiguous in IOVA and host address, and one
 //!   unmap ioctl (plus at most two re-maps) per contiguous IOVA range.
 //! - [`IoctlCounts`]: every VFIO ioctl, counted by kind.
+//! - [`Type1`]: the DMA ioctls below a container's bookkeeping, issued by
+//!   the [`Kernel`] or, in tests of a VMM's logic on a host without
+//!   `/dev/vfio`, modelled by [`fake::FakeType1`]
+//!   ([`Container::over`]).
 //! - [`Device`]: a PCI function's regions (config space, BARs) and
 //!   [`Device::enable_dma`].
 //! - With feature `vm-memory`: [`Container::map_guest`] maps a VMM's guest
@@ -58,13 +62,14 @@ mod container;
 mod device;
 pub mod dma;
 mod error;
+pub mod fake;
 #[cfg(feature = "vm-memory")]
 mod guest;
 mod ioctl;
 
 #[cfg(feature = "viommu")]
 pub use backend::{ContainerHandle, SharedContainer, VfioBackend, VfioDomain};
-pub use container::Container;
+pub use container::{Container, Kernel, Type1};
 pub use device::{BAR0_REGION, CONFIG_REGION, Device, Region};
 pub use dma::{DmaMapping, PAGE_SIZE, Perm};
 pub use error::{Error, Op, Result};

@@ -48,30 +48,7 @@ fn harness() -> NativeHarness {
     NativeHarness { rig: HostRig::new() }
 }
 
-macro_rules! checks {
-    ($($name:ident),* $(,)?) => {
-        $(
-            #[test]
-            fn $name() {
-                conformance::$name(&mut harness());
-            }
-        )*
-    };
-}
-
-checks!(
-    map_and_unmap,
-    partial_unmap,
-    one_call_per_range,
-    superpage,
-    nothing_outside_ram,
-    hostile_queue_and_context,
-    wait_follows_the_host,
-    a_failed_unmap_fails_closed,
-    queue_address_above_the_host_width,
-    descriptor_rewritten_while_the_unit_runs,
-    linux_in_caching_mode,
-);
+viommu::conformance_tests!(harness());
 
 /// All of them on one host, one vIOMMU after the other: a vIOMMU that
 /// goes away leaves the device blocked and nothing mapped or pinned.

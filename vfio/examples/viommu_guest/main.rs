@@ -173,24 +173,9 @@ fn run(address: &str) -> Result<(), String> {
 /// is the harness's `enforces_write_only` (the probe above, without the
 /// vIOMMU); every check must pass.
 fn conformance<H: viommu::conformance::Harness>(h: &mut H) -> Result<(), String> {
-    use viommu::conformance::*;
-    type Check<H> = (&'static str, fn(&mut H));
-    let checks: [Check<H>; 11] = [
-        ("map_and_unmap", map_and_unmap),
-        ("partial_unmap", partial_unmap),
-        ("one_call_per_range", one_call_per_range),
-        ("superpage", superpage),
-        ("nothing_outside_ram", nothing_outside_ram),
-        ("hostile_queue_and_context", hostile_queue_and_context),
-        ("wait_follows_the_host", wait_follows_the_host),
-        ("a_failed_unmap_fails_closed", a_failed_unmap_fails_closed),
-        ("queue_address_above_the_host_width", queue_address_above_the_host_width),
-        ("descriptor_rewritten_while_the_unit_runs", descriptor_rewritten_while_the_unit_runs),
-        ("linux_in_caching_mode", linux_in_caching_mode),
-    ];
     let start = Instant::now();
     let mut failed = Vec::new();
-    for (name, check) in checks {
+    for (name, check) in viommu::conformance::checks() {
         let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| check(h)));
         let message = |e: Box<dyn std::any::Any + Send>| {
             e.downcast_ref::<String>()

@@ -95,19 +95,68 @@ pub fn config() -> ViommuConfig {
     ViommuConfig::qemu()
 }
 
+/// Calls `$then!` with the name of every check: the one list of them.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_checks {
+    ($then:ident ! ($($args:tt)*)) => {
+        $crate::$then! {
+            $($args)*; map_and_unmap, partial_unmap, one_call_per_range, superpage,
+            nothing_outside_ram, hostile_queue_and_context, wait_follows_the_host,
+            a_failed_unmap_fails_closed, queue_address_above_the_host_width,
+            descriptor_rewritten_while_the_unit_runs, linux_in_caching_mode
+        }
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_list {
+    ($h:ty; $($name:ident),*) => {
+        [$((stringify!($name), $crate::conformance::$name::<$h> as fn(&mut $h))),*]
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __conformance_test {
+    ($harness:expr; $($name:ident),*) => {
+        $(
+            #[test]
+            fn $name() {
+                $crate::conformance::$name(&mut $harness);
+            }
+        )*
+    };
+}
+
+/// One `#[test]` per check, named after it, each on a fresh harness
+/// `$harness` (an expression evaluated once per test). A backend's crate
+/// writes, in a test file:
+///
+/// ```ignore
+/// viommu::conformance_tests!(MyHarness::new());
+/// ```
+///
+/// and a failed guarantee fails the test named after its check. A harness
+/// that checks something of its own after each check does it in its
+/// `Drop` (when the thread is not already panicking).
+#[macro_export]
+macro_rules! conformance_tests {
+    ($harness:expr) => {
+        $crate::__conformance_checks!(__conformance_test!($harness));
+    };
+}
+
+/// Every check, by name: for a harness that reports each on its own (one
+/// that fails does not stop the others when the caller catches its panic).
+pub fn checks<H: Harness>() -> impl Iterator<Item = (&'static str, fn(&mut H))> {
+    crate::__conformance_checks!(__conformance_list!(H)).into_iter()
+}
+
 /// Runs every check.
 pub fn run_all<H: Harness>(h: &mut H) {
-    map_and_unmap(h);
-    partial_unmap(h);
-    one_call_per_range(h);
-    superpage(h);
-    nothing_outside_ram(h);
-    hostile_queue_and_context(h);
-    wait_follows_the_host(h);
-    a_failed_unmap_fails_closed(h);
-    queue_address_above_the_host_width(h);
-    descriptor_rewritten_while_the_unit_runs(h);
-    linux_in_caching_mode(h);
+    checks().for_each(|(_, check)| check(h));
 }
 
 /// A fresh vIOMMU for `device` over `ram`, with `backend`.
