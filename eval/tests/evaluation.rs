@@ -287,7 +287,7 @@ fn response_frames_are_mapped_read_only() {
 /// unit offers no pass-through, and the same context entry blocks.
 #[test]
 fn none_reaches_guest_ram_through_the_viommus_pass_through() {
-    use viommu_eval::guest_viommu::{GUEST_RAM_HPA, with_viommu};
+    use viommu_eval::guest_viommu::{GUEST_RAM_HPA, Mode, with_viommu};
     use viommu_eval_driver::layout;
     use vtd_emu::{Access, SimFrameAllocator, mem::HeapMemory};
     use vtd_regs::regs::rtaddr::TranslationTableMode;
@@ -295,7 +295,7 @@ fn none_reaches_guest_ram_through_the_viommus_pass_through() {
     use vtd_tables::{Attachment, ContextManager, TableConfig};
     for pass_through in [true, false] {
         let ram = HeapMemory::new(1 << 20);
-        with_viommu(&ram, 1 << 20, pass_through, |rig| {
+        with_viommu(&ram, 1 << 20, Mode::Shadow { pass_through }, |rig| {
             let gpa = Iova::new(0x5000);
             let reach = pass_through.then_some(PhysAddr::new(GUEST_RAM_HPA + 0x5000));
             let mut unit = RemappingUnit::new(rig.viommu).expect("guest unit");
@@ -396,7 +396,7 @@ fn help_lists_every_flag_with_its_default() {
             &help[at..next]
         );
     }
-    for flag in ["--modelled", "--no-sidecore", "--probe", "--cpl3", "--no-pvm-vif"] {
+    for flag in ["--modelled", "--no-sidecore", "--no-nested", "--probe", "--cpl3", "--no-pvm-vif"] {
         assert!(help.contains(flag), "{flag} missing");
     }
 }
