@@ -366,7 +366,8 @@ pub fn with_viommu<R: PhysMem, T>(
                 .map_err(|e| format!("host unit: {e}"))?;
             // The unit was off: nothing cached to invalidate.
             inv.unit().enable_translation().map_err(|e| format!("host unit: {e}"))?;
-            let host = Arc::new(NestedHost::new(m, &frames, contexts, inv, tables, DomainId::new(1)));
+            let host =
+                Arc::new(NestedHost::new(m, &frames, contexts, inv, tables, DomainId::new(1)));
             let ram = [PhysAddr::ZERO..PhysAddr::new(ram_size)];
             let backend =
                 NativeNested::new(host, pinner, ram).map_err(|e| format!("host: {e:?}"))?;
@@ -534,7 +535,10 @@ mod tests {
                 }
                 Step::Unmapped => {
                     let up = up.lock().expect("lock").expect("brought up");
-                    assert!(c.forwarded > up.forwarded, "the unmap's invalidation reached the host");
+                    assert!(
+                        c.forwarded > up.forwarded,
+                        "the unmap's invalidation reached the host"
+                    );
                 }
             }
         });

@@ -128,10 +128,9 @@ impl Results {
         );
         for &f in &self.frontends {
             let Some(r) = self.get(Job::Stream, f, Policy::Secure) else { continue };
-            let seed = seed::map_unmap(f)
-                .map_or(["-".into(), "-".into(), "-".into()], |(m, u)| {
-                    [m, u, m + u].map(|c| c.to_string())
-                });
+            let seed = seed::map_unmap(f).map_or(["-".into(), "-".into(), "-".into()], |(m, u)| {
+                [m, u, m + u].map(|c| c.to_string())
+            });
             let (exits, pinned) = Self::exits_and_pinned(r);
             let _ = writeln!(
                 s,

@@ -112,8 +112,8 @@ impl<'f, R: Mmio, M: PhysMem + Copy> Driver<'f, R, M> {
         let (cap, ecap) = (unit.cap(), unit.ecap());
         let size = QueueSize::from_order(0).ok_or(Error::QueueSetup)?;
         let (contexts, table, inv) = if ecap.smts() && ecap.flts() {
-            let tables =
-                TableConfig::first_stage(false, cap.fl1gp(), IOVA_BITS, true).map_err(Error::Table)?;
+            let tables = TableConfig::first_stage(false, cap.fl1gp(), IOVA_BITS, true)
+                .map_err(Error::Table)?;
             let table = SlPageTable::new(mem, frames, tables).map_err(Error::Table)?;
             let (contexts, pasids, inv) = Self::scalable(unit, mem, frames, size, &table)?;
             (Contexts::Scalable(contexts, pasids), table, inv)
@@ -153,8 +153,7 @@ impl<'f, R: Mmio, M: PhysMem + Copy> Driver<'f, R, M> {
             .set(Pasid::default(), PasidAttachment::table(DOMAIN, table))
             .map_err(Error::Table)?;
         let mut contexts = ScalableContextManager::new(mem, frames).map_err(Error::Table)?;
-        let change =
-            contexts.attach(NIC, &pasids, Pasid::default(), true).map_err(Error::Table)?;
+        let change = contexts.attach(NIC, &pasids, Pasid::default(), true).map_err(Error::Table)?;
         let mut inv = QueuedInvalidator::new(unit, mem, frames, size)
             .map_err(|rejected| Error::Invalidation(rejected.error))?;
         inv.unit()
