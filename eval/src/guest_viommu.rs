@@ -171,12 +171,13 @@ pub struct GuestIommu<'a, R: PhysMem> {
     pinned_peak: AtomicU64,
 }
 
-/// The two vIOMMUs.
+/// The two vIOMMUs (boxed: each holds its unit's registers and caches
+/// inline, about 10 KiB).
 pub enum Kind<'a, R: PhysMem> {
     /// Shadowing.
-    Shadow(Vmmu<'a, R>),
+    Shadow(Box<Vmmu<'a, R>>),
     /// Nested.
-    Nested(NestedVmmu<'a, R>),
+    Nested(Box<NestedVmmu<'a, R>>),
 }
 
 impl<'a, R: PhysMem> GuestIommu<'a, R> {
@@ -354,7 +355,7 @@ pub fn with_viommu<R: PhysMem, T>(
             let config = ViommuConfig { pass_through, ..ViommuConfig::qemu() };
             let viommu = Viommu::new(guest_mem, Native::new(host, pinner), &devices, config)
                 .map_err(|e| format!("vIOMMU: {e}"))?;
-            Kind::Shadow(viommu)
+            Kind::Shadow(Box::new(viommu))
         }
         Mode::Nested => {
             let host_err = |e: invalidation::Error| format!("host unit: {e}");
@@ -373,7 +374,7 @@ pub fn with_viommu<R: PhysMem, T>(
                 NativeNested::new(host, pinner, ram).map_err(|e| format!("host: {e:?}"))?;
             let viommu = NestedViommu::new(guest_mem, backend, &devices, NestedConfig::new())
                 .map_err(|e| format!("nested vIOMMU: {e}"))?;
-            Kind::Nested(viommu)
+            Kind::Nested(Box::new(viommu))
         }
     };
     let viommu = GuestIommu { kind, pinned_peak: AtomicU64::new(0) };
