@@ -1,0 +1,495 @@
+//! Loom models of the mapping layer shared by CPUs ([`SharedMapper`],
+//! `RUSTFLAGS="--cfg loom" cargo test -p teardown --test loom --release`):
+//! two CPUs map and unmap through their handles, one of them unmapping a
+//! mapping the other's handle made, with per-handle flush queues and with
+//! the single shared queue. In every interleaving (up to the preemption
+//! bound):
+//! - an IOVA lease is given back to the space, and a table frame the unmap
+//!   detached to the frame allocator, only once an IOTLB invalidation
+//!   posted after its entries were cleared, and covering them (not
+//!   leaf-only for a frame: the paging-structure caches too, VT-d
+//!   §6.5.2.3), has completed, whichever CPU posted, waited for or reaped
+//!   it;
+//! - nothing is released twice, and once every handle has flushed, every
+//!   lease and every frame not linked in the table is back.
+//!
+//! The checks are made by the model's memory, frame allocator, IOVA space
+//! and unit, which record what the mapper does to them: the memory which
+//! entries are cleared (and so which frames are detached) after how many
+//! posted batches, the unit which batches were posted and how many have
+//! completed. Completion is an atomic word the unit stores with `Release`
+//! when a CPU waits for a ticket (a unit completes nothing on its own here:
+//! the slowest unit, the hardest for the rule) and the release checks read
+//! with `Relaxed`, so a CPU that learns of a completion without
+//! synchronising with it (a `Relaxed` read of the shared invalidator's
+//! watermark) fails the model, as does a release before the wait.
+//!
+//! The memory, the frame allocator, the space and the unit's record are
+//! one loom lock (each access a point where loom may switch CPUs); the
+//! mapper's own locks and atomics are loom's under `--cfg loom`
+//! (`iommu_platform::sync`).
+#![cfg(loom)]
+
+use std::collections::HashMap;
+use std::ops::Range;
+
+use invalidation::{
+    FlushConfig, FlushMode, Invalidation, InvalidationCaps, Invalidator, RegisterInvalidator,
+    Ticket,
+};
+use iommu_platform::{Clock, Inline, Instant};
+use iova_alloc::{AllocError, IovaRange};
+use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use loom::sync::{Arc, Mutex, MutexGuard};
+use loom::thread;
+use teardown::{Fixed, FlushScope, IovaSpace, MapperConfig, Reuse, SharedMapper, SharedSpace};
+use vtd_regs::regs::{Sagaw, SecondLevelPageSizes};
+use vtd_regs::{
+    AtomicPhysMem, DomainId, Drain, FrameAllocator, IotlbScope, Iova, MemError, Mmio, PAGE_SIZE,
+    PhysAddr, PhysMem, RemappingUnit,
+};
+use vtd_tables::{Perm, SharedSlTable, TableConfig};
+
+/// Frames of the model's memory: the root, one level-2 table, a last-level
+/// table for each of the three regions, and one for a CPU that loses an
+/// install race.
+const FRAMES: u64 = 6;
+/// Words of a frame (64-bit table entries).
+const WORDS: u64 = PAGE_SIZE / 8;
+/// Bytes of a region: the span of one last-level table. The space hands
+/// out one lease per region, so a 2 MiB buffer covers its table whole and
+/// the unmap detaches it.
+const REGION: u64 = 2 << 20;
+/// The regions the space hands out (all under the same level-2 table).
+const REGIONS: [u64; 3] = [1, 2, 3];
+/// Bits of a table entry holding the address it points to.
+const ADDR: u64 = 0x000f_ffff_ffff_f000;
+const DOMAIN: DomainId = DomainId::new(1);
+/// Physical buffers, above the frames.
+const BUF: [u64; 2] = [0x4000_0000, 0x8000_0000];
+
+/// What the mapper did to the model's memory, frames, space and unit.
+struct World {
+    /// The frames, `WORDS` words each, from physical 0.
+    words: Vec<u64>,
+    free_frames: Vec<u64>,
+    /// Frame -> (level, first IOVA) of every table linked in the table.
+    tables: HashMap<u64, (u8, u64)>,
+    /// Region -> batches posted when an entry of it was last cleared.
+    cleared: HashMap<u64, usize>,
+    /// Frame -> (region, batches posted) of a table the unmap detached.
+    detached: HashMap<u64, (u64, usize)>,
+    /// Every batch posted: batch `i` has ticket `i + 1`.
+    batches: Vec<Vec<Invalidation>>,
+    free_regions: Vec<u64>,
+    /// Leases and frames released (each checked).
+    released: (usize, usize),
+}
+
+/// The model's world and the unit's completion status.
+struct Model {
+    world: Mutex<World>,
+    /// Tickets completed (in order, §6.5.2.8: a wait descriptor completes
+    /// after everything before it): what the CPUs ask the unit.
+    done: AtomicU32,
+    /// Whether batch `i` completed: stored before `done`, read only by
+    /// the release checks, so a CPU that learns of a completion without
+    /// synchronising with it may read a stale `false`.
+    complete: [AtomicBool; MAX_BATCHES],
+}
+
+/// The most batches a model posts.
+const MAX_BATCHES: usize = 8;
+
+impl Model {
+    fn new() -> Self {
+        let world = World {
+            words: vec![0; (FRAMES * WORDS) as usize],
+            free_frames: (0..FRAMES).rev().collect(),
+            tables: HashMap::new(),
+            cleared: HashMap::new(),
+            detached: HashMap::new(),
+            batches: Vec::new(),
+            free_regions: REGIONS.to_vec(),
+            released: (0, 0),
+        };
+        let complete = std::array::from_fn(|_| AtomicBool::new(false));
+        Self { world: Mutex::new(world), done: AtomicU32::new(0), complete }
+    }
+
+    fn world(&self) -> MutexGuard<'_, World> {
+        self.world.lock().unwrap()
+    }
+
+    /// Which batches this CPU can tell completed without synchronising.
+    fn completed(&self) -> [bool; MAX_BATCHES] {
+        std::array::from_fn(|i| self.complete[i].load(Ordering::Relaxed))
+    }
+}
+
+impl World {
+    /// Whether every page of `pages` is covered by an IOTLB invalidation
+    /// of a batch posted after the first `since` and `done`; not leaf-only
+    /// when `structure` (a freed table).
+    fn covered(
+        &self,
+        done: [bool; MAX_BATCHES],
+        since: usize,
+        pages: Range<u64>,
+        structure: bool,
+    ) -> bool {
+        let batches = self.batches.iter().zip(done).skip(since).filter(|(_, d)| *d);
+        let requests = batches.flat_map(|(b, _)| b);
+        pages.into_iter().all(|page| {
+            requests.clone().any(|req| match req {
+                Invalidation::Iotlb { scope, .. } => {
+                    let leaf_only = matches!(scope, IotlbScope::Pages { leaf_only: true, .. });
+                    scope.covers(DOMAIN, Iova::new(page * PAGE_SIZE)) && !(structure && leaf_only)
+                }
+                _ => false,
+            })
+        })
+    }
+
+    fn index(addr: PhysAddr) -> Result<usize, MemError> {
+        if !addr.is_aligned(8) {
+            return Err(MemError::Misaligned { addr });
+        }
+        let i = addr.as_u64() / 8;
+        if i >= FRAMES * WORDS {
+            return Err(MemError::OutOfRange { addr, len: 8 });
+        }
+        Ok(i as usize)
+    }
+
+    /// Writes word `i`, recording a cleared entry of a linked table: its
+    /// region, and the table it pointed to if it was not a leaf.
+    fn store(&mut self, i: usize, new: u64) {
+        let old = std::mem::replace(&mut self.words[i], new);
+        let (frame, slot) = (i as u64 / WORDS, i as u64 % WORDS);
+        let present = old & 3 != 0;
+        let Some(&(level, base)) = self.tables.get(&frame) else { return };
+        if !present || new != 0 {
+            return;
+        }
+        let region = (base + (slot << (12 + 9 * u32::from(level - 1)))) / REGION;
+        let since = self.batches.len();
+        self.cleared.insert(region, since);
+        if level > 1 {
+            assert_eq!(level, 2, "the model never unmaps a 1 GiB span");
+            let table = (old & ADDR) / PAGE_SIZE;
+            self.tables.remove(&table);
+            self.detached.insert(table, (region, since));
+        }
+    }
+}
+
+/// The memory tables live in (a handle to the model).
+#[derive(Clone)]
+struct Mem(Arc<Model>);
+
+impl PhysMem for Mem {
+    fn read_u64(&self, addr: PhysAddr) -> Result<u64, MemError> {
+        let w = self.0.world();
+        Ok(w.words[World::index(addr)?])
+    }
+    fn write_u64(&self, addr: PhysAddr, value: u64) -> Result<(), MemError> {
+        self.write_u64s(addr, &[value])
+    }
+    fn read_u64s(&self, addr: PhysAddr, out: &mut [u64]) -> Result<(), MemError> {
+        let w = self.0.world();
+        let i = World::index(addr)?;
+        World::index(PhysAddr::new(addr.as_u64() + 8 * (out.len() as u64 - 1)))?;
+        out.copy_from_slice(&w.words[i..i + out.len()]);
+        Ok(())
+    }
+    fn write_u64s(&self, addr: PhysAddr, values: &[u64]) -> Result<(), MemError> {
+        let mut w = self.0.world();
+        let i = World::index(addr)?;
+        World::index(PhysAddr::new(addr.as_u64() + 8 * (values.len() as u64 - 1)))?;
+        for (k, &v) in values.iter().enumerate() {
+            w.store(i + k, v);
+        }
+        Ok(())
+    }
+    /// Table code reads and writes whole entries only.
+    fn read_bytes(&self, addr: PhysAddr, buf: &mut [u8]) -> Result<(), MemError> {
+        Err(MemError::OutOfRange { addr, len: buf.len() })
+    }
+    fn write_bytes(&self, addr: PhysAddr, data: &[u8]) -> Result<(), MemError> {
+        Err(MemError::OutOfRange { addr, len: data.len() })
+    }
+    fn zero_frame(&self, frame: PhysAddr) -> Result<(), MemError> {
+        let mut w = self.0.world();
+        let i = World::index(frame)?;
+        w.words[i..i + WORDS as usize].fill(0);
+        Ok(())
+    }
+    /// Installs record the table linked (its level and IOVA).
+    fn compare_exchange_u64(
+        &self,
+        addr: PhysAddr,
+        current: u64,
+        new: u64,
+    ) -> Result<Result<u64, u64>, MemError> {
+        let mut w = self.0.world();
+        let i = World::index(addr)?;
+        let found = w.words[i];
+        if found != current {
+            return Ok(Err(found));
+        }
+        w.words[i] = new;
+        let (frame, slot) = (i as u64 / WORDS, i as u64 % WORDS);
+        let (level, base) = w.tables[&frame];
+        let child = (new & ADDR) / PAGE_SIZE;
+        assert!(level > 1 && child < FRAMES, "only tables are installed");
+        w.tables.insert(child, (level - 1, base + (slot << (12 + 9 * u32::from(level - 1)))));
+        Ok(Ok(found))
+    }
+}
+
+impl AtomicPhysMem for Mem {}
+
+/// The frame allocator: checks, when a frame comes back, that the table
+/// was never linked or that an invalidation covering it completed after
+/// it was detached.
+#[derive(Clone)]
+struct Frames(Arc<Model>);
+
+// SAFETY: a frame is handed out at most once until it is given back.
+unsafe impl FrameAllocator for Frames {
+    fn allocate(&self, order: u8) -> Option<PhysAddr> {
+        assert_eq!(order, 0);
+        self.0.world().free_frames.pop().map(|f| PhysAddr::new(f * PAGE_SIZE))
+    }
+    fn deallocate(&self, addr: PhysAddr, order: u8) {
+        assert_eq!(order, 0);
+        let done = self.0.completed();
+        let mut w = self.0.world();
+        let frame = addr.as_u64() / PAGE_SIZE;
+        assert!(!w.free_frames.contains(&frame), "frame {frame} freed twice");
+        assert!(!w.tables.contains_key(&frame), "frame {frame} freed while linked");
+        if let Some((region, since)) = w.detached.remove(&frame) {
+            let pages = region * REGION / PAGE_SIZE..(region + 1) * REGION / PAGE_SIZE;
+            assert!(
+                w.covered(done, since, pages, true),
+                "table frame {frame} of region {region} freed before an invalidation \
+                 covering it completed (batches complete: {done:?}, {since} posted \
+                 before it was detached)",
+            );
+            w.released.1 += 1;
+        }
+        w.free_frames.push(frame);
+    }
+}
+
+/// An IOVA allocator shared by the CPUs: a lease is the first pages of a
+/// free region.
+struct Space(Arc<Model>);
+
+/// A lease of the model's space.
+#[derive(Debug)]
+struct Lease(IovaRange);
+
+impl SharedSpace for Space {
+    type Lease = Lease;
+    type Handle<'a> = &'a Space;
+    fn handle(&self) -> &Space {
+        self
+    }
+}
+
+impl IovaSpace for &Space {
+    type Lease = Lease;
+    fn alloc(&mut self, pages: u64, _limit: Iova) -> Result<Lease, AllocError> {
+        assert!(pages <= REGION / PAGE_SIZE);
+        let region = self.0.world().free_regions.pop().ok_or(AllocError::Exhausted)?;
+        IovaRange::from_pages(region * REGION / PAGE_SIZE, pages).map(Lease)
+    }
+    fn range(lease: &Lease) -> IovaRange {
+        lease.0
+    }
+    /// Checks that an invalidation covering the lease completed after its
+    /// pages were cleared.
+    fn free(&mut self, lease: Lease) -> Result<(), AllocError> {
+        let done = self.0.completed();
+        let mut w = self.0.world();
+        let range = lease.0;
+        let region = range.start().as_u64() / REGION;
+        assert!(!w.free_regions.contains(&region), "lease {range:?} freed twice");
+        let since = *w.cleared.get(&region).expect("a freed lease was unmapped");
+        assert!(
+            w.covered(done, since, range.start_page()..range.last_page() + 1, false),
+            "lease {range:?} freed before an invalidation covering it completed \
+             (batches complete: {done:?}, {since} posted before it was cleared)",
+        );
+        w.free_regions.push(region);
+        w.released.0 += 1;
+        Ok(())
+    }
+}
+
+/// A register page that reads 0: enough for a `RegisterInvalidator` that
+/// posts only empty batches, which numbers the unit's tickets (only the
+/// invalidation crate makes tickets).
+struct NoRegs;
+
+impl Mmio for NoRegs {
+    fn read32(&self, _offset: usize) -> u32 {
+        0
+    }
+    fn write32(&mut self, offset: usize, _value: u32) {
+        unreachable!("an empty batch writes no register ({offset:#x})");
+    }
+}
+
+/// The unit: records each batch posted; completes tickets only when a CPU
+/// waits for one (then every ticket up to it, in order).
+struct Unit {
+    model: Arc<Model>,
+    tickets: RegisterInvalidator<NoRegs>,
+}
+
+impl Invalidator for Unit {
+    fn caps(&self) -> InvalidationCaps {
+        InvalidationCaps {
+            page_selective: true,
+            max_mask_order: 9,
+            drain: Drain::empty(),
+            caching_mode: false,
+        }
+    }
+
+    fn post<B>(&mut self, batch: B) -> invalidation::Result<Ticket>
+    where
+        B: IntoIterator<Item = Invalidation>,
+    {
+        let posted = {
+            let mut w = self.model.world();
+            w.batches.push(batch.into_iter().collect());
+            assert!(w.batches.len() <= MAX_BATCHES);
+            w.batches.len()
+        };
+        let ticket = self.tickets.post(core::iter::empty())?;
+        assert_eq!(ticket.sequence() as usize, posted);
+        Ok(ticket)
+    }
+
+    fn is_complete(&mut self, ticket: Ticket) -> invalidation::Result<bool> {
+        Ok(self.model.done.load(Ordering::Acquire) >= ticket.sequence())
+    }
+
+    /// Completes every ticket up to `ticket`: their status, then the
+    /// word the CPUs read (with `Release`, as the unit's status write).
+    fn wait(&mut self, ticket: Ticket) -> invalidation::Result<()> {
+        let (from, to) = (self.model.done.load(Ordering::Relaxed), ticket.sequence());
+        for seq in from + 1..=to {
+            self.model.complete[seq as usize - 1].store(true, Ordering::Relaxed);
+        }
+        self.model.done.fetch_max(to, Ordering::Release);
+        Ok(())
+    }
+}
+
+/// A clock that never advances (no deadline is configured) and lets the
+/// other CPU run whenever it is read: the flush queue reads it around each
+/// wait, so a CPU may pause between posting its batch and waiting for it
+/// without loom spending a preemption there.
+#[derive(Clone)]
+struct YieldingClock;
+
+impl Clock for YieldingClock {
+    const TELLS_TIME: bool = false;
+    fn now(&self) -> Instant {
+        thread::yield_now();
+        Instant(0)
+    }
+}
+
+type Platform = (Mem, Frames, YieldingClock);
+type Shared = SharedMapper<Platform, Space, Unit, Fixed<4, 4>, Inline<2>>;
+
+/// A mapper of two handles over a fresh model, single-use reuse.
+fn mapper(model: &Arc<Model>, flush: FlushConfig, scope: FlushScope) -> Shared {
+    let cfg = TableConfig::new(Sagaw::BITS39_L3, SecondLevelPageSizes::empty(), 39).unwrap();
+    let (mem, frames) = (Mem(model.clone()), Frames(model.clone()));
+    let table = SharedSlTable::new(mem.clone(), frames.clone(), cfg).unwrap();
+    model.world().tables.insert(table.root().as_u64() / PAGE_SIZE, (3, 0));
+    let regs = RemappingUnit::new(NoRegs).unwrap();
+    let unit = Unit { model: model.clone(), tickets: RegisterInvalidator::new(regs) };
+    let config = MapperConfig {
+        reuse: Reuse::SingleUse,
+        flush,
+        domain: DOMAIN,
+        dma_limit: Iova::new(1 << 32),
+    };
+    let platform = (mem, frames, YieldingClock);
+    let space = Space(model.clone());
+    SharedMapper::new(platform, table, space, unit, (config, scope), Fixed::<4, 4>, Inline::<2>)
+        .unwrap()
+}
+
+/// Batches of `batch` unmaps, no deadline.
+fn batched(mode: FlushMode, batch: usize) -> FlushConfig {
+    FlushConfig { mode, batch, deadline: None, max_page_selective: 16 }
+}
+
+/// CPU 0 maps a 2 MiB buffer; then CPU 1 unmaps it (from CPU 0's registry,
+/// into its own queue, detaching its last-level table) and flushes, while
+/// CPU 0 maps, unmaps and flushes a page of its own. Afterwards everything
+/// is back.
+fn cross_cpu_unmap(flush: FlushConfig, scope: FlushScope) {
+    let mut model = loom::model::Builder::new();
+    model.preemption_bound = Some(3);
+    model.check(move || {
+        let m = Arc::new(Model::new());
+        let mapper = Arc::new(mapper(&m, flush, scope));
+        let x = mapper.handle(0).unwrap().map(PhysAddr::new(BUF[0]), REGION, Perm::WRITE).unwrap();
+        let cpu1 = {
+            let mapper = mapper.clone();
+            thread::spawn(move || {
+                let mut h = mapper.handle(1).unwrap();
+                h.unmap(x, REGION).unwrap();
+                h.flush().unwrap();
+            })
+        };
+        let mut h = mapper.handle(0).unwrap();
+        let y = h.map(PhysAddr::new(BUF[1]), PAGE_SIZE, Perm::WRITE).unwrap();
+        h.unmap(y, PAGE_SIZE).unwrap();
+        h.flush().unwrap();
+        drop(h);
+        cpu1.join().unwrap();
+        everything_back(&m, &mapper);
+    });
+}
+
+/// Once every handle flushed: nothing pending, no release error, every
+/// lease back, every frame free or linked, and the detached frame freed.
+fn everything_back(m: &Model, mapper: &Shared) {
+    for cpu in 0..2 {
+        assert_eq!(mapper.handle(cpu).unwrap().pending(), 0);
+    }
+    assert_eq!(mapper.counters().release_errors, 0);
+    let w = m.world();
+    let mut regions = w.free_regions.clone();
+    regions.sort_unstable();
+    assert_eq!(regions, REGIONS, "a lease leaked");
+    assert_eq!(w.free_frames.len() + w.tables.len(), FRAMES as usize, "a frame leaked");
+    assert!(w.detached.is_empty(), "a detached frame was not freed");
+    assert_eq!(w.released, (2, 1));
+}
+
+#[test]
+fn per_handle_queues_release_a_cross_cpu_unmap_after_its_invalidation() {
+    cross_cpu_unmap(batched(FlushMode::Deferred, 2), FlushScope::PerHandle);
+}
+
+#[test]
+fn per_handle_asynchronous_queues_release_after_either_cpus_wait() {
+    cross_cpu_unmap(batched(FlushMode::Async, 1), FlushScope::PerHandle);
+}
+
+#[test]
+fn the_single_queue_releases_either_cpus_teardowns_after_their_invalidation() {
+    cross_cpu_unmap(batched(FlushMode::Async, 1), FlushScope::Single);
+}
