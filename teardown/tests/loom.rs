@@ -15,23 +15,32 @@
 //!
 //! The checks are made by the model's memory, frame allocator, IOVA space
 //! and unit, which record what the mapper does to them: the memory which
-//! entries are cleared (and so which frames are detached) after how many
-//! posted batches, the unit which batches were posted and how many have
-//! completed. Completion is an atomic word the unit stores with `Release`
-//! when a CPU waits for a ticket (a unit completes nothing on its own here:
-//! the slowest unit, the hardest for the rule) and the release checks read
-//! with `Relaxed`, so a CPU that learns of a completion without
-//! synchronising with it (a `Relaxed` read of the shared invalidator's
-//! watermark) fails the model, as does a release before the wait.
+//! entries are cleared (and so which tables are detached) after how many
+//! posted batches, the unit which batches were posted and which have
+//! completed. The unit completes nothing on its own (the slowest unit, the
+//! hardest for the rule): waiting for a ticket completes every batch up to
+//! it, each batch's status stored `Relaxed` and then the word the CPUs ask
+//! with `Release` (the unit's status write, §6.5.2.8). The release checks
+//! read the batches' status with `Relaxed`, so a CPU that learns of a
+//! completion without synchronising with it reads a stale status and fails
+//! the model.
 //!
 //! The memory, the frame allocator, the space and the unit's record are
 //! one loom lock (each access a point where loom may switch CPUs); the
 //! mapper's own locks and atomics are loom's under `--cfg loom`
-//! (`iommu_platform::sync`).
+//! (`iommu_platform::sync`). Caught, each by at least one model: the
+//! shared invalidator reading its watermark `Relaxed` instead of
+//! `Acquire`, or recording a ticket before waiting for it (a CPU releases
+//! through a watermark it does not synchronise with); a flush queue
+//! releasing without asking whether its batch completed; a cross-CPU unmap
+//! queuing its teardown in the owner's queue, which may have flushed
+//! already (a lease and a frame left pending); a flush tearing down the
+//! stale mappings after flushing instead of before.
 #![cfg(loom)]
 
 use std::collections::HashMap;
 use std::ops::Range;
+use std::time::Duration;
 
 use invalidation::{
     FlushConfig, FlushMode, Invalidation, InvalidationCaps, Invalidator, RegisterInvalidator,
@@ -42,7 +51,9 @@ use iova_alloc::{AllocError, IovaRange};
 use loom::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use loom::sync::{Arc, Mutex, MutexGuard};
 use loom::thread;
-use teardown::{Fixed, FlushScope, IovaSpace, MapperConfig, Reuse, SharedMapper, SharedSpace};
+use teardown::{
+    Fixed, FlushScope, IovaSpace, MapperConfig, MapperHandle, Reuse, SharedMapper, SharedSpace,
+};
 use vtd_regs::regs::{Sagaw, SecondLevelPageSizes};
 use vtd_regs::{
     AtomicPhysMem, DomainId, Drain, FrameAllocator, IotlbScope, Iova, MemError, Mmio, PAGE_SIZE,
@@ -391,15 +402,16 @@ impl Invalidator for Unit {
     }
 }
 
-/// A clock that never advances (no deadline is configured) and lets the
-/// other CPU run whenever it is read: the flush queue reads it around each
-/// wait, so a CPU may pause between posting its batch and waiting for it
-/// without loom spending a preemption there.
+/// A clock at which time stands still (no deadline or time limit ever
+/// passes: batches are posted when full or flushed, stale mappings
+/// reclaimed at their quota or on flush) and which lets the other CPU run
+/// whenever it is read: the flush queue reads it around each wait, so a
+/// CPU may pause between posting its batch and waiting for it without
+/// loom spending a preemption there.
 #[derive(Clone)]
 struct YieldingClock;
 
 impl Clock for YieldingClock {
-    const TELLS_TIME: bool = false;
     fn now(&self) -> Instant {
         thread::yield_now();
         Instant(0)
@@ -408,21 +420,17 @@ impl Clock for YieldingClock {
 
 type Platform = (Mem, Frames, YieldingClock);
 type Shared = SharedMapper<Platform, Space, Unit, Fixed<4, 4>, Inline<2>>;
+type Handle<'a> = MapperHandle<'a, Platform, Space, Unit, Fixed<4, 4>, Inline<2>>;
 
-/// A mapper of two handles over a fresh model, single-use reuse.
-fn mapper(model: &Arc<Model>, flush: FlushConfig, scope: FlushScope) -> Shared {
+/// A mapper of two handles over a fresh model.
+fn mapper(model: &Arc<Model>, reuse: Reuse, flush: FlushConfig, scope: FlushScope) -> Shared {
     let cfg = TableConfig::new(Sagaw::BITS39_L3, SecondLevelPageSizes::empty(), 39).unwrap();
     let (mem, frames) = (Mem(model.clone()), Frames(model.clone()));
     let table = SharedSlTable::new(mem.clone(), frames.clone(), cfg).unwrap();
     model.world().tables.insert(table.root().as_u64() / PAGE_SIZE, (3, 0));
     let regs = RemappingUnit::new(NoRegs).unwrap();
     let unit = Unit { model: model.clone(), tickets: RegisterInvalidator::new(regs) };
-    let config = MapperConfig {
-        reuse: Reuse::SingleUse,
-        flush,
-        domain: DOMAIN,
-        dma_limit: Iova::new(1 << 32),
-    };
+    let config = MapperConfig { reuse, flush, domain: DOMAIN, dma_limit: Iova::new(1 << 32) };
     let platform = (mem, frames, YieldingClock);
     let space = Space(model.clone());
     SharedMapper::new(platform, table, space, unit, (config, scope), Fixed::<4, 4>, Inline::<2>)
@@ -434,40 +442,57 @@ fn batched(mode: FlushMode, batch: usize) -> FlushConfig {
     FlushConfig { mode, batch, deadline: None, max_page_selective: 16 }
 }
 
-/// CPU 0 maps a 2 MiB buffer; then CPU 1 unmaps it (from CPU 0's registry,
-/// into its own queue, detaching its last-level table) and flushes, while
-/// CPU 0 maps, unmaps and flushes a page of its own. Afterwards everything
-/// is back.
-fn cross_cpu_unmap(flush: FlushConfig, scope: FlushScope) {
+/// CPU 0 maps a 2 MiB buffer; then CPU 1 unmaps it (from CPU 0's registry;
+/// torn down through CPU 1's queue, detaching its last-level table, or
+/// left stale for CPU 0 under optimistic reuse) and flushes, while CPU 0
+/// maps, unmaps and flushes a page of its own. Afterwards everything is
+/// back.
+fn cross_cpu_unmap(reuse: Reuse, flush: FlushConfig, scope: FlushScope) {
     let mut model = loom::model::Builder::new();
-    model.preemption_bound = Some(3);
+    // Every interleaving with up to 4 preemptions (LOOM_MAX_PREEMPTIONS
+    // raises it): a few seconds in release on 2 cores.
+    model.preemption_bound = model.preemption_bound.or(Some(4));
     model.check(move || {
         let m = Arc::new(Model::new());
-        let mapper = Arc::new(mapper(&m, flush, scope));
+        let mapper = Arc::new(mapper(&m, reuse, flush, scope));
         let x = mapper.handle(0).unwrap().map(PhysAddr::new(BUF[0]), REGION, Perm::WRITE).unwrap();
         let cpu1 = {
             let mapper = mapper.clone();
             thread::spawn(move || {
                 let mut h = mapper.handle(1).unwrap();
                 h.unmap(x, REGION).unwrap();
-                h.flush().unwrap();
+                flushed(&mut h, scope);
             })
         };
         let mut h = mapper.handle(0).unwrap();
         let y = h.map(PhysAddr::new(BUF[1]), PAGE_SIZE, Perm::WRITE).unwrap();
         h.unmap(y, PAGE_SIZE).unwrap();
-        h.flush().unwrap();
-        drop(h);
+        flushed(&mut h, scope);
         cpu1.join().unwrap();
+        if let Reuse::Optimistic { .. } = reuse {
+            // The cross-CPU unmap left the mapping stale in CPU 0's
+            // registry, for CPU 0's next call.
+            h.flush().unwrap();
+        }
+        drop(h);
         everything_back(&m, &mapper);
     });
+}
+
+/// Flushes `h`: with its own queue, nothing it queued is pending after.
+fn flushed(h: &mut Handle<'_>, scope: FlushScope) {
+    h.flush().unwrap();
+    if scope == FlushScope::PerHandle {
+        assert_eq!(h.pending(), 0, "CPU {} has teardowns pending after its flush", h.cpu());
+    }
 }
 
 /// Once every handle flushed: nothing pending, no release error, every
 /// lease back, every frame free or linked, and the detached frame freed.
 fn everything_back(m: &Model, mapper: &Shared) {
     for cpu in 0..2 {
-        assert_eq!(mapper.handle(cpu).unwrap().pending(), 0);
+        let pending = mapper.handle(cpu).unwrap().pending();
+        assert_eq!(pending, 0, "CPU {cpu}'s queue holds teardowns after every flush");
     }
     assert_eq!(mapper.counters().release_errors, 0);
     let w = m.world();
@@ -481,15 +506,21 @@ fn everything_back(m: &Model, mapper: &Shared) {
 
 #[test]
 fn per_handle_queues_release_a_cross_cpu_unmap_after_its_invalidation() {
-    cross_cpu_unmap(batched(FlushMode::Deferred, 2), FlushScope::PerHandle);
+    cross_cpu_unmap(Reuse::SingleUse, batched(FlushMode::Deferred, 2), FlushScope::PerHandle);
 }
 
 #[test]
 fn per_handle_asynchronous_queues_release_after_either_cpus_wait() {
-    cross_cpu_unmap(batched(FlushMode::Async, 1), FlushScope::PerHandle);
+    cross_cpu_unmap(Reuse::SingleUse, batched(FlushMode::Async, 1), FlushScope::PerHandle);
 }
 
 #[test]
 fn the_single_queue_releases_either_cpus_teardowns_after_their_invalidation() {
-    cross_cpu_unmap(batched(FlushMode::Async, 1), FlushScope::Single);
+    cross_cpu_unmap(Reuse::SingleUse, batched(FlushMode::Async, 1), FlushScope::Single);
+}
+
+#[test]
+fn a_stale_mapping_unmapped_across_cpus_is_released_by_its_owner_after_its_invalidation() {
+    let reuse = Reuse::Optimistic { quota: 2, time_limit: Duration::from_millis(1) };
+    cross_cpu_unmap(reuse, batched(FlushMode::Deferred, 2), FlushScope::PerHandle);
 }
