@@ -358,6 +358,9 @@ impl Mmio for NoRegs {
 /// waits for one (then every ticket up to it, in order).
 struct Unit {
     model: Arc<Model>,
+    /// CAP.CM: the mapper invalidates what it maps, through the same
+    /// queue (completing earlier teardown batches on the way).
+    caching_mode: bool,
     tickets: RegisterInvalidator<NoRegs>,
 }
 
@@ -367,7 +370,7 @@ impl Invalidator for Unit {
             page_selective: true,
             max_mask_order: 9,
             drain: Drain::empty(),
-            caching_mode: false,
+            caching_mode: self.caching_mode,
         }
     }
 
@@ -422,24 +425,39 @@ type Platform = (Mem, Frames, YieldingClock);
 type Shared = SharedMapper<Platform, Space, Unit, Fixed<4, 4>, Inline<2>>;
 type Handle<'a> = MapperHandle<'a, Platform, Space, Unit, Fixed<4, 4>, Inline<2>>;
 
+/// What a model runs.
+#[derive(Clone, Copy)]
+struct Case {
+    reuse: Reuse,
+    flush: FlushConfig,
+    scope: FlushScope,
+    caching_mode: bool,
+}
+
+impl Case {
+    /// Single-use reuse, batches of `batch` unmaps (no deadline), caching
+    /// mode off.
+    fn single_use(mode: FlushMode, batch: usize, scope: FlushScope) -> Self {
+        let flush = FlushConfig { mode, batch, deadline: None, max_page_selective: 16 };
+        Case { reuse: Reuse::SingleUse, flush, scope, caching_mode: false }
+    }
+}
+
 /// A mapper of two handles over a fresh model.
-fn mapper(model: &Arc<Model>, reuse: Reuse, flush: FlushConfig, scope: FlushScope) -> Shared {
+fn mapper(model: &Arc<Model>, case: Case) -> Shared {
     let cfg = TableConfig::new(Sagaw::BITS39_L3, SecondLevelPageSizes::empty(), 39).unwrap();
     let (mem, frames) = (Mem(model.clone()), Frames(model.clone()));
     let table = SharedSlTable::new(mem.clone(), frames.clone(), cfg).unwrap();
     model.world().tables.insert(table.root().as_u64() / PAGE_SIZE, (3, 0));
     let regs = RemappingUnit::new(NoRegs).unwrap();
-    let unit = Unit { model: model.clone(), tickets: RegisterInvalidator::new(regs) };
+    let tickets = RegisterInvalidator::new(regs);
+    let unit = Unit { model: model.clone(), caching_mode: case.caching_mode, tickets };
+    let (reuse, flush) = (case.reuse, case.flush);
     let config = MapperConfig { reuse, flush, domain: DOMAIN, dma_limit: Iova::new(1 << 32) };
     let platform = (mem, frames, YieldingClock);
     let space = Space(model.clone());
-    SharedMapper::new(platform, table, space, unit, (config, scope), Fixed::<4, 4>, Inline::<2>)
-        .unwrap()
-}
-
-/// Batches of `batch` unmaps, no deadline.
-fn batched(mode: FlushMode, batch: usize) -> FlushConfig {
-    FlushConfig { mode, batch, deadline: None, max_page_selective: 16 }
+    let settings = (config, case.scope);
+    SharedMapper::new(platform, table, space, unit, settings, Fixed::<4, 4>, Inline::<2>).unwrap()
 }
 
 /// CPU 0 maps a 2 MiB buffer; then CPU 1 unmaps it (from CPU 0's registry;
@@ -447,14 +465,15 @@ fn batched(mode: FlushMode, batch: usize) -> FlushConfig {
 /// left stale for CPU 0 under optimistic reuse) and flushes, while CPU 0
 /// maps, unmaps and flushes a page of its own. Afterwards everything is
 /// back.
-fn cross_cpu_unmap(reuse: Reuse, flush: FlushConfig, scope: FlushScope) {
+fn cross_cpu_unmap(case: Case) {
+    let scope = case.scope;
     let mut model = loom::model::Builder::new();
     // Every interleaving with up to 4 preemptions (LOOM_MAX_PREEMPTIONS
     // raises it): a few seconds in release on 2 cores.
     model.preemption_bound = model.preemption_bound.or(Some(4));
     model.check(move || {
         let m = Arc::new(Model::new());
-        let mapper = Arc::new(mapper(&m, reuse, flush, scope));
+        let mapper = Arc::new(mapper(&m, case));
         let x = mapper.handle(0).unwrap().map(PhysAddr::new(BUF[0]), REGION, Perm::WRITE).unwrap();
         let cpu1 = {
             let mapper = mapper.clone();
@@ -469,7 +488,7 @@ fn cross_cpu_unmap(reuse: Reuse, flush: FlushConfig, scope: FlushScope) {
         h.unmap(y, PAGE_SIZE).unwrap();
         flushed(&mut h, scope);
         cpu1.join().unwrap();
-        if let Reuse::Optimistic { .. } = reuse {
+        if let Reuse::Optimistic { .. } = case.reuse {
             // The cross-CPU unmap left the mapping stale in CPU 0's
             // registry, for CPU 0's next call.
             h.flush().unwrap();
@@ -506,21 +525,30 @@ fn everything_back(m: &Model, mapper: &Shared) {
 
 #[test]
 fn per_handle_queues_release_a_cross_cpu_unmap_after_its_invalidation() {
-    cross_cpu_unmap(Reuse::SingleUse, batched(FlushMode::Deferred, 2), FlushScope::PerHandle);
+    cross_cpu_unmap(Case::single_use(FlushMode::Deferred, 2, FlushScope::PerHandle));
 }
 
 #[test]
 fn per_handle_asynchronous_queues_release_after_either_cpus_wait() {
-    cross_cpu_unmap(Reuse::SingleUse, batched(FlushMode::Async, 1), FlushScope::PerHandle);
+    cross_cpu_unmap(Case::single_use(FlushMode::Async, 1, FlushScope::PerHandle));
 }
 
 #[test]
 fn the_single_queue_releases_either_cpus_teardowns_after_their_invalidation() {
-    cross_cpu_unmap(Reuse::SingleUse, batched(FlushMode::Async, 1), FlushScope::Single);
+    cross_cpu_unmap(Case::single_use(FlushMode::Async, 1, FlushScope::Single));
+}
+
+/// The single queue's use: a unit in caching mode, where each map also
+/// posts and waits (completing the other CPU's teardown batches).
+#[test]
+fn in_caching_mode_a_map_may_complete_the_other_cpus_teardowns() {
+    let case = Case::single_use(FlushMode::Async, 1, FlushScope::Single);
+    cross_cpu_unmap(Case { caching_mode: true, ..case });
 }
 
 #[test]
 fn a_stale_mapping_unmapped_across_cpus_is_released_by_its_owner_after_its_invalidation() {
+    let case = Case::single_use(FlushMode::Deferred, 2, FlushScope::PerHandle);
     let reuse = Reuse::Optimistic { quota: 2, time_limit: Duration::from_millis(1) };
-    cross_cpu_unmap(reuse, batched(FlushMode::Deferred, 2), FlushScope::PerHandle);
+    cross_cpu_unmap(Case { reuse, ..case });
 }
