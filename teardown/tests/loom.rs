@@ -162,28 +162,26 @@ impl World {
         })
     }
 
-    fn index(addr: PhysAddr) -> Result<usize, MemError> {
+    /// The words of `[addr, addr + 8 * len)`.
+    fn span(addr: PhysAddr, len: usize) -> Result<Range<usize>, MemError> {
         if !addr.is_aligned(8) {
             return Err(MemError::Misaligned { addr });
         }
-        let i = addr.as_u64() / 8;
-        if i >= FRAMES * WORDS {
-            return Err(MemError::OutOfRange { addr, len: 8 });
+        let start = (addr.as_u64() / 8) as usize;
+        match start.checked_add(len) {
+            Some(end) if end as u64 <= FRAMES * WORDS => Ok(start..end),
+            _ => Err(MemError::OutOfRange { addr, len: 8 * len }),
         }
-        Ok(i as usize)
     }
 
     /// Writes word `i`, recording a cleared entry of a linked table: its
     /// region, and the table it pointed to if it was not a leaf.
     fn store(&mut self, i: usize, new: u64) {
         let old = std::mem::replace(&mut self.words[i], new);
+        let cleared = old & 3 != 0 && new == 0; // R or W: present (§9.8)
         let (frame, slot) = (i as u64 / WORDS, i as u64 % WORDS);
-        let present = old & 3 != 0;
-        let Some(&(level, base)) = self.tables.get(&frame) else { return };
-        if !present || new != 0 {
-            return;
-        }
-        let region = (base + (slot << (12 + 9 * u32::from(level - 1)))) / REGION;
+        let Some(&(level, base)) = self.tables.get(&frame).filter(|_| cleared) else { return };
+        let region = entry_iova(level, base, slot) / REGION;
         let since = self.batches.len();
         self.cleared.insert(region, since);
         if level > 1 {
@@ -195,31 +193,33 @@ impl World {
     }
 }
 
+/// The first IOVA entry `slot` of a table at `level` from `base` maps.
+fn entry_iova(level: u8, base: u64, slot: u64) -> u64 {
+    base + (slot << (12 + 9 * u32::from(level - 1)))
+}
+
 /// The memory tables live in (a handle to the model).
 #[derive(Clone)]
 struct Mem(Arc<Model>);
 
 impl PhysMem for Mem {
     fn read_u64(&self, addr: PhysAddr) -> Result<u64, MemError> {
-        let w = self.0.world();
-        Ok(w.words[World::index(addr)?])
+        let mut word = [0];
+        self.read_u64s(addr, &mut word)?;
+        Ok(word[0])
     }
     fn write_u64(&self, addr: PhysAddr, value: u64) -> Result<(), MemError> {
         self.write_u64s(addr, &[value])
     }
     fn read_u64s(&self, addr: PhysAddr, out: &mut [u64]) -> Result<(), MemError> {
         let w = self.0.world();
-        let i = World::index(addr)?;
-        World::index(PhysAddr::new(addr.as_u64() + 8 * (out.len() as u64 - 1)))?;
-        out.copy_from_slice(&w.words[i..i + out.len()]);
+        out.copy_from_slice(&w.words[World::span(addr, out.len())?]);
         Ok(())
     }
     fn write_u64s(&self, addr: PhysAddr, values: &[u64]) -> Result<(), MemError> {
         let mut w = self.0.world();
-        let i = World::index(addr)?;
-        World::index(PhysAddr::new(addr.as_u64() + 8 * (values.len() as u64 - 1)))?;
-        for (k, &v) in values.iter().enumerate() {
-            w.store(i + k, v);
+        for (i, &v) in World::span(addr, values.len())?.zip(values) {
+            w.store(i, v);
         }
         Ok(())
     }
@@ -232,8 +232,7 @@ impl PhysMem for Mem {
     }
     fn zero_frame(&self, frame: PhysAddr) -> Result<(), MemError> {
         let mut w = self.0.world();
-        let i = World::index(frame)?;
-        w.words[i..i + WORDS as usize].fill(0);
+        w.words[World::span(frame, WORDS as usize)?].fill(0);
         Ok(())
     }
     /// Installs record the table linked (its level and IOVA).
@@ -244,7 +243,7 @@ impl PhysMem for Mem {
         new: u64,
     ) -> Result<Result<u64, u64>, MemError> {
         let mut w = self.0.world();
-        let i = World::index(addr)?;
+        let i = World::span(addr, 1)?.start;
         let found = w.words[i];
         if found != current {
             return Ok(Err(found));
@@ -254,7 +253,7 @@ impl PhysMem for Mem {
         let (level, base) = w.tables[&frame];
         let child = (new & ADDR) / PAGE_SIZE;
         assert!(level > 1 && child < FRAMES, "only tables are installed");
-        w.tables.insert(child, (level - 1, base + (slot << (12 + 9 * u32::from(level - 1)))));
+        w.tables.insert(child, (level - 1, entry_iova(level, base, slot)));
         Ok(Ok(found))
     }
 }
