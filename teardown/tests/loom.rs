@@ -62,22 +62,26 @@ use vtd_regs::{
 use vtd_tables::{Perm, SharedSlTable, TableConfig};
 
 /// Frames of the model's memory: the root, one level-2 table, a last-level
-/// table for each of the three regions, and one for a CPU that loses an
-/// install race.
+/// table for each region used, and one for a CPU that loses an install
+/// race.
 const FRAMES: u64 = 6;
 /// Words of a frame (64-bit table entries).
 const WORDS: u64 = PAGE_SIZE / 8;
-/// Bytes of a region: the span of one last-level table. The space hands
-/// out one lease per region, so a 2 MiB buffer covers its table whole and
-/// the unmap detaches it.
+/// Bytes of a region: the span of one last-level table.
 const REGION: u64 = 2 << 20;
-/// The regions the space hands out (all under the same level-2 table).
-const REGIONS: [u64; 3] = [1, 2, 3];
+/// Pages of a region.
+const REGION_PAGES: u64 = REGION / PAGE_SIZE;
+/// The leases the space hands out, (first page, pages), all under the same
+/// level-2 table: a whole region for the 2 MiB buffer (its unmap covers its
+/// last-level table whole and detaches it) and two pages of another region
+/// (both CPUs install its last-level table at once).
+const LEASES: [(u64, u64); 3] =
+    [(REGION_PAGES, 1), (REGION_PAGES + 1, 1), (3 * REGION_PAGES, REGION_PAGES)];
 /// Bits of a table entry holding the address it points to.
 const ADDR: u64 = 0x000f_ffff_ffff_f000;
 const DOMAIN: DomainId = DomainId::new(1);
 /// Physical buffers, above the frames.
-const BUF: [u64; 2] = [0x4000_0000, 0x8000_0000];
+const BUF: [u64; 3] = [0x4000_0000, 0x8000_0000, 0xc000_0000];
 
 /// What the mapper did to the model's memory, frames, space and unit.
 struct World {
@@ -86,13 +90,14 @@ struct World {
     free_frames: Vec<u64>,
     /// Frame -> (level, first IOVA) of every table linked in the table.
     tables: HashMap<u64, (u8, u64)>,
-    /// Region -> batches posted when an entry of it was last cleared.
+    /// IOVA page -> batches posted when its leaf was last cleared.
     cleared: HashMap<u64, usize>,
     /// Frame -> (region, batches posted) of a table the unmap detached.
     detached: HashMap<u64, (u64, usize)>,
     /// Every batch posted: batch `i` has ticket `i + 1`.
     batches: Vec<Vec<Invalidation>>,
-    free_regions: Vec<u64>,
+    /// The leases not handed out.
+    free_leases: Vec<(u64, u64)>,
     /// Leases and frames released (each checked).
     released: (usize, usize),
 }
@@ -121,7 +126,7 @@ impl Model {
             cleared: HashMap::new(),
             detached: HashMap::new(),
             batches: Vec::new(),
-            free_regions: REGIONS.to_vec(),
+            free_leases: LEASES.to_vec(),
             released: (0, 0),
         };
         let complete = std::array::from_fn(|_| AtomicBool::new(false));
@@ -140,19 +145,19 @@ impl Model {
 
 impl World {
     /// Whether every page of `pages` is covered by an IOTLB invalidation
-    /// of a batch posted after the first `since` and `done`; not leaf-only
-    /// when `structure` (a freed table).
+    /// of a batch posted after the first `since(page)` and `done`; not
+    /// leaf-only when `structure` (a freed table).
     fn covered(
         &self,
         done: [bool; MAX_BATCHES],
-        since: usize,
+        since: impl Fn(u64) -> usize,
         pages: Range<u64>,
         structure: bool,
     ) -> bool {
-        let batches = self.batches.iter().zip(done).skip(since).filter(|(_, d)| *d);
-        let requests = batches.flat_map(|(b, _)| b);
         pages.into_iter().all(|page| {
-            requests.clone().any(|req| match req {
+            let batches = self.batches.iter().zip(done).skip(since(page));
+            let mut requests = batches.filter(|(_, d)| *d).flat_map(|(b, _)| b);
+            requests.any(|req| match req {
                 Invalidation::Iotlb { scope, .. } => {
                     let leaf_only = matches!(scope, IotlbScope::Pages { leaf_only: true, .. });
                     scope.covers(DOMAIN, Iova::new(page * PAGE_SIZE)) && !(structure && leaf_only)
@@ -174,21 +179,21 @@ impl World {
         }
     }
 
-    /// Writes word `i`, recording a cleared entry of a linked table: its
-    /// region, and the table it pointed to if it was not a leaf.
+    /// Writes word `i`, recording a cleared entry of a linked table: the
+    /// page of a leaf, the table a non-leaf pointed to.
     fn store(&mut self, i: usize, new: u64) {
         let old = std::mem::replace(&mut self.words[i], new);
         let cleared = old & 3 != 0 && new == 0; // R or W: present (§9.8)
         let (frame, slot) = (i as u64 / WORDS, i as u64 % WORDS);
         let Some(&(level, base)) = self.tables.get(&frame).filter(|_| cleared) else { return };
-        let region = entry_iova(level, base, slot) / REGION;
-        let since = self.batches.len();
-        self.cleared.insert(region, since);
-        if level > 1 {
+        let (iova, since) = (entry_iova(level, base, slot), self.batches.len());
+        if level == 1 {
+            self.cleared.insert(iova / PAGE_SIZE, since);
+        } else {
             assert_eq!(level, 2, "the model never unmaps a 1 GiB span");
             let table = (old & ADDR) / PAGE_SIZE;
             self.tables.remove(&table);
-            self.detached.insert(table, (region, since));
+            self.detached.insert(table, (iova / REGION, since));
         }
     }
 }
@@ -280,9 +285,9 @@ unsafe impl FrameAllocator for Frames {
         assert!(!w.free_frames.contains(&frame), "frame {frame} freed twice");
         assert!(!w.tables.contains_key(&frame), "frame {frame} freed while linked");
         if let Some((region, since)) = w.detached.remove(&frame) {
-            let pages = region * REGION / PAGE_SIZE..(region + 1) * REGION / PAGE_SIZE;
+            let pages = region * REGION_PAGES..(region + 1) * REGION_PAGES;
             assert!(
-                w.covered(done, since, pages, true),
+                w.covered(done, |_| since, pages, true),
                 "table frame {frame} of region {region} freed before an invalidation \
                  covering it completed (batches complete: {done:?}, {since} posted \
                  before it was detached)",
@@ -293,8 +298,7 @@ unsafe impl FrameAllocator for Frames {
     }
 }
 
-/// An IOVA allocator shared by the CPUs: a lease is the first pages of a
-/// free region.
+/// An IOVA allocator shared by the CPUs, handing out [`LEASES`].
 struct Space(Arc<Model>);
 
 /// A lease of the model's space.
@@ -312,28 +316,29 @@ impl SharedSpace for Space {
 impl IovaSpace for &Space {
     type Lease = Lease;
     fn alloc(&mut self, pages: u64, _limit: Iova) -> Result<Lease, AllocError> {
-        assert!(pages <= REGION / PAGE_SIZE);
-        let region = self.0.world().free_regions.pop().ok_or(AllocError::Exhausted)?;
-        IovaRange::from_pages(region * REGION / PAGE_SIZE, pages).map(Lease)
+        let mut w = self.0.world();
+        let fits = w.free_leases.iter().position(|&(_, n)| n == pages);
+        let (start, n) = w.free_leases.swap_remove(fits.ok_or(AllocError::Exhausted)?);
+        IovaRange::from_pages(start, n).map(Lease)
     }
     fn range(lease: &Lease) -> IovaRange {
         lease.0
     }
-    /// Checks that an invalidation covering the lease completed after its
-    /// pages were cleared.
+    /// Checks that an invalidation covering each page of the lease
+    /// completed after the page was cleared.
     fn free(&mut self, lease: Lease) -> Result<(), AllocError> {
         let done = self.0.completed();
         let mut w = self.0.world();
-        let range = lease.0;
-        let region = range.start().as_u64() / REGION;
-        assert!(!w.free_regions.contains(&region), "lease {range:?} freed twice");
-        let since = *w.cleared.get(&region).expect("a freed lease was unmapped");
+        let (range, start) = (lease.0, lease.0.start_page());
+        assert!(!w.free_leases.iter().any(|l| l.0 == start), "lease {range:?} freed twice");
+        let since = |page| *w.cleared.get(&page).expect("a freed lease was unmapped");
         assert!(
-            w.covered(done, since, range.start_page()..range.last_page() + 1, false),
+            w.covered(done, since, start..range.last_page() + 1, false),
             "lease {range:?} freed before an invalidation covering it completed \
-             (batches complete: {done:?}, {since} posted before it was cleared)",
+             (batches complete: {done:?}, {} posted before it was cleared)",
+            since(start),
         );
-        w.free_regions.push(region);
+        w.free_leases.push((start, range.pages()));
         w.released.0 += 1;
         Ok(())
     }
@@ -431,6 +436,9 @@ struct Case {
     flush: FlushConfig,
     scope: FlushScope,
     caching_mode: bool,
+    /// CPU 1 maps (and unmaps) a page of its own too, while CPU 0 maps its
+    /// page: both install a last-level table under the same entry at once.
+    cpu1_maps: bool,
 }
 
 impl Case {
@@ -438,7 +446,7 @@ impl Case {
     /// mode off.
     fn single_use(mode: FlushMode, batch: usize, scope: FlushScope) -> Self {
         let flush = FlushConfig { mode, batch, deadline: None, max_page_selective: 16 };
-        Case { reuse: Reuse::SingleUse, flush, scope, caching_mode: false }
+        Case { reuse: Reuse::SingleUse, flush, scope, caching_mode: false, cpu1_maps: false }
     }
 }
 
@@ -462,8 +470,8 @@ fn mapper(model: &Arc<Model>, case: Case) -> Shared {
 /// CPU 0 maps a 2 MiB buffer; then CPU 1 unmaps it (from CPU 0's registry;
 /// torn down through CPU 1's queue, detaching its last-level table, or
 /// left stale for CPU 0 under optimistic reuse) and flushes, while CPU 0
-/// maps, unmaps and flushes a page of its own. Afterwards everything is
-/// back.
+/// maps, unmaps and flushes a page of its own (and CPU 1 too if
+/// `cpu1_maps`). Afterwards everything is back.
 fn cross_cpu_unmap(case: Case) {
     let scope = case.scope;
     let mut model = loom::model::Builder::new();
@@ -478,7 +486,13 @@ fn cross_cpu_unmap(case: Case) {
             let mapper = mapper.clone();
             thread::spawn(move || {
                 let mut h = mapper.handle(1).unwrap();
+                let z = case
+                    .cpu1_maps
+                    .then(|| h.map(PhysAddr::new(BUF[2]), PAGE_SIZE, Perm::WRITE).unwrap());
                 h.unmap(x, REGION).unwrap();
+                if let Some(z) = z {
+                    h.unmap(z, PAGE_SIZE).unwrap();
+                }
                 flushed(&mut h, scope);
             })
         };
@@ -493,7 +507,7 @@ fn cross_cpu_unmap(case: Case) {
             h.flush().unwrap();
         }
         drop(h);
-        everything_back(&m, &mapper);
+        everything_back(&m, &mapper, 2 + usize::from(case.cpu1_maps));
     });
 }
 
@@ -506,20 +520,21 @@ fn flushed(h: &mut Handle<'_>, scope: FlushScope) {
 }
 
 /// Once every handle flushed: nothing pending, no release error, every
-/// lease back, every frame free or linked, and the detached frame freed.
-fn everything_back(m: &Model, mapper: &Shared) {
+/// lease back (`leases` of them released), every frame free or linked, and
+/// the detached frame freed.
+fn everything_back(m: &Model, mapper: &Shared, leases: usize) {
     for cpu in 0..2 {
         let pending = mapper.handle(cpu).unwrap().pending();
         assert_eq!(pending, 0, "CPU {cpu}'s queue holds teardowns after every flush");
     }
     assert_eq!(mapper.counters().release_errors, 0);
     let w = m.world();
-    let mut regions = w.free_regions.clone();
-    regions.sort_unstable();
-    assert_eq!(regions, REGIONS, "a lease leaked");
+    let mut free = w.free_leases.clone();
+    free.sort_unstable();
+    assert_eq!(free, LEASES, "a lease leaked");
     assert_eq!(w.free_frames.len() + w.tables.len(), FRAMES as usize, "a frame leaked");
     assert!(w.detached.is_empty(), "a detached frame was not freed");
-    assert_eq!(w.released, (2, 1));
+    assert_eq!(w.released, (leases, 1));
 }
 
 #[test]
@@ -543,6 +558,12 @@ fn the_single_queue_releases_either_cpus_teardowns_after_their_invalidation() {
 fn in_caching_mode_a_map_may_complete_the_other_cpus_teardowns() {
     let case = Case::single_use(FlushMode::Async, 1, FlushScope::Single);
     cross_cpu_unmap(Case { caching_mode: true, ..case });
+}
+
+#[test]
+fn both_cpus_map_at_once_and_release_after_their_invalidations() {
+    let case = Case::single_use(FlushMode::Async, 1, FlushScope::PerHandle);
+    cross_cpu_unmap(Case { cpu1_maps: true, ..case });
 }
 
 #[test]
