@@ -1,9 +1,13 @@
 //! Loom models of the mapping layer shared by CPUs ([`SharedMapper`],
-//! `RUSTFLAGS="--cfg loom" cargo test -p teardown --test loom --release`):
+//! `RUSTFLAGS="--cfg loom" cargo test -p teardown --test loom --release`,
+//! about 10 s on 2 cores):
 //! two CPUs map and unmap through their handles, one of them unmapping a
-//! mapping the other's handle made, with per-handle flush queues and with
-//! the single shared queue. In every interleaving (up to the preemption
-//! bound):
+//! mapping the other's handle made (torn down through its own queue, or
+//! left stale for the owner under optimistic reuse), with per-handle
+//! deferred and asynchronous flush queues, with the single shared queue
+//! (caching mode too, where each map waits for an invalidation of its
+//! own), and with both CPUs installing the same last-level table at once.
+//! In every interleaving with up to 4 preemptions:
 //! - an IOVA lease is given back to the space, and a table frame the unmap
 //!   detached to the frame allocator, only once an IOTLB invalidation
 //!   posted after its entries were cleared, and covering them (not
