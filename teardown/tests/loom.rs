@@ -1,6 +1,6 @@
 //! Loom models of the mapping layer shared by CPUs ([`SharedMapper`],
 //! `RUSTFLAGS="--cfg loom" cargo test -p teardown --test loom --release`,
-//! about 10 s on 2 cores):
+//! 10-20 s on 2 cores):
 //! two CPUs map and unmap through their handles, one of them unmapping a
 //! mapping the other's handle made (torn down through its own queue, or
 //! left stale for the owner under optimistic reuse), with per-handle
@@ -480,7 +480,7 @@ fn cross_cpu_unmap(case: Case) {
     let scope = case.scope;
     let mut model = loom::model::Builder::new();
     // Every interleaving with up to 4 preemptions (LOOM_MAX_PREEMPTIONS
-    // raises it): a few seconds in release on 2 cores.
+    // raises it): 10-20 s in release for the six models on 2 cores.
     model.preemption_bound = model.preemption_bound.or(Some(4));
     model.check(move || {
         let m = Arc::new(Model::new());
