@@ -2,8 +2,9 @@
 //! `RUSTFLAGS="--cfg loom" cargo test -p teardown --test loom --release`,
 //! 10-20 s on 2 cores):
 //! two CPUs map and unmap through their handles, one of them unmapping a
-//! mapping the other's handle made (torn down through its own queue, or
-//! left stale for the owner under optimistic reuse), with per-handle
+//! mapping the other's handle made (torn down through its own queue, by
+//! whichever CPU drops the last reference under shared reuse, or left
+//! stale for the owner under optimistic reuse), with per-handle
 //! deferred and asynchronous flush queues, with the single shared queue
 //! (caching mode too, where each map waits for an invalidation of its
 //! own), and with both CPUs installing the same last-level table at once.
@@ -471,21 +472,30 @@ fn mapper(model: &Arc<Model>, case: Case) -> Shared {
     SharedMapper::new(platform, table, space, unit, settings, Fixed::<4, 4>, Inline::<2>).unwrap()
 }
 
-/// CPU 0 maps a 2 MiB buffer; then CPU 1 unmaps it (from CPU 0's registry;
-/// torn down through CPU 1's queue, detaching its last-level table, or
-/// left stale for CPU 0 under optimistic reuse) and flushes, while CPU 0
-/// maps, unmaps and flushes a page of its own (and CPU 1 too if
-/// `cpu1_maps`). Afterwards everything is back.
+/// CPU 0 maps a 2 MiB buffer (twice under shared reuse); then CPU 1 unmaps
+/// it (from CPU 0's registry; torn down through CPU 1's queue, detaching
+/// its last-level table, or left stale for CPU 0 under optimistic reuse)
+/// and flushes, while CPU 0 maps, unmaps and flushes a page of its own
+/// (and CPU 1 too if `cpu1_maps`; and CPU 0 unmaps the buffer's second
+/// reference under shared reuse). Afterwards everything is back.
 fn cross_cpu_unmap(case: Case) {
     let scope = case.scope;
     let mut model = loom::model::Builder::new();
     // Every interleaving with up to 4 preemptions (LOOM_MAX_PREEMPTIONS
-    // raises it): 10-20 s in release for the six models on 2 cores.
+    // raises it): 10-20 s in release for the seven models on 2 cores.
     model.preemption_bound = model.preemption_bound.or(Some(4));
     model.check(move || {
         let m = Arc::new(Model::new());
         let mapper = Arc::new(mapper(&m, case));
-        let x = mapper.handle(0).unwrap().map(PhysAddr::new(BUF[0]), REGION, Perm::WRITE).unwrap();
+        let x = {
+            let mut h = mapper.handle(0).unwrap();
+            let x = h.map(PhysAddr::new(BUF[0]), REGION, Perm::WRITE).unwrap();
+            if case.reuse == Reuse::Shared {
+                // A second user of the buffer: the same IOVA, two references.
+                assert_eq!(h.map(PhysAddr::new(BUF[0]), REGION, Perm::WRITE).unwrap(), x);
+            }
+            x
+        };
         let cpu1 = {
             let mapper = mapper.clone();
             thread::spawn(move || {
@@ -503,6 +513,10 @@ fn cross_cpu_unmap(case: Case) {
         let mut h = mapper.handle(0).unwrap();
         let y = h.map(PhysAddr::new(BUF[1]), PAGE_SIZE, Perm::WRITE).unwrap();
         h.unmap(y, PAGE_SIZE).unwrap();
+        if case.reuse == Reuse::Shared {
+            // CPU 0's reference: whichever CPU unmaps last tears it down.
+            h.unmap(x, REGION).unwrap();
+        }
         flushed(&mut h, scope);
         cpu1.join().unwrap();
         if let Reuse::Optimistic { .. } = case.reuse {
@@ -568,6 +582,12 @@ fn in_caching_mode_a_map_may_complete_the_other_cpus_teardowns() {
 fn both_cpus_map_at_once_and_release_after_their_invalidations() {
     let case = Case::single_use(FlushMode::Async, 1, FlushScope::PerHandle);
     cross_cpu_unmap(Case { cpu1_maps: true, ..case });
+}
+
+#[test]
+fn a_shared_mapping_is_torn_down_by_whichever_cpu_unmaps_last() {
+    let case = Case::single_use(FlushMode::Deferred, 2, FlushScope::PerHandle);
+    cross_cpu_unmap(Case { reuse: Reuse::Shared, ..case });
 }
 
 #[test]
