@@ -40,7 +40,8 @@
 //! releasing without asking whether its batch completed; a cross-CPU unmap
 //! queuing its teardown in the owner's queue, which may have flushed
 //! already (a lease and a frame left pending); a flush tearing down the
-//! stale mappings after flushing instead of before.
+//! stale mappings after flushing instead of before; a teardown that
+//! detached a table invalidated with the leaf-only hint.
 #![cfg(loom)]
 
 use std::collections::HashMap;
@@ -115,7 +116,9 @@ struct Model {
     done: AtomicU32,
     /// Whether batch `i` completed: stored before `done`, read only by
     /// the release checks, so a CPU that learns of a completion without
-    /// synchronising with it may read a stale `false`.
+    /// synchronising with it may read a stale `false` (loom never returns
+    /// again a value a thread read before it yielded, so `done`, which the
+    /// CPUs read, would not do).
     complete: [AtomicBool; MAX_BATCHES],
 }
 
