@@ -540,11 +540,10 @@ mod tests {
             (range.start.as_u64() / PAGE_SIZE..range.end.as_u64().div_ceil(PAGE_SIZE)).all(|p| {
                 let iova = Iova::new(p * PAGE_SIZE);
                 done.iter().flatten().any(|req| match req {
-                    Invalidation::Iotlb { scope: IotlbScope::Pages { leaf_only: true, .. }, .. }
-                        if !leaf_only =>
-                    {
-                        false
-                    }
+                    Invalidation::Iotlb {
+                        scope: IotlbScope::Pages { leaf_only: true, .. },
+                        ..
+                    } if !leaf_only => false,
                     Invalidation::Iotlb { scope, .. } => scope.covers(domain, iova),
                     _ => false,
                 })
@@ -762,7 +761,13 @@ mod tests {
     #[derive(Debug, Clone)]
     enum Op {
         /// `queue`: without posting, as a batched unmap does.
-        Unmap { domain: u16, page: u64, pages: u64, leaf_only: bool, queue: bool },
+        Unmap {
+            domain: u16,
+            page: u64,
+            pages: u64,
+            leaf_only: bool,
+            queue: bool,
+        },
         Poll,
         Complete,
         Tick(u64),
