@@ -170,9 +170,9 @@ impl<const N: usize> IovaRing<N> {
         }
         let at = lease.slot as usize;
         let live = (at + N - self.head) % N < self.len;
-        let offset = lease.range.start_page() - self.region.start_page();
+        let offset = lease.range.start_page().checked_sub(self.region.start_page());
         match self.slots.get_mut(at) {
-            Some(s) if live && !s.freed && s.offset == offset => s.freed = true,
+            Some(s) if live && !s.freed && Some(s.offset) == offset => s.freed = true,
             _ => return Err(AllocError::NotAllocated),
         }
         while self.len > 0 && self.slots.get(self.head).is_some_and(|s| s.freed) {
