@@ -561,26 +561,23 @@ where
         self.flush.flush(&mut self.inv, |t| owners.release(t)).map_err(Error::Invalidation)
     }
 
-    /// Tears down every stale mapping as one batch: one invalidation and,
-    /// unless asynchronous, one wait.
+    /// Tears down every stale mapping as one batch.
     fn reclaim(&mut self) -> Result<()> {
         self.tear_down_stale()?;
         self.owners.counters.reclaims += 1;
         let owners = &mut self.owners;
         match self.flush.config().mode {
-            FlushMode::Strict | FlushMode::Deferred => {
-                self.flush.flush(&mut self.inv, |t| owners.release(t))
-            }
+            FlushMode::Strict => Ok(()),
+            FlushMode::Deferred => self.flush.flush(&mut self.inv, |t| owners.release(t)),
             FlushMode::Async => self.flush.post(&mut self.inv),
         }
         .map_err(Error::Invalidation)
     }
 
-    /// Tears down every stale mapping, oldest first, queued for one batch
-    /// (the caller posts it).
+    /// Tears down every stale mapping, oldest first.
     fn tear_down_stale(&mut self) -> Result<()> {
         while let Some((id, _)) = self.registry.oldest_stale() {
-            self.tear_down(id, Post::Batched)?;
+            self.tear_down(id, Post::Now)?;
         }
         Ok(())
     }

@@ -451,15 +451,13 @@ where
         self.shared.platform.clock()
     }
 
-    /// Tears down every stale mapping of `slot` as one batch, flushed per
-    /// the policy: one invalidation and, unless asynchronous, one wait.
+    /// Tears down every stale mapping of `slot` and flushes per the policy.
     fn reclaim(&mut self, slot: &mut Slot<P, C::Lease, K>) -> Result<()> {
         self.tear_down_stale(slot)?;
         slot.counters.reclaims += 1;
         match self.shared.config.flush.mode {
-            FlushMode::Strict | FlushMode::Deferred => {
-                self.with_queue(slot, |q, inv, release| q.flush(inv, release))
-            }
+            FlushMode::Strict => Ok(()),
+            FlushMode::Deferred => self.with_queue(slot, |q, inv, release| q.flush(inv, release)),
             FlushMode::Async => self.with_queue(slot, |q, inv, _| q.post(inv)),
         }
     }
@@ -469,7 +467,7 @@ where
             let (m, lease) = slot.registry.remove(id).ok_or(Error::TooManyMappings)?;
             let start = m.iova.start();
             let end = Iova::new(start.as_u64() + (m.pages << PAGE_SHIFT));
-            self.queue_teardown(slot, start..end, lease, Post::Batched)?;
+            self.queue_teardown(slot, start..end, lease, Post::Now)?;
         }
         Ok(())
     }
