@@ -21,7 +21,7 @@ pub use crate::settings::{Job, Settings};
 use crate::{
     abi,
     frontend::Frontend,
-    guest_viommu::{self, Rig, Vmmu},
+    guest_viommu::{self, GuestIommu, Mode, Rig},
     measurement::check,
     memory::GuestRam,
     nic::Nic,
@@ -41,6 +41,7 @@ struct Measured {
     nic: Nic,
     exits: u64,
     pins: Option<PinCounts>,
+    pinned_peak: Option<u64>,
     sidecore: Option<SidecoreStats>,
     vmm_cycles: Option<u64>,
 }
@@ -69,6 +70,7 @@ impl Measured {
             nic: self.nic.counters,
             sidecore: self.sidecore,
             pins: self.pins,
+            pinned_peak: self.pinned_peak,
             vmm_cycles: self.vmm_cycles,
             wall: started.elapsed(),
             samples: OpStats::read(mem, params.workload, ops)?,
@@ -142,8 +144,8 @@ impl Mmio for SharedPageMmio<'_> {
 fn poller<'p, 'r, 'a, R: PhysMem>(
     page: &'p GuestRam,
     rig: Rig<'r, 'a, R>,
-) -> Result<Poller<'p, Polled<'r, Vmmu<'a, R>>>, String> {
-    let unit = rig.viommu.unit().config();
+) -> Result<Poller<'p, Polled<'r, GuestIommu<'a, R>>>, String> {
+    let unit = rig.viommu.config();
     let (cap, ecap) = (unit.cap, unit.ecap);
     let fro = cap.fro().byte_offset();
     let records = fro..fro + 16 * usize::from(cap.nfr().count());
@@ -154,7 +156,8 @@ fn poller<'p, 'r, 'a, R: PhysMem>(
 /// driver on the software unit), or, where KVM is missing, on a vIOMMU
 /// with every register access charged `settings.modelled_exit_cycles`
 /// ([`Frontend::ModelledTrap`]) or through a register page a polling
-/// thread serves ([`Frontend::SidecoreNoVm`]).
+/// thread serves ([`Frontend::SidecoreNoVm`]), or on a nested vIOMMU with
+/// every register access charged ([`Frontend::ModelledNested`]).
 pub fn run_in_process(
     settings: &Settings,
     job: Job,
@@ -191,7 +194,9 @@ fn run_on_this_thread(settings: &Settings, run: Run) -> Result<RunResult, String
     let params = settings.params(job, policy);
     let measured = match frontend {
         Frontend::SidecoreNoVm => run_sidecore_in_process(mem, settings, &params)?,
-        Frontend::ModelledTrap => run_modelled_trap(mem, settings, &params)?,
+        Frontend::ModelledTrap | Frontend::ModelledNested => {
+            run_modelled_trap(mem, settings, &params, frontend)?
+        }
         _ => {
             let emu: Emulator<_> =
                 Emulator::new(mem, emu_config(frontend)).map_err(|e| e.to_string())?;
@@ -202,7 +207,15 @@ fn run_on_this_thread(settings: &Settings, run: Run) -> Result<RunResult, String
             drive(&emu, mem, settings, &params, &mut report, kick, || (0, PinCounts::default()))?;
             // Bare metal: register accesses are function calls, not exits;
             // no vIOMMU, nothing pinned.
-            Measured { report, nic, exits: 0, pins: None, sidecore: None, vmm_cycles: None }
+            Measured {
+                report,
+                nic,
+                exits: 0,
+                pins: None,
+                pinned_peak: None,
+                sidecore: None,
+                vmm_cycles: None,
+            }
         }
     };
     measured.finish(run, &params, &mem, started)
@@ -252,22 +265,30 @@ fn vmmu_dma<R: PhysMem>(rig: Rig<'_, '_, R>) -> impl Fn(Iova, Access) -> Option<
     move |iova, access| rig.dma(iova, access)
 }
 
-/// Whether the guest's unit offers pass-through: only for the policy
-/// *none*, which leaves translation off; the other policies run on a unit
-/// without ECAP.PT, as the seed's.
-fn pass_through(policy: Policy) -> bool {
-    policy == Policy::NoIommu
+/// The guest's vIOMMU for `frontend` under `policy`. The policy *none*
+/// leaves translation off: every front end runs it on the shadowing
+/// vIOMMU offering pass-through (an identity-mapped host domain over all
+/// guest RAM, as a nested host's second stage is); the other policies run
+/// on a unit without ECAP.PT, as the seed's, shadowing or nested.
+fn mode(frontend: Frontend, policy: Policy) -> Mode {
+    match policy {
+        Policy::NoIommu => Mode::Shadow { pass_through: true },
+        _ if frontend.nested() => Mode::Nested,
+        _ => Mode::Shadow { pass_through: false },
+    }
 }
 
-/// The in-process stand-in for trap & emulate: the driver on a vIOMMU, as in
-/// the guest, with every register access charged
+/// The in-process stand-in for trap & emulate: the driver on `frontend`'s
+/// vIOMMU, as in the guest, with every register access charged
 /// `settings.modelled_exit_cycles`.
 fn run_modelled_trap(
     mem: &HeapMemory,
     settings: &Settings,
     params: &Params,
+    frontend: Frontend,
 ) -> Result<Measured, String> {
-    guest_viommu::with_viommu(mem, layout::RAM_SIZE, pass_through(params.policy), |rig| {
+    let mode = mode(frontend, params.policy);
+    guest_viommu::with_viommu(mem, layout::RAM_SIZE, mode, |rig| {
         let mut nic = Nic::new(params);
         let dma = vmmu_dma(rig);
         let kick = |bell| nic.doorbell(&mem, rig.mem, bell, &dma);
@@ -275,9 +296,17 @@ fn run_modelled_trap(
         let regs =
             ChargedMmio { inner: rig.viommu, cost: settings.modelled_exit_cycles, exits: &exits };
         let mut report = Report::default();
-        let snapshot = || (exits.get(), PinCounts::of(rig.viommu.counters()));
+        let snapshot = || (exits.get(), rig.viommu.pins());
         let (exits, pins) = drive(regs, mem, settings, params, &mut report, kick, snapshot)?;
-        Ok(Measured { report, nic, exits, pins: Some(pins), sidecore: None, vmm_cycles: None })
+        Ok(Measured {
+            report,
+            nic,
+            exits,
+            pins: Some(pins),
+            pinned_peak: Some(rig.viommu.pinned_peak()),
+            sidecore: None,
+            vmm_cycles: None,
+        })
     })?
 }
 
@@ -291,7 +320,8 @@ fn run_sidecore_in_process(
 ) -> Result<Measured, String> {
     let page = GuestRam::new(0x1000).map_err(|e| e.to_string())?;
     let words = page.atomic_words().map_err(|e| e.to_string())?;
-    guest_viommu::with_viommu(mem, layout::RAM_SIZE, pass_through(params.policy), |rig| {
+    let mode = mode(Frontend::SidecoreNoVm, params.policy);
+    guest_viommu::with_viommu(mem, layout::RAM_SIZE, mode, |rig| {
         let mut poller = poller(&page, rig)?;
         let mut nic = Nic::new(params);
         let mut report = Report::default();
@@ -303,14 +333,22 @@ fn run_sidecore_in_process(
             });
             let dma = vmmu_dma(rig);
             let kick = |bell| nic.doorbell(&mem, rig.mem, bell, &dma);
-            let snapshot = || (0, PinCounts::of(rig.viommu.counters()));
+            let snapshot = || (0, rig.viommu.pins());
             let regs = SharedPageMmio { words };
             let result = drive(regs, mem, settings, params, &mut report, kick, snapshot);
             stop.store(true, Ordering::Relaxed);
             (result, polling.join().ok())
         });
         let (_, pins) = result?;
-        Ok(Measured { report, nic, exits: 0, pins: Some(pins), sidecore, vmm_cycles: None })
+        Ok(Measured {
+            report,
+            nic,
+            exits: 0,
+            pins: Some(pins),
+            pinned_peak: Some(rig.viommu.pinned_peak()),
+            sidecore,
+            vmm_cycles: None,
+        })
     })?
 }
 
@@ -371,12 +409,12 @@ impl<R: PhysMem> ExitHandler for VmmHandler<'_, '_, R> {
             abi::phase::RECEIVE => {
                 self.receive_start = self.vtd_exits;
                 self.serve_start = self.serve_cycles;
-                self.pins_start = PinCounts::of(self.rig.viommu.counters());
+                self.pins_start = self.rig.viommu.pins();
             }
             abi::phase::END => {
                 self.receive_exits = self.vtd_exits - self.receive_start;
                 self.receive_serve_cycles = self.serve_cycles - self.serve_start;
-                self.pins = PinCounts::of(self.rig.viommu.counters()).since(self.pins_start);
+                self.pins = self.rig.viommu.pins().since(self.pins_start);
             }
             _ => {}
         }
@@ -384,8 +422,10 @@ impl<R: PhysMem> ExitHandler for VmmHandler<'_, '_, R> {
 }
 
 /// Runs `job` under `policy` in a KVM guest whose VT-d unit is a vIOMMU
-/// shadowing into a physical software unit: trap-and-emulate, or with the
-/// register page served by a sidecore thread.
+/// over a physical software unit: shadowing, trap-and-emulate
+/// ([`Frontend::Trap`]) or with the register page served by a sidecore
+/// thread ([`Frontend::Sidecore`]); or nested, trap-and-emulate
+/// ([`Frontend::Nested`]).
 pub fn run_kvm(
     kvm: &kvm_ioctls::Kvm,
     settings: &Settings,
@@ -402,7 +442,7 @@ pub fn run_kvm(
     let ram = vm.ram();
     let page = vm.register_page().filter(|_| sidecore);
     let mut measured =
-        guest_viommu::with_viommu(&*ram, layout::RAM_SIZE, pass_through(policy), |rig| {
+        guest_viommu::with_viommu(&*ram, layout::RAM_SIZE, mode(frontend, policy), |rig| {
             let mut handler = VmmHandler {
                 rig,
                 ram: &ram,
@@ -440,6 +480,7 @@ pub fn run_kvm(
                 nic: handler.nic,
                 exits: handler.receive_exits,
                 pins: Some(handler.pins),
+                pinned_peak: Some(rig.viommu.pinned_peak()),
                 sidecore: side_stats,
                 vmm_cycles: (!sidecore).then_some(handler.receive_serve_cycles),
             })

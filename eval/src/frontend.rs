@@ -2,8 +2,10 @@
 //! native driver on the software unit), by trap-and-emulate (each register
 //! access a KVM MMIO exit the VMM forwards to the guest's vIOMMU,
 //! [`crate::guest_viommu`]), by a sidecore (the register page is RAM a VMM
-//! thread polls, forwarding to the vIOMMU), or in-process on the vIOMMU
-//! with a modelled exit cost where KVM is missing.
+//! thread polls, forwarding to the vIOMMU), by trap-and-emulate of a
+//! nested vIOMMU (the guest's own first-stage tables walked by the host
+//! unit: only invalidations exit), or in-process on the vIOMMU with a
+//! modelled exit cost where KVM is missing.
 
 use std::fmt;
 
@@ -25,6 +27,13 @@ pub enum Frontend {
     /// by the same polling thread as [`Frontend::Sidecore`], without a VM
     /// (no KVM on this host).
     SidecoreNoVm,
+    /// The driver in the KVM guest on a nested vIOMMU
+    /// ([`crate::guest_viommu::Mode::Nested`]); every register access
+    /// exits, but the guest's maps make none.
+    Nested,
+    /// [`Frontend::Nested`] in-process, every register access charged as
+    /// by [`Frontend::ModelledTrap`] (no KVM on this host).
+    ModelledNested,
 }
 
 impl Frontend {
@@ -37,7 +46,22 @@ impl Frontend {
             Frontend::Sidecore => "sidecore",
             Frontend::ModelledTrap => "trap & emulate (modelled)",
             Frontend::SidecoreNoVm => "sidecore (no VM)",
+            Frontend::Nested => "nested",
+            Frontend::ModelledNested => "nested (modelled)",
         }
+    }
+
+    /// Whether the guest's unit is the nested vIOMMU (else the shadowing
+    /// one, or none on bare metal).
+    #[must_use]
+    pub const fn nested(self) -> bool {
+        matches!(self, Frontend::Nested | Frontend::ModelledNested)
+    }
+
+    /// Whether the exits are modelled: register accesses charged in-process.
+    #[must_use]
+    pub const fn modelled(self) -> bool {
+        matches!(self, Frontend::ModelledTrap | Frontend::ModelledNested)
     }
 
     /// Whether the unit is a vIOMMU (caching mode on: the guest

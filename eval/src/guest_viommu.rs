@@ -1,9 +1,17 @@
-//! The VMM's vIOMMU for the trap-and-emulate and sidecore front ends: a
-//! [`viommu::Viommu`] (the guest-visible unit, caching mode on, over the
-//! guest's RAM) shadowing the guest's invalidations into a physical
-//! software unit (the native backend, [`viommu::Native`] over a
-//! [`viommu::Host`] driving a `vtd_emu::Emulator`, caching mode off) on
-//! simulated host memory.
+//! The VMM's vIOMMU for the guest front ends ([`GuestIommu`]), one of two
+//! ([`Mode`]):
+//!
+//! - shadowing (trap & emulate, sidecore): a [`viommu::Viommu`] (the
+//!   guest-visible unit, caching mode on, over the guest's RAM) shadowing
+//!   the guest's invalidations into a physical software unit (the native
+//!   backend, [`viommu::Native`] over a [`viommu::Host`] driving a
+//!   `vtd_emu::Emulator`, caching mode off) on simulated host memory;
+//! - nested: a [`NestedViommu`] (the guest-visible unit in scalable mode
+//!   with first-stage translation, caching mode off) programming the
+//!   physical unit, in scalable mode with nesting, to walk the guest's own
+//!   first-stage tables over a second stage mapping all guest RAM
+//!   ([`NativeNested`] over a [`NestedHost`]), and forwarding the guest's
+//!   PASID-based invalidations to it.
 //!
 //! Host-physical memory ([`HostMemory`]) is the host's table memory
 //! (`[0, HOST_TABLES)`, a [`HeapMemory`]) and the guest's RAM, placed at
@@ -12,20 +20,27 @@
 //! (GPA -> HPA) with a counting [`GuestPinner`], and the NIC's DMA is
 //! translated by the physical unit for the NIC's host-side source id
 //! ([`HOST_NIC`]) and written at the host-physical address it gives (a
-//! blocked one reported to the guest's unit, as a hypervisor does on a
-//! fault of its own unit).
+//! blocked one reported to the shadowing vIOMMU's unit, as a hypervisor
+//! does on a fault of its own unit). The nested backend pins all guest RAM
+//! when it is built; the shadowing one pins the pages the guest maps.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use invalidation::QueuedInvalidator;
+use viommu::nested::{NativeNested, NestedConfig, NestedHost, NestedIommu, NestedViommu};
+use viommu::sidecore::Registers;
 use viommu::{
     Assignment, GuestLayout, GuestMemory, GuestPinner, Host, Native, Viommu, ViommuConfig,
 };
 use viommu_eval_driver::layout::NIC;
 use vtd_emu::{Access, EmuConfig, Emulator, SimFrameAllocator, mem::HeapMemory};
 use vtd_regs::regs::QueueSize;
-use vtd_regs::{DomainId, Iova, MemError, PhysAddr, PhysMem, RemappingUnit, SourceId};
-use vtd_tables::{ContextManager, TableConfig};
+use vtd_regs::regs::rtaddr::TranslationTableMode;
+use vtd_regs::{DomainId, Iova, MemError, Mmio, PhysAddr, PhysMem, RemappingUnit, SourceId};
+use vtd_tables::{ContextManager, ScalableContextManager, TableConfig};
+
+use crate::measurement::PinCounts;
 
 /// Host-physical address of guest-physical 0.
 pub const GUEST_RAM_HPA: u64 = 1 << 30;
@@ -123,14 +138,160 @@ pub type PhysicalHost<'a, R> = Host<&'a HostMemory<R>, &'a HostFrames<'a, R>, Ho
 /// [`GuestPinner`].
 pub type Backend<'a, R> =
     Native<&'a HostMemory<R>, &'a HostFrames<'a, R>, HostInv<'a, R>, GuestPinner>;
-/// The guest's vIOMMU.
+/// The guest's shadowing vIOMMU.
 pub type Vmmu<'a, R> = Viommu<GuestMemory<&'a HostMemory<R>>, Backend<'a, R>>;
+/// The nested vIOMMU's backend: the physical unit, all guest RAM pinned
+/// through a [`GuestPinner`].
+pub type NestedBackend<'a, R> =
+    NativeNested<&'a HostMemory<R>, &'a HostFrames<'a, R>, HostInv<'a, R>, GuestPinner>;
+/// The guest's nested vIOMMU.
+pub type NestedVmmu<'a, R> = NestedViommu<GuestMemory<&'a HostMemory<R>>, NestedBackend<'a, R>>;
+
+/// Which vIOMMU the guest gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    /// The shadowing vIOMMU. With `pass_through` the guest unit offers
+    /// pass-through ([`ViommuConfig::pass_through`]): with translation off
+    /// (the policy *none*) the NIC reaches all guest RAM through an
+    /// identity-mapped host domain.
+    Shadow {
+        /// ECAP.PT offered.
+        pass_through: bool,
+    },
+    /// The nested vIOMMU (see the [module](self) docs).
+    Nested,
+}
+
+/// The guest's vIOMMU, either kind: its register interface (`&GuestIommu`
+/// is [`Mmio`] for trap-and-emulate, `GuestIommu` is [`Registers`] for a
+/// sidecore), its pins, and the most pages it had pinned when the NIC
+/// reached through it.
+pub struct GuestIommu<'a, R: PhysMem> {
+    kind: Kind<'a, R>,
+    pinned_peak: AtomicU64,
+}
+
+/// The two vIOMMUs (boxed: each holds its unit's registers and caches
+/// inline, about 10 KiB).
+pub enum Kind<'a, R: PhysMem> {
+    /// Shadowing.
+    Shadow(Box<Vmmu<'a, R>>),
+    /// Nested.
+    Nested(Box<NestedVmmu<'a, R>>),
+}
+
+impl<'a, R: PhysMem> GuestIommu<'a, R> {
+    /// Which vIOMMU it is.
+    #[must_use]
+    pub fn kind(&self) -> &Kind<'a, R> {
+        &self.kind
+    }
+
+    /// The guest-visible unit's configuration.
+    #[must_use]
+    pub fn config(&self) -> EmuConfig {
+        match &self.kind {
+            Kind::Shadow(v) => v.unit().config(),
+            Kind::Nested(v) => v.unit().config(),
+        }
+    }
+
+    /// Pins and unpins of guest pages so far (the nested vIOMMU pins all
+    /// guest RAM before the guest runs, and nothing after).
+    #[must_use]
+    pub fn pins(&self) -> PinCounts {
+        match &self.kind {
+            Kind::Shadow(v) => PinCounts::of(v.counters()),
+            Kind::Nested(_) => PinCounts::default(),
+        }
+    }
+
+    /// Guest pages pinned now.
+    #[must_use]
+    pub fn pinned_pages(&self) -> u64 {
+        match &self.kind {
+            Kind::Shadow(v) => v.with_backend(|b| b.pinner().pinned_pages() as u64),
+            Kind::Nested(v) => v.with_backend(|b| b.pinned_pages()),
+        }
+    }
+
+    /// The most guest pages pinned at a DMA of the NIC ([`Rig::dma`]).
+    #[must_use]
+    pub fn pinned_peak(&self) -> u64 {
+        self.pinned_peak.load(Ordering::Relaxed)
+    }
+
+    /// A DMA the physical unit blocked, reported to the guest's unit (the
+    /// shadowing vIOMMU records the fault the guest's tables give; the
+    /// nested vIOMMU does not model fault forwarding: the physical unit
+    /// records it).
+    fn report_host_fault(&self, iova: Iova, access: Access) {
+        if let Kind::Shadow(v) = &self.kind {
+            v.report_host_fault(HOST_NIC, iova, access);
+        }
+    }
+}
+
+/// Trap-and-emulate: each guest access to the register page.
+impl<R: PhysMem> Mmio for &GuestIommu<'_, R> {
+    fn read32(&self, offset: usize) -> u32 {
+        match &self.kind {
+            Kind::Shadow(v) => v.read_register(offset),
+            Kind::Nested(v) => v.read_register(offset),
+        }
+    }
+
+    fn write32(&mut self, offset: usize, value: u32) {
+        match &self.kind {
+            Kind::Shadow(v) => v.write_register(offset, value),
+            Kind::Nested(v) => v.write_register(offset, value),
+        }
+    }
+
+    fn read64(&self, offset: usize) -> u64 {
+        match &self.kind {
+            Kind::Shadow(v) => v.read_register64(offset),
+            Kind::Nested(v) => v.read_register64(offset),
+        }
+    }
+
+    fn write64(&mut self, offset: usize, value: u64) {
+        match &self.kind {
+            Kind::Shadow(v) => v.write_register64(offset, value),
+            Kind::Nested(v) => v.write_register64(offset, value),
+        }
+    }
+}
+
+/// The sidecore's access to the unit.
+impl<R: PhysMem> Registers for GuestIommu<'_, R> {
+    fn read(&self, off: usize) -> u32 {
+        match &self.kind {
+            Kind::Shadow(v) => v.read(off),
+            Kind::Nested(v) => v.read(off),
+        }
+    }
+
+    fn write(&self, off: usize, value: u32) {
+        match &self.kind {
+            Kind::Shadow(v) => v.write(off, value),
+            Kind::Nested(v) => v.write(off, value),
+        }
+    }
+
+    fn read_into(&self, offs: &[usize], out: &mut [u32]) {
+        match &self.kind {
+            Kind::Shadow(v) => v.read_into(offs, out),
+            Kind::Nested(v) => v.read_into(offs, out),
+        }
+    }
+}
 
 /// What a front end gets: the vIOMMU (its register interface, counters and
 /// pinner), the physical unit and host memory (for the NIC's DMA).
 pub struct Rig<'r, 'a, R: PhysMem> {
     /// The guest's vIOMMU.
-    pub viommu: &'r Vmmu<'a, R>,
+    pub viommu: &'r GuestIommu<'a, R>,
     /// The physical unit.
     pub host_unit: &'r HostEmu<'a, R>,
     /// Host-physical memory.
@@ -148,45 +309,75 @@ impl<R: PhysMem> Copy for Rig<'_, '_, R> {}
 impl<R: PhysMem> Rig<'_, '_, R> {
     /// The NIC reading or writing at `iova`: the physical unit's
     /// translation for the NIC's host source id (a fault is also reported
-    /// to the guest's unit).
+    /// to the guest's unit). Notes the guest pages pinned at the time
+    /// ([`GuestIommu::pinned_peak`]).
     #[must_use]
     pub fn dma(&self, iova: Iova, access: Access) -> Option<PhysAddr> {
         let hpa = self.host_unit.translate(HOST_NIC, iova, access);
         if hpa.is_err() {
-            self.viommu.report_host_fault(HOST_NIC, iova, access);
+            self.viommu.report_host_fault(iova, access);
         }
+        self.viommu.pinned_peak.fetch_max(self.viommu.pinned_pages(), Ordering::Relaxed);
         hpa.ok()
     }
 }
 
-/// Builds the physical unit and the guest's vIOMMU around the guest RAM
-/// `ram` of `ram_size` bytes and runs `f` with them. With `pass_through`
-/// the guest unit offers pass-through ([`ViommuConfig::pass_through`]):
-/// with translation off (the policy *none*) the NIC reaches all guest RAM
-/// through an identity-mapped host domain.
+/// Builds the physical unit and the guest's vIOMMU of `mode` around the
+/// guest RAM `ram` of `ram_size` bytes and runs `f` with them.
 pub fn with_viommu<R: PhysMem, T>(
     ram: R,
     ram_size: u64,
-    pass_through: bool,
+    mode: Mode,
     f: impl for<'r, 'a> FnOnce(Rig<'r, 'a, R>) -> T,
 ) -> Result<T, String> {
     let mem = HostMemory::new(ram, ram_size);
     let m = &mem;
     let frames = SimFrameAllocator::new(m, PhysAddr::new(0x1000), PhysAddr::new(HOST_TABLES));
-    let emu: HostEmu<'_, R> = Emulator::new(m, EmuConfig::qemu()).map_err(|e| e.to_string())?;
+    let host_config = match mode {
+        Mode::Shadow { .. } => EmuConfig::qemu(),
+        Mode::Nested => EmuConfig::scalable(),
+    };
+    let emu: HostEmu<'_, R> = Emulator::new(m, host_config).map_err(|e| e.to_string())?;
     let unit = RemappingUnit::new(&emu).map_err(|e| format!("host unit: {e}"))?;
     let tables = TableConfig::from_cap(unit.cap(), 39).map_err(|e| e.to_string())?;
-    let contexts = ContextManager::new(m, &frames).map_err(|e| e.to_string())?;
     let qs = QueueSize::from_order(0).ok_or("queue size")?;
-    let inv = QueuedInvalidator::enable_remapping(unit, contexts.root_table(), m, &frames, qs)
-        .map_err(|e| format!("host unit: {e}"))?;
-    let host = Arc::new(Host::new(m, &frames, contexts, inv, tables, DomainId::new(1)));
     let layout = GuestLayout::new(PhysAddr::new(GUEST_RAM_HPA), ram_size);
     let devices = [Assignment { guest: NIC, host: HOST_NIC }];
-    let backend = Native::new(host, GuestPinner::new(layout));
-    let config = ViommuConfig { pass_through, ..ViommuConfig::qemu() };
-    let viommu = Viommu::new(GuestMemory::new(m, layout), backend, &devices, config)
-        .map_err(|e| format!("vIOMMU: {e}"))?;
+    let pinner = GuestPinner::new(layout);
+    let guest_mem = GuestMemory::new(m, layout);
+    let kind = match mode {
+        Mode::Shadow { pass_through } => {
+            let contexts = ContextManager::new(m, &frames).map_err(|e| e.to_string())?;
+            let inv =
+                QueuedInvalidator::enable_remapping(unit, contexts.root_table(), m, &frames, qs)
+                    .map_err(|e| format!("host unit: {e}"))?;
+            let host = Arc::new(Host::new(m, &frames, contexts, inv, tables, DomainId::new(1)));
+            let config = ViommuConfig { pass_through, ..ViommuConfig::qemu() };
+            let viommu = Viommu::new(guest_mem, Native::new(host, pinner), &devices, config)
+                .map_err(|e| format!("vIOMMU: {e}"))?;
+            Kind::Shadow(Box::new(viommu))
+        }
+        Mode::Nested => {
+            let host_err = |e: invalidation::Error| format!("host unit: {e}");
+            let mut inv =
+                QueuedInvalidator::new(unit, m, &frames, qs).map_err(|r| host_err(r.error))?;
+            let contexts = ScalableContextManager::new(m, &frames).map_err(|e| e.to_string())?;
+            inv.unit()
+                .set_root_table(contexts.root_table(), TranslationTableMode::Scalable)
+                .map_err(|e| format!("host unit: {e}"))?;
+            // The unit was off: nothing cached to invalidate.
+            inv.unit().enable_translation().map_err(|e| format!("host unit: {e}"))?;
+            let host =
+                Arc::new(NestedHost::new(m, &frames, contexts, inv, tables, DomainId::new(1)));
+            let ram = [PhysAddr::ZERO..PhysAddr::new(ram_size)];
+            let backend =
+                NativeNested::new(host, pinner, ram).map_err(|e| format!("host: {e:?}"))?;
+            let viommu = NestedViommu::new(guest_mem, backend, &devices, NestedConfig::new())
+                .map_err(|e| format!("nested vIOMMU: {e}"))?;
+            Kind::Nested(Box::new(viommu))
+        }
+    };
+    let viommu = GuestIommu { kind, pinned_peak: AtomicU64::new(0) };
     Ok(f(Rig { viommu: &viommu, host_unit: &emu, mem: m }))
 }
 
@@ -212,11 +403,13 @@ mod tests {
     #[test]
     fn before_the_guest_attaches_it_the_nic_is_blocked() {
         let ram = HeapMemory::new(1 << 20);
-        with_viommu(&ram, 1 << 20, false, |rig| {
-            assert_eq!(rig.dma(Iova::new(0x5000), Access::Write), None);
-            assert_eq!(rig.viommu.counters().pins, 0);
-        })
-        .unwrap();
+        for mode in [Mode::Shadow { pass_through: false }, Mode::Nested] {
+            with_viommu(&ram, 1 << 20, mode, |rig| {
+                assert_eq!(rig.dma(Iova::new(0x5000), Access::Write), None, "{mode:?}");
+                assert_eq!(rig.viommu.pins(), PinCounts::default());
+            })
+            .unwrap();
+        }
     }
 
     /// The policy *none*: with pass-through offered and translation off,
@@ -224,7 +417,7 @@ mod tests {
     #[test]
     fn with_pass_through_and_translation_off_the_nic_reaches_all_guest_ram() {
         let ram = HeapMemory::new(1 << 20);
-        with_viommu(&ram, 1 << 20, true, |rig| {
+        with_viommu(&ram, 1 << 20, Mode::Shadow { pass_through: true }, |rig| {
             assert!(RemappingUnit::new(rig.viommu).expect("guest unit").ecap().pass_through());
             for gpa in [8, 0x5008, (1 << 20) - 8] {
                 let hpa = PhysAddr::new(GUEST_RAM_HPA + gpa);
@@ -235,15 +428,24 @@ mod tests {
         .unwrap();
     }
 
-    /// The evaluation's driver on the vIOMMU: a mapped buffer is reachable
-    /// through the physical unit at its host address, pinned; after the
-    /// strict unmap it is blocked, unpinned, and the fault is recorded in
-    /// the guest's unit.
-    #[test]
-    fn the_nic_reaches_through_the_physical_unit_what_the_guest_mapped() {
+    /// Where [`map_then_unmap`] is.
+    #[derive(Clone, Copy, Debug, PartialEq, Eq)]
+    enum Step {
+        Up,
+        Mapped,
+        Unmapped,
+    }
+
+    /// The evaluation's driver on the vIOMMU of `mode`, policy secure: a
+    /// mapped buffer is reachable through the physical unit at its host
+    /// address; after the strict unmap it is blocked. Runs `check` (with
+    /// the buffer) after the bring-up, the map and the unmap.
+    fn map_then_unmap(
+        mode: Mode,
+        check: impl Fn(&GuestIommu<'_, &HeapMemory>, PhysAddr, Step) + Sync,
+    ) {
         use viommu_eval_driver::{Driver, Params, Policy, bringup, layout, tsc};
         use vtd_regs::PollBudget;
-        use vtd_tables::Perm;
         // The driver's inline tables want a big stack in a debug build.
         let run = || {
             let ram = HeapMemory::new(layout::RAM_SIZE as usize);
@@ -259,33 +461,87 @@ mod tests {
                 ..Params::from_words(&[0; viommu_eval_driver::params::PARAM_WORDS])
                     .expect("the receive workload")
             };
-            with_viommu(&ram, layout::RAM_SIZE, false, |rig| {
+            with_viommu(&ram, layout::RAM_SIZE, mode, |rig| {
                 let config = params.mapper_config().expect("an IOMMU policy");
                 let clock = tsc::clock(params.tsc_khz);
                 let budget = PollBudget::new(1 << 20);
                 let mut d = Driver::bring_up(rig.viommu, &ram, &frames, budget, config, clock)
                     .expect("bring-up");
                 let buf = PhysAddr::new(layout::BUFFERS + 0x3000);
-                let iova = d.mapper.map(buf, 4096, Perm::WRITE).expect("map");
+                check(rig.viommu, buf, Step::Up);
+                let write = bringup::device_write(Some(&d.mapper));
+                let iova = d.mapper.map(buf, 4096, write).expect("map");
+                check(rig.viommu, buf, Step::Mapped);
                 let hpa = PhysAddr::new(GUEST_RAM_HPA + buf.as_u64());
                 assert_eq!(rig.dma(iova, Access::Write), Some(hpa));
-                let c = rig.viommu.counters();
-                assert_eq!((c.pins, c.unpins), (1, 0));
-                assert_eq!(rig.viommu.with_backend(|b| b.pinner().pins(buf)), 1);
                 d.mapper.unmap(iova, 4096).expect("unmap");
                 assert_eq!(rig.dma(iova, Access::Write), None);
-                let c = rig.viommu.counters();
-                assert_eq!((c.pins, c.unpins), (1, 1));
-                assert_eq!(rig.viommu.with_backend(|b| b.pinner().pinned_pages()), 0);
-                assert!(rig.viommu.unit().fault_status().ppf(), "fault recorded in the guest unit");
+                check(rig.viommu, buf, Step::Unmapped);
             })
             .expect("rig");
         };
-        std::thread::Builder::new()
-            .stack_size(64 << 20)
-            .spawn(run)
-            .expect("thread")
-            .join()
-            .expect("the test thread");
+        std::thread::scope(|scope| {
+            std::thread::Builder::new()
+                .stack_size(64 << 20)
+                .spawn_scoped(scope, run)
+                .expect("thread")
+                .join()
+                .expect("the test thread");
+        });
+    }
+
+    /// Shadowing: the mapped page is pinned while mapped, unpinned after
+    /// the unmap, and the blocked DMA is recorded in the guest unit.
+    #[test]
+    fn the_nic_reaches_through_the_physical_unit_what_the_guest_mapped() {
+        map_then_unmap(Mode::Shadow { pass_through: false }, |viommu, buf, step| {
+            let Kind::Shadow(v) = viommu.kind() else { panic!("shadowing") };
+            let c = viommu.pins();
+            let mapped = step == Step::Mapped;
+            let expected = match step {
+                Step::Up => (0, 0),
+                Step::Mapped => (1, 0),
+                Step::Unmapped => (1, 1),
+            };
+            assert_eq!((c.pins, c.unpins), expected);
+            assert_eq!(v.with_backend(|b| b.pinner().pins(buf)), u32::from(mapped));
+            assert_eq!(viommu.pinned_pages(), u64::from(mapped));
+            if step == Step::Unmapped {
+                assert!(v.unit().fault_status().ppf(), "fault recorded in the guest unit");
+            }
+        });
+    }
+
+    /// Nested: the driver brings the unit up in scalable mode with a
+    /// first-stage table; all guest RAM is pinned throughout; the map
+    /// costs no register access, the strict unmap's PASID-based IOTLB
+    /// invalidation is forwarded to the host.
+    #[test]
+    fn nested_the_guests_first_stage_map_costs_no_exit() {
+        use viommu_eval_driver::layout::RAM_SIZE;
+        let up = std::sync::Mutex::new(None);
+        map_then_unmap(Mode::Nested, |viommu, _, step| {
+            let Kind::Nested(v) = viommu.kind() else { panic!("nested") };
+            assert_eq!(viommu.pinned_pages(), RAM_SIZE / 4096);
+            assert_eq!(viommu.pins(), PinCounts::default());
+            let c = v.counters();
+            assert_eq!(c.refused, 0);
+            assert!(c.nested >= 1, "the guest's RID_PASID entry is nested on the host");
+            match step {
+                Step::Up => *up.lock().expect("lock") = Some(c),
+                Step::Mapped => {
+                    let up = up.lock().expect("lock").expect("brought up");
+                    assert_eq!(c.register_accesses, up.register_accesses, "the map exits not");
+                    assert_eq!(c.forwarded, up.forwarded);
+                }
+                Step::Unmapped => {
+                    let up = up.lock().expect("lock").expect("brought up");
+                    assert!(
+                        c.forwarded > up.forwarded,
+                        "the unmap's invalidation reached the host"
+                    );
+                }
+            }
+        });
     }
 }

@@ -4,7 +4,7 @@
 //! `cargo run --release -p viommu-eval` runs the evaluation: the DMA
 //! driver's workloads (receive stream, web server, request-response
 //! round trips) under each mapping policy, on bare metal (the software
-//! VT-d in-process), trap-and-emulate and sidecore (a KVM guest), and
+//! VT-d in-process), trap-and-emulate, sidecore and nested (a KVM guest), and
 //! prints the tables next to the seed's figures.
 //! `cargo run --release -p viommu-eval -- --probe` prints the KVM flavour,
 //! the guest's loop cost and the MMIO exit round-trip cost.
@@ -30,8 +30,10 @@ use viommu_eval_driver::Policy;
 /// no_std driver on bare metal (the software VT-d in-process), in a KVM
 /// guest whose VT-d register accesses trap (trap & emulate) and with its
 /// register page served by a polling thread (sidecore), the guest's unit a
-/// vIOMMU shadowing into a physical software unit; under the secure,
-/// relaxed, asynchronous and optimistic policies and without IOMMU.
+/// vIOMMU shadowing into a physical software unit; and on a nested vIOMMU
+/// (the guest's own first-stage tables walked by the physical unit over a
+/// second stage of all guest RAM); under the secure, relaxed, asynchronous
+/// and optimistic policies and without IOMMU.
 ///
 /// Prints (a) map+unmap cost, (b) receive throughput, (c) exits and pins
 /// per buffer, (d) web-server requests/s, (e) request-response round
@@ -105,6 +107,9 @@ struct Cli {
     /// Skip the sidecore front end
     #[arg(long)]
     no_sidecore: bool,
+    /// Skip the nested vIOMMU front end
+    #[arg(long)]
+    no_nested: bool,
     /// Instead of the evaluation: detect the KVM flavour, run the probe guest, print its
     /// loop cost and the cost of a VT-d register access that exits
     #[arg(long)]
@@ -218,6 +223,9 @@ fn run_eval(cli: &Cli, mut s: Settings) -> ExitCode {
             if !cli.no_sidecore {
                 frontends.push(Frontend::Sidecore);
             }
+            if !cli.no_nested {
+                frontends.push(Frontend::Nested);
+            }
         }
         None => {
             println!(
@@ -230,6 +238,9 @@ fn run_eval(cli: &Cli, mut s: Settings) -> ExitCode {
                     "sidecore without a VM: the driver runs in-process on a shared register page served by the polling thread"
                 );
                 frontends.push(Frontend::SidecoreNoVm);
+            }
+            if !cli.no_nested {
+                frontends.push(Frontend::ModelledNested);
             }
         }
     }
@@ -264,7 +275,7 @@ fn run_eval(cli: &Cli, mut s: Settings) -> ExitCode {
                 let mut best: Option<RunResult> = None;
                 for _ in 0..cli.repeat {
                     let r = match (&kvm, f) {
-                        (Some(k), Frontend::Trap | Frontend::Sidecore) => {
+                        (Some(k), Frontend::Trap | Frontend::Sidecore | Frontend::Nested) => {
                             eval::run_kvm(k, &s, job, p, f)
                         }
                         _ => eval::run_in_process(&s, job, p, f),

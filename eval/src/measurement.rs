@@ -33,6 +33,11 @@ pub struct RunResult {
     /// Pins and unpins of guest pages by the vIOMMU during the workload,
     /// for runs on a vIOMMU.
     pub pins: Option<PinCounts>,
+    /// The most guest pages the vIOMMU held pinned at a DMA of the device
+    /// (the shadowing vIOMMU: the pages mapped; the nested one: all guest
+    /// RAM, pinned before the guest ran; under the policy *none*, the
+    /// pass-through domain's: all guest RAM), for runs on a vIOMMU.
+    pub pinned_peak: Option<u64>,
     /// TSC cycles the VMM spent serving register exits (the vIOMMU's
     /// emulation and shadowing, not the exit itself) during the workload,
     /// for trap-and-emulate runs in a VM.
@@ -44,7 +49,8 @@ pub struct RunResult {
 }
 
 /// Guest pages the vIOMMU pinned and unpinned (its `GuestPinner`'s work,
-/// as `viommu::ViommuCounters` counts it).
+/// as `viommu::ViommuCounters` counts it; none by the nested vIOMMU,
+/// which pins all guest RAM before the guest runs).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct PinCounts {
     /// Pins taken.

@@ -11,6 +11,8 @@ pub const fn map_unmap(frontend: Frontend) -> Option<(u64, u64)> {
         Frontend::BareMetal => Some((2316, 4593)),
         Frontend::Trap | Frontend::ModelledTrap => Some((30645, 4324)),
         Frontend::Sidecore | Frontend::SidecoreNoVm => Some((7321, 1904)),
+        // The seed had no nested vIOMMU.
+        Frontend::Nested | Frontend::ModelledNested => None,
     }
 }
 
@@ -33,6 +35,7 @@ pub const fn netperf(frontend: Frontend, policy: Policy) -> Option<u32> {
         Frontend::BareMetal => [43, 91, 100],
         Frontend::Trap | Frontend::ModelledTrap => [10, 11, 82],
         Frontend::Sidecore | Frontend::SidecoreNoVm => [30, 49, 100],
+        Frontend::Nested | Frontend::ModelledNested => return None,
     };
     column(row, policy)
 }
@@ -53,6 +56,7 @@ pub const fn apache(frontend: Frontend, policy: Policy) -> Option<u32> {
         Frontend::BareMetal => [84, 92, 94],
         Frontend::Trap | Frontend::ModelledTrap => [38, 39, 56],
         Frontend::Sidecore | Frontend::SidecoreNoVm => [61, 63, 66],
+        Frontend::Nested | Frontend::ModelledNested => return None,
     };
     match (frontend, policy) {
         (Frontend::BareMetal, _) | (_, Policy::Secure | Policy::Relaxed | Policy::Optimistic) => {
@@ -85,5 +89,6 @@ mod tests {
         assert!((side - 98.5).abs() < 0.1, "{side}");
         assert_eq!(apache(Frontend::Trap, Policy::Async), None);
         assert_eq!(netperf(Frontend::BareMetal, Policy::Async), None);
+        assert_eq!(apache(Frontend::Nested, Policy::NoIommu), None, "the seed had no nested row");
     }
 }

@@ -4,7 +4,6 @@
 //! the doorbells, gives the throughput.
 
 use vtd_regs::{Mmio, PhysAddr, PhysMem};
-use vtd_tables::Perm;
 
 use crate::Error;
 use crate::bringup::DriverMapper;
@@ -30,6 +29,7 @@ pub fn run<R: Mmio, M: PhysMem + Copy>(
 ) -> Result<(), Error> {
     let batch = params.batch.clamp(1, ring::SLOTS);
     let mut frame = [0u8; FRAME_LEN as usize];
+    let write = crate::bringup::device_write(mapper.as_deref());
     let start = rdtsc();
     let mut seq = 0;
     while seq < params.buffers {
@@ -40,7 +40,7 @@ pub fn run<R: Mmio, M: PhysMem + Copy>(
             let addr = match mapper.as_deref_mut() {
                 Some(m) => {
                     let t0 = rdtsc();
-                    let iova = m.map(page, FRAME_LEN, Perm::WRITE);
+                    let iova = m.map(page, FRAME_LEN, write);
                     let dt = rdtsc().wrapping_sub(t0);
                     r.map_cycles += dt;
                     sample(&mem, s, 0, dt).map_err(Error::from)?;

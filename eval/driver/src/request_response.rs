@@ -230,9 +230,10 @@ pub fn run<R: Mmio, M: PhysMem + Copy>(
     // The requests of the latest round that had any.
     let mut recent: heapless::Vec<u64, { SLOTS as usize }> = heapless::Vec::new();
     write_files(&mem, params)?;
+    let write = crate::bringup::device_write(mapper.as_deref());
     let start = rdtsc();
     for slot in 0..slots {
-        let addr = map(&mut mapper, r, rx_page(slot), FRAME_LEN, Perm::WRITE)?;
+        let addr = map(&mut mapper, r, rx_page(slot), FRAME_LEN, write)?;
         ring::post(&mem, slot, addr, 0)?;
     }
     let mut served = 0;
@@ -303,7 +304,7 @@ pub fn run<R: Mmio, M: PhysMem + Copy>(
                 // `fits` bounds a round's frames by the ring's slots.
                 let _ = tx.push(Posted { addr, page, len });
             }
-            let addr = map(&mut mapper, r, rx_page(slot), FRAME_LEN, Perm::WRITE)?;
+            let addr = map(&mut mapper, r, rx_page(slot), FRAME_LEN, write)?;
             ring::post(&mem, slot, addr, 0)?;
             sample(&mem, id, 0, rdtsc().wrapping_sub(t))?;
             sample(&mem, id, 1, n)?;
