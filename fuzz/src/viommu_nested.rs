@@ -26,11 +26,13 @@ use viommu::nested::{NativeNested, NestedConfig, NestedHost, NestedIommu, Nested
 use viommu::{Assignment, GuestLayout, GuestMemory, GuestPinner};
 use vtd_emu::mem::HeapMemory;
 use vtd_emu::{Access, EmuConfig, Emulator, SimFrameAllocator};
-use vtd_regs::desc::{Pasid, PasidCacheScope};
-use vtd_regs::regs::QueueSize;
+use vtd_regs::desc::{
+    ContextCacheInv, IotlbInv, Pasid, PasidCacheInv, PasidCacheScope, WaitDesc,
+};
+use vtd_regs::regs::{GlobalBits, Gsts, Iqa, Iqt, QueueSize, offset};
 use vtd_regs::regs::rtaddr::TranslationTableMode;
 use vtd_regs::{
-    ContextScope, DomainId, Drain, Iova, IotlbScope, Mmio, PAGE_SIZE, PageSize, PhysAddr,
+    ContextScope, Descriptor, DomainId, Drain, Iova, IotlbScope, Mmio, PAGE_SIZE, PageSize, PhysAddr,
     PhysMem, PollBudget, RemappingUnit, SourceId,
 };
 use vtd_tables::{
@@ -47,6 +49,9 @@ const GUEST_BASE: u64 = 2 << 20;
 /// Guest RAM: data below `GUEST_FRAMES`, the driver's frames above.
 const GUEST_RAM: u64 = 2 << 20;
 const GUEST_FRAMES: u64 = 1 << 20;
+/// The status word of the harness's own invalidation waits: guest RAM the
+/// input's writes do not reach.
+const STATUS: u64 = GUEST_FRAMES - 0x1000;
 /// The part of the driver's frames hostile writes land in (where its
 /// tables, PASID table and queue are).
 const HOSTILE_SPAN: u64 = 64 << 10;
@@ -80,6 +85,8 @@ struct Rig<'v, 'm> {
     tables: [GuestTable<'v, 'm>; 2],
     /// IOVAs the guest mapped.
     mapped: BTreeSet<u64>,
+    /// Wait status tokens handed out by [`sync`].
+    token: u32,
 }
 
 impl Rig<'_, '_> {
@@ -95,8 +102,9 @@ fn pasid_of(idx: u64) -> Option<Pasid> {
     (idx % 4 != 3).then(|| Pasid::new((idx % 4) as u32).unwrap())
 }
 
-/// Runs `data`; returns how many device requests the host unit let through.
-fn run(data: &[u8]) -> usize {
+/// Runs `data`; returns how many device requests the host unit let through
+/// and how many of the guest's global invalidations completed.
+fn run(data: &[u8]) -> (usize, usize) {
     let host_mem = HeapMemory::new(HOST_RAM as usize);
     let mem = &host_mem;
     let frames = SimFrameAllocator::new(mem, PhysAddr::new(HOST_FRAMES), PhysAddr::new(HOST_RAM));
@@ -111,7 +119,7 @@ fn run(data: &[u8]) -> usize {
     let gframes =
         SimFrameAllocator::new(gmem, PhysAddr::new(GUEST_FRAMES), PhysAddr::new(GUEST_RAM));
     let mut rig = bring_up(&host_unit, &v, gmem, &gframes);
-    let mut reached = 0;
+    let (mut reached, mut synced) = (0, 0);
     for op in data.chunks_exact(12).take(MAX_OPS) {
         let idx = u64::from(u16::from_le_bytes([op[1], op[2]]));
         let val = u64::from_le_bytes(op[4..12].try_into().unwrap());
@@ -144,13 +152,14 @@ fn run(data: &[u8]) -> usize {
             }
             _ => {
                 if sync(&mut rig) {
+                    synced += 1;
                     check_guest_protection(&rig, val);
                 }
             }
         }
     }
     check_host(&rig);
-    reached
+    (reached, synced)
 }
 
 /// The host: a scalable-mode unit with nesting, its context table, queue
@@ -198,7 +207,7 @@ fn bring_up<'v, 'm>(
     inv.invalidate(Invalidation::pasid_changed(DOMAIN, Pasid::new(1).unwrap(), true)).unwrap();
     // The managers go out of scope here; their tables stay in guest RAM
     // (a manager frees nothing when dropped), where the input writes.
-    Rig { host_unit, v, gmem, inv, tables, mapped: BTreeSet::new() }
+    Rig { host_unit, v, gmem, inv, tables, mapped: BTreeSet::new(), token: 0 }
 }
 
 /// A first-stage map in table `idx & 1`: a 4 KiB page (or a 2 MiB one
@@ -243,15 +252,41 @@ fn invalidate(rig: &mut Rig<'_, '_>, idx: u64, val: u64) {
 }
 
 /// The guest invalidates everything (context and PASID caches, IOTLB,
-/// globally) and waits. Whether the invalidation completed.
+/// globally) and waits: the descriptors written where the unit's IQA and
+/// IQT registers say, the wait's status in a word of guest RAM the input
+/// cannot write (the driver's own status word may be scribbled over, and
+/// would then fake a completion). Whether the invalidation completed.
 fn sync(rig: &mut Rig<'_, '_>) -> bool {
-    let iotlb = Invalidation::Iotlb { scope: IotlbScope::Global, drain: Drain::empty() };
+    let m = rig.v;
+    if !Gsts(m.read_register(offset::GSTS)).contains(GlobalBits::QIE) {
+        return false;
+    }
+    let iqa = Iqa(m.read_register64(offset::IQA));
+    let width = iqa.width();
+    rig.token = rig.token.wrapping_add(1);
+    let status = PhysAddr::new(STATUS);
+    let Ok(wait) = WaitDesc::NONE.with_status_write(status, rig.token) else { return false };
+    let iotlb = IotlbInv { scope: IotlbScope::Global, drain: Drain::empty() };
     let all = [
-        Invalidation::Context(ContextScope::Global),
-        Invalidation::PasidCache(PasidCacheScope::Global),
-        iotlb,
+        Descriptor::ContextCache(ContextCacheInv { scope: ContextScope::Global }),
+        Descriptor::PasidCache(PasidCacheInv { scope: PasidCacheScope::Global }),
+        Descriptor::Iotlb(iotlb),
+        Descriptor::Wait(wait),
     ];
-    rig.inv.invalidate(all).is_ok()
+    let entries = iqa.entries();
+    let mut tail = Iqt(m.read_register64(offset::IQT)).index(width) % entries;
+    let _ = rig.gmem.write_u32(status, 0);
+    for d in all {
+        let mut slot = [0u8; 32];
+        let bytes = &mut slot[..width.bytes()];
+        let at = iqa.base().as_u64() + (tail * width.bytes()) as u64;
+        if d.write(width, bytes).is_err() || rig.gmem.write_bytes(PhysAddr::new(at), bytes).is_err() {
+            return false;
+        }
+        tail = (tail + 1) % entries;
+    }
+    m.write_register64(offset::IQT, Iqt::from_index(tail, width).0);
+    rig.gmem.read_u32(status) == Ok(rig.token)
 }
 
 /// After a completed global invalidation: every page the host lets the
@@ -303,28 +338,29 @@ mod tests {
         data.extend(op(6, 3, 0x5000));
         data.extend(op(6, 0, 0x5000));
         data.extend(op(6, 1, 0x5000));
-        assert_eq!(run(&data), 2);
+        assert_eq!(run(&data), (2, 0));
         // Unmapped: still reached until invalidated (as on hardware)...
         data.extend(op(4, 0, 0x5000));
         data.extend(op(6, 3, 0x5000));
-        assert_eq!(run(&data), 3);
+        assert_eq!(run(&data).0, 3);
         // ... and not after the guest's PASID-based invalidation.
         data.extend(op(5, 0, 0x5000));
         data.extend(op(6, 3, 0x5000));
         data.extend(op(7, 0, 0));
-        assert_eq!(run(&data), 3);
+        assert_eq!(run(&data), (3, 1));
     }
 
     #[test]
     fn a_page_outside_guest_ram_is_not_reached() {
         let data = [op(3, 0, (3 << 62) | ((2 << 20) << 24) | 0x6000), op(6, 3, 0x6000)].concat();
-        assert_eq!(run(&data), 0);
+        assert_eq!(run(&data), (0, 0));
     }
 
     #[test]
     fn the_seeds_replay() {
         let seeds = seeds();
-        assert!(seeds.iter().any(|s| run(s) > 0));
+        assert!(seeds.iter().all(|s| run(s).1 > 0), "every seed's invalidation completes");
+        assert!(seeds.iter().any(|s| run(s).0 > 0));
     }
 
     /// Seeds for the corpus: map, reach, unmap, invalidate, sync, in a few
