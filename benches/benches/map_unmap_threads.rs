@@ -1,8 +1,12 @@
 //! `map_unmap_threads`: the shared mapping layer on 1 and 2 threads, each
 //! on its own ring of 256 receive buffers, every iteration the same total
 //! number of map+unmap pairs split evenly among the threads; today's
-//! `Mapper` behind one lock as the baseline. `map_range_256`: map + unmap
-//! of 256 contiguous 4 KiB pages in one call on the shared table.
+//! `Mapper` behind one lock as the baseline. `strict_batch`: strict
+//! protection on per-ring contiguous IOVAs ([`IovaRings`]), each thread
+//! mapping a batch of 32 buffers and unmapping them one by one (an
+//! invalidation wait each) or with one `unmap_batch` (one wait, one range).
+//! `map_range_256`: map + unmap of 256 contiguous 4 KiB pages in one call
+//! on the shared table.
 #![allow(missing_docs)] // reason: criterion's macros generate undocumented items
 
 use std::sync::{Barrier, Mutex};
@@ -11,9 +15,11 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, criterion_group, criterion_main};
 use invalidation::FlushConfig;
 use iommu_platform::{Inline, TscClock};
-use iova_alloc::{CpuHandle, Magazine, Node, VecIovaCache, Window};
+use iova_alloc::{CpuHandle, IovaRange, IovaRings, Magazine, Node, VecIovaCache, Window};
 use std::sync::atomic::AtomicU8;
-use teardown::{Fixed, FlushScope, Mapper, MapperConfig, NoPinning, Reuse, SharedMapper};
+use teardown::{
+    Fixed, FlushScope, Mapper, MapperConfig, NoPinning, Reuse, SharedMapper, SharedSpace,
+};
 use viommu_examples::{DOMAIN, Inv, Platform, Testbed, tsc};
 use vtd_emu::EmuConfig;
 use vtd_regs::{Iova, PhysAddr};
@@ -28,26 +34,33 @@ type Cache = VecIovaCache;
 type Shared = SharedMapper<Platform<TscClock>, Cache, Inv, Fixed<1024, 512>, Inline<2>>;
 type Handle = CpuHandle<'static, Vec<Node>, Vec<Magazine>, Box<[AtomicU8]>>;
 type Single = Mapper<Platform<TscClock>, Handle, Inv, Fixed<1024, 512>>;
+/// Two rings of 4096 pages, 512 buffers each.
+type Rings = IovaRings<2, 512>;
+type RingShared = SharedMapper<Platform<TscClock>, Rings, Inv, Fixed<1024, 512>, Inline<2>>;
+/// Buffers a thread maps before unmapping them (a ring's completion batch).
+const BATCH: u64 = 32;
 
 fn window() -> Window {
     Window::from_pages(1, (1 << 20) - 1).expect("window")
 }
 
 fn shared(reuse: Reuse, flush: FlushConfig) -> &'static Shared {
+    shared_on(VecIovaCache::with_window(window()), reuse, flush)
+}
+
+/// A shared mapper drawing IOVAs from `space`, per-handle flush queues.
+fn shared_on<C: SharedSpace>(
+    space: C,
+    reuse: Reuse,
+    flush: FlushConfig,
+) -> &'static SharedMapper<Platform<TscClock>, C, Inv, Fixed<1024, 512>, Inline<2>> {
     let bed = Testbed::new(EmuConfig::qemu());
     let config = MapperConfig { reuse, flush, domain: DOMAIN, dma_limit: Iova::new(1 << 32) };
     let platform = bed.platform(tsc());
     let table = SharedSlTable::from(bed.table);
-    let m = SharedMapper::new(
-        platform,
-        table,
-        VecIovaCache::with_window(window()),
-        bed.inv,
-        (config, FlushScope::PerHandle),
-        Fixed,
-        Inline,
-    )
-    .expect("config");
+    let scope = (config, FlushScope::PerHandle);
+    let m =
+        SharedMapper::new(platform, table, space, bed.inv, scope, Fixed, Inline).expect("config");
     Box::leak(Box::new(m))
 }
 
@@ -78,6 +91,58 @@ fn run_shared(m: &'static Shared, threads: u64, iters: u64) -> Duration {
             .collect();
         workers.into_iter().map(|w| w.join().expect("worker")).max().unwrap_or_default()
     })
+}
+
+/// As [`run_shared`] on ring IOVAs, in batches of [`BATCH`] buffers:
+/// mapped, then unmapped one by one or (`batched`) with one
+/// `unmap_batch`.
+fn run_rings(m: &'static RingShared, threads: u64, iters: u64, batched: bool) -> Duration {
+    let barrier = Barrier::new(threads as usize);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads)
+            .map(|t| {
+                let barrier = &barrier;
+                s.spawn(move || {
+                    let mut h = m.handle(t as usize).expect("handle");
+                    let mut bufs = Vec::with_capacity(BATCH as usize);
+                    barrier.wait();
+                    let start = Instant::now();
+                    for b in 0..iters * PAIRS / threads / BATCH {
+                        bufs.clear();
+                        for n in b * BATCH..(b + 1) * BATCH {
+                            let iova = h.map(buffer(t, n), BUFFER, Perm::WRITE).expect("map");
+                            bufs.push((iova, BUFFER));
+                        }
+                        if batched {
+                            h.unmap_batch(&bufs).expect("unmap batch");
+                        } else {
+                            for &(iova, len) in &bufs {
+                                h.unmap(iova, len).expect("unmap");
+                            }
+                        }
+                    }
+                    start.elapsed()
+                })
+            })
+            .collect();
+        workers.into_iter().map(|w| w.join().expect("worker")).max().unwrap_or_default()
+    })
+}
+
+fn strict_batch(c: &mut Criterion) {
+    let region = IovaRange::from_pages(0x4_0000, 8192).expect("region");
+    let rings = Rings::new(region).expect("rings");
+    let m = shared_on(rings, Reuse::SingleUse, FlushConfig::strict());
+    run_rings(m, 2, 1, true); // warm both rings
+    let mut group = c.benchmark_group("strict_batch");
+    for threads in [1, 2] {
+        for (name, batched) in [("per_buffer", false), ("batched", true)] {
+            group.bench_function(format!("{name}_{threads}t"), |b| {
+                b.iter_custom(|iters| run_rings(m, threads, iters, batched))
+            });
+        }
+    }
+    group.finish();
 }
 
 fn run_mutex(m: &Mutex<Single>, threads: u64, iters: u64) -> Duration {
@@ -161,5 +226,5 @@ fn map_range_256(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, map_unmap_threads, map_range_256);
+criterion_group!(benches, map_unmap_threads, strict_batch, map_range_256);
 criterion_main!(benches);

@@ -37,4 +37,7 @@ harnesses! {
     emu_scalable;
     /// vtd-emu's interrupt remapping: arbitrary tables and interrupt requests.
     irq_remap;
+    /// The nested vIOMMU under an arbitrary guest's registers, scalable-mode
+    /// tables, first-stage maps, queue and DMA at any PASID.
+    viommu_nested;
 }

@@ -151,6 +151,34 @@ struct Entry<T> {
     payload: T,
 }
 
+/// Queued unmaps of one tag whose ranges touch, merged: the buffers of a
+/// ring, allocated contiguously and unmapped in order (or in reverse),
+/// become one range, so a few page-selective blocks cover the whole batch
+/// rather than a domain-selective invalidation. The hint is kept only if
+/// every merged unmap was leaf-only (§6.5.2.3: IH = 1 lets the unit keep
+/// paging-structure caches, so one detached table clears it for the run).
+struct Run {
+    tag: Tag,
+    range: Range<Iova>,
+    leaf_only: bool,
+}
+
+fn runs<'e, T: 'e>(entries: impl Iterator<Item = &'e Entry<T>>) -> impl Iterator<Item = Run> {
+    let mut entries = entries.peekable();
+    core::iter::from_fn(move || {
+        let first = entries.next()?;
+        let mut run =
+            Run { tag: first.tag, range: first.range.clone(), leaf_only: first.leaf_only };
+        while let Some(e) = entries.next_if(|e| {
+            e.tag == run.tag && (e.range.start == run.range.end || e.range.end == run.range.start)
+        }) {
+            run.range = run.range.start.min(e.range.start)..run.range.end.max(e.range.end);
+            run.leaf_only &= e.leaf_only;
+        }
+        Some(run)
+    })
+}
+
 /// Most distinct domains one batch invalidates domain-selectively before it
 /// invalidates globally instead.
 const MAX_BATCH_DOMAINS: usize = 8;
@@ -285,6 +313,25 @@ impl<T, C: Clock, S: Storage> FlushQueue<T, C, S> {
         payload: T,
         mut release: impl FnMut(T),
     ) -> Result<()> {
+        self.queue(inv, tag, range, leaf_only, payload, &mut release)?;
+        self.advance(inv, &mut release)
+    }
+
+    /// As [`unmapped`](Self::unmapped), but posts nothing the policy would
+    /// post now (unless the queue is full): a batched unmap queues each
+    /// buffer's range this way, then one [`poll`](Self::poll) posts them
+    /// together. In strict mode that poll posts every queued range as one
+    /// batch and waits for it once (F&S-style batched strict protection);
+    /// until then nothing queued is released.
+    pub fn queue<I: Invalidator>(
+        &mut self,
+        inv: &mut I,
+        tag: impl Into<Tag>,
+        range: Range<Iova>,
+        leaf_only: bool,
+        payload: T,
+        mut release: impl FnMut(T),
+    ) -> Result<()> {
         self.reap(inv, &mut release)?;
         if self.entries.is_full() {
             self.make_room(inv, &mut release)?;
@@ -297,7 +344,7 @@ impl<T, C: Clock, S: Storage> FlushQueue<T, C, S> {
             return Err(Error::QueueFull);
         }
         self.stats.unmaps += 1;
-        self.advance(inv, &mut release)
+        Ok(())
     }
 
     /// Releases what has completed and posts (and, if deferred, waits for)
@@ -402,15 +449,15 @@ impl<T, C: Clock, S: Storage> FlushQueue<T, C, S> {
         let drain = caps.drain;
         let queued = || self.entries.iter_from(self.posted);
         let selective: usize = if caps.page_selective {
-            queued().map(|e| PageBlocks::count(&e.range, caps.max_mask_order)).sum()
+            runs(queued()).map(|r| PageBlocks::count(&r.range, caps.max_mask_order)).sum()
         } else {
             usize::MAX
         };
         let ticket = if selective <= self.config.max_page_selective {
             let max = caps.max_mask_order;
-            inv.post(queued().flat_map(|e| {
-                let tag = e.tag;
-                PageBlocks::new(tag.domain(), &e.range, max, e.leaf_only)
+            inv.post(runs(queued()).flat_map(|r| {
+                let tag = r.tag;
+                PageBlocks::new(tag.domain(), &r.range, max, r.leaf_only)
                     .map(move |scope| tag.page(scope, drain))
             }))?
         } else {
@@ -484,12 +531,19 @@ mod tests {
     }
 
     impl FakeInvalidator {
-        /// Whether a completed batch covers every page of `range` of `domain`.
-        fn covered(&self, domain: DomainId, range: &Range<Iova>) -> bool {
+        /// Whether a completed batch covers every page of `range` of
+        /// `domain`, and if not `leaf_only` (a table was detached), by
+        /// invalidations without the hint (IH = 0), which drop
+        /// paging-structure caches too.
+        fn covered(&self, domain: DomainId, range: &Range<Iova>, leaf_only: bool) -> bool {
             let done = &self.posted[..self.completed];
             (range.start.as_u64() / PAGE_SIZE..range.end.as_u64().div_ceil(PAGE_SIZE)).all(|p| {
                 let iova = Iova::new(p * PAGE_SIZE);
                 done.iter().flatten().any(|req| match req {
+                    Invalidation::Iotlb {
+                        scope: IotlbScope::Pages { leaf_only: true, .. },
+                        ..
+                    } if !leaf_only => false,
                     Invalidation::Iotlb { scope, .. } => scope.covers(domain, iova),
                     _ => false,
                 })
@@ -525,6 +579,30 @@ mod tests {
         let scope = IotlbScope::pages(D, Iova::new(PAGE_SIZE), 0, true).unwrap();
         assert_eq!(inv.posted[1], [Invalidation::Iotlb { scope, drain: Drain::all() }]);
         assert_eq!(q.stats().waits, 3);
+    }
+
+    /// A batched strict unmap: queued ranges are released by one poll
+    /// after one batch and one wait; touching ranges merge into one run
+    /// whose hint is cleared by the one unmap that detached a table.
+    #[test]
+    fn strict_queued_unmaps_post_once_and_wait_once() {
+        let mut inv = FakeInvalidator::default();
+        let mut q: FlushQueue<u64, _, Inline<8>> =
+            FlushQueue::with_storage(FlushConfig::strict(), NoClock, Inline).unwrap();
+        let mut released = std::vec::Vec::new();
+        for n in 0..4 {
+            q.queue(&mut inv, D, page(n), n != 2, n, |p| released.push(p)).unwrap();
+        }
+        q.queue(&mut inv, D, page(9), true, 9, |p| released.push(p)).unwrap();
+        assert!(released.is_empty() && inv.posted.is_empty());
+        q.poll(&mut inv, |p| released.push(p)).unwrap();
+        assert_eq!(released, [0, 1, 2, 3, 9]);
+        assert_eq!(q.stats().waits, 1);
+        let pages = |addr, order, leaf_only| Invalidation::Iotlb {
+            scope: IotlbScope::pages(D, Iova::new(addr * PAGE_SIZE), order, leaf_only).unwrap(),
+            drain: Drain::all(),
+        };
+        assert_eq!(inv.posted, [[pages(0, 2, false), pages(9, 0, true)]]);
     }
 
     #[test]
@@ -682,7 +760,14 @@ mod tests {
 
     #[derive(Debug, Clone)]
     enum Op {
-        Unmap { domain: u16, page: u64, pages: u64 },
+        /// `queue`: without posting, as a batched unmap does.
+        Unmap {
+            domain: u16,
+            page: u64,
+            pages: u64,
+            leaf_only: bool,
+            queue: bool,
+        },
         Poll,
         Complete,
         Tick(u64),
@@ -691,7 +776,7 @@ mod tests {
 
     fn op() -> impl Strategy<Value = Op> {
         prop_oneof![
-            6 => (1u16..4, 0u64..512, 1u64..40).prop_map(|(domain, page, pages)| Op::Unmap { domain, page, pages }),
+            6 => (1u16..4, 0u64..512, 1u64..40, any::<bool>(), any::<bool>()).prop_map(|(domain, page, pages, leaf_only, queue)| Op::Unmap { domain, page, pages, leaf_only, queue }),
             2 => Just(Op::Poll),
             2 => Just(Op::Complete),
             2 => (0u64..5_000_000).prop_map(Op::Tick),
@@ -710,26 +795,34 @@ mod tests {
     proptest! {
         /// The rule of the crate: a payload comes back only once a completed
         /// invalidation covers its whole range; every payload comes back
-        /// after a flush; batches never exceed the configured size.
+        /// after a flush; batches never exceed the configured size. A
+        /// payload whose unmap detached a table (not leaf-only) comes back
+        /// only after invalidations without the hint cover it, whether or
+        /// not its range was merged with others'.
         #[test]
         fn released_only_after_covering_invalidation(config in mode(), ops in prop::collection::vec(op(), 1..200)) {
             let mut inv = FakeInvalidator::default();
             let clock = TestClock(Cell::new(0));
-            let mut q: FlushQueue<(DomainId, Range<Iova>), _, Inline<16>> = FlushQueue::with_storage(config, &clock, Inline).unwrap();
+            let mut q: FlushQueue<(DomainId, Range<Iova>, bool), _, Inline<16>> = FlushQueue::with_storage(config, &clock, Inline).unwrap();
             let mut unmaps = 0;
             let mut released = std::vec::Vec::new();
             for op in ops {
-                let check = |(d, r): (DomainId, Range<Iova>), inv: &FakeInvalidator, out: &mut std::vec::Vec<_>| {
-                    assert!(inv.covered(d, &r), "released {r:?} of {d:?} before invalidation");
+                let check = |(d, r, leaf): (DomainId, Range<Iova>, bool), inv: &FakeInvalidator, out: &mut std::vec::Vec<_>| {
+                    assert!(inv.covered(d, &r, leaf), "released {r:?} of {d:?} before invalidation");
                     out.push(r);
                 };
                 match op {
-                    Op::Unmap { domain, page, pages } => {
+                    Op::Unmap { domain, page, pages, leaf_only, queue } => {
                         let r = Iova::new(page * PAGE_SIZE)..Iova::new((page + pages) * PAGE_SIZE);
                         let d = DomainId::new(domain);
                         // The callback cannot borrow `inv` while `q` does: collect, then check.
                         let mut out = std::vec::Vec::new();
-                        q.unmapped(&mut inv, d, r.clone(), true, (d, r), |p| out.push(p)).unwrap();
+                        let payload = (d, r.clone(), leaf_only);
+                        if queue {
+                            q.queue(&mut inv, d, r, leaf_only, payload, |p| out.push(p)).unwrap();
+                        } else {
+                            q.unmapped(&mut inv, d, r, leaf_only, payload, |p| out.push(p)).unwrap();
+                        }
                         for p in out { check(p, &inv, &mut released); }
                         unmaps += 1;
                     }
@@ -753,7 +846,7 @@ mod tests {
             let mut out = std::vec::Vec::new();
             q.flush(&mut inv, |p| out.push(p)).unwrap();
             for p in out {
-                prop_assert!(inv.covered(p.0, &p.1));
+                prop_assert!(inv.covered(p.0, &p.1, p.2));
                 released.push(p.1);
             }
             prop_assert_eq!(released.len(), unmaps);

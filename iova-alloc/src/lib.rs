@@ -15,6 +15,9 @@
 //! - [`IovaCache`] and [`CpuHandle`]: per-size-class magazines of recently
 //!   freed ranges (orders 0..=5), per handle, with a shared depot; the fast
 //!   path takes no lock and is O(1).
+//! - [`IovaRing`] and [`IovaRings`]: per-ring contiguous allocation (F&S,
+//!   SOSP 2024): a device queue's buffers handed out in order from one
+//!   region, so a batch of them is invalidated as one range.
 //!
 //! Both hand out an [`IovaLease`]: the allocation, held by value. Freeing
 //! it consumes it, so a double free does not compile, and with the cache a
@@ -72,6 +75,7 @@ mod lease;
 mod live;
 mod magazine;
 mod range;
+mod ring;
 mod store;
 mod tree;
 
@@ -82,5 +86,6 @@ pub use error::{AllocError, Result};
 pub use lease::IovaLease;
 pub use magazine::{MAG_SIZE, Magazine};
 pub use range::{IovaRange, Window};
+pub use ring::{IovaRing, IovaRings, RingHandle, RingLease};
 pub use store::Store;
 pub use tree::{IovaTree, Node};

@@ -23,6 +23,30 @@ use crate::registry::{Mapping, Registry, SlotId};
 use crate::space::IovaSpace;
 use crate::{Error, Result};
 
+/// When a teardown's invalidation is handed to the invalidator.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+pub(crate) enum Post {
+    /// As the flush policy says (strict: posted and waited for now).
+    Now,
+    /// Queued only; the batch it belongs to is posted by one poll.
+    Batched,
+}
+
+/// Runs `unmap` on each buffer of a batch, all of them whatever fails;
+/// the first error.
+pub(crate) fn each(
+    buffers: &[(Iova, u64)],
+    mut unmap: impl FnMut(Iova, u64) -> Result<()>,
+) -> Option<Error> {
+    let mut failed = None;
+    for &(iova, len) in buffers {
+        if let Err(e) = unmap(iova, len) {
+            failed.get_or_insert(e);
+        }
+    }
+    failed
+}
+
 /// What a teardown gives back once its invalidation completed.
 pub(crate) struct Teardown<L> {
     /// The lease of the range from the space; none if the caller placed it.
@@ -437,6 +461,30 @@ where
     /// What happens to the mapping is the reuse policy's choice; its
     /// resources come back only after the invalidation that covers it.
     pub fn unmap(&mut self, iova: Iova, len: u64) -> Result<()> {
+        match self.unmap_one(iova, len, Post::Now)? {
+            Some(now) => self.poll_at(now),
+            None => self.poll(),
+        }
+    }
+
+    /// Unmaps many buffers (each `(iova, len)` as [`unmap`](Self::unmap)
+    /// takes) with one invalidation: every teardown's range is queued, then
+    /// posted together (touching ranges, e.g. a ring's buffers, merged into
+    /// one) and, with strict flushing, waited for once: on return nothing
+    /// unmapped is reachable by a device, and its IOVAs, frames and pins
+    /// are back (F&S-style batched strict protection). With deferred or
+    /// asynchronous flushing the batch joins the queue as one. A buffer
+    /// that cannot be unmapped does not stop the others; the first error
+    /// is returned after the batch's invalidation.
+    pub fn unmap_batch(&mut self, buffers: &[(Iova, u64)]) -> Result<()> {
+        let failed = each(buffers, |iova, len| self.unmap_one(iova, len, Post::Batched).map(drop));
+        let polled = self.poll();
+        failed.map_or(polled, Err)
+    }
+
+    /// The unmap of one buffer, its teardown posted per the flush policy
+    /// or queued for a batch (`post`); the time read, if one was.
+    fn unmap_one(&mut self, iova: Iova, len: u64, post: Post) -> Result<Option<Instant>> {
         let (page, pages) = span(iova.as_u64(), len).ok_or(Error::Empty)?;
         let id = self.registry.find_iova(page).ok_or(Error::NotMapped { iova })?;
         let m = self.registry.get_mut(id).ok_or(Error::NotMapped { iova })?;
@@ -444,7 +492,7 @@ where
         self.owners.counters.unmaps += 1;
         if refs == 0 {
             match self.config.reuse.on_last_unmap(keep, single) {
-                Fate::TearDown => self.tear_down(id)?,
+                Fate::TearDown => self.tear_down(id, post)?,
                 Fate::Keep => {}
                 Fate::Stale { quota } => {
                     let now = self.flush.clock().now();
@@ -452,11 +500,11 @@ where
                     if self.registry.stale_len() >= quota {
                         self.reclaim()?;
                     }
-                    return self.poll_at(now);
+                    return Ok(Some(now));
                 }
             }
         }
-        self.poll()
+        Ok(None)
     }
 
     /// Reaps completed invalidations, posts due batches and reclaims stale
@@ -529,17 +577,17 @@ where
     /// Tears down every stale mapping, oldest first.
     fn tear_down_stale(&mut self) -> Result<()> {
         while let Some((id, _)) = self.registry.oldest_stale() {
-            self.tear_down(id)?;
+            self.tear_down(id, Post::Now)?;
         }
         Ok(())
     }
 
     /// Removes a mapping from the table and hands its invalidation to the
     /// flush queue.
-    fn tear_down(&mut self, id: SlotId) -> Result<()> {
+    fn tear_down(&mut self, id: SlotId, post: Post) -> Result<()> {
         let (m, lease) = self.registry.remove(id).ok_or(Error::TooManyMappings)?;
         let bytes = m.pages << PAGE_SHIFT;
-        self.queue_teardown(m.iova, lease, (m.phys_page, m.pages), bytes)
+        self.queue_teardown(m.iova, lease, (m.phys_page, m.pages), bytes, post)
     }
 
     /// Unmaps the first `mapped` bytes of `range` and queues the teardown
@@ -551,6 +599,7 @@ where
         lease: Option<S::Lease>,
         pinned: (u64, u64),
         mapped: u64,
+        post: Post,
     ) -> Result<()> {
         let start = range.start();
         self.owners.counters.table_updates += 1;
@@ -567,9 +616,12 @@ where
         let tag = self.flush_tag();
         let owners = &mut self.owners;
         let payload = Teardown { lease, token, pinned };
-        self.flush
-            .unmapped(&mut self.inv, tag, start..end, leaf_only, payload, |t| owners.release(t))
-            .map_err(Error::Invalidation)
+        let (inv, release) = (&mut self.inv, |t| owners.release(t));
+        match post {
+            Post::Now => self.flush.unmapped(inv, tag, start..end, leaf_only, payload, release),
+            Post::Batched => self.flush.queue(inv, tag, start..end, leaf_only, payload, release),
+        }
+        .map_err(Error::Invalidation)
     }
 
     /// Undoes a map that failed halfway: what was mapped is torn down like
@@ -583,7 +635,7 @@ where
         mapped: u64,
     ) -> Result<()> {
         if mapped > 0 {
-            return self.queue_teardown(range, lease, (first, pinned), mapped);
+            return self.queue_teardown(range, lease, (first, pinned), mapped, Post::Now);
         }
         self.owners.give_back(lease);
         self.owners.unpin(first, pinned);

@@ -27,13 +27,15 @@ use core::ops::Range;
 use invalidation::{Clock, FlushMode, FlushQueue, Invalidator, SharedInvalidator};
 use iommu_platform::sync::atomic::{AtomicBool, Ordering};
 use iommu_platform::{AtomicPhysMem, Inline, Lock, Platform, Storage};
-use iova_alloc::{CpuHandle, IovaCache, IovaLease, Magazine, Node, Store};
+use iova_alloc::{
+    CpuHandle, IovaCache, IovaLease, IovaRings, Magazine, Node, RingHandle, RingLease, Store,
+};
 use vtd_regs::{Iova, PAGE_SHIFT, PhysAddr};
 use vtd_tables::{Perm, SharedSlTable};
 
 use crate::capacity::{Capacity, Fixed};
 use crate::counters::MapperCounters;
-use crate::mapper::{Teardown, invalidate_new, span};
+use crate::mapper::{Post, Teardown, each, invalidate_new, span};
 use crate::policy::{Fate, MapperConfig, Reuse};
 use crate::registry::{Mapping, Registry};
 use crate::space::IovaSpace;
@@ -47,8 +49,8 @@ pub trait SharedSpace {
     type Handle<'a>: IovaSpace<Lease = Self::Lease>
     where
         Self: 'a;
-    /// A new CPU's space.
-    fn handle(&self) -> Self::Handle<'_>;
+    /// The space of CPU (or queue) `cpu`.
+    fn handle(&self, cpu: usize) -> Self::Handle<'_>;
 }
 
 impl<S, D, B> SharedSpace for IovaCache<S, D, B>
@@ -62,8 +64,19 @@ where
         = CpuHandle<'a, S, D, B>
     where
         Self: 'a;
-    fn handle(&self) -> CpuHandle<'_, S, D, B> {
+    fn handle(&self, _cpu: usize) -> CpuHandle<'_, S, D, B> {
         IovaCache::handle(self)
+    }
+}
+
+/// Each handle allocates from its own ring (handle `i` from ring `i % R`):
+/// per-ring contiguous IOVAs, so a handle's batched unmap is invalidated
+/// as one range.
+impl<const R: usize, const N: usize> SharedSpace for IovaRings<R, N> {
+    type Lease = RingLease;
+    type Handle<'a> = RingHandle<'a, R, N>;
+    fn handle(&self, cpu: usize) -> RingHandle<'_, R, N> {
+        IovaRings::handle(self, cpu)
     }
 }
 
@@ -177,7 +190,7 @@ where
     pub fn handle(&self, cpu: usize) -> Option<MapperHandle<'_, P, C, I, K, H>> {
         let claim = self.claimed.as_ref().get(cpu)?;
         claim.compare_exchange(false, true, Ordering::AcqRel, Ordering::Acquire).ok()?;
-        Some(MapperHandle { shared: self, cpu, space: self.space.handle() })
+        Some(MapperHandle { shared: self, cpu, space: self.space.handle(cpu) })
     }
 
     /// The platform.
@@ -305,6 +318,7 @@ where
                     &mut slot,
                     start..start.checked_add(mapped).unwrap_or(start),
                     Some(lease),
+                    Post::Now,
                 )?,
             }
             return Err(Error::Table(p.error));
@@ -317,7 +331,7 @@ where
         let mapping = Mapping::new(range, first, pages, perm, keep, !reusable);
         if let Err(lease) = slot.registry.insert(mapping, Some(lease), reusable) {
             let end = Iova::new(start.as_u64() + bytes);
-            self.queue_teardown(&mut slot, start..end, lease)?;
+            self.queue_teardown(&mut slot, start..end, lease, Post::Now)?;
             return Err(Error::TooManyMappings);
         }
         slot.kept += usize::from(keep);
@@ -335,6 +349,22 @@ where
     /// policy's choice; its resources come back only after the
     /// invalidation that covers it, through this handle's flush queue.
     pub fn unmap(&mut self, iova: Iova, len: u64) -> Result<()> {
+        self.unmap_one(iova, len, Post::Now)
+    }
+
+    /// Unmaps many buffers (on any handle) with one invalidation, as
+    /// [`Mapper::unmap_batch`](crate::Mapper::unmap_batch): their teardowns
+    /// are queued on this handle's flush queue, then posted together (a
+    /// ring's touching ranges merged) and, strict, waited for once.
+    pub fn unmap_batch(&mut self, buffers: &[(Iova, u64)]) -> Result<()> {
+        let failed = each(buffers, |iova, len| self.unmap_one(iova, len, Post::Batched));
+        let polled = self.poll();
+        failed.map_or(polled, Err)
+    }
+
+    /// The unmap of one buffer, its teardown posted per the flush policy
+    /// or queued for a batch (`post`).
+    fn unmap_one(&mut self, iova: Iova, len: u64, post: Post) -> Result<()> {
         let (page, pages) = span(iova.as_u64(), len).ok_or(Error::Empty)?;
         let own = self.cpu;
         let handles = self.shared.slots.as_ref().len();
@@ -370,7 +400,7 @@ where
                     }
                     let start = m.iova.start();
                     let end = Iova::new(start.as_u64() + (m.pages << PAGE_SHIFT));
-                    return self.queue_teardown(&mut slot, start..end, lease);
+                    return self.queue_teardown(&mut slot, start..end, lease, post);
                 }
             }
         }
@@ -437,18 +467,20 @@ where
             let (m, lease) = slot.registry.remove(id).ok_or(Error::TooManyMappings)?;
             let start = m.iova.start();
             let end = Iova::new(start.as_u64() + (m.pages << PAGE_SHIFT));
-            self.queue_teardown(slot, start..end, lease)?;
+            self.queue_teardown(slot, start..end, lease, Post::Now)?;
         }
         Ok(())
     }
 
     /// Removes `range` from the table and hands its invalidation, with the
-    /// lease, to the flush queue.
+    /// lease, to the flush queue (posted per the policy or queued for a
+    /// batch: `post`).
     fn queue_teardown(
         &mut self,
         slot: &mut Slot<P, C::Lease, K>,
         range: Range<Iova>,
         lease: Option<C::Lease>,
+        post: Post,
     ) -> Result<()> {
         slot.counters.table_updates += 1;
         slot.counters.teardowns += 1;
@@ -463,8 +495,9 @@ where
         let leaf_only = token.leaf_only();
         let payload = Teardown { lease, token, pinned: (0, 0) };
         let domain = self.shared.config.domain;
-        self.with_queue(slot, |q, inv, release| {
-            q.unmapped(inv, domain, range, leaf_only, payload, release)
+        self.with_queue(slot, |q, inv, release| match post {
+            Post::Now => q.unmapped(inv, domain, range, leaf_only, payload, release),
+            Post::Batched => q.queue(inv, domain, range, leaf_only, payload, release),
         })
     }
 

@@ -1,6 +1,8 @@
 //! Where IOVAs come from: the allocators of `iova-alloc` behind one small
 //! interface, so the mapping layer runs on the tree alone or on a
-//! per-CPU magazine handle.
+//! per-CPU magazine handle, or on a device queue's own ring
+//! ([`IovaRing`], [`RingHandle`]: per-ring contiguous allocation, so a
+//! batched unmap of the ring's buffers is invalidated as one range).
 //!
 //! The mapping layer holds each mapping's allocation as the allocator's
 //! lease until the invalidation of its teardown completes, and frees it by
@@ -9,7 +11,10 @@
 
 use core::sync::atomic::AtomicU8;
 
-use iova_alloc::{AllocError, CpuHandle, IovaLease, IovaRange, IovaTree, Magazine, Node, Store};
+use iova_alloc::{
+    AllocError, CpuHandle, IovaLease, IovaRange, IovaRing, IovaTree, Magazine, Node, RingHandle,
+    RingLease, Store,
+};
 use vtd_regs::Iova;
 
 /// An IOVA allocator the mapping layer draws from.
@@ -58,6 +63,38 @@ where
     #[inline]
     fn free(&mut self, lease: IovaLease) -> Result<(), AllocError> {
         CpuHandle::free(self, lease)
+    }
+}
+
+impl<const N: usize> IovaSpace for IovaRing<N> {
+    type Lease = RingLease;
+    #[inline]
+    fn alloc(&mut self, pages: u64, limit: Iova) -> Result<RingLease, AllocError> {
+        IovaRing::alloc(self, pages, limit)
+    }
+    #[inline]
+    fn range(lease: &RingLease) -> IovaRange {
+        lease.range()
+    }
+    #[inline]
+    fn free(&mut self, lease: RingLease) -> Result<(), AllocError> {
+        IovaRing::free(self, lease)
+    }
+}
+
+impl<const R: usize, const N: usize> IovaSpace for RingHandle<'_, R, N> {
+    type Lease = RingLease;
+    #[inline]
+    fn alloc(&mut self, pages: u64, limit: Iova) -> Result<RingLease, AllocError> {
+        RingHandle::alloc(self, pages, limit)
+    }
+    #[inline]
+    fn range(lease: &RingLease) -> IovaRange {
+        lease.range()
+    }
+    #[inline]
+    fn free(&mut self, lease: RingLease) -> Result<(), AllocError> {
+        RingHandle::free(self, lease)
     }
 }
 
