@@ -316,7 +316,7 @@ struct Lease(IovaRange);
 impl SharedSpace for Space {
     type Lease = Lease;
     type Handle<'a> = &'a Space;
-    fn handle(&self) -> &Space {
+    fn handle(&self, _cpu: usize) -> &Space {
         self
     }
 }
