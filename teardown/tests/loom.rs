@@ -1,13 +1,14 @@
 //! Loom models of the mapping layer shared by CPUs ([`SharedMapper`],
 //! `RUSTFLAGS="--cfg loom" cargo test -p teardown --test loom --release`,
-//! 10-20 s on 2 cores):
+//! 15-25 s on 2 cores):
 //! two CPUs map and unmap through their handles, one of them unmapping a
 //! mapping the other's handle made (torn down through its own queue, by
 //! whichever CPU drops the last reference under shared reuse, or left
 //! stale for the owner under optimistic reuse), with per-handle
 //! deferred and asynchronous flush queues, with the single shared queue
 //! (caching mode too, where each map waits for an invalidation of its
-//! own), and with both CPUs installing the same last-level table at once.
+//! own; and strict, with a batched unmap posted as one invalidation), and
+//! with both CPUs installing the same last-level table at once.
 //! In every interleaving with up to 4 preemptions:
 //! - an IOVA lease is given back to the space, and a table frame the unmap
 //!   detached to the frame allocator, only once an IOTLB invalidation
@@ -447,6 +448,8 @@ struct Case {
     /// CPU 1 maps (and unmaps) a page of its own too, while CPU 0 maps its
     /// page: both install a last-level table under the same entry at once.
     cpu1_maps: bool,
+    /// CPU 1 unmaps its buffers with one `unmap_batch` (one invalidation).
+    batched: bool,
 }
 
 impl Case {
@@ -454,7 +457,14 @@ impl Case {
     /// mode off.
     fn single_use(mode: FlushMode, batch: usize, scope: FlushScope) -> Self {
         let flush = FlushConfig { mode, batch, deadline: None, max_page_selective: 16 };
-        Case { reuse: Reuse::SingleUse, flush, scope, caching_mode: false, cpu1_maps: false }
+        Case {
+            reuse: Reuse::SingleUse,
+            flush,
+            scope,
+            caching_mode: false,
+            cpu1_maps: false,
+            batched: false,
+        }
     }
 }
 
@@ -485,7 +495,7 @@ fn cross_cpu_unmap(case: Case) {
     let scope = case.scope;
     let mut model = loom::model::Builder::new();
     // Every interleaving with up to 4 preemptions (LOOM_MAX_PREEMPTIONS
-    // raises it): 10-20 s in release for the seven models on 2 cores.
+    // raises it): 15-25 s in release for the eight models on 2 cores.
     model.preemption_bound = model.preemption_bound.or(Some(4));
     model.check(move || {
         let m = Arc::new(Model::new());
@@ -506,9 +516,14 @@ fn cross_cpu_unmap(case: Case) {
                 let z = case
                     .cpu1_maps
                     .then(|| h.map(PhysAddr::new(BUF[2]), PAGE_SIZE, Perm::WRITE).unwrap());
-                h.unmap(x, REGION).unwrap();
-                if let Some(z) = z {
-                    h.unmap(z, PAGE_SIZE).unwrap();
+                let buffers: Vec<_> =
+                    [(x, REGION)].into_iter().chain(z.map(|z| (z, PAGE_SIZE))).collect();
+                if case.batched {
+                    h.unmap_batch(&buffers).unwrap();
+                } else {
+                    for (iova, len) in buffers {
+                        h.unmap(iova, len).unwrap();
+                    }
                 }
                 flushed(&mut h, scope);
             })
@@ -591,6 +606,15 @@ fn both_cpus_map_at_once_and_release_after_their_invalidations() {
 fn a_shared_mapping_is_torn_down_by_whichever_cpu_unmaps_last() {
     let case = Case::single_use(FlushMode::Deferred, 2, FlushScope::PerHandle);
     cross_cpu_unmap(Case { reuse: Reuse::Shared, ..case });
+}
+
+/// F&S-style strict protection: CPU 1's two unmaps (one of CPU 0's
+/// mapping) queued on the single queue and posted as one batch, while CPU
+/// 0's strict unmap may post and wait for them first.
+#[test]
+fn a_batched_strict_unmap_on_the_single_queue_releases_after_its_invalidation() {
+    let case = Case::single_use(FlushMode::Strict, 1, FlushScope::Single);
+    cross_cpu_unmap(Case { cpu1_maps: true, batched: true, ..case });
 }
 
 #[test]
