@@ -69,27 +69,40 @@ fn buffer(t: u64, n: u64) -> PhysAddr {
     PhysAddr::new((0x10_0000 << t) + (n % RING) * 0x800)
 }
 
-/// Runs `iters` iterations of `PAIRS` pairs split among `threads`, each
-/// thread on its own handle; the time of the slowest thread.
-fn run_shared(m: &'static Shared, threads: u64, iters: u64) -> Duration {
+/// Runs `worker(t, go)` on `threads` threads: each sets up, then calls
+/// `go` (the threads start together; it returns the start time) and
+/// returns its time. The time of the slowest thread.
+fn slowest<F>(threads: u64, worker: F) -> Duration
+where
+    F: Fn(u64, &(dyn Fn() -> Instant + Sync)) -> Duration + Sync,
+{
     let barrier = Barrier::new(threads as usize);
+    let go = || {
+        barrier.wait();
+        Instant::now()
+    };
     std::thread::scope(|s| {
         let workers: Vec<_> = (0..threads)
             .map(|t| {
-                let barrier = &barrier;
-                s.spawn(move || {
-                    let mut h = m.handle(t as usize).expect("handle");
-                    barrier.wait();
-                    let start = Instant::now();
-                    for n in 0..iters * PAIRS / threads {
-                        let iova = h.map(buffer(t, n), BUFFER, Perm::WRITE).expect("map");
-                        h.unmap(iova, BUFFER).expect("unmap");
-                    }
-                    start.elapsed()
-                })
+                let (worker, go) = (&worker, &go);
+                s.spawn(move || worker(t, go))
             })
             .collect();
         workers.into_iter().map(|w| w.join().expect("worker")).max().unwrap_or_default()
+    })
+}
+
+/// Runs `iters` iterations of `PAIRS` pairs split among `threads`, each
+/// thread on its own handle; the time of the slowest thread.
+fn run_shared(m: &'static Shared, threads: u64, iters: u64) -> Duration {
+    slowest(threads, |t, go| {
+        let mut h = m.handle(t as usize).expect("handle");
+        let start = go();
+        for n in 0..iters * PAIRS / threads {
+            let iova = h.map(buffer(t, n), BUFFER, Perm::WRITE).expect("map");
+            h.unmap(iova, BUFFER).expect("unmap");
+        }
+        start.elapsed()
     })
 }
 
@@ -97,35 +110,25 @@ fn run_shared(m: &'static Shared, threads: u64, iters: u64) -> Duration {
 /// mapped, then unmapped one by one or (`batched`) with one
 /// `unmap_batch`.
 fn run_rings(m: &'static RingShared, threads: u64, iters: u64, batched: bool) -> Duration {
-    let barrier = Barrier::new(threads as usize);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                let barrier = &barrier;
-                s.spawn(move || {
-                    let mut h = m.handle(t as usize).expect("handle");
-                    let mut bufs = Vec::with_capacity(BATCH as usize);
-                    barrier.wait();
-                    let start = Instant::now();
-                    for b in 0..iters * PAIRS / threads / BATCH {
-                        bufs.clear();
-                        for n in b * BATCH..(b + 1) * BATCH {
-                            let iova = h.map(buffer(t, n), BUFFER, Perm::WRITE).expect("map");
-                            bufs.push((iova, BUFFER));
-                        }
-                        if batched {
-                            h.unmap_batch(&bufs).expect("unmap batch");
-                        } else {
-                            for &(iova, len) in &bufs {
-                                h.unmap(iova, len).expect("unmap");
-                            }
-                        }
-                    }
-                    start.elapsed()
-                })
-            })
-            .collect();
-        workers.into_iter().map(|w| w.join().expect("worker")).max().unwrap_or_default()
+    slowest(threads, |t, go| {
+        let mut h = m.handle(t as usize).expect("handle");
+        let mut bufs = Vec::with_capacity(BATCH as usize);
+        let start = go();
+        for b in 0..iters * PAIRS / threads / BATCH {
+            bufs.clear();
+            for n in b * BATCH..(b + 1) * BATCH {
+                let iova = h.map(buffer(t, n), BUFFER, Perm::WRITE).expect("map");
+                bufs.push((iova, BUFFER));
+            }
+            if batched {
+                h.unmap_batch(&bufs).expect("unmap batch");
+            } else {
+                for &(iova, len) in &bufs {
+                    h.unmap(iova, len).expect("unmap");
+                }
+            }
+        }
+        start.elapsed()
     })
 }
 
@@ -146,24 +149,14 @@ fn strict_batch(c: &mut Criterion) {
 }
 
 fn run_mutex(m: &Mutex<Single>, threads: u64, iters: u64) -> Duration {
-    let barrier = Barrier::new(threads as usize);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = (0..threads)
-            .map(|t| {
-                let barrier = &barrier;
-                s.spawn(move || {
-                    barrier.wait();
-                    let start = Instant::now();
-                    for n in 0..iters * PAIRS / threads {
-                        let mut g = m.lock().expect("lock");
-                        let iova = g.map(buffer(t, n), BUFFER, Perm::WRITE).expect("map");
-                        g.unmap(iova, BUFFER).expect("unmap");
-                    }
-                    start.elapsed()
-                })
-            })
-            .collect();
-        workers.into_iter().map(|w| w.join().expect("worker")).max().unwrap_or_default()
+    slowest(threads, |t, go| {
+        let start = go();
+        for n in 0..iters * PAIRS / threads {
+            let mut g = m.lock().expect("lock");
+            let iova = g.map(buffer(t, n), BUFFER, Perm::WRITE).expect("map");
+            g.unmap(iova, BUFFER).expect("unmap");
+        }
+        start.elapsed()
     })
 }
 

@@ -41,3 +41,14 @@ harnesses! {
     /// tables, first-stage maps, queue and DMA at any PASID.
     viommu_nested;
 }
+
+/// One 12-byte operation of the vIOMMU harnesses' input: kind `k`, index
+/// `idx` and value `val`, as they decode it.
+#[cfg(test)]
+fn op(k: u8, idx: u16, val: u64) -> Vec<u8> {
+    let mut v = vec![k];
+    v.extend_from_slice(&idx.to_le_bytes());
+    v.push(0);
+    v.extend_from_slice(&val.to_le_bytes());
+    v
+}

@@ -323,14 +323,7 @@ fn check_host(rig: &Rig<'_>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn op(k: u8, idx: u16, val: u64) -> Vec<u8> {
-        let mut v = vec![k];
-        v.extend_from_slice(&idx.to_le_bytes());
-        v.push(0);
-        v.extend_from_slice(&val.to_le_bytes());
-        v
-    }
+    use crate::op;
 
     #[test]
     fn a_mapped_page_is_reached_and_an_outside_one_is_not() {

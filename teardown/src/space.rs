@@ -29,73 +29,33 @@ pub trait IovaSpace {
     fn free(&mut self, lease: Self::Lease) -> Result<(), AllocError>;
 }
 
-impl<S: Store<Node>> IovaSpace for IovaTree<S> {
-    type Lease = IovaLease;
-    #[inline]
-    fn alloc(&mut self, pages: u64, limit: Iova) -> Result<IovaLease, AllocError> {
-        IovaTree::alloc(self, pages, limit)
-    }
-    #[inline]
-    fn range(lease: &IovaLease) -> IovaRange {
-        lease.range()
-    }
-    #[inline]
-    fn free(&mut self, lease: IovaLease) -> Result<(), AllocError> {
-        IovaTree::free(self, lease)
-    }
+/// [`IovaSpace`] for allocators whose own `alloc`, `free` and lease
+/// `range` are the trait's.
+macro_rules! iova_space {
+    ($([$($generics:tt)*] $space:ty => $lease:ty;)*) => {$(
+        impl<$($generics)*> IovaSpace for $space {
+            type Lease = $lease;
+            #[inline]
+            fn alloc(&mut self, pages: u64, limit: Iova) -> Result<$lease, AllocError> {
+                <$space>::alloc(self, pages, limit)
+            }
+            #[inline]
+            fn range(lease: &$lease) -> IovaRange {
+                lease.range()
+            }
+            #[inline]
+            fn free(&mut self, lease: $lease) -> Result<(), AllocError> {
+                <$space>::free(self, lease)
+            }
+        }
+    )*};
 }
 
-impl<S, D, B> IovaSpace for CpuHandle<'_, S, D, B>
-where
-    S: Store<Node>,
-    D: Store<Magazine>,
-    B: AsRef<[AtomicU8]>,
-{
-    type Lease = IovaLease;
-    #[inline]
-    fn alloc(&mut self, pages: u64, limit: Iova) -> Result<IovaLease, AllocError> {
-        CpuHandle::alloc(self, pages, limit)
-    }
-    #[inline]
-    fn range(lease: &IovaLease) -> IovaRange {
-        lease.range()
-    }
-    #[inline]
-    fn free(&mut self, lease: IovaLease) -> Result<(), AllocError> {
-        CpuHandle::free(self, lease)
-    }
-}
-
-impl<const N: usize> IovaSpace for IovaRing<N> {
-    type Lease = RingLease;
-    #[inline]
-    fn alloc(&mut self, pages: u64, limit: Iova) -> Result<RingLease, AllocError> {
-        IovaRing::alloc(self, pages, limit)
-    }
-    #[inline]
-    fn range(lease: &RingLease) -> IovaRange {
-        lease.range()
-    }
-    #[inline]
-    fn free(&mut self, lease: RingLease) -> Result<(), AllocError> {
-        IovaRing::free(self, lease)
-    }
-}
-
-impl<const R: usize, const N: usize> IovaSpace for RingHandle<'_, R, N> {
-    type Lease = RingLease;
-    #[inline]
-    fn alloc(&mut self, pages: u64, limit: Iova) -> Result<RingLease, AllocError> {
-        RingHandle::alloc(self, pages, limit)
-    }
-    #[inline]
-    fn range(lease: &RingLease) -> IovaRange {
-        lease.range()
-    }
-    #[inline]
-    fn free(&mut self, lease: RingLease) -> Result<(), AllocError> {
-        RingHandle::free(self, lease)
-    }
+iova_space! {
+    [S: Store<Node>] IovaTree<S> => IovaLease;
+    [S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>] CpuHandle<'_, S, D, B> => IovaLease;
+    [const N: usize] IovaRing<N> => RingLease;
+    [const R: usize, const N: usize] RingHandle<'_, R, N> => RingLease;
 }
 
 /// No space at all: every IOVA of the mapper is chosen by its caller
