@@ -293,12 +293,14 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> IovaCache<S, D, B
 
     /// Ranges of order `order` a handle takes from the tree at once when
     /// its magazines are empty: [`RUN_PAGES`] pages' worth, at most
-    /// 1/[`RUN_SHARE`] of the window, at least one. The extra ranges are
+    /// 1/[`RUN_SHARE`] of the window (a power of two), at least one. The extra ranges are
     /// cached as freed ones are (allocated in the tree until their magazine
     /// is flushed), so [`owner_of`](Self::owner_of) reports them.
     fn run_len(&self, order: usize) -> usize {
         let window = self.window.limit() - self.window.base() + 1;
         let pages = (RUN_PAGES as u64).min(window / RUN_SHARE);
+        // A power of two, so the run fills an aligned block exactly.
+        let pages = if pages == 0 { 0 } else { 1 << pages.ilog2() };
         usize::try_from(pages >> order).unwrap_or(RUN_PAGES).max(1)
     }
 
@@ -486,7 +488,19 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> CpuHandle<'_, S, 
     #[cold]
     fn alloc_from_tree(&mut self, order: usize, dma_limit: Iova) -> Result<PackedRange> {
         let mut shared = self.cache.shared.lock();
-        let first = match shared.tree.alloc_as(1 << order, dma_limit, Kind::Lease) {
+        let run = if self.loaded[order].is_empty() { self.cache.run_len(order) } else { 1 };
+        // A run goes into a free block of its size where there is one (found
+        // by allocating the block and giving it back under the lock), so it
+        // is contiguous even when the top of the tree is full of holes.
+        let mut limit = dma_limit;
+        if run > 1
+            && let Ok(block) = shared.tree.alloc_as((run as u64) << order, dma_limit, Kind::Lease)
+        {
+            let freed = shared.tree.remove_as(block, Kind::Lease);
+            debug_assert!(freed.is_ok(), "a block just allocated was not in the tree");
+            limit = block.last();
+        }
+        let first = match shared.tree.alloc_as(1 << order, limit, Kind::Lease) {
             Err(AllocError::Exhausted) => {
                 for (loaded, prev) in self.loaded.iter_mut().zip(&mut self.prev) {
                     shared.drain_to_tree(loaded);
@@ -497,21 +511,18 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> CpuHandle<'_, S, 
             }
             other => other,
         }?;
-        let loaded = &mut self.loaded[order];
-        if loaded.is_empty() {
-            // Top-down, so the run continues below `first`; pushed lowest
-            // first, so the magazine hands it out in address order.
-            let mut run = heapless::Vec::<PackedRange, RUN_PAGES>::new();
-            for _ in 1..self.cache.run_len(order) {
-                let Ok(next) = shared.tree.alloc_as(1 << order, dma_limit, Kind::Lease) else {
-                    break;
-                };
-                // A run is at most RUN_PAGES ranges long.
-                let _ = run.push(PackedRange::new(next));
-            }
-            for &range in run.iter().rev() {
-                loaded.push(range);
-            }
+        // Top-down, so the run continues below `first`; pushed lowest first,
+        // so the magazine hands it out in address order.
+        let mut rest = heapless::Vec::<PackedRange, RUN_PAGES>::new();
+        for _ in 1..run {
+            let Ok(next) = shared.tree.alloc_as(1 << order, limit, Kind::Lease) else {
+                break;
+            };
+            // A run is at most RUN_PAGES ranges long.
+            let _ = rest.push(PackedRange::new(next));
+        }
+        for &range in rest.iter().rev() {
+            self.loaded[order].push(range);
         }
         Ok(PackedRange::new(first))
     }
@@ -579,12 +590,13 @@ mod tests {
         let a = h.alloc(1, NO_LIMIT).unwrap();
         let b = h.alloc(3, NO_LIMIT).unwrap();
         let (ra, rb) = (a.range(), b.range());
-        // The first page starts a run of 63 (a 64th of the 4080-page
-        // window), 4095 down to 4033; four pages come from below it.
-        assert_eq!((ra.start_page(), rb.start_page(), rb.pages()), (4095, 4028, 4));
+        // The first page starts a run of 32 (a 64th of the 4080-page window,
+        // rounded down to a power of two), 4095 down to 4064; the four pages
+        // start a run of eight in the 32 pages below.
+        assert_eq!((ra.start_page(), rb.start_page(), rb.pages()), (4095, 4060, 4));
         assert_eq!(c.owner_of(ra.start()), Some(ra), "leased ranges have an owner");
         h.free(a).unwrap();
-        let runs = 63 + 63 / 4;
+        let runs = 32 + 8;
         assert_eq!(c.with_tree(|t| t.allocated()), runs, "cached ranges stay allocated");
         assert_eq!(c.owner_of(ra.start()), Some(ra));
         let a = alloc_range(&mut h, 1, NO_LIMIT).unwrap();
@@ -598,21 +610,40 @@ mod tests {
         assert_eq!(c.owner_of(ra.start()), None, "flushed ranges have no owner");
     }
 
+    /// The pages of `n` single-page allocations through `h`.
+    fn pages(h: &mut Handle<'_>, n: usize) -> heapless::Vec<u64, 64> {
+        (0..n).map(|_| h.alloc(1, NO_LIMIT).unwrap().range().start_page()).collect()
+    }
+
     #[test]
     fn each_handle_allocates_from_its_own_run() {
         let c = cache();
         let (mut h1, mut h2) = (c.handle(), c.handle());
-        let (mut p1, mut p2) = (heapless::Vec::<u64, 63>::new(), heapless::Vec::<u64, 63>::new());
-        for _ in 0..63 {
-            p1.push(h1.alloc(1, NO_LIMIT).unwrap().range().start_page()).unwrap();
-            p2.push(h2.alloc(1, NO_LIMIT).unwrap().range().start_page()).unwrap();
+        let (mut p1, mut p2) = (heapless::Vec::<u64, 64>::new(), heapless::Vec::<u64, 64>::new());
+        for _ in 0..32 {
+            p1.extend(pages(&mut h1, 1));
+            p2.extend(pages(&mut h2, 1));
         }
-        // Interleaved calls, yet each handle's pages are one contiguous run
-        // handed out top-down: no 64-page block holds pages of both.
-        assert!(p1.iter().zip(4033..=4095).all(|(&p, e)| p == 4095 + 4033 - e));
-        assert!(p2.iter().zip(3970..=4032).all(|(&p, e)| p == 4032 + 3970 - e));
-        let next = h1.alloc(1, NO_LIMIT).unwrap().range().start_page();
-        assert_eq!(next, 3969, "a used-up run is followed by a new one");
+        // Interleaved calls, yet each handle's pages are one aligned run of
+        // 32 handed out top-down: no line of entries holds pages of both.
+        assert!(p1.iter().copied().eq((4064..=4095).rev()));
+        assert!(p2.iter().copied().eq((4032..=4063).rev()));
+        assert_eq!(pages(&mut h1, 1), [4031], "a used-up run is followed by a new one");
+    }
+
+    #[test]
+    fn a_run_skips_holes_for_a_free_block() {
+        let c = cache();
+        let mut h1 = c.handle();
+        let leases: heapless::Vec<IovaLease, 32> =
+            (0..32).map(|_| h1.alloc(1, NO_LIMIT).unwrap()).collect();
+        // Every other page of h1's run back in the tree: holes at the top.
+        for lease in leases.into_iter().step_by(2) {
+            h1.free(lease).unwrap();
+        }
+        h1.flush();
+        let mut h2 = c.handle();
+        assert!(pages(&mut h2, 32).iter().copied().eq((4032..=4063).rev()));
     }
 
     #[test]
