@@ -76,4 +76,4 @@ pub use platform::Platform;
 #[cfg(feature = "alloc")]
 pub use storage::Boxed;
 pub use storage::{Inline, Storage};
-pub use sync::Lock;
+pub use sync::{Lock, PerCpu};

@@ -46,6 +46,23 @@ impl<T> Lock<T> {
     }
 }
 
+/// A per-CPU value on cache lines of its own: what one CPU writes on its
+/// fast path must not share a line with another CPU's (false sharing turns
+/// every write into a cross-core transfer). 128 bytes: two 64-byte lines,
+/// as Intel's adjacent-line prefetcher fetches them in pairs.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+pub struct PerCpu<T>(pub T);
+
+impl<T> core::ops::Deref for PerCpu<T> {
+    type Target = T;
+    fn deref(&self) -> &T {
+        &self.0
+    }
+}
+
+const _: () = assert!(align_of::<PerCpu<u8>>() == 128 && size_of::<PerCpu<[u8; 129]>>() == 256);
+
 /// The atomics of the shared layers (loom's under `--cfg loom`).
 pub mod atomic {
     #[cfg(not(loom))]

@@ -12,6 +12,14 @@
 //! [`MAG_SIZE`](crate::MAG_SIZE) operations of a steady alloc/free mix, and
 //! none in the common case.
 //!
+//! Beyond Linux, a CPU's IOVAs stay its own: a handle that goes to the tree
+//! with nothing left of a size class takes a run of neighbouring ranges (64
+//! pages' worth, at most a 64th of the window) under that one lock, and a
+//! handle trading with the depot takes back a magazine it deposited itself
+//! before another's. Otherwise two CPUs' IOVAs interleave page by page, and
+//! the page-table entries (eight to a cache line) and live-map bytes they
+//! write share lines: every map and unmap a cross-core line transfer.
+//!
 //! Cached ranges stay allocated in the tree (as in Linux). An alloc hands
 //! out an [`IovaLease`]; freeing the lease pushes its range onto a magazine
 //! with no further check and no atomic operation, since a lease cannot be
@@ -33,7 +41,7 @@
 //! pages go to the tree directly, and so do frees by address and
 //! conversions of ranges below the live map.
 
-use core::sync::atomic::AtomicU8;
+use core::sync::atomic::{AtomicU8, AtomicU16, Ordering};
 
 use spin::Mutex;
 use vtd_regs::Iova;
@@ -52,6 +60,18 @@ pub const CACHED_ORDERS: usize = 6;
 
 /// The largest size cached, in pages.
 const MAX_CACHED_PAGES: u64 = 1 << (CACHED_ORDERS - 1);
+
+/// Pages a handle takes from the tree at once when it has no range of a
+/// size class left: a run of neighbouring ranges, so that the IOVAs one CPU
+/// cycles through are its own. 64 pages: one 64-byte line of the live map
+/// and eight lines of a last-level page table (eight 8-byte entries each),
+/// which no other CPU's mappings then share (two CPUs writing entries of
+/// one line make every map and unmap a cross-core line transfer).
+const RUN_PAGES: usize = 64;
+
+/// A run takes at most 1/`RUN_SHARE` of the window, so a small window is
+/// not hoarded by the first handle that allocates.
+const RUN_SHARE: u64 = 64;
 
 /// What the lock protects: the tree and the depot of full magazines.
 #[derive(Debug)]
@@ -81,9 +101,23 @@ impl<S: Store<Node>, D: Store<Magazine>> Shared<S, D> {
         }
     }
 
-    /// Stores a full magazine in the depot, or frees it to the tree if the
-    /// depot is full.
-    fn deposit(&mut self, mut mag: Magazine, order: usize) {
+    /// A full magazine of class `order` from the depot, preferring the most
+    /// recent one handle `owner` deposited: a CPU gets its own IOVAs back
+    /// (and keeps its page-table lines to itself, see [`RUN_PAGES`]) when
+    /// the CPUs deposit and withdraw at a like rate; another's otherwise.
+    fn withdraw(&mut self, order: usize, owner: u16) -> Option<Magazine> {
+        let mags = self.depot[order].as_mut_slice();
+        if let Some(own) = mags.iter().rposition(|m| m.owner() == owner) {
+            let top = mags.len() - 1;
+            mags.swap(own, top);
+        }
+        self.depot[order].pop()
+    }
+
+    /// Stores a full magazine, deposited by handle `owner`, in the depot,
+    /// or frees it to the tree if the depot is full.
+    fn deposit(&mut self, mut mag: Magazine, order: usize, owner: u16) {
+        mag.set_owner(owner);
         if self.depot[order].as_slice().len() < self.depot_cap {
             match self.depot[order].push(mag) {
                 Ok(()) => return,
@@ -108,6 +142,8 @@ pub struct IovaCache<S, D, B> {
     /// The last byte of the window: DMA limits at or above it limit nothing.
     last_byte: u64,
     issuer: IssuerCell,
+    /// Handles made so far (wrapping): each handle's tag in the depot.
+    handles: AtomicU16,
 }
 
 /// A cache of fixed capacity without a heap: up to `NODES` ranges in the
@@ -149,6 +185,7 @@ impl<const NODES: usize, const MAGS: usize, const TRACKED: usize>
             window,
             last_byte: last_byte(window),
             issuer: IssuerCell::new(),
+            handles: AtomicU16::new(0),
         }
     }
 }
@@ -203,6 +240,7 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> IovaCache<S, D, B
             window,
             last_byte: last_byte(window),
             issuer: IssuerCell::new(),
+            handles: AtomicU16::new(0),
         }
     }
 
@@ -216,6 +254,7 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> IovaCache<S, D, B
         CpuHandle {
             cache: self,
             issuer: self.issuer.get(),
+            id: self.handles.fetch_add(1, Ordering::Relaxed),
             loaded: core::array::from_fn(|_| Magazine::EMPTY),
             prev: core::array::from_fn(|_| Magazine::EMPTY),
         }
@@ -250,6 +289,19 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> IovaCache<S, D, B
     /// Runs `f` on the tree under the lock (statistics, inspection).
     pub fn with_tree<R>(&self, f: impl FnOnce(&IovaTree<S>) -> R) -> R {
         f(&self.shared.lock().tree)
+    }
+
+    /// Ranges of order `order` a handle takes from the tree at once when
+    /// its magazines are empty: [`RUN_PAGES`] pages' worth, at most
+    /// 1/[`RUN_SHARE`] of the window (a power of two), at least one. The extra ranges are
+    /// cached as freed ones are (allocated in the tree until their magazine
+    /// is flushed), so [`owner_of`](Self::owner_of) reports them.
+    fn run_len(&self, order: usize) -> usize {
+        let window = self.window.limit() - self.window.base() + 1;
+        let pages = (RUN_PAGES as u64).min(window / RUN_SHARE);
+        // A power of two, so the run fills an aligned block exactly.
+        let pages = if pages == 0 { 0 } else { 1 << pages.ilog2() };
+        usize::try_from(pages >> order).unwrap_or(RUN_PAGES).max(1)
     }
 
     /// The error for a cached-size free whose live byte did not match.
@@ -290,6 +342,8 @@ pub struct CpuHandle<'a, S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]
     cache: &'a IovaCache<S, D, B>,
     /// The cache's identity, put in every lease.
     issuer: Issuer,
+    /// Its tag on the magazines it deposits (see [`Shared::withdraw`]).
+    id: u16,
     loaded: [Magazine; CACHED_ORDERS],
     prev: [Magazine; CACHED_ORDERS],
 }
@@ -417,7 +471,7 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> CpuHandle<'_, S, 
         if loaded.is_empty() {
             if !prev.is_empty() {
                 core::mem::swap(loaded, prev);
-            } else if let Some(full) = self.cache.shared.lock().depot[order].pop() {
+            } else if let Some(full) = self.cache.shared.lock().withdraw(order, self.id) {
                 *loaded = full;
             }
         }
@@ -429,10 +483,24 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> CpuHandle<'_, S, 
 
     /// Allocates a range of order `order` from the tree; on exhaustion,
     /// returns this handle's magazines and the depot to the tree and retries.
+    /// If the loaded magazine is empty it also loads it with the rest of a
+    /// run (see [`run_len`](IovaCache::run_len)) taken under the same lock.
     #[cold]
     fn alloc_from_tree(&mut self, order: usize, dma_limit: Iova) -> Result<PackedRange> {
         let mut shared = self.cache.shared.lock();
-        match shared.tree.alloc_as(1 << order, dma_limit, Kind::Lease) {
+        let run = if self.loaded[order].is_empty() { self.cache.run_len(order) } else { 1 };
+        // A run goes into a free block of its size where there is one (found
+        // by allocating the block and giving it back under the lock), so it
+        // is contiguous even when the top of the tree is full of holes.
+        let mut limit = dma_limit;
+        if run > 1
+            && let Ok(block) = shared.tree.alloc_as((run as u64) << order, dma_limit, Kind::Lease)
+        {
+            let freed = shared.tree.remove_as(block, Kind::Lease);
+            debug_assert!(freed.is_ok(), "a block just allocated was not in the tree");
+            limit = block.last();
+        }
+        let first = match shared.tree.alloc_as(1 << order, limit, Kind::Lease) {
             Err(AllocError::Exhausted) => {
                 for (loaded, prev) in self.loaded.iter_mut().zip(&mut self.prev) {
                     shared.drain_to_tree(loaded);
@@ -442,8 +510,21 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> CpuHandle<'_, S, 
                 shared.tree.alloc_as(1 << order, dma_limit, Kind::Lease)
             }
             other => other,
+        }?;
+        // Top-down, so the run continues below `first`; pushed lowest first,
+        // so the magazine hands it out in address order.
+        let mut rest = heapless::Vec::<PackedRange, RUN_PAGES>::new();
+        for _ in 1..run {
+            let Ok(next) = shared.tree.alloc_as(1 << order, limit, Kind::Lease) else {
+                break;
+            };
+            // A run is at most RUN_PAGES ranges long.
+            let _ = rest.push(PackedRange::new(next));
         }
-        .map(PackedRange::new)
+        for &range in rest.iter().rev() {
+            self.loaded[order].push(range);
+        }
+        Ok(PackedRange::new(first))
     }
 
     /// Allocates a size that is never cached, from the tree.
@@ -468,7 +549,7 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> CpuHandle<'_, S, 
         let (loaded, prev) = (&mut self.loaded[order], &mut self.prev[order]);
         if prev.is_full() {
             let full = core::mem::replace(loaded, Magazine::EMPTY);
-            self.cache.shared.lock().deposit(full, order);
+            self.cache.shared.lock().deposit(full, order, self.id);
         } else {
             core::mem::swap(loaded, prev);
         }
@@ -509,10 +590,14 @@ mod tests {
         let a = h.alloc(1, NO_LIMIT).unwrap();
         let b = h.alloc(3, NO_LIMIT).unwrap();
         let (ra, rb) = (a.range(), b.range());
-        assert_eq!((ra.start_page(), rb.start_page(), rb.pages()), (4095, 4088, 4));
+        // The first page starts a run of 32 (a 64th of the 4080-page window,
+        // rounded down to a power of two), 4095 down to 4064; the four pages
+        // start a run of eight in the 32 pages below.
+        assert_eq!((ra.start_page(), rb.start_page(), rb.pages()), (4095, 4060, 4));
         assert_eq!(c.owner_of(ra.start()), Some(ra), "leased ranges have an owner");
         h.free(a).unwrap();
-        assert_eq!(c.with_tree(|t| t.allocated()), 2, "cached ranges stay allocated");
+        let runs = 32 + 8;
+        assert_eq!(c.with_tree(|t| t.allocated()), runs, "cached ranges stay allocated");
         assert_eq!(c.owner_of(ra.start()), Some(ra));
         let a = alloc_range(&mut h, 1, NO_LIMIT).unwrap();
         assert_eq!(a, ra);
@@ -523,6 +608,80 @@ mod tests {
         h.free(a).unwrap();
         h.flush();
         assert_eq!(c.owner_of(ra.start()), None, "flushed ranges have no owner");
+    }
+
+    /// The pages of `n` single-page allocations through `h`.
+    fn pages(h: &mut Handle<'_>, n: usize) -> heapless::Vec<u64, 64> {
+        (0..n).map(|_| h.alloc(1, NO_LIMIT).unwrap().range().start_page()).collect()
+    }
+
+    #[test]
+    fn each_handle_allocates_from_its_own_run() {
+        let c = cache();
+        let (mut h1, mut h2) = (c.handle(), c.handle());
+        let (mut p1, mut p2) = (heapless::Vec::<u64, 64>::new(), heapless::Vec::<u64, 64>::new());
+        for _ in 0..32 {
+            p1.extend(pages(&mut h1, 1));
+            p2.extend(pages(&mut h2, 1));
+        }
+        // Interleaved calls, yet each handle's pages are one aligned run of
+        // 32 handed out top-down: no line of entries holds pages of both.
+        assert!(p1.iter().copied().eq((4064..=4095).rev()));
+        assert!(p2.iter().copied().eq((4032..=4063).rev()));
+        assert_eq!(pages(&mut h1, 1), [4031], "a used-up run is followed by a new one");
+    }
+
+    #[test]
+    fn a_run_skips_holes_for_a_free_block() {
+        let c = cache();
+        let mut h1 = c.handle();
+        let leases: heapless::Vec<IovaLease, 32> =
+            (0..32).map(|_| h1.alloc(1, NO_LIMIT).unwrap()).collect();
+        // Every other page of h1's run back in the tree: holes at the top.
+        for lease in leases.into_iter().step_by(2) {
+            h1.free(lease).unwrap();
+        }
+        h1.flush();
+        let mut h2 = c.handle();
+        assert!(pages(&mut h2, 32).iter().copied().eq((4032..=4063).rev()));
+    }
+
+    #[test]
+    fn a_handle_withdraws_its_own_magazine_first() {
+        const N: usize = 2 * crate::MAG_SIZE + 1;
+        let c = cache();
+        let mut handles = [c.handle(), c.handle()];
+        let mut leases = [heapless::Vec::<IovaLease, N>::new(), heapless::Vec::new()];
+        for (h, leases) in handles.iter_mut().zip(&mut leases) {
+            for _ in 0..N {
+                leases.push(h.alloc(1, NO_LIMIT).unwrap()).unwrap();
+            }
+        }
+        let theirs: heapless::Vec<u64, N> =
+            leases[1].iter().map(|l| l.range().start_page()).collect();
+        // More than two magazines hold: each handle deposits a full one in
+        // the depot, h2's on top.
+        for (h, leases) in handles.iter_mut().zip(leases) {
+            for lease in leases {
+                h.free(lease).unwrap();
+            }
+        }
+        for _ in 0..N {
+            let page = handles[0].alloc(1, NO_LIMIT).unwrap().range().start_page();
+            assert!(!theirs.contains(&page), "h1 took h2's magazine from the depot");
+        }
+    }
+
+    #[test]
+    fn a_small_window_is_not_hoarded() {
+        let c = Cache::new_fixed(Window::from_pages(16, 31).unwrap());
+        let (mut h1, mut h2) = (c.handle(), c.handle());
+        let mut held = heapless::Vec::<IovaLease, 16>::new();
+        for _ in 0..8 {
+            held.push(h1.alloc(1, NO_LIMIT).unwrap()).unwrap();
+            held.push(h2.alloc(1, NO_LIMIT).unwrap()).unwrap();
+        }
+        assert_eq!(h1.alloc(1, NO_LIMIT).map(|l| l.range()), Err(AllocError::Exhausted));
     }
 
     #[test]

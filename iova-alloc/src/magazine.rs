@@ -3,22 +3,33 @@
 
 use crate::range::{IovaRange, PackedRange};
 
-/// Entries per magazine: 127, as Linux's `IOVA_MAG_SIZE`, so that a magazine
-/// (its length and its entries) is 1 KiB and a handle finds the magazine of
-/// a size class with a shift.
+/// Entries per magazine: 127, as Linux's `IOVA_MAG_SIZE` (its entries and
+/// length fill 1 KiB; the depositing handle's tag follows).
 pub const MAG_SIZE: usize = 127;
 
 /// A stack of up to [`MAG_SIZE`] freed ranges of one size class, packed as
-/// leases hold them. Opaque; it appears in type signatures only as the item
-/// of a depot [`Store`](crate::Store).
+/// leases hold them, and the handle that filled it. Opaque; it appears in
+/// type signatures only as the item of a depot [`Store`](crate::Store).
 #[derive(Clone, Debug)]
 pub struct Magazine {
     ranges: heapless::Vec<PackedRange, MAG_SIZE>,
+    /// The handle that last deposited it in the depot.
+    owner: u16,
 }
 
 impl Magazine {
     /// An empty magazine.
-    pub const EMPTY: Self = Self { ranges: heapless::Vec::new() };
+    pub const EMPTY: Self = Self { ranges: heapless::Vec::new(), owner: 0 };
+
+    /// The handle that deposited it.
+    pub(crate) fn owner(&self) -> u16 {
+        self.owner
+    }
+
+    /// Records `owner` as the handle depositing it.
+    pub(crate) fn set_owner(&mut self, owner: u16) {
+        self.owner = owner;
+    }
 
     pub(crate) fn is_empty(&self) -> bool {
         self.ranges.is_empty()
@@ -63,7 +74,7 @@ impl Magazine {
     }
 }
 
-const _: () = assert!(size_of::<Magazine>() == 1024);
+const _: () = assert!(size_of::<Magazine>() == 1024 + 8);
 
 impl Default for Magazine {
     fn default() -> Self {

@@ -26,7 +26,7 @@ use core::ops::Range;
 
 use invalidation::{Clock, FlushMode, FlushQueue, Invalidator, SharedInvalidator};
 use iommu_platform::sync::atomic::{AtomicBool, Ordering};
-use iommu_platform::{AtomicPhysMem, Inline, Lock, Platform, Storage};
+use iommu_platform::{AtomicPhysMem, Inline, Lock, PerCpu, Platform, Storage};
 use iova_alloc::{
     CpuHandle, IovaCache, IovaLease, IovaRings, Magazine, Node, RingHandle, RingLease, Store,
 };
@@ -95,7 +95,10 @@ pub enum FlushScope {
 
 type Queue<P, L, K> = FlushQueue<Teardown<L>, <P as Platform>::Clock, <K as Capacity>::Pending>;
 
-/// One handle's state, behind its own lock.
+/// One handle's state, behind its own lock, on cache lines of its own.
+type Locked<P, L, K> = PerCpu<Lock<Slot<P, L, K>>>;
+
+/// One handle's state.
 struct Slot<P: Platform, L, K: Capacity> {
     registry: Registry<L, K::Maps>,
     /// The handle's flush queue; `None` with [`FlushScope::Single`].
@@ -128,7 +131,7 @@ where
     table: SharedSlTable<P::Mem, P::Frames>,
     space: C,
     inv: SharedInvalidator<I>,
-    slots: H::Array<Lock<Slot<P, C::Lease, K>>>,
+    slots: H::Array<Locked<P, C::Lease, K>>,
     claimed: H::Array<AtomicBool>,
     single: Option<Lock<Queue<P, C::Lease, K>>>,
     config: MapperConfig,
@@ -175,7 +178,12 @@ where
                 FlushScope::Single => None,
             };
             let registry = Registry::new(&capacity.maps());
-            Lock::new(Slot { registry, flush, kept: 0, counters: MapperCounters::default() })
+            PerCpu(Lock::new(Slot {
+                registry,
+                flush,
+                kept: 0,
+                counters: MapperCounters::default(),
+            }))
         });
         if let Some(e) = failed {
             return Err(e);
@@ -277,7 +285,7 @@ where
 
     fn slot(&self, cpu: usize) -> Result<&'a Lock<Slot<P, C::Lease, K>>> {
         let shared: &'a SharedMapper<P, C, I, K, H> = self.shared;
-        shared.slots.as_ref().get(cpu).ok_or(Error::TooManyMappings)
+        shared.slots.as_ref().get(cpu).map(|s| &s.0).ok_or(Error::TooManyMappings)
     }
 
     /// Maps `[phys, phys + len)` with `perm` and returns the IOVA of
