@@ -101,15 +101,19 @@ impl<S: Store<Node>, D: Store<Magazine>> Shared<S, D> {
         }
     }
 
-    /// A full magazine of class `order` from the depot, preferring the most
-    /// recent one handle `owner` deposited: a CPU gets its own IOVAs back
-    /// (and keeps its page-table lines to itself, see [`RUN_PAGES`]) when
-    /// the CPUs deposit and withdraw at a like rate; another's otherwise.
+    /// A full magazine of class `order` from the depot for handle `owner`:
+    /// the most recent one it deposited, so a CPU gets its own IOVAs back
+    /// and keeps its page-table lines to itself (see [`RUN_PAGES`]);
+    /// another's only from a depot at least half full (a CPU that frees
+    /// more than it allocates feeds one that allocates more), since a
+    /// run from the tree keeps IOVAs apart and costs one lock too.
     fn withdraw(&mut self, order: usize, owner: u16) -> Option<Magazine> {
         let mags = self.depot[order].as_mut_slice();
-        if let Some(own) = mags.iter().rposition(|m| m.owner() == owner) {
-            let top = mags.len() - 1;
-            mags.swap(own, top);
+        let top = mags.len().checked_sub(1)?;
+        match mags.iter().rposition(|m| m.owner() == owner) {
+            Some(own) => mags.swap(own, top),
+            None if 2 * mags.len() < self.depot_cap => return None,
+            None => {}
         }
         self.depot[order].pop()
     }
@@ -142,7 +146,8 @@ pub struct IovaCache<S, D, B> {
     /// The last byte of the window: DMA limits at or above it limit nothing.
     last_byte: u64,
     issuer: IssuerCell,
-    /// Handles made so far (wrapping): each handle's tag in the depot.
+    /// Handles made by [`handle`](Self::handle) so far (wrapping): their
+    /// tags in the depot.
     handles: AtomicU16,
 }
 
@@ -249,12 +254,28 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> IovaCache<S, D, B
         self.window
     }
 
-    /// A new per-CPU handle with empty magazines.
+    /// A new per-CPU handle with empty magazines. The magazines it deposits
+    /// come back to it first; a handle that is dropped and made again for
+    /// the same CPU should be made with [`handle_on`](Self::handle_on)
+    /// instead, to get its CPU's back.
     pub fn handle(&self) -> CpuHandle<'_, S, D, B> {
+        self.tagged(self.handles.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// A new handle of CPU `cpu` with empty magazines: the magazines any
+    /// handle of that CPU deposited come back to it first (so a CPU keeps
+    /// its IOVAs, and its page-table lines, across handles; see
+    /// [`RUN_PAGES`]).
+    pub fn handle_on(&self, cpu: usize) -> CpuHandle<'_, S, D, B> {
+        // CPUs past u16::MAX share tags: affinity is only a preference.
+        self.tagged(cpu as u16)
+    }
+
+    fn tagged(&self, id: u16) -> CpuHandle<'_, S, D, B> {
         CpuHandle {
             cache: self,
             issuer: self.issuer.get(),
-            id: self.handles.fetch_add(1, Ordering::Relaxed),
+            id,
             loaded: core::array::from_fn(|_| Magazine::EMPTY),
             prev: core::array::from_fn(|_| Magazine::EMPTY),
         }
@@ -670,6 +691,63 @@ mod tests {
             let page = handles[0].alloc(1, NO_LIMIT).unwrap().range().start_page();
             assert!(!theirs.contains(&page), "h1 took h2's magazine from the depot");
         }
+    }
+
+    #[test]
+    fn a_cpu_gets_its_magazine_back_through_a_new_handle() {
+        const N: usize = 2 * crate::MAG_SIZE + 1;
+        let c = cache();
+        let mut leases = [heapless::Vec::<IovaLease, N>::new(), heapless::Vec::new()];
+        for (cpu, leases) in leases.iter_mut().enumerate() {
+            let mut h = c.handle_on(cpu);
+            for _ in 0..N {
+                leases.push(h.alloc(1, NO_LIMIT).unwrap()).unwrap();
+            }
+        }
+        let theirs: heapless::Vec<u64, N> =
+            leases[1].iter().map(|l| l.range().start_page()).collect();
+        // Each CPU's handle frees its own and is dropped: one full magazine
+        // of each in the depot (CPU 1's on top), the rest back to the tree.
+        for (cpu, leases) in leases.into_iter().enumerate() {
+            let mut h = c.handle_on(cpu);
+            for lease in leases {
+                h.free(lease).unwrap();
+            }
+        }
+        let mut again = c.handle_on(0);
+        for _ in 0..crate::MAG_SIZE {
+            let page = again.alloc(1, NO_LIMIT).unwrap().range().start_page();
+            assert!(!theirs.contains(&page), "CPU 0's new handle took CPU 1's magazine");
+        }
+    }
+
+    #[test]
+    fn another_cpus_magazine_only_from_a_crowded_depot() {
+        const N: usize = 2 * crate::MAG_SIZE + 1;
+        let c = FixedIovaCache::<2048, 4, 4096>::new_fixed(Window::from_pages(16, 4095).unwrap());
+        let theirs = |c: &FixedIovaCache<2048, 4, 4096>| {
+            // CPU 1 allocates and frees: one full magazine of its own in
+            // the depot, the rest back in the tree when its handle drops.
+            let mut h = c.handle_on(1);
+            let leases: heapless::Vec<IovaLease, N> =
+                (0..N).map(|_| h.alloc(1, NO_LIMIT).unwrap()).collect();
+            let pages: heapless::Vec<u64, N> =
+                leases.iter().map(|l| l.range().start_page()).collect();
+            for lease in leases {
+                h.free(lease).unwrap();
+            }
+            pages
+        };
+        let first = theirs(&c);
+        let mut h0 = c.handle_on(0);
+        let mut taken = 0;
+        for _ in 0..N {
+            let page = h0.alloc(1, NO_LIMIT).unwrap().range().start_page();
+            taken += usize::from(first.contains(&page));
+        }
+        // A quarter-full depot: CPU 0 takes runs from the tree, not CPU 1's
+        // magazine (at most the pages CPU 1's handle gave back to the tree).
+        assert!(taken <= N - crate::MAG_SIZE, "CPU 0 took CPU 1's magazine: {taken}");
     }
 
     #[test]

@@ -64,8 +64,8 @@ where
         = CpuHandle<'a, S, D, B>
     where
         Self: 'a;
-    fn handle(&self, _cpu: usize) -> CpuHandle<'_, S, D, B> {
-        IovaCache::handle(self)
+    fn handle(&self, cpu: usize) -> CpuHandle<'_, S, D, B> {
+        self.handle_on(cpu)
     }
 }
 
