@@ -263,9 +263,8 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> IovaCache<S, D, B
     }
 
     /// A new handle of CPU `cpu` with empty magazines: the magazines any
-    /// handle of that CPU deposited come back to it first (so a CPU keeps
-    /// its IOVAs, and its page-table lines, across handles; see
-    /// [`RUN_PAGES`]).
+    /// handle of that CPU deposited come back to it first, so a CPU keeps
+    /// its IOVAs, and the page-table lines they use, across handles.
     pub fn handle_on(&self, cpu: usize) -> CpuHandle<'_, S, D, B> {
         // CPUs past u16::MAX share tags: affinity is only a preference.
         self.tagged(cpu as u16)
