@@ -14,9 +14,10 @@
 //!
 //! Beyond Linux, a CPU's IOVAs stay its own: a handle that goes to the tree
 //! with nothing left of a size class takes a run of neighbouring ranges (64
-//! pages' worth, at most a 64th of the window) under that one lock, and a
-//! handle trading with the depot takes back a magazine it deposited itself
-//! before another's. Otherwise two CPUs' IOVAs interleave page by page, and
+//! pages' worth, at most a 64th of the window) under that one lock, and
+//! the depot tags each magazine with the CPU (or handle) that deposited it:
+//! a handle takes back its own first, another's only from a depot at least
+//! half full. Otherwise two CPUs' IOVAs interleave page by page, and
 //! the page-table entries (eight to a cache line) and live-map bytes they
 //! write share lines: every map and unmap a cross-core line transfer.
 //!
@@ -313,9 +314,10 @@ impl<S: Store<Node>, D: Store<Magazine>, B: AsRef<[AtomicU8]>> IovaCache<S, D, B
 
     /// Ranges of order `order` a handle takes from the tree at once when
     /// its magazines are empty: [`RUN_PAGES`] pages' worth, at most
-    /// 1/[`RUN_SHARE`] of the window (a power of two), at least one. The extra ranges are
-    /// cached as freed ones are (allocated in the tree until their magazine
-    /// is flushed), so [`owner_of`](Self::owner_of) reports them.
+    /// 1/[`RUN_SHARE`] of the window, rounded down to a power of two, at
+    /// least one. The extra ranges are cached as freed ones are (allocated
+    /// in the tree until their magazine is flushed), so
+    /// [`owner_of`](Self::owner_of) reports them.
     fn run_len(&self, order: usize) -> usize {
         let window = self.window.limit() - self.window.base() + 1;
         let pages = (RUN_PAGES as u64).min(window / RUN_SHARE);

@@ -4,16 +4,16 @@
 use crate::range::{IovaRange, PackedRange};
 
 /// Entries per magazine: 127, as Linux's `IOVA_MAG_SIZE` (its entries and
-/// length fill 1 KiB; the depositing handle's tag follows).
+/// length fill 1 KiB; the depositor's tag follows).
 pub const MAG_SIZE: usize = 127;
 
 /// A stack of up to [`MAG_SIZE`] freed ranges of one size class, packed as
-/// leases hold them, and the handle that filled it. Opaque; it appears in
+/// leases hold them, and the tag of the CPU (or handle) that deposited it. Opaque; it appears in
 /// type signatures only as the item of a depot [`Store`](crate::Store).
 #[derive(Clone, Debug)]
 pub struct Magazine {
     ranges: heapless::Vec<PackedRange, MAG_SIZE>,
-    /// The handle that last deposited it in the depot.
+    /// The tag of the CPU (or handle) that last deposited it in the depot.
     owner: u16,
 }
 
@@ -21,12 +21,12 @@ impl Magazine {
     /// An empty magazine.
     pub const EMPTY: Self = Self { ranges: heapless::Vec::new(), owner: 0 };
 
-    /// The handle that deposited it.
+    /// The tag of its depositor.
     pub(crate) fn owner(&self) -> u16 {
         self.owner
     }
 
-    /// Records `owner` as the handle depositing it.
+    /// Records `owner` as the tag of its depositor.
     pub(crate) fn set_owner(&mut self, owner: u16) {
         self.owner = owner;
     }
