@@ -220,8 +220,14 @@ impl<M: Mmio, P: PhysMem> QueuedInvalidator<M, P> {
     /// Free slots, keeping one empty so a full queue is distinguishable from
     /// an empty one (IQH == IQT means empty, §6.5.2).
     fn free(&self) -> usize {
-        let n = self.entries();
-        (self.head + n - self.tail - 1) % n
+        self.wrap(self.head + self.entries() - self.tail - 1)
+    }
+
+    /// `index` as a slot index: modulo the queue's entries, a power of two
+    /// (QS gives 2^(QS+8) 128-bit or 2^(QS+7) 256-bit slots, §10.4.23),
+    /// with a mask rather than a division on every descriptor.
+    fn wrap(&self, index: usize) -> usize {
+        index & (self.entries() - 1)
     }
 
     /// The descriptor for a request, checked against the unit's
@@ -266,14 +272,18 @@ impl<M: Mmio, P: PhysMem> QueuedInvalidator<M, P> {
             }
             self.wait_for_room()?;
         }
-        let mut bytes = [0u8; 32];
-        let width = self.iqa.width();
-        desc.write(width, &mut bytes).map_err(Error::Descriptor)?;
-        let slot = bytes.get(..width.bytes()).unwrap_or(&bytes);
-        self.mem.write_bytes(self.slot_addr(self.tail), slot).map_err(Error::Mem)?;
-        self.tail = (self.tail + 1) % self.entries();
+        self.write_slot(self.slot_addr(self.tail), desc)?;
+        self.tail = self.wrap(self.tail + 1);
         self.counters.count_descriptor(desc.ty());
         Ok(())
+    }
+
+    /// Writes `desc` into the queue slot at `addr`, as 64-bit words.
+    fn write_slot(&self, addr: PhysAddr, desc: Descriptor) -> Result<()> {
+        let width = self.iqa.width();
+        let qw = desc.slot_quadwords(width).map_err(Error::Descriptor)?;
+        let words = qw.get(..width.bytes() / 8).unwrap_or(&qw);
+        self.mem.write_u64s(addr, words).map_err(Error::Mem)
     }
 
     /// One IQT write: hands everything written so far to the unit.
@@ -311,7 +321,7 @@ impl<M: Mmio, P: PhysMem> QueuedInvalidator<M, P> {
         self.counters.queue_errors += 1;
         let head: Iqh = self.unit.mmio().read_reg();
         let width = self.iqa.width();
-        let index = head.index(width) % self.entries();
+        let index = self.wrap(head.index(width));
         let addr = self.slot_addr(index);
         let mut bytes = [0u8; 32];
         let slot = bytes.get_mut(..width.bytes()).unwrap_or_default();
@@ -337,11 +347,8 @@ impl<M: Mmio, P: PhysMem> QueuedInvalidator<M, P> {
                     drain: self.caps.drain,
                 }),
             };
-            let mut fixed = [0u8; 32];
-            replacement.write(width, &mut fixed).map_err(Error::Descriptor)?;
-            let fixed = fixed.get(..width.bytes()).unwrap_or(&fixed);
-            self.mem.write_bytes(addr, fixed).map_err(Error::Mem)?;
-            self.mem.flush_for_device(addr, fixed.len());
+            self.write_slot(addr, replacement)?;
+            self.mem.flush_for_device(addr, width.bytes());
         }
         match self.unit.take_queue_error() {
             Some(error) => Err(Error::Queue(QueueFault { error, index, descriptor })),

@@ -137,6 +137,28 @@ impl<M: PhysMem> PhysMem for GuestMemory<M> {
         self.host.write_u64(self.layout.host_address(addr, 8)?, value)
     }
 
+    /// One translation for a run of words in one window (a queue slot, a
+    /// table's entries); word by word otherwise (a run across 4 GiB when
+    /// RAM below it ends there, or one leaving RAM: as far as RAM goes).
+    #[inline]
+    fn read_u64s(&self, addr: PhysAddr, out: &mut [u64]) -> Result<(), MemError> {
+        match self.layout.host_address(addr, 8 * out.len() as u64) {
+            Ok(host) => self.host.read_u64s(host, out),
+            Err(_) => words(addr, out.len(), |i, a| {
+                out[i] = self.read_u64(a)?;
+                Ok(())
+            }),
+        }
+    }
+
+    #[inline]
+    fn write_u64s(&self, addr: PhysAddr, values: &[u64]) -> Result<(), MemError> {
+        match self.layout.host_address(addr, 8 * values.len() as u64) {
+            Ok(host) => self.host.write_u64s(host, values),
+            Err(_) => words(addr, values.len(), |i, a| self.write_u64(a, values[i])),
+        }
+    }
+
     #[inline]
     fn read_u32(&self, addr: PhysAddr) -> Result<u32, MemError> {
         self.host.read_u32(self.layout.host_address(addr, 4)?)
@@ -176,10 +198,73 @@ impl<M: PhysMem> GuestRam for GuestMemory<M> {
     }
 }
 
+/// Calls `f(i, address of word i)` for the `n` words of a run at `addr`,
+/// in order, stopping at the first error.
+fn words(
+    addr: PhysAddr,
+    n: usize,
+    mut f: impl FnMut(usize, PhysAddr) -> Result<(), MemError>,
+) -> Result<(), MemError> {
+    for i in 0..n {
+        let a = addr
+            .checked_add(8 * i as u64)
+            .ok_or(MemError::OutOfRange { addr, len: 8 * (i + 1) })?;
+        f(i, a)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use vtd_emu::mem::HeapMemory;
+
+    /// Sparse host memory: any 8-byte aligned word, 0 until written.
+    #[derive(Default)]
+    struct Sparse(core::cell::RefCell<std::collections::BTreeMap<u64, u64>>);
+
+    impl PhysMem for Sparse {
+        fn read_u64(&self, addr: PhysAddr) -> Result<u64, MemError> {
+            Ok(self.0.borrow().get(&addr.as_u64()).copied().unwrap_or(0))
+        }
+        fn write_u64(&self, addr: PhysAddr, value: u64) -> Result<(), MemError> {
+            self.0.borrow_mut().insert(addr.as_u64(), value);
+            Ok(())
+        }
+        fn read_bytes(&self, addr: PhysAddr, buf: &mut [u8]) -> Result<(), MemError> {
+            Err(MemError::OutOfRange { addr, len: buf.len() })
+        }
+        fn write_bytes(&self, addr: PhysAddr, data: &[u8]) -> Result<(), MemError> {
+            Err(MemError::OutOfRange { addr, len: data.len() })
+        }
+    }
+
+    /// A run of words is one translation within a window and word by word
+    /// across windows: with RAM up to 4 GiB and above it (at unrelated host
+    /// addresses), a run across 4 GiB reads and writes as single words do;
+    /// a run leaving RAM fails, after the words in RAM.
+    #[test]
+    fn word_runs_cross_windows_as_single_words_do() {
+        let layout = GuestLayout::new(PhysAddr::new(0x1_0000_0000), HIGH_RAM_START)
+            .with_high(PhysAddr::new(0x10_0000_0000), 0x1000);
+        let g = GuestMemory::new(Sparse::default(), layout);
+        let at = PhysAddr::new(HIGH_RAM_START - 16);
+        g.write_u64s(at, &[1, 2, 3, 4]).unwrap();
+        let mut run = [0; 4];
+        g.read_u64s(at, &mut run).unwrap();
+        assert_eq!(run, [1, 2, 3, 4]);
+        let word = |a: u64| g.host.read_u64(PhysAddr::new(a)).unwrap();
+        assert_eq!([word(0x1_ffff_fff0), word(0x1_ffff_fff8)], [1, 2]);
+        assert_eq!([word(0x10_0000_0000), word(0x10_0000_0008)], [3, 4]);
+        // Within a window: one translation, the same words.
+        g.read_u64s(PhysAddr::new(HIGH_RAM_START), &mut run[..2]).unwrap();
+        assert_eq!(run[..2], [3, 4]);
+        // Leaving RAM: an error, the words before the end written.
+        let end = PhysAddr::new(HIGH_RAM_START + 0x1000 - 8);
+        assert!(g.write_u64s(end, &[5, 6]).is_err());
+        assert_eq!(word(0x10_0000_0ff8), 5);
+        assert!(g.read_u64s(end, &mut run[..2]).is_err());
+    }
 
     #[test]
     fn windows_are_bounded() {

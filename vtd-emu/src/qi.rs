@@ -65,9 +65,8 @@ fn fetch<M: PhysMem>(
 ) -> Option<[u64; 4]> {
     let at = base.checked_add((index * width.bytes()) as u64)?;
     let mut qw = [0u64; 4];
-    for (i, q) in qw.iter_mut().take(width.bytes() / 8).enumerate() {
-        *q = mem.read_u64(PhysAddr::new(at.as_u64() + 8 * i as u64)).ok()?;
-    }
+    let words = qw.get_mut(..width.bytes() / 8)?;
+    mem.read_u64s(at, words).ok()?;
     Some(qw)
 }
 
@@ -107,7 +106,10 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
             self.queue_fault(QueueErrorInfo::InvalidTail);
             return;
         }
-        let mut head = self.iqh.index(width) % entries;
+        // A power of two (QS, §10.4.23): a mask, not a division per
+        // descriptor.
+        let wrap = entries - 1;
+        let mut head = self.iqh.index(width) & wrap;
         for _ in 0..entries {
             if head == tail {
                 break;
@@ -126,7 +128,7 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
                 }
                 Ok(Step::Stall) => return,
                 Ok(step) => {
-                    head = (head + 1) % entries;
+                    head = (head + 1) & wrap;
                     self.iqh = Iqh::from_index(head, width);
                     if let Step::Halt = step {
                         return;

@@ -126,4 +126,6 @@ pub use shared::SharedSlTable;
 pub use table::{PartialMap, SlPageTable, Stage, TableConfig};
 pub use translation::Translation;
 pub use unmap::{PartialUnmap, Unmapped};
-pub use walk::{ContextInfo, Fault, WalkLimits, lookup_context, walk, walk_second_level};
+pub use walk::{
+    ContextInfo, Fault, WalkLimits, lookup_context, walk, walk_second_level, walk_second_level_any,
+};

@@ -9,7 +9,10 @@ use vtd_regs::regs::cap::Agaw;
 use vtd_regs::regs::{Sagaw, SecondLevelPageSizes};
 use vtd_regs::{DomainId, FaultReason, Iova, PageSize, PhysAddr, PhysMem, SourceId};
 use vtd_tables::walk::MAX_WALK_READS;
-use vtd_tables::{Access, ContextEntry, Perm, RootEntry, SlPte, TranslationType, WalkLimits, walk};
+use vtd_tables::{
+    Access, ContextEntry, ContextInfo, Perm, RootEntry, SlPte, TranslationType, WalkLimits, walk,
+    walk_second_level, walk_second_level_any,
+};
 
 const ROOT: PhysAddr = PhysAddr::new(0x1000);
 const CTX: PhysAddr = PhysAddr::new(0x2000);
@@ -252,6 +255,43 @@ proptest! {
         if let Ok((_, t)) = r {
             prop_assert!(t.perm.contains(access.required()));
             prop_assert_eq!(t.phys.as_u64() & (t.size.bytes() - 1), iova & (t.size.bytes() - 1));
+        }
+    }
+}
+
+proptest! {
+    /// `walk_second_level_any` is one walk that answers as a read walk, or
+    /// where that faults, a write walk: on arbitrary tables (entries biased
+    /// to ones pointing at the tables, with arbitrary R/W and PS bits), the
+    /// same translation, and a fault when neither translates.
+    #[test]
+    fn the_any_walk_is_a_read_else_a_write(
+        words in prop::collection::vec(
+            prop_oneof![
+                any::<u64>(),
+                (3u64..6, 0u64..4, any::<bool>()).prop_map(|(f, rw, ps)| (f << 12) | rw | (u64::from(ps) << 7)),
+            ],
+            0..(6 * 512),
+        ),
+        iova in prop_oneof![any::<u64>(), 0u64..0x4000_0000],
+        agaw in prop_oneof![Just(Agaw::Bits39), Just(Agaw::Bits48)],
+    ) {
+        let mem = VecMem::from_words(words);
+        let ctx = ContextInfo {
+            domain: DomainId::new(1),
+            translation_type: TranslationType::Untranslated,
+            agaw,
+            slptptr: L3,
+            fpd: false,
+        };
+        let limits = limits();
+        let iova = Iova::new(iova);
+        let read = walk_second_level(&mem, &ctx, iova, Access::Read, &limits);
+        let write = walk_second_level(&mem, &ctx, iova, Access::Write, &limits);
+        let any = walk_second_level_any(&mem, &ctx, iova, &limits);
+        match read.or(write) {
+            Ok(t) => prop_assert_eq!(any, Ok(t)),
+            Err(_) => prop_assert!(any.is_err()),
         }
     }
 }

@@ -5,8 +5,8 @@
 //! The scan visits only present entries of the part of the table that
 //! covers the range, so a page-selective invalidation costs a few reads and
 //! a domain-wide one costs what the guest has mapped. Each leaf found is
-//! confirmed with `vtd_tables::walk_second_level`, the walker hardware
-//! models use, so every check a unit makes (reserved bits, address width,
+//! confirmed with `vtd_tables::walk_second_level_any` (the walker hardware
+//! models use, for a read or a write, in one walk), so every check a unit makes (reserved bits, address width,
 //! the interrupt range, permissions over all levels) applies to what gets
 //! shadowed; one walk serves every page of a leaf, as they share its path.
 //! Consecutive leaves mapping contiguous guest-physical memory with one
@@ -18,9 +18,7 @@
 
 use vtd_regs::{Iova, PAGE_SHIFT, PhysAddr};
 use vtd_tables::pte::{PTES_PER_TABLE, entry_address, leaf_size};
-use vtd_tables::{
-    Access, ContextInfo, Perm, SlPte, TranslationType, WalkLimits, walk_second_level,
-};
+use vtd_tables::{ContextInfo, Perm, SlPte, TranslationType, WalkLimits, walk_second_level_any};
 
 use crate::guest_mem::GuestRam;
 
@@ -204,8 +202,7 @@ impl<G: GuestRam + ?Sized, E: FnMut(Run)> Scan<'_, '_, G, E> {
             return;
         }
         let iova = Iova::new(from << PAGE_SHIFT);
-        let walk = |a| walk_second_level(self.mem, self.ctx, iova, a, self.limits);
-        let Ok(t) = walk(Access::Read).or_else(|_| walk(Access::Write)) else {
+        let Ok(t) = walk_second_level_any(self.mem, self.ctx, iova, self.limits) else {
             return;
         };
         let (mut page, mut gpa) = (from, t.phys.page_number());

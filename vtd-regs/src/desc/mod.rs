@@ -315,18 +315,26 @@ impl Descriptor {
     /// cannot go to a 128-bit queue ([`DescError::NeedsWideQueue`]); nothing
     /// is written on error.
     pub fn write(self, width: DescriptorWidth, slot: &mut [u8]) -> Result<(), DescError> {
+        let qw = self.slot_quadwords(width)?;
+        let len = slot.len();
+        let dst = slot.get_mut(..width.bytes()).ok_or(DescError::ShortSlot { len })?;
+        // Whole quadwords: fixed-size stores, no call to a byte copy.
+        for (chunk, q) in dst.chunks_exact_mut(8).zip(qw) {
+            chunk.copy_from_slice(&q.to_le_bytes());
+        }
+        Ok(())
+    }
+
+    /// The quadwords of one slot of a queue of `width`, lowest first: the
+    /// first two, or all four in a 256-bit slot (bits 255:128 zero). What
+    /// a driver stores to its queue as 64-bit words. A PASID-based type
+    /// cannot go to a 128-bit queue ([`DescError::NeedsWideQueue`]).
+    #[inline]
+    pub fn slot_quadwords(self, width: DescriptorWidth) -> Result<[u64; 4], DescError> {
         if width == DescriptorWidth::Bits128 && self.ty().needs_wide_queue() {
             return Err(DescError::NeedsWideQueue { ty: self.ty() });
         }
-        let len = slot.len();
-        let bytes = self.encode_wide().to_le_bytes();
-        match (slot.get_mut(..width.bytes()), bytes.get(..width.bytes())) {
-            (Some(dst), Some(src)) => {
-                dst.copy_from_slice(src);
-                Ok(())
-            }
-            _ => Err(DescError::ShortSlot { len }),
-        }
+        Ok(self.encode_wide().quadwords())
     }
 }
 

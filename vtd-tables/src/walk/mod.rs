@@ -31,7 +31,7 @@ pub use scalable::{
     ScalableLimits, effective_pasid, lookup_pasid, lookup_scalable_context, walk_pasid,
     walk_scalable,
 };
-pub use second_level::walk_second_level;
+pub use second_level::{walk_second_level, walk_second_level_any};
 
 use vtd_regs::{FaultReason, Iova, PhysAddr, PhysMem, SourceId};
 

@@ -32,6 +32,36 @@ pub fn walk_second_level<M: PhysMem + ?Sized>(
     access: Access,
     limits: &WalkLimits,
 ) -> Result<Translation, Fault> {
+    walk(mem, ctx, iova, access.required(), access.denied(), limits)
+}
+
+/// Translates `iova` in the context `ctx` as a request of either kind would:
+/// the translation a read gets, or where a read faults, a write's; a fault
+/// when neither translates (6h where no access passes an entry, as for a
+/// read, including a not-present one). One walk, where asking
+/// [`walk_second_level`] for a read and then a write takes two when the
+/// IOVA is not mapped: what a shadow of the table asks (can a request
+/// reach the page, and with which permission).
+pub fn walk_second_level_any<M: PhysMem + ?Sized>(
+    mem: &M,
+    ctx: &ContextInfo,
+    iova: Iova,
+    limits: &WalkLimits,
+) -> Result<Translation, Fault> {
+    walk(mem, ctx, iova, Perm::READ_WRITE, Access::Read.denied(), limits)
+}
+
+/// The walk of [`walk_second_level`] for a request that needs one of
+/// `need` at every level (and, through the levels, keeps at least one),
+/// faulting with `denied` where it does not.
+fn walk<M: PhysMem + ?Sized>(
+    mem: &M,
+    ctx: &ContextInfo,
+    iova: Iova,
+    need: Perm,
+    denied: FaultReason,
+    limits: &WalkLimits,
+) -> Result<Translation, Fault> {
     let fault = |reason, level| Fault { reason, level, fpd: ctx.fpd };
     if ctx.translation_type == TranslationType::PassThrough {
         return Ok(Translation {
@@ -53,8 +83,11 @@ pub fn walk_second_level<M: PhysMem + ?Sized>(
             .read_u64(entry_address(table, index(iova, level)))
             .map(SlPte)
             .map_err(|_| fault(FaultReason::PagingEntryAccess, Some(level)))?;
-        if !pte.perm().contains(access.required()) {
-            return Err(fault(access.denied(), Some(level)));
+        // One access (`need` a single bit, which `perm` keeps): the entry
+        // must allow it. Either access: one that every level so far allowed
+        // (read above and write-only below reach nothing).
+        if !pte.perm().intersects(perm & need) {
+            return Err(fault(denied, Some(level)));
         }
         if reserved_bits(pte, level, limits) != 0 {
             return Err(fault(FaultReason::PagingEntryReserved, Some(level)));
