@@ -313,8 +313,10 @@ impl<T, C: Clock, S: Storage> FlushQueue<T, C, S> {
         payload: T,
         mut release: impl FnMut(T),
     ) -> Result<()> {
-        self.queue(inv, tag, range, leaf_only, payload, &mut release)?;
-        self.advance(inv, &mut release)
+        // One clock read for both (a TSC read is a good part of a deferred
+        // unmap's cost): the time the unmap is queued at.
+        let now = self.queue_at(inv, tag.into(), range, leaf_only, payload, &mut release)?;
+        self.advance(inv, &mut release, now)
     }
 
     /// As [`unmapped`](Self::unmapped), but posts nothing the policy would
@@ -332,19 +334,31 @@ impl<T, C: Clock, S: Storage> FlushQueue<T, C, S> {
         payload: T,
         mut release: impl FnMut(T),
     ) -> Result<()> {
-        self.reap(inv, &mut release)?;
+        self.queue_at(inv, tag.into(), range, leaf_only, payload, &mut release).map(drop)
+    }
+
+    /// [`queue`](Self::queue), returning the time the unmap was queued at.
+    fn queue_at<I: Invalidator>(
+        &mut self,
+        inv: &mut I,
+        tag: Tag,
+        range: Range<Iova>,
+        leaf_only: bool,
+        payload: T,
+        release: &mut impl FnMut(T),
+    ) -> Result<Instant> {
+        self.reap(inv, release)?;
         if self.entries.is_full() {
-            self.make_room(inv, &mut release)?;
+            self.make_room(inv, release)?;
         }
         let since = self.clock.now();
-        let tag = tag.into();
         // `make_room` succeeded, so there is a free slot (the capacity is
         // at least one, checked in `new`).
         if self.entries.push_back(Entry { tag, range, leaf_only, since, payload }).is_err() {
             return Err(Error::QueueFull);
         }
         self.stats.unmaps += 1;
-        Ok(())
+        Ok(since)
     }
 
     /// Releases what has completed and posts (and, if deferred, waits for)
@@ -352,7 +366,8 @@ impl<T, C: Clock, S: Storage> FlushQueue<T, C, S> {
     /// bound the stale window in time.
     pub fn poll<I: Invalidator>(&mut self, inv: &mut I, mut release: impl FnMut(T)) -> Result<()> {
         self.reap(inv, &mut release)?;
-        self.advance(inv, &mut release)
+        let now = self.clock.now();
+        self.advance(inv, &mut release, now)
     }
 
     /// Posts everything queued now, without waiting (the payloads are
@@ -370,10 +385,15 @@ impl<T, C: Clock, S: Storage> FlushQueue<T, C, S> {
         self.reap(inv, &mut release)
     }
 
-    /// Posts the queued unmaps if the policy says it is time, and waits for
-    /// them in the blocking modes.
-    fn advance<I: Invalidator>(&mut self, inv: &mut I, release: &mut impl FnMut(T)) -> Result<()> {
-        if !self.due() {
+    /// Posts the queued unmaps if the policy says it is time (`now`), and
+    /// waits for them in the blocking modes.
+    fn advance<I: Invalidator>(
+        &mut self,
+        inv: &mut I,
+        release: &mut impl FnMut(T),
+        now: Instant,
+    ) -> Result<()> {
+        if !self.due(now) {
             return Ok(());
         }
         let ticket = self.post_queued(inv)?;
@@ -383,8 +403,8 @@ impl<T, C: Clock, S: Storage> FlushQueue<T, C, S> {
         self.reap(inv, release)
     }
 
-    /// Whether the unposted unmaps must be posted now.
-    fn due(&self) -> bool {
+    /// Whether the unposted unmaps must be posted at `now`.
+    fn due(&self, now: Instant) -> bool {
         let queued = self.entries.len() - self.posted;
         if queued == 0 {
             return false;
@@ -394,7 +414,7 @@ impl<T, C: Clock, S: Storage> FlushQueue<T, C, S> {
         }
         let oldest = self.entries.get(self.posted).map(|e| e.since);
         match (self.config.deadline, oldest) {
-            (Some(deadline), Some(since)) => self.clock.now().saturating_since(since) >= deadline,
+            (Some(deadline), Some(since)) => now.saturating_since(since) >= deadline,
             _ => false,
         }
     }
