@@ -9,8 +9,8 @@
 //! memory read, not an MMIO access, which matters when MMIO is a VM exit.
 
 use vtd_regs::desc::{
-    ContextCacheInv, Descriptor, IecInv, IecScope, IotlbInv, PasidCacheInv, PasidCacheScope,
-    PasidIotlbScope, WaitDesc,
+    ContextCacheInv, Decoding, Descriptor, IecInv, IecScope, IotlbInv, PasidCacheInv,
+    PasidCacheScope, PasidIotlbScope, WaitDesc,
 };
 use vtd_regs::regs::rtaddr::TranslationTableMode;
 use vtd_regs::regs::{DescriptorWidth, Fsts, Iqa, Iqh, QueueSize};
@@ -286,6 +286,16 @@ impl<M: Mmio, P: PhysMem> QueuedInvalidator<M, P> {
         self.mem.write_u64s(addr, words).map_err(Error::Mem)
     }
 
+    /// The descriptor in the queue slot at `addr`, read as 64-bit words and
+    /// decoded exactly ([`Decoding::Strict`]); `None` if unreadable or
+    /// invalid.
+    fn read_slot(&self, addr: PhysAddr) -> Option<Descriptor> {
+        let width = self.iqa.width();
+        let mut qw = [0u64; 4];
+        self.mem.read_u64s(addr, qw.get_mut(..width.bytes() / 8)?).ok()?;
+        Descriptor::decode_slot(width, qw, Decoding::Strict).ok()
+    }
+
     /// One IQT write: hands everything written so far to the unit.
     fn publish(&mut self) -> Result<()> {
         self.mem.flush_for_device(self.iqa.base(), self.iqa.size().bytes());
@@ -323,13 +333,7 @@ impl<M: Mmio, P: PhysMem> QueuedInvalidator<M, P> {
         let width = self.iqa.width();
         let index = self.wrap(head.index(width));
         let addr = self.slot_addr(index);
-        let mut bytes = [0u8; 32];
-        let slot = bytes.get_mut(..width.bytes()).unwrap_or_default();
-        let descriptor = self
-            .mem
-            .read_bytes(addr, slot)
-            .ok()
-            .and_then(|()| Descriptor::read(width, &bytes).ok());
+        let descriptor = self.read_slot(addr);
         // The fix must be in memory before IQE is cleared: the unit
         // re-fetches the head as soon as it may.
         if fsts.iqe() {

@@ -6,9 +6,10 @@
 //! covers the range, so a page-selective invalidation costs a few reads and
 //! a domain-wide one costs what the guest has mapped. Each leaf found is
 //! confirmed with `vtd_tables::walk_second_level_any` (the walker hardware
-//! models use, for a read or a write, in one walk), so every check a unit makes (reserved bits, address width,
-//! the interrupt range, permissions over all levels) applies to what gets
-//! shadowed; one walk serves every page of a leaf, as they share its path.
+//! models use, for a read or a write, in one walk), so every check a unit
+//! makes (reserved bits, address width, the interrupt range, permissions
+//! over all levels) applies to what gets shadowed; one walk serves every
+//! page of a leaf, as they share its path.
 //! Consecutive leaves mapping contiguous guest-physical memory with one
 //! permission become one run, split where a RAM region of the guest ends;
 //! pages outside the guest's RAM are left out (and counted). The scan is

@@ -32,7 +32,7 @@ pub fn walk_second_level<M: PhysMem + ?Sized>(
     access: Access,
     limits: &WalkLimits,
 ) -> Result<Translation, Fault> {
-    walk(mem, ctx, iova, access.required(), access.denied(), limits)
+    walk_needing(mem, ctx, iova, access.required(), access.denied(), limits)
 }
 
 /// Translates `iova` in the context `ctx` as a request of either kind would:
@@ -48,13 +48,13 @@ pub fn walk_second_level_any<M: PhysMem + ?Sized>(
     iova: Iova,
     limits: &WalkLimits,
 ) -> Result<Translation, Fault> {
-    walk(mem, ctx, iova, Perm::READ_WRITE, Access::Read.denied(), limits)
+    walk_needing(mem, ctx, iova, Perm::READ_WRITE, Access::Read.denied(), limits)
 }
 
 /// The walk of [`walk_second_level`] for a request that needs one of
 /// `need` at every level (and, through the levels, keeps at least one),
 /// faulting with `denied` where it does not.
-fn walk<M: PhysMem + ?Sized>(
+fn walk_needing<M: PhysMem + ?Sized>(
     mem: &M,
     ctx: &ContextInfo,
     iova: Iova,
