@@ -44,14 +44,11 @@ use vtd_regs::regs::QueueSize;
 use vtd_regs::{DomainId, Iova, Mmio, PAGE_SIZE, PhysAddr, PollBudget, RemappingUnit, SourceId};
 use vtd_tables::{ContextManager, Perm, SlPageTable, TableConfig};
 
-type GFrames = &'static SimFrameAllocator<GMem>;
 type Vmmu = Viommu<GMem, Native<Mem, Frames, HostInv, GuestPinner>>;
-type GuestMapper<X> = Mapper<
-    (GMem, GFrames, NoClock),
-    IovaTree<Vec<Node>>,
-    QueuedInvalidator<X, GMem>,
-    Fixed<1024, 64>,
->;
+/// The guest's driver: bare metal's, over the guest's RAM (see
+/// [`guest_ram`]) and the guest unit's registers `X`.
+type GuestMapper<X> =
+    Mapper<(Mem, Frames, NoClock), IovaTree<Vec<Node>>, QueuedInvalidator<X, Mem>, Fixed<1024, 64>>;
 
 const DEVICE: SourceId = SourceId::from_raw(0x0008);
 const BUFFER: PhysAddr = PhysAddr::new(0x10_0000);
@@ -71,9 +68,20 @@ fn host_and_viommu() -> (&'static Vmmu, Arc<TheHost>) {
 }
 
 /// The guest's driver over `mmio`.
+/// The guest's RAM as the guest itself reaches it: its loads and stores go
+/// to memory directly (no VMM on the path), and its layout puts
+/// guest-physical 0.. at host address 0.., so its driver uses the host's
+/// RAM as bare metal's driver does. Only the vIOMMU translates
+/// guest-physical addresses (through `GuestMemory`, as a VMM's vIOMMU goes
+/// through `vm-memory`).
+fn guest_ram(gmem: &GMem) -> Mem {
+    assert_eq!(gmem.layout().host_address(PhysAddr::ZERO, GUEST_RAM), Ok(PhysAddr::ZERO));
+    gmem.host()
+}
+
 fn guest<X: Mmio>(v: &'static Vmmu, mmio: X) -> GuestMapper<X> {
-    let mem = *v.unit().memory();
-    let frames: GFrames =
+    let mem = guest_ram(v.unit().memory());
+    let frames: Frames =
         leak(SimFrameAllocator::new(mem, PhysAddr::new(GUEST_FRAMES), PhysAddr::new(GUEST_RAM)));
     // A driver waits as long as it takes (a sidecore may be descheduled).
     let unit = RemappingUnit::with_budget(mmio, PollBudget::new(u32::MAX)).expect("unit");
@@ -389,8 +397,8 @@ fn nested_guest<X: Mmio>(v: &'static NestedVmmu, mmio: X) -> GuestMapper<X> {
     use vtd_regs::desc::Pasid;
     use vtd_regs::regs::rtaddr::TranslationTableMode;
     use vtd_tables::{PasidAttachment, PasidTable, ScalableContextManager};
-    let mem = *v.unit().memory();
-    let frames: GFrames =
+    let mem = guest_ram(v.unit().memory());
+    let frames: Frames =
         leak(SimFrameAllocator::new(mem, PhysAddr::new(GUEST_FRAMES), PhysAddr::new(GUEST_RAM)));
     let unit = RemappingUnit::with_budget(mmio, PollBudget::new(u32::MAX)).expect("unit");
     let qs = QueueSize::from_order(0).expect("1 page");

@@ -124,6 +124,12 @@ impl<M: PhysMem> GuestMemory<M> {
     pub const fn layout(&self) -> &GuestLayout {
         &self.layout
     }
+
+    /// The host memory the guest's RAM lies in (addressed by host
+    /// address, not guest-physical).
+    pub const fn host(&self) -> &M {
+        &self.host
+    }
 }
 
 impl<M: PhysMem> PhysMem for GuestMemory<M> {
