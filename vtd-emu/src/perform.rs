@@ -17,6 +17,10 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
     /// which the unit refuses; an index-selective interrupt entry cache
     /// request whose index mask exceeds ECAP.MHMV widened to a global one
     /// (a superset: nothing stale survives it).
+    // Inlined (as `Descriptor::decode_with` is) so that the scope reaches
+    // the hook in registers rather than through a copy of a value just
+    // written field by field, which stalls the reload.
+    #[inline(always)]
     pub(crate) fn performed(&self, inv: Invalidation) -> Option<Invalidation> {
         let cap = self.cfg.cap;
         Some(match inv {

@@ -210,6 +210,11 @@ impl Descriptor {
     }
 
     /// Decodes the 128 bits that hold every descriptor's fields in `mode`.
+    // Inlined into its caller, which gets the fields in registers: returned
+    // through memory, the result was written field by field and read back
+    // in wider loads, which cannot be forwarded from those stores (a
+    // stall on every descriptor a unit model executes).
+    #[inline(always)]
     pub const fn decode_with(raw: RawDescriptor, mode: Decoding) -> Result<Self, DescError> {
         let code = raw.type_code();
         let Some(ty) = DescType::from_code(code) else {
