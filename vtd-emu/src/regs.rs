@@ -147,15 +147,33 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
         ((rel / 16) as u16, (rel % 16) / 4)
     }
 
-    /// Writes the 32-bit register at `off`, with its side effects.
-    pub(crate) fn write32<M: PhysMem>(&mut self, mem: &M, off: usize, value: u32)
+    /// Writes the 64-bit register at `off` as its two halves, low first.
+    /// IQT's high half holds nothing writable (bits 63:19 are reserved,
+    /// §10.4.22), so writing it only counts: every queued invalidation
+    /// batch writes IQT, and its high half is counted without decoding the
+    /// offset again.
+    pub(crate) fn write64<M: PhysMem>(&mut self, mem: &M, off: usize, value: u64)
+    where
+        H: Hook<M>,
+    {
+        let name = self.write32(mem, off, value as u32);
+        if name == RegisterName::Iqt && off.is_multiple_of(8) {
+            self.counters.writes[name as usize] += 1;
+        } else {
+            self.write32(mem, off.wrapping_add(4), (value >> 32) as u32);
+        }
+    }
+
+    /// Writes the 32-bit register at `off`, with its side effects; returns
+    /// which register that is.
+    pub(crate) fn write32<M: PhysMem>(&mut self, mem: &M, off: usize, value: u32) -> RegisterName
     where
         H: Hook<M>,
     {
         let name = RegisterName::at(&self.cfg, off);
         self.counters.writes[name as usize] += 1;
         if !off.is_multiple_of(4) {
-            return;
+            return name;
         }
         let hi = off % 8 == 4;
         let (cap, ecap) = (self.cfg.cap, self.cfg.ecap);
@@ -225,6 +243,7 @@ impl<const I: usize, const C: usize, H> State<I, C, H> {
             // Read-only, reserved or unimplemented.
             _ => {}
         }
+        name
     }
 
     /// GCMD written (§10.4.4): each enable whose bit differs from GSTS is
@@ -402,7 +421,7 @@ impl<M: PhysMem, const I: usize, const C: usize, H: Hook<M>> Mmio for &Emulator<
     }
 
     fn write32(&mut self, offset: usize, value: u32) {
-        self.state.lock().write32(&self.mem, offset, value)
+        self.state.lock().write32(&self.mem, offset, value);
     }
 
     fn read64(&self, offset: usize) -> u64 {
@@ -413,9 +432,7 @@ impl<M: PhysMem, const I: usize, const C: usize, H: Hook<M>> Mmio for &Emulator<
     }
 
     fn write64(&mut self, offset: usize, value: u64) {
-        let mut st = self.state.lock();
-        st.write32(&self.mem, offset, value as u32);
-        st.write32(&self.mem, offset.wrapping_add(4), (value >> 32) as u32);
+        self.state.lock().write64(&self.mem, offset, value);
     }
 }
 
