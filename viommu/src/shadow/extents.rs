@@ -63,6 +63,9 @@ pub(crate) struct TreeExtents {
 impl TreeExtents {
     /// The extent that contains IOVA page `page` or, if none does, the
     /// first one above it.
+    // Inlined: returned through memory, the extent was written word by word
+    // and copied out with 16-byte loads, which stall (store forwarding).
+    #[inline(always)]
     pub(crate) fn at_or_after(&self, page: u64) -> Option<Extent> {
         if let Some((_, e)) = self.map.range(..=page).next_back()
             && e.end() > page
