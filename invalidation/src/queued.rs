@@ -285,7 +285,7 @@ impl<M: Mmio, P: PhysMem> QueuedInvalidator<M, P> {
     fn write_slot(&self, addr: PhysAddr, desc: Descriptor) -> Result<()> {
         let width = self.iqa.width();
         let qw = desc.slot_quadwords(width).map_err(Error::Descriptor)?;
-        let words = qw.iter().take(width.bytes() / 8);
+        let words = qw.iter().take(width.quadwords());
         for (offset, &q) in (0..).step_by(8).zip(words) {
             self.mem.write_u64(PhysAddr::new(addr.as_u64() + offset), q).map_err(Error::Mem)?;
         }
@@ -298,7 +298,7 @@ impl<M: Mmio, P: PhysMem> QueuedInvalidator<M, P> {
     fn read_slot(&self, addr: PhysAddr) -> Option<Descriptor> {
         let width = self.iqa.width();
         let mut qw = [0u64; 4];
-        self.mem.read_u64s(addr, qw.get_mut(..width.bytes() / 8)?).ok()?;
+        self.mem.read_u64s(addr, qw.get_mut(..width.quadwords())?).ok()?;
         Descriptor::decode_slot(width, qw, Decoding::Strict).ok()
     }
 

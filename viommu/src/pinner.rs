@@ -90,9 +90,8 @@ impl PagePinner for GuestPinner {
         if r >= self.regions.len() {
             self.regions.resize_with(r + 1, || None);
         }
-        // `r` is in range now.
-        let Some(entry) = self.regions.get_mut(r) else { return Err(PinError { page }) };
-        let n = &mut entry.get_or_insert_with(|| Box::new([0; REGION_PAGES]))[i];
+        let region = self.regions.get_mut(r).ok_or(PinError { page })?;
+        let n = &mut region.get_or_insert_with(|| Box::new([0; REGION_PAGES]))[i];
         // A page pinned 2^32 - 1 times is refused rather than wrapped.
         *n = n.checked_add(1).ok_or(PinError { page })?;
         self.pinned += usize::from(*n == 1);

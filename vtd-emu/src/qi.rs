@@ -70,7 +70,7 @@ fn fetch<M: PhysMem>(
     qw: &mut [u64; 4],
 ) -> Option<()> {
     let at = base.checked_add((index * width.bytes()) as u64)?;
-    mem.read_u64s(at, qw.get_mut(..width.bytes() / 8)?).ok()
+    mem.read_u64s(at, qw.get_mut(..width.quadwords())?).ok()
 }
 
 impl<const I: usize, const C: usize, H> State<I, C, H> {

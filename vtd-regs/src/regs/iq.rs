@@ -31,6 +31,10 @@ impl DescriptorWidth {
             DescriptorWidth::Bits256 => 5,
         }
     }
+    /// 64-bit words per descriptor slot: 2 or 4.
+    pub const fn quadwords(self) -> usize {
+        self.bytes() / 8
+    }
 }
 
 /// IQA.QS (bits 2:0): the queue is 2^QS 4 KiB pages.
