@@ -12,7 +12,13 @@
 //! accesses the vIOMMU emulated (each a VM exit under trap-and-emulate),
 //! the host time spent emulating, the guest invalidations shadowed, the
 //! host unit's invalidations and the pages pinned; and the cost of one KVM
-//! exit round trip.
+//! exit round trip. `bare_metal_kept_tables` and `trap_kept_tables` are
+//! `bare_metal` and `trap` with drivers that keep their emptied last-level
+//! tables, as Linux's does (see [`KEPT_TABLES`]): the same emulation against
+//! a native path without the default driver's table rebuilding.
+//! `handshake` is the polling alone, nothing emulated:
+//! a tail stored and a status polled back from the other core, twice per
+//! pair (the least a sidecore adds to `trap` on the machine).
 //!
 //! The nested vIOMMU (`viommu::nested`, issue 18) beside them:
 //! `nested_trap_kvm` and `nested_sidecore`, the same driver over
@@ -30,7 +36,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group, criterion_main};
-use invalidation::{FlushConfig, NoClock, QueuedInvalidator};
+use invalidation::{FlushConfig, Invalidator, NoClock, QueuedInvalidator};
+use iommu_platform::Platform;
 use iova_alloc::{IovaTree, Node, Window};
 use teardown::{Fixed, Mapper, MapperConfig, NoPinning, Reuse};
 use viommu::sidecore::{RegisterPage, Registers, Sidecore, SidecoreMmio};
@@ -38,7 +45,7 @@ use viommu::{Assignment, GuestLayout, GuestMemory, GuestPinner, Native, Viommu, 
 use viommu_benches::host::{
     Frames, GMem, GUEST_FRAMES, GUEST_RAM, HostInv, Mem, TheHost, host_unit, leak, new_host,
 };
-use viommu_examples::{DOMAIN, Testbed};
+use viommu_examples::{DOMAIN, Inv, Testbed};
 use vtd_emu::{EmuConfig, SimFrameAllocator};
 use vtd_regs::regs::QueueSize;
 use vtd_regs::{DomainId, Iova, Mmio, PAGE_SIZE, PhysAddr, PollBudget, RemappingUnit, SourceId};
@@ -80,14 +87,21 @@ fn guest_ram(gmem: &GMem) -> Mem {
 }
 
 fn guest<X: Mmio>(v: &'static Vmmu, mmio: X) -> GuestMapper<X> {
+    guest_keeping(v, mmio, 0)
+}
+
+/// [`guest`], its table keeping up to `kept` emptied last-level tables
+/// (see [`KEPT_TABLES`]).
+fn guest_keeping<X: Mmio>(v: &'static Vmmu, mmio: X, kept: usize) -> GuestMapper<X> {
     let mem = guest_ram(v.unit().memory());
     let frames: Frames =
         leak(SimFrameAllocator::new(mem, PhysAddr::new(GUEST_FRAMES), PhysAddr::new(GUEST_RAM)));
     // A driver waits as long as it takes (a sidecore may be descheduled).
     let unit = RemappingUnit::with_budget(mmio, PollBudget::new(u32::MAX)).expect("unit");
-    let table =
+    let mut table =
         SlPageTable::new(mem, frames, TableConfig::from_cap(unit.cap(), 39).expect("39-bit"))
             .expect("frames");
+    table.keep_empty_tables(kept);
     let mut contexts = ContextManager::new(mem, frames).expect("frames");
     let _ = contexts.attach(DEVICE, DomainId::new(1), &table).expect("attach");
     let qs = QueueSize::from_order(0).expect("1 page");
@@ -150,7 +164,7 @@ trait MapUnmap {
     fn pair(&mut self);
 }
 
-impl<X: Mmio> MapUnmap for GuestMapper<X> {
+impl<P: Platform, I: Invalidator> MapUnmap for Mapper<P, IovaTree<Vec<Node>>, I, Fixed<1024, 64>> {
     fn pair(&mut self) {
         let iova = self.map(BUFFER, PAGE_SIZE, Perm::READ_WRITE).expect("map");
         self.unmap(iova, PAGE_SIZE).expect("unmap");
@@ -262,11 +276,21 @@ impl Mmio for &KvmTrap {
     }
 }
 
-fn viommu_map_unmap(c: &mut Criterion) {
-    let mut group = c.benchmark_group("viommu_map_unmap");
+/// Emptied last-level tables the `*_kept_tables` drivers keep linked, as
+/// Linux's driver does (it frees a table only when an unmap covers all of
+/// it): the unmap of the only page in a table clears one leaf, and the
+/// next map writes one, where the default driver detaches the table and
+/// the next map zeroes a new one (a third of `bare_metal`'s time).
+const KEPT_TABLES: usize = 8;
 
-    // Bare metal: the same driver on the host's unit.
-    let bed = Testbed::new(EmuConfig::qemu());
+type BareMapper =
+    Mapper<viommu_examples::Platform<NoClock>, IovaTree<Vec<Node>>, Inv, Fixed<1024, 64>>;
+
+/// Bare metal: the same driver on the host's unit, keeping up to `kept`
+/// emptied last-level tables.
+fn bare_metal(kept: usize) -> BareMapper {
+    let mut bed = Testbed::new(EmuConfig::qemu());
+    bed.table.keep_empty_tables(kept);
     let space = IovaTree::new(Window::from_pages(1, (1 << 27) - 1).expect("window"), Vec::new());
     let config = MapperConfig {
         reuse: Reuse::SingleUse,
@@ -275,22 +299,15 @@ fn viommu_map_unmap(c: &mut Criterion) {
         dma_limit: Iova::new(1 << 39),
     };
     let platform = bed.platform(NoClock);
-    let mut native = Mapper::with_capacity(
-        platform,
-        bed.table,
-        space,
-        bed.inv,
-        NoPinning,
-        config,
-        Fixed::<1024, 64>,
-    )
-    .expect("config");
-    group.bench_function("bare_metal", |b| {
-        b.iter(|| {
-            let iova = native.map(BUFFER, PAGE_SIZE, Perm::READ_WRITE).expect("map");
-            native.unmap(iova, PAGE_SIZE).expect("unmap");
-        })
-    });
+    Mapper::with_capacity(platform, bed.table, space, bed.inv, NoPinning, config, Fixed)
+        .expect("config")
+}
+
+fn viommu_map_unmap(c: &mut Criterion) {
+    let mut group = c.benchmark_group("viommu_map_unmap");
+
+    let mut native = bare_metal(0);
+    group.bench_function("bare_metal", |b| b.iter(|| native.pair()));
 
     // Trap-and-emulate: the guest's register accesses call the vIOMMU.
     // Measured without the timing wrapper (two clock reads per access);
@@ -298,6 +315,13 @@ fn viommu_map_unmap(c: &mut Criterion) {
     let (v, _host) = host_and_viommu();
     let mut trap = guest(v, v);
     group.bench_function("trap", |b| b.iter(|| trap.pair()));
+    // The two again with drivers that keep their emptied tables, as
+    // Linux's does: the emulation's cost against a cheaper native path.
+    let mut native = bare_metal(KEPT_TABLES);
+    group.bench_function("bare_metal_kept_tables", |b| b.iter(|| native.pair()));
+    let (v, _host) = host_and_viommu();
+    let mut trap = guest_keeping(v, v, KEPT_TABLES);
+    group.bench_function("trap_kept_tables", |b| b.iter(|| trap.pair()));
     let (v, host) = host_and_viommu();
     let timed: &'static Timed = leak(Timed { v, ns: AtomicU64::new(0) });
     report("trap", &mut guest(v, timed), v, &host, timed);
@@ -331,7 +355,79 @@ fn viommu_map_unmap(c: &mut Criterion) {
     let (v, host) = host_and_viommu();
     let timed: &'static Timed = leak(Timed { v, ns: AtomicU64::new(0) });
     with_sidecore(v, timed, |side| report("sidecore", side, v, &host, timed));
+
+    // The polling handshake alone: what any sidecore adds to `trap`.
+    let floor = Handshake::default();
+    floor.serve(|guest| {
+        group.bench_function("handshake", |b| b.iter(|| guest.pair()));
+    });
     group.finish();
+}
+
+/// A word alone in its cache line (the guest's and the poller's words must
+/// not share one, or every store would move both).
+#[derive(Default)]
+#[repr(align(128))]
+struct Line(AtomicU64);
+
+/// The polling handshake with nothing emulated: the guest stores a tail, a
+/// thread polling it on the other core stores it back as the status the
+/// guest polls. A pair is two of them, as a strict map+unmap pair is two
+/// queued invalidations (a caching-mode map's and the unmap's), each a tail
+/// write and a wait for its status: the least a sidecore adds to `trap`
+/// on this machine, two cross-core round trips, with no descriptor, table
+/// or register page to fetch.
+#[derive(Default)]
+struct Handshake {
+    tail: Line,
+    status: Line,
+}
+
+/// The guest's side of [`Handshake`].
+struct HandshakeGuest<'a> {
+    shake: &'a Handshake,
+    tail: u64,
+}
+
+impl Handshake {
+    /// Runs `f` with the guest's side while a second thread polls.
+    fn serve(&self, f: impl FnOnce(&mut HandshakeGuest<'_>)) {
+        let stop = AtomicBool::new(false);
+        std::thread::scope(|s| {
+            s.spawn(|| {
+                let mut seen = 0;
+                while !stop.load(Ordering::Acquire) {
+                    let tail = self.tail.0.load(Ordering::Acquire);
+                    if tail != seen {
+                        seen = tail;
+                        self.status.0.store(tail, Ordering::Release);
+                    } else {
+                        std::hint::spin_loop();
+                    }
+                }
+            });
+            f(&mut HandshakeGuest { shake: self, tail: 0 });
+            stop.store(true, Ordering::Release);
+        });
+    }
+}
+
+impl HandshakeGuest<'_> {
+    /// One tail write and the wait for its status.
+    fn invalidate(&mut self) {
+        self.tail += 1;
+        self.shake.tail.0.store(self.tail, Ordering::Release);
+        while self.shake.status.0.load(Ordering::Acquire) != self.tail {
+            std::hint::spin_loop();
+        }
+    }
+}
+
+impl MapUnmap for HandshakeGuest<'_> {
+    fn pair(&mut self) {
+        self.invalidate();
+        self.invalidate();
+    }
 }
 
 /// Runs `f` with a guest of `v` whose register page a sidecore thread
