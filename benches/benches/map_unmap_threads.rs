@@ -1,7 +1,9 @@
 //! `map_unmap_threads`: the shared mapping layer on 1 and 2 threads, each
 //! on its own ring of 256 receive buffers, every iteration the same total
 //! number of map+unmap pairs split evenly among the threads; today's
-//! `Mapper` behind one lock as the baseline. `strict_batch`: strict
+//! `Mapper` behind one lock as the baseline; `compute_only_1t` and
+//! `compute_only_2t`, the same split of arithmetic with nothing shared,
+//! the machine's own ceiling for the 1t/2t ratio. `strict_batch`: strict
 //! protection on per-ring contiguous IOVAs ([`IovaRings`]), each thread
 //! mapping a batch of 32 buffers and unmapping them one by one (an
 //! invalidation wait each) or with one `unmap_batch` (one wait, one range).
@@ -160,6 +162,29 @@ fn run_mutex(m: &Mutex<Single>, threads: u64, iters: u64) -> Duration {
     })
 }
 
+/// Dependent shift-xor-multiplies per pair in [`run_compute`]: about as long as a
+/// deferred pair (~300 cycles).
+const COMPUTE_STEPS: u64 = 64;
+
+/// As [`run_shared`] with the pairs replaced by arithmetic on registers
+/// ([`COMPUTE_STEPS`] each): nothing shared, nothing in memory. The
+/// machine's own ceiling for `*_1t` / `*_2t`: where its two CPUs do not
+/// both run at full speed all the time (a virtual machine whose host
+/// takes time from one of them), the ratio falls below 2 here too.
+fn run_compute(threads: u64, iters: u64) -> Duration {
+    slowest(threads, |t, go| {
+        let mut x = std::hint::black_box(t + 1);
+        let start = go();
+        for _ in 0..iters * PAIRS / threads {
+            for _ in 0..COMPUTE_STEPS {
+                x = (x ^ (x >> 29)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            }
+            x = std::hint::black_box(x);
+        }
+        start.elapsed()
+    })
+}
+
 fn map_unmap_threads(c: &mut Criterion) {
     let lazy = Duration::from_millis(10);
     let optimistic = Reuse::Optimistic { quota: 512, time_limit: lazy };
@@ -201,6 +226,11 @@ fn map_unmap_threads(c: &mut Criterion) {
     run_mutex(&single, 2, 1);
     group
         .bench_function("mutex_mapper_2t", |b| b.iter_custom(|iters| run_mutex(&single, 2, iters)));
+    for threads in [1, 2] {
+        group.bench_function(format!("compute_only_{threads}t"), |b| {
+            b.iter_custom(|iters| run_compute(threads, iters))
+        });
+    }
     group.finish();
 }
 
