@@ -120,6 +120,66 @@ struct Slot<P: Platform, L, K: Capacity> {
 /// mapped on two CPUs gets two IOVAs under shared and optimistic reuse.
 /// Any handle may unmap it; its teardown then goes through the unmapping
 /// handle's flush queue.
+///
+/// # Example
+/// Two CPUs (threads here) map and unmap through handles of their own,
+/// with no heap: a fixed-capacity IOVA cache and handle storage for two
+/// CPUs. An OS makes each CPU's handle once and keeps it (per-CPU data,
+/// or an array indexed by CPU: handles side by side share no cache
+/// line); a handle dropped gives its cached IOVAs back.
+/// ```
+/// use core::time::Duration;
+/// use invalidation::{FlushConfig, QueuedInvalidator};
+/// use iommu_platform::{Inline, StdClock};
+/// use iova_alloc::{FixedIovaCache, Window};
+/// use teardown::{Fixed, FlushScope, MapperConfig, Reuse, SharedMapper};
+/// use vtd_emu::{EmuConfig, Emulator, SimFrameAllocator, mem::HeapMemory};
+/// use vtd_regs::regs::QueueSize;
+/// use vtd_regs::{DomainId, Iova, PhysAddr, RemappingUnit, SourceId};
+/// use vtd_tables::{ContextManager, Perm, SharedSlTable, SlPageTable, TableConfig};
+///
+/// // A software VT-d over 8 MiB, device 00:01.0 in domain 1, remapping on.
+/// let mem = HeapMemory::new(8 << 20);
+/// let frames = SimFrameAllocator::new(&mem, PhysAddr::new(4 << 20), PhysAddr::new(8 << 20));
+/// let emu = Emulator::new(&mem, EmuConfig::qemu()).unwrap();
+/// let unit = RemappingUnit::new(&emu)?;
+/// let table = SlPageTable::new(&mem, &frames, TableConfig::from_cap(unit.cap(), 39)?)?;
+/// let mut contexts = ContextManager::new(&mem, &frames)?;
+/// let _ = contexts.attach(SourceId::new(0, 1, 0).unwrap(), DomainId::new(1), &table)?;
+/// let qs = QueueSize::from_order(0).unwrap();
+/// let inv = QueuedInvalidator::enable_remapping(unit, contexts.root_table(), &mem, &frames, qs)
+///     .map_err(|r| r.error)?;
+///
+/// // Single-use IOVAs, each CPU's unmaps flushed 256 at a time or after
+/// // 10 ms (Linux's per-CPU flush queues).
+/// let config = MapperConfig {
+///     reuse: Reuse::SingleUse,
+///     flush: FlushConfig::deferred(256, Duration::from_millis(10)),
+///     domain: DomainId::new(1),
+///     dma_limit: Iova::new(1 << 32),
+/// };
+/// let space = FixedIovaCache::<1024, 8, 4096>::new_fixed(Window::from_pages(1, (1 << 20) - 1)?);
+/// let platform = (&mem, &frames, StdClock::new());
+/// let scope = (config, FlushScope::PerHandle);
+/// let mapper: SharedMapper<_, _, _, Fixed, Inline<2>> =
+///     SharedMapper::new(platform, SharedSlTable::from(table), space, inv, scope, Fixed, Inline)?;
+///
+/// std::thread::scope(|s| {
+///     for cpu in 0..2 {
+///         let mapper = &mapper;
+///         s.spawn(move || {
+///             let mut handle = mapper.handle(cpu).expect("one handle per CPU");
+///             let buffer = PhysAddr::new(0x10_0000 + 0x1000 * cpu as u64);
+///             let iova = handle.map(buffer, 1500, Perm::WRITE).unwrap();
+///             handle.unmap(iova, 1500).unwrap();
+///             // What this CPU unmapped is unreachable once flushed.
+///             handle.flush().unwrap();
+///             assert_eq!(handle.pending(), 0);
+///         });
+///     }
+/// });
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
 pub struct SharedMapper<P, C, I, K = Fixed, H = Inline<8>>
 where
     P: Platform,
