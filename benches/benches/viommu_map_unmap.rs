@@ -74,7 +74,6 @@ fn host_and_viommu() -> (&'static Vmmu, Arc<TheHost>) {
     (leak(v.expect("vIOMMU")), host)
 }
 
-/// The guest's driver over `mmio`.
 /// The guest's RAM as the guest itself reaches it: its loads and stores go
 /// to memory directly (no VMM on the path), and its layout puts
 /// guest-physical 0.. at host address 0.., so its driver uses the host's
@@ -86,6 +85,36 @@ fn guest_ram(gmem: &GMem) -> Mem {
     gmem.host()
 }
 
+/// The guest's RAM (see [`guest_ram`]), the frames its driver builds
+/// tables from, and its unit's registers over `mmio`.
+fn guest_platform<X: Mmio>(gmem: &GMem, mmio: X) -> (Mem, Frames, RemappingUnit<X>) {
+    let mem = guest_ram(gmem);
+    let frames: Frames =
+        leak(SimFrameAllocator::new(mem, PhysAddr::new(GUEST_FRAMES), PhysAddr::new(GUEST_RAM)));
+    // A driver waits as long as it takes (a sidecore may be descheduled).
+    let unit = RemappingUnit::with_budget(mmio, PollBudget::new(u32::MAX)).expect("unit");
+    (mem, frames, unit)
+}
+
+/// The driver every function of the group runs: single-use IOVAs, strict
+/// invalidation, in `domain` of `table`.
+fn single_use_strict<P: Platform, I: Invalidator>(
+    platform: P,
+    table: SlPageTable<P::Mem, P::Frames>,
+    inv: I,
+    domain: DomainId,
+) -> Mapper<P, IovaTree<Vec<Node>>, I, Fixed<1024, 64>> {
+    let space = IovaTree::new(Window::from_pages(1, (1 << 27) - 1).expect("window"), Vec::new());
+    let config = MapperConfig {
+        reuse: Reuse::SingleUse,
+        flush: FlushConfig::strict(),
+        domain,
+        dma_limit: Iova::new(1 << 39),
+    };
+    Mapper::with_capacity(platform, table, space, inv, NoPinning, config, Fixed).expect("config")
+}
+
+/// The guest's driver over `mmio`.
 fn guest<X: Mmio>(v: &'static Vmmu, mmio: X) -> GuestMapper<X> {
     guest_keeping(v, mmio, 0)
 }
@@ -93,11 +122,7 @@ fn guest<X: Mmio>(v: &'static Vmmu, mmio: X) -> GuestMapper<X> {
 /// [`guest`], its table keeping up to `kept` emptied last-level tables
 /// (see [`KEPT_TABLES`]).
 fn guest_keeping<X: Mmio>(v: &'static Vmmu, mmio: X, kept: usize) -> GuestMapper<X> {
-    let mem = guest_ram(v.unit().memory());
-    let frames: Frames =
-        leak(SimFrameAllocator::new(mem, PhysAddr::new(GUEST_FRAMES), PhysAddr::new(GUEST_RAM)));
-    // A driver waits as long as it takes (a sidecore may be descheduled).
-    let unit = RemappingUnit::with_budget(mmio, PollBudget::new(u32::MAX)).expect("unit");
+    let (mem, frames, unit) = guest_platform(v.unit().memory(), mmio);
     let mut table =
         SlPageTable::new(mem, frames, TableConfig::from_cap(unit.cap(), 39).expect("39-bit"))
             .expect("frames");
@@ -107,15 +132,7 @@ fn guest_keeping<X: Mmio>(v: &'static Vmmu, mmio: X, kept: usize) -> GuestMapper
     let qs = QueueSize::from_order(0).expect("1 page");
     let inv = QueuedInvalidator::enable_remapping(unit, contexts.root_table(), mem, frames, qs)
         .expect("remapping on");
-    let space = IovaTree::new(Window::from_pages(1, (1 << 27) - 1).expect("window"), Vec::new());
-    let config = MapperConfig {
-        reuse: Reuse::SingleUse,
-        flush: FlushConfig::strict(),
-        domain: DomainId::new(1),
-        dma_limit: Iova::new(1 << 39),
-    };
-    Mapper::with_capacity((mem, frames, NoClock), table, space, inv, NoPinning, config, Fixed)
-        .expect("config")
+    single_use_strict((mem, frames, NoClock), table, inv, DomainId::new(1))
 }
 
 /// Times the emulation the vIOMMU does (the host's work).
@@ -291,16 +308,7 @@ type BareMapper =
 fn bare_metal(kept: usize) -> BareMapper {
     let mut bed = Testbed::new(EmuConfig::qemu());
     bed.table.keep_empty_tables(kept);
-    let space = IovaTree::new(Window::from_pages(1, (1 << 27) - 1).expect("window"), Vec::new());
-    let config = MapperConfig {
-        reuse: Reuse::SingleUse,
-        flush: FlushConfig::strict(),
-        domain: DOMAIN,
-        dma_limit: Iova::new(1 << 39),
-    };
-    let platform = bed.platform(NoClock);
-    Mapper::with_capacity(platform, bed.table, space, bed.inv, NoPinning, config, Fixed)
-        .expect("config")
+    single_use_strict(bed.platform(NoClock), bed.table, bed.inv, DOMAIN)
 }
 
 fn viommu_map_unmap(c: &mut Criterion) {
@@ -493,10 +501,7 @@ fn nested_guest<X: Mmio>(v: &'static NestedVmmu, mmio: X) -> GuestMapper<X> {
     use vtd_regs::desc::Pasid;
     use vtd_regs::regs::rtaddr::TranslationTableMode;
     use vtd_tables::{PasidAttachment, PasidTable, ScalableContextManager};
-    let mem = guest_ram(v.unit().memory());
-    let frames: Frames =
-        leak(SimFrameAllocator::new(mem, PhysAddr::new(GUEST_FRAMES), PhysAddr::new(GUEST_RAM)));
-    let unit = RemappingUnit::with_budget(mmio, PollBudget::new(u32::MAX)).expect("unit");
+    let (mem, frames, unit) = guest_platform(v.unit().memory(), mmio);
     let qs = QueueSize::from_order(0).expect("1 page");
     let mut inv = QueuedInvalidator::new(unit, mem, frames, qs).map_err(|r| r.error).expect("QI");
     let cfg = TableConfig::first_stage(false, true, 39, true).expect("first stage");
@@ -511,15 +516,7 @@ fn nested_guest<X: Mmio>(v: &'static NestedVmmu, mmio: X) -> GuestMapper<X> {
     inv.unit().enable_translation().expect("TE");
     // The unit walks the guest's tables for as long as the bench runs.
     let _ = leak((contexts, pasids));
-    let space = IovaTree::new(Window::from_pages(1, (1 << 27) - 1).expect("window"), Vec::new());
-    let config = MapperConfig {
-        reuse: Reuse::SingleUse,
-        flush: FlushConfig::strict(),
-        domain,
-        dma_limit: Iova::new(1 << 39),
-    };
-    Mapper::with_capacity((mem, frames, NoClock), table, space, inv, NoPinning, config, Fixed)
-        .expect("config")
+    single_use_strict((mem, frames, NoClock), table, inv, domain)
 }
 
 /// Trap-and-emulate of the nested vIOMMU with a real VM exit per register
